@@ -1,0 +1,3 @@
+from auto_core.cli import entry
+
+entry()

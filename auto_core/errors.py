@@ -1,0 +1,31 @@
+"""Errors the lifecycle API raises; every face shows them as one line."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+
+
+class AutoError(Exception):
+    """A failure the user can act on. ``str(err)`` is the one-line message."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class UsageError(AutoError):
+    """Bad input: a name, port, flag or value that is not allowed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotFound(AutoError):
+    def __init__(self, name: str):
+        super().__init__(f"no process named {name!r} (see 'auto ps')")
+        self.name = name
+
+
+class StateError(AutoError):
+    """The state file cannot be read or written safely."""

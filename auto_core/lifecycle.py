@@ -1,0 +1,512 @@
+"""The lifecycle API: the only way any face changes services (DESIGN.md §1, §3, §4).
+
+Every mutation follows the same shape: write intent under the state lock, act (spawn or
+signal) outside it, then record the outcome under the lock. Two rules make concurrent faces
+safe (LESSONS 13, 14): ``stop`` records ``explicitly_stopped`` before it signals, and a start
+records a claim (``starting_since``) before it spawns; a start only records its pid if its
+claim is still there, otherwise (a stop or remove came in between) it kills what it spawned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from auto_core import backoff, identity, logs, model, ports, procgroup, spawn, state, validate
+from auto_core.errors import AutoError, NotFound, UsageError
+from auto_core.model import ProcessView
+from auto_core.paths import Home
+
+PORT_WAIT = 10.0  # bounded wait for a port to be released on restart
+
+
+def _stderr_warn(message: str) -> None:
+    print(f"auto: warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Outcome:
+    """What happened to one name in a batch call."""
+
+    name: str
+    ok: bool
+    message: str
+    pid: int | None = None
+
+
+class Api:
+    """Lifecycle operations on one ``AUTO_HOME``.
+
+    Args:
+        home: where state and logs live.
+        clock: wall-clock source (tests inject one).
+        warn: receives non-fatal warnings (default: one ``auto: warning:`` line on stderr).
+    """
+
+    def __init__(
+        self,
+        home: Home | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        warn: Callable[[str], None] | None = None,
+    ):
+        self.home = home or Home.resolve()
+        self.clock = clock
+        self.warn = warn or _stderr_warn
+        # Children this process spawned, kept so long-lived faces can reap them (no zombies).
+        self.children: dict[int, tuple[str, subprocess.Popen]] = {}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self) -> dict:
+        loaded = state.load(self.home)
+        if loaded.problem:
+            self.warn(loaded.problem)
+        return loaded.data
+
+    def names(self) -> list[str]:
+        return sorted(state.processes(self.load()))
+
+    def entry(self, name: str) -> dict:
+        entry = state.processes(self.load()).get(name)
+        if entry is None:
+            raise NotFound(name)
+        return entry
+
+    def view(self, name: str, entry: dict | None = None, now: float | None = None) -> ProcessView:
+        entry = entry if entry is not None else self.entry(name)
+        now = self.clock() if now is None else now
+        pid, ct = entry.get("pid"), entry.get("create_time")
+        alive = identity.is_ours(pid, ct)
+        if alive:
+            status = model.RUNNING
+        elif entry.get("explicitly_stopped"):
+            status = model.STOPPED
+        else:
+            status = model.DEAD
+        next_in = None
+        due = entry.get("next_restart_at")
+        if status == model.DEAD and isinstance(due, (int, float)):
+            next_in = max(0.0, due - now)
+        port = entry.get("port")
+        return ProcessView(
+            name=name,
+            status=status,
+            pid=pid if alive else None,
+            port=port if isinstance(port, int) else None,
+            command=entry.get("command", ""),
+            workdir=entry.get("workdir"),
+            uptime_s=max(0.0, now - ct) if alive else None,
+            restarts=int(entry.get("restarts") or 0),
+            next_restart_in_s=next_in,
+            log_path=entry.get("log_path"),
+            last_exit=entry.get("last_exit"),
+            env=dict(entry.get("env") or {}),
+            restart_attempt=int(entry.get("restart_attempt") or 0),
+            restart_every=entry.get("restart_every"),
+            backoff_max=model.backoff_max(entry),
+            backoff_base=model.backoff_base(entry),
+            stop_timeout=model.stop_timeout(entry),
+            stop_signal=model.stop_signal(entry),
+            create_time=ct if alive else None,
+            starting=model.claim_fresh(entry, now) and not alive,
+        )
+
+    def snapshot(self) -> list[ProcessView]:
+        """Every process, sorted by name, with its live status."""
+        procs = state.processes(self.load())
+        now = self.clock()
+        return [self.view(name, procs[name], now) for name in sorted(procs)]
+
+    def log_path(self, name: str) -> str | None:
+        entry = self.entry(name)
+        path = logs.current_log(self.home, name, entry.get("log_path"))
+        return str(path) if path else None
+
+    # --- definitions -----------------------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        command: str,
+        *,
+        workdir: str | None = None,
+        port: int | str | None = None,
+        env: dict[str, str] | None = None,
+        restart_every: float | str | None = None,
+        backoff_max: float | None = None,
+        backoff_base: float | None = None,
+        stop_timeout: float | None = None,
+        stop_signal: str | None = None,
+        start: bool = True,
+    ) -> Outcome:
+        validate.name(name)
+        entry: dict = {
+            "command": validate.command(command),
+            "workdir": validate.workdir(workdir or os.getcwd()),
+            "port": validate.port(port),
+            "env": dict(env or {}),
+            "explicitly_stopped": not start,
+            "restart_attempt": 0,
+            "restarts": 0,
+            "last_restart_time": None,
+            "pid": None,
+            "create_time": None,
+            "log_path": None,
+        }
+        # A service gets the same PATH whoever starts it (CLI, TUI, or launchd's minimal PATH).
+        entry["env"].setdefault("PATH", os.environ.get("PATH", os.defpath))
+        self._apply_options(
+            entry,
+            restart_every=restart_every,
+            backoff_max=backoff_max,
+            backoff_base=backoff_base,
+            stop_timeout=stop_timeout,
+            stop_signal=stop_signal,
+        )
+        with self._txn() as data:
+            procs = state.processes(data)
+            if name in procs:
+                raise AutoError(f"a process named {name!r} already exists (use 'auto update {name}')")
+            procs[name] = entry
+        if not start:
+            return Outcome(name, True, f"added {name} (not started)")
+        result = self.start([name])[0]
+        return Outcome(name, result.ok, f"added {name}; {result.message}", result.pid)
+
+    @staticmethod
+    def _apply_options(entry: dict, **options) -> None:
+        if "restart_every" in options and options["restart_every"] is not None:
+            value = options["restart_every"]
+            entry["restart_every"] = validate.interval(value) if value != "off" else None
+        if options.get("backoff_max") is not None:
+            entry["backoff_max"] = validate.seconds(options["backoff_max"], "backoff max", 1)
+        if options.get("backoff_base") is not None:
+            entry["backoff_base"] = validate.seconds(options["backoff_base"], "backoff base", 0)
+        if options.get("stop_timeout") is not None:
+            entry["stop_timeout"] = validate.seconds(options["stop_timeout"], "stop timeout", 0)
+        if options.get("stop_signal") is not None:
+            entry["stop_signal"] = validate.signal_name(options["stop_signal"])
+
+    def update(
+        self,
+        name: str,
+        *,
+        command: str | None = None,
+        workdir: str | None = None,
+        port: int | str | None = None,
+        env: dict[str, str] | None = None,
+        unset_env: Iterable[str] = (),
+        restart_every: float | str | None = None,
+        backoff_max: float | None = None,
+        backoff_base: float | None = None,
+        stop_timeout: float | None = None,
+        stop_signal: str | None = None,
+    ) -> Outcome:
+        """Change the definition; the running instance keeps its old settings until restarted."""
+        validate.name(name)
+        changes: dict = {}
+        if command is not None:
+            changes["command"] = validate.command(command)
+        if workdir is not None:
+            changes["workdir"] = validate.workdir(workdir)
+        if port is not None:
+            changes["port"] = validate.port(port)
+        scratch: dict = {}
+        self._apply_options(
+            scratch,
+            restart_every=restart_every,
+            backoff_max=backoff_max,
+            backoff_base=backoff_base,
+            stop_timeout=stop_timeout,
+            stop_signal=stop_signal,
+        )
+        unset = list(unset_env)
+        for key in unset:
+            if not validate.ENV_KEY_RE.fullmatch(key):
+                raise UsageError(f"invalid environment variable name {key!r}")
+        if not changes and not scratch and not env and not unset:
+            raise UsageError("nothing to update: give at least one option (see 'auto update -h')")
+        with self._txn() as data:
+            entry = state.processes(data).get(name)
+            if entry is None:
+                raise NotFound(name)
+            entry.update(changes)
+            entry.update(scratch)
+            if env or unset:
+                merged = dict(entry.get("env") or {})
+                merged.update(env or {})
+                for key in unset:
+                    merged.pop(key, None)
+                entry["env"] = merged
+            running = identity.is_ours(entry.get("pid"), entry.get("create_time"))
+        tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
+        return Outcome(name, True, f"updated {name}{tail}")
+
+    def remove(self, name: str) -> Outcome:
+        """Stop the service (like ``stop``), then delete its definition. Logs stay."""
+        result = self.stop([name])[0]
+        if not result.ok:
+            raise AutoError(f"{result.message}; {name} was not removed")
+        with self._txn() as data:
+            procs = state.processes(data)
+            if name not in procs:
+                raise NotFound(name)
+            entry = procs[name]
+            if identity.is_ours(entry.get("pid"), entry.get("create_time")):
+                raise AutoError(f"{name} was started again while being removed; not removed")
+            del procs[name]
+        return Outcome(name, True, f"removed {name} (logs kept in {self.home.process_logs(name)})")
+
+    # --- starting --------------------------------------------------------------------------
+
+    def start(self, names: Iterable[str], *, skip_running: bool = False) -> list[Outcome]:
+        """Manual start: clears ``explicitly_stopped`` and resets the backoff counter."""
+        return self._launch(list(names), mode="start", skip_running=skip_running)
+
+    def restart(self, names: Iterable[str]) -> list[Outcome]:
+        """Stop (group, bounded) and start again; resets the backoff counter."""
+        return self._launch(list(names), mode="restart")
+
+    def start_all(self) -> list[Outcome]:
+        return self.start(self.names(), skip_running=True)
+
+    def revive(self, name: str, reason: str = "restart") -> Outcome | None:
+        """Automatic restart for the watcher: only if dead, not stopped and not claimed.
+
+        Counts an attempt (``restart_attempt`` += 1) instead of resetting it. Returns None
+        when there is nothing to do (someone else handled it).
+        """
+        outcomes = self._launch([name], mode="auto", reason=reason)
+        return outcomes[0] if outcomes else None
+
+    def periodic_restart(self, name: str) -> Outcome | None:
+        """Scheduled restart (``restart_every``) of a running service; keeps the backoff counter."""
+        outcomes = self._launch([name], mode="periodic")
+        return outcomes[0] if outcomes else None
+
+    def _launch(
+        self, names: list[str], *, mode: str, skip_running: bool = False, reason: str = ""
+    ) -> list[Outcome]:
+        for name in names:
+            validate.name(name)
+        now = self.clock()
+        claims: dict[str, dict] = {}  # name -> copy of the entry as claimed
+        outcomes: dict[str, Outcome] = {}
+        with self._txn() as data:
+            procs = state.processes(data)
+            missing = [n for n in names if n not in procs]
+            if missing and mode != "auto":
+                raise NotFound(missing[0])
+            for name in names:
+                entry = procs.get(name)
+                if entry is None:
+                    continue
+                alive = identity.is_ours(entry.get("pid"), entry.get("create_time"))
+                if model.claim_fresh(entry, now):
+                    if mode != "auto":
+                        outcomes[name] = Outcome(name, False, f"{name} is already being started")
+                    continue
+                if mode == "auto" and (alive or entry.get("explicitly_stopped")):
+                    continue
+                if mode == "periodic" and (not alive or entry.get("explicitly_stopped")):
+                    continue
+                if mode == "start" and alive:
+                    msg = f"{name} is already running (pid {entry['pid']})"
+                    outcomes[name] = Outcome(name, skip_running, msg, entry["pid"])
+                    continue
+                entry["starting_since"] = now
+                entry["explicitly_stopped"] = False
+                entry.pop("next_restart_at", None)
+                if mode in ("start", "restart"):
+                    entry["restart_attempt"] = 0
+                elif mode == "auto":
+                    entry["restart_attempt"] = int(entry.get("restart_attempt") or 0) + 1
+                    entry["restarts"] = int(entry.get("restarts") or 0) + 1
+                    entry["last_restart_time"] = now
+                else:  # periodic
+                    entry["last_periodic_restart"] = now
+                claims[name] = dict(entry, _alive=alive)
+        # Act outside the lock: stop old groups (restart), free ports, spawn.
+        old_groups = {
+            name: c["pid"] for name, c in claims.items() if mode in ("restart", "periodic") and c["_alive"]
+        }
+        if old_groups:
+            self._terminate({n: claims[n] for n in old_groups}, log_line="[auto] restarting")
+        results: dict[str, tuple[spawn.Spawned, str] | str] = {}
+        for name, entry in claims.items():
+            try:
+                self._free_port(name, entry, wait=name in old_groups)
+                results[name] = self._spawn(name, entry)
+            except (AutoError, OSError) as exc:
+                results[name] = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
+        # Record the outcome, only where our claim still stands.
+        revoked: list[spawn.Spawned] = []
+        with self._txn() as data:
+            procs = state.processes(data)
+            for name, claim in claims.items():
+                result = results[name]
+                entry = procs.get(name)
+                ours = entry is not None and entry.get("starting_since") == claim["starting_since"]
+                if isinstance(result, str):
+                    if ours:
+                        entry["starting_since"] = None
+                        entry["last_exit"] = {"code": None, "signal": None, "at": self.clock(), "error": result}
+                    outcomes[name] = Outcome(name, False, result)
+                    continue
+                spawned, log_path = result
+                if not ours:
+                    revoked.append(spawned)
+                    outcomes[name] = Outcome(name, False, f"{name} was stopped or removed while starting")
+                    continue
+                entry.update(
+                    pid=spawned.pid,
+                    create_time=spawned.create_time,
+                    log_path=log_path,
+                    starting_since=None,
+                    started_at=self.clock(),
+                )
+                verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
+                outcomes[name] = Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
+        if revoked:
+            procgroup.terminate_groups([s.pid for s in revoked], timeout=2.0, reap=self.reap)
+        return [outcomes[n] for n in names if n in outcomes]
+
+    def _spawn(self, name: str, entry: dict) -> tuple[spawn.Spawned, str]:
+        workdir = entry.get("workdir") or os.path.expanduser("~")
+        when = datetime.now()
+        try:
+            path, fd = logs.create_run_log(self.home, name, when)
+        except OSError as exc:
+            raise AutoError(f"cannot create the log file for {name} under {self.home.process_logs(name)}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                spawned = spawn.spawn(name, entry["command"], workdir, entry.get("env"), fd, when)
+            except spawn.SpawnError as exc:
+                os.write(fd, f"[auto] cannot start {name}: {exc.strerror}\n".encode())
+                raise AutoError(f"cannot start {name}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        self.children[spawned.pid] = (name, spawned.popen)
+        return spawned, str(path)
+
+    def _free_port(self, name: str, entry: dict, wait: bool) -> None:
+        port = entry.get("port")
+        if not isinstance(port, int):
+            return
+        deadline = time.monotonic() + (PORT_WAIT if wait else 0.0)
+        while True:
+            holders = ports.listeners(port)
+            if not holders:
+                return
+            old = entry.get("pid")
+            leftovers = {h.pgid for h in holders if h.pgid is not None and h.pgid == old}
+            if leftovers and len(leftovers) == len({h.pgid for h in holders}):
+                # The old instance's group still listens (a reloader or worker): stop it like the service.
+                procgroup.terminate_groups(leftovers, self._signal(entry), model.stop_timeout(entry), self.reap)
+                continue
+            if time.monotonic() >= deadline:
+                who = ", ".join(identity.describe(h.pid) for h in holders if h.pid) or "another process"
+                raise AutoError(f"port {port} is in use by {who}; not starting {name}")
+            time.sleep(0.05)
+
+    # --- stopping --------------------------------------------------------------------------
+
+    def stop(self, names: Iterable[str]) -> list[Outcome]:
+        """Record the stop first, then TERM the group, wait, KILL, wait. Idempotent."""
+        names = list(names)
+        for name in names:
+            validate.name(name)
+        targets: dict[str, dict] = {}
+        with self._txn() as data:
+            procs = state.processes(data)
+            for name in names:
+                if name not in procs:
+                    raise NotFound(name)
+            for name in names:
+                entry = procs[name]
+                entry["explicitly_stopped"] = True
+                entry["starting_since"] = None  # revokes an in-flight start's claim
+                entry.pop("next_restart_at", None)
+                if identity.is_ours(entry.get("pid"), entry.get("create_time")):
+                    targets[name] = dict(entry)
+        survivors = self._terminate(targets, log_line="[auto] stopped by user") if targets else set()
+        outcomes = []
+        for name in names:
+            if name in survivors:
+                outcomes.append(Outcome(name, False, f"{name}: process group {targets[name]['pid']} survived SIGKILL"))
+            elif name in targets:
+                outcomes.append(Outcome(name, True, f"stopped {name}"))
+            else:
+                outcomes.append(Outcome(name, True, f"stopped {name} (it was not running)"))
+        return outcomes
+
+    def stop_all(self) -> list[Outcome]:
+        return self.stop(self.names())
+
+    @staticmethod
+    def _signal(entry: dict) -> int:
+        return int(signal.Signals[model.stop_signal(entry)])
+
+    def _terminate(self, targets: dict[str, dict], log_line: str) -> set[str]:
+        """TERM/KILL each target's group; return the names whose group survived."""
+        by_policy: dict[tuple[int, float], list[str]] = {}
+        for name, entry in targets.items():
+            by_policy.setdefault((self._signal(entry), model.stop_timeout(entry)), []).append(name)
+        survivors: set[str] = set()
+        for (sig, timeout), group_names in by_policy.items():
+            pgids = {targets[n]["pid"]: n for n in group_names}
+            left = procgroup.terminate_groups(pgids, sig, timeout, self.reap)
+            survivors.update(pgids[p] for p in left)
+        for name, entry in targets.items():
+            if entry.get("log_path") and name not in survivors:
+                logs.append_line(entry["log_path"], log_line)
+        return survivors
+
+    # --- children --------------------------------------------------------------------------
+
+    def reap(self) -> list[tuple[str, int, int]]:
+        """Collect exited children spawned by this process: ``[(name, pid, returncode)]``."""
+        done = []
+        for pid, (name, popen) in list(self.children.items()):
+            code = popen.poll()
+            if code is not None:
+                del self.children[pid]
+                done.append((name, pid, code))
+        return done
+
+    def _txn(self):
+        return state.transaction(self.home, self.warn)
+
+
+def exit_description(code: int | None) -> dict:
+    """``last_exit`` fields from a Popen returncode (negative = killed by signal)."""
+    if code is None:
+        return {"code": None, "signal": None}
+    if code < 0:
+        return {"code": None, "signal": -code}
+    return {"code": code, "signal": None}
+
+
+def describe_exit(last_exit: dict | None) -> str:
+    if not last_exit:
+        return "-"
+    if last_exit.get("error"):
+        return str(last_exit["error"])
+    if last_exit.get("signal"):
+        try:
+            return f"killed by {signal.Signals(last_exit['signal']).name}"
+        except ValueError:
+            return f"killed by signal {last_exit['signal']}"
+    if last_exit.get("code") is not None:
+        return f"exit code {last_exit['code']}"
+    return "exit status unknown"
+
+
+__all__ = ["Api", "Outcome", "backoff", "describe_exit", "exit_description"]

@@ -1,0 +1,262 @@
+"""Per-run log files (DESIGN.md §2, §4): naming, creation, markers, tail and follow.
+
+Layout: ``output/logs/<name>/<YYYY>/<MM>/<name>_<YYMMDD_HHMMSS>[_N].log``, one file per start.
+Pure stdlib, no UI: the CLI's ``log -f`` and the TUI's log pane both use ``follow``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from auto_core.paths import FILE_MODE, Home, ensure_dir
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_RUN_RE = re.compile(r"^(?P<name>.+)_(?P<stamp>\d{6}_\d{6})(?:_(?P<n>\d+))?\.log(?:\.gz)?$")
+
+
+def create_run_log(home: Home, name: str, when: datetime | None = None) -> tuple[Path, int]:
+    """Create this run's new log file exclusively; return its path and an O_APPEND fd.
+
+    Two starts in the same second get ``_1``, ``_2`` suffixes; an existing file (or a planted
+    symlink) is never opened.
+    """
+    when = when or datetime.now()
+    directory = ensure_dir(home.process_logs(name) / f"{when:%Y}" / f"{when:%m}")
+    stem = f"{name}_{when:%y%m%d_%H%M%S}"
+    for n in range(0, 10000):
+        path = directory / (f"{stem}.log" if n == 0 else f"{stem}_{n}.log")
+        try:
+            fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except FileExistsError:
+            continue
+        os.fchmod(fd, FILE_MODE)
+        return path, fd
+    raise FileExistsError(f"too many log files for {name} in one second")
+
+
+def append_line(path: str | os.PathLike, text: str) -> bool:
+    """Append one ``[auto] ...`` marker line to an existing log; False if it cannot."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return False
+    try:
+        os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def header(name: str, pid: int | str, when: datetime, command: str) -> str:
+    return f"[auto] start {name} pid {pid} at {when.isoformat(timespec='seconds')}: {command}"
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    started: datetime
+    size: int
+
+
+def runs(home: Home, name: str) -> list[Run]:
+    """Every log file of ``name``, oldest first (by the timestamp in the file name)."""
+    base = home.process_logs(name)
+    found: list[tuple[tuple, Run]] = []
+    if not base.is_dir():
+        return []
+    for path in base.glob("*/*/*"):
+        match = _RUN_RE.match(path.name)
+        if not match or match.group("name") != name:
+            continue
+        try:
+            started = datetime.strptime(match.group("stamp"), "%y%m%d_%H%M%S")
+            size = path.stat().st_size
+        except (ValueError, OSError):
+            continue
+        found.append(((started, int(match.group("n") or 0)), Run(path, started, size)))
+    found.sort(key=lambda item: item[0])
+    return [run for _, run in found]
+
+
+def current_log(home: Home, name: str, recorded: str | None) -> Path | None:
+    """The recorded log of the current/last run, else the newest file of that process."""
+    if recorded and os.path.isfile(recorded):
+        return Path(recorded)
+    all_runs = runs(home, name)
+    return all_runs[-1].path if all_runs else None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+_ANSI_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC
+    r"|\x1b[PX^_][^\x1b]*\x1b\\"  # DCS/SOS/PM/APC
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def sanitize(line: str, keep_sgr: bool = False) -> str:
+    """Strip terminal escapes and control characters (tabs survive).
+
+    With ``keep_sgr`` colour/style sequences (``ESC[...m``) are kept for an ANSI renderer.
+    """
+    if keep_sgr:
+        line = _ANSI_RE.sub(lambda m: m.group(0) if re.fullmatch(r"\x1b\[[0-9;]*m", m.group(0)) else "", line)
+        return re.sub(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]", "", line)
+    return _CONTROL_RE.sub("", _ANSI_RE.sub("", line))
+
+
+def decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def tail_lines(path: str | os.PathLike, n: int, block: int = 65536) -> tuple[list[str], int]:
+    """The last ``n`` lines of ``path`` (read backwards from the end) and the end offset.
+
+    Never reads more than the blocks that hold those lines, whatever the file's size.
+    """
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if n <= 0:
+            return [], end
+        pos = end
+        chunks: list[bytes] = []
+        newlines = 0
+        while pos > 0 and newlines <= n:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            chunk = fh.read(step)
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+        data = b"".join(reversed(chunks))
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if pos > 0 and len(lines) > n:
+        lines = lines[-n:]
+    return [decode(line).rstrip("\r") for line in lines[-n:]], end
+
+
+class LineReader:
+    """Reads complete new lines from a growing file, from a given offset.
+
+    Keeps a partial last line buffered; detects truncation and starts again from 0.
+    """
+
+    def __init__(self, path: str | os.PathLike, offset: int = 0, max_read: int = 1 << 20):
+        self.path = Path(path)
+        self.offset = offset
+        self.max_read = max_read
+        self._partial = b""
+        self._fh = None
+        self._ino = None
+
+    def close(self) -> None:
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
+    def _open(self) -> bool:
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "rb")
+            except OSError:
+                return False
+            self._ino = os.fstat(self._fh.fileno()).st_ino
+        return True
+
+    def read(self) -> list[str]:
+        if not self._open():
+            return []
+        size = os.fstat(self._fh.fileno()).st_size
+        if size < self.offset:  # truncated (rolled by copy-then-truncate)
+            self.offset = 0
+            self._partial = b""
+        if size == self.offset:
+            return []
+        self._fh.seek(self.offset)
+        data = self._fh.read(min(size - self.offset, self.max_read))
+        self.offset += len(data)
+        data = self._partial + data
+        parts = data.split(b"\n")
+        self._partial = parts.pop()
+        if len(self._partial) > self.max_read:  # a huge line without newline: flush it
+            parts.append(self._partial)
+            self._partial = b""
+        return [decode(p).rstrip("\r") for p in parts]
+
+    def flush_partial(self) -> list[str]:
+        if self._partial:
+            line, self._partial = decode(self._partial), b""
+            return [line]
+        return []
+
+
+def follow(
+    resolve: Callable[[], Path | None],
+    stop: threading.Event,
+    start_lines: int = 10,
+    interval: float = 0.1,
+) -> Iterator[tuple[str, object]]:
+    """Yield ``("open", path)``, ``("lines", [..])`` and ``("switch", path)`` events.
+
+    ``resolve`` names the current log file; it is asked again when the file is idle, so a
+    restart (a new dated file) is followed. Ends when ``stop`` is set.
+    """
+    path = None
+    reader: LineReader | None = None
+    while not stop.is_set():
+        if reader is None:
+            path = resolve()
+            if path is None:
+                stop.wait(interval)
+                continue
+            try:
+                lines, end = tail_lines(path, start_lines)
+            except OSError:
+                stop.wait(interval)
+                continue
+            yield ("open", path)
+            if lines:
+                yield ("lines", lines)
+            reader = LineReader(path, end)
+        lines = reader.read()
+        if lines:
+            yield ("lines", lines)
+            continue
+        new = resolve()
+        if new is not None and new != path:
+            rest = reader.read() + reader.flush_partial()
+            if rest:
+                yield ("lines", rest)
+            reader.close()
+            path = new
+            yield ("switch", path)
+            reader = LineReader(path, 0)
+            continue
+        stop.wait(interval)
+    if reader:
+        reader.close()
+
+
+def mtime(path: Path) -> float:
+    with contextlib.suppress(OSError):
+        return path.stat().st_mtime
+    return 0.0
+
+
+def now_stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,124 @@
+"""Signalling and waiting for whole process groups (DESIGN.md §4, LESSONS 1, 6).
+
+A service runs in its own session, so its process group id is its leader's pid. A group is
+"alive" while it has a member that is not a zombie.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+POLL = 0.02
+
+
+def _live_groups_proc(pgids: set[int]) -> set[int]:
+    """Linux: one pass over /proc, reading each process's pgid and state from ``stat``."""
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return _live_groups_generic(pgids)
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        # comm may contain spaces and parentheses: fields start after the last ')'.
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) < 3:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp in pgids and state not in (b"Z", b"X"):
+            found.add(pgrp)
+            if found == pgids:
+                break
+    return found
+
+
+def _live_groups_generic(pgids: set[int]) -> set[int]:
+    import psutil
+
+    found: set[int] = set()
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            pgrp = os.getpgid(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+        if pgrp in pgids:
+            found.add(pgrp)
+    return found
+
+
+def live_groups(pgids: Iterable[int]) -> set[int]:
+    """The subset of ``pgids`` that still has a non-zombie member."""
+    wanted = set()
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, 0)
+            wanted.add(pgid)  # something (maybe only a zombie) is in the group
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            wanted.add(pgid)
+    if not wanted:
+        return set()
+    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+        return _live_groups_proc(wanted)
+    return _live_groups_generic(wanted)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_gone(
+    pgids: Iterable[int], timeout: float, reap: Callable[[], None] | None = None
+) -> set[int]:
+    """Wait until every group is gone or ``timeout`` passes; return the survivors."""
+    remaining = set(pgids)
+    deadline = time.monotonic() + timeout
+    while remaining:
+        if reap:
+            reap()
+        remaining = live_groups(remaining)
+        if not remaining or time.monotonic() >= deadline:
+            break
+        time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+    return remaining
+
+
+def terminate_groups(
+    pgids: Iterable[int],
+    sig: int = signal.SIGTERM,
+    timeout: float = 10.0,
+    reap: Callable[[], None] | None = None,
+    kill_timeout: float = 5.0,
+) -> set[int]:
+    """Signal every group, wait ``timeout``, SIGKILL the survivors, wait again.
+
+    Returns the groups that survived SIGKILL (normally empty).
+    """
+    groups = {g for g in pgids if g > 1}
+    for pgid in groups:
+        if signal_group(pgid, sig) and sig not in (signal.SIGKILL, signal.SIGCONT):
+            signal_group(pgid, signal.SIGCONT)  # a stopped (^Z) member would never see sig
+    survivors = wait_gone(groups, timeout, reap)
+    if not survivors:
+        return set()
+    for pgid in survivors:
+        signal_group(pgid, signal.SIGKILL)
+    return wait_gone(survivors, kill_timeout, reap)

@@ -1,0 +1,88 @@
+"""Starting a service's process (DESIGN.md §4): ``/bin/sh -c COMMAND`` in a new session.
+
+The header line is written by a constant shell prologue that receives the name, time and
+command as arguments (never spliced into a shell string) and then execs the user's command
+with the same pid, so the header always comes before the service's first byte of output.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+SHELL = "/bin/sh"
+# $1 name, $2 time, $3 command. printf's format is constant; data goes through %s.
+_PROLOGUE = 'printf "[auto] start %s pid %s at %s: %s\\n" "$1" "$$" "$2" "$3"; exec ' + SHELL + ' -c "$3"'
+TRANSIENT = {errno.EAGAIN, errno.ENOMEM, errno.EDEADLK, errno.EINTR}
+
+
+class SpawnError(OSError):
+    """The process could not be started (after retrying transient errors)."""
+
+
+@dataclass
+class Spawned:
+    pid: int
+    create_time: float
+    popen: subprocess.Popen
+
+
+def build_env(extra: dict | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("AUTO_SERVICE", None)
+    for key, value in (extra or {}).items():
+        env[str(key)] = str(value)
+    return env
+
+
+def argv(name: str, command: str, when: datetime) -> list[str]:
+    return [SHELL, "-c", _PROLOGUE, "auto", name, when.isoformat(timespec="seconds"), command]
+
+
+def spawn(
+    name: str,
+    command: str,
+    workdir: str,
+    env: dict | None,
+    log_fd: int,
+    when: datetime | None = None,
+    retries: int = 6,
+) -> Spawned:
+    """Start the command detached, output appended to ``log_fd``. Retries EAGAIN/ENOMEM/EDEADLK."""
+    import psutil
+
+    when = when or datetime.now()
+    full_env = build_env(env)
+    full_env["AUTO_SERVICE"] = name
+    attempt = 0
+    while True:
+        try:
+            popen = subprocess.Popen(
+                argv(name, command, when),
+                cwd=workdir,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                start_new_session=True,
+                close_fds=True,
+            )
+            break
+        except OSError as exc:
+            if exc.errno in TRANSIENT and attempt < retries:
+                time.sleep(0.05 * (2**attempt))
+                attempt += 1
+                continue
+            what = exc.strerror or str(exc)
+            if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and exc.filename in (workdir, None):
+                what = f"workdir {workdir} is missing or not a directory"
+            raise SpawnError(exc.errno, what) from exc
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.Error:
+        create_time = time.time()  # it already exited; a zombie still has a pid
+    return Spawned(popen.pid, create_time, popen)

@@ -1,0 +1,174 @@
+"""The state file: locked, atomic read-modify-write (DESIGN.md §3).
+
+Readers take no lock: ``state.json`` is only ever replaced by ``os.replace``. Writers hold an
+exclusive ``flock`` on ``local/state.lock`` (a file that is never renamed), re-read, change,
+write a unique temp file, ``fsync`` it, rename it over ``state.json`` and refresh ``.bak``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from auto_core.errors import StateError
+from auto_core.paths import FILE_MODE, Home, ensure_dir
+
+VERSION = 1
+
+
+@dataclass
+class Loaded:
+    data: dict
+    source: str  # "main", "bak" or "empty"
+    problem: str | None = None  # why state.json was not used, when source == "bak"
+
+
+def _shape_error(data: object) -> str | None:
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    procs = data.get("processes", {})
+    if not isinstance(procs, dict):
+        return "'processes' is not an object"
+    for name, entry in procs.items():
+        if not isinstance(entry, dict):
+            return f"entry {name!r} is not an object"
+        if not isinstance(entry.get("command"), str):
+            return f"entry {name!r} has no command"
+    return None
+
+
+def _parse(path: Path) -> tuple[dict | None, str | None]:
+    """Return (data, None) or (None, reason). A missing file is (None, None)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, f"{path} is a directory"
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = "it is empty" if not raw.strip() else f"it is not valid JSON ({exc})"
+        return None, reason
+    problem = _shape_error(data)
+    if problem:
+        return None, problem
+    data.setdefault("processes", {})
+    return data, None
+
+
+def load(home: Home) -> Loaded:
+    """Read the state without locking. Falls back to ``.bak``; raises StateError if neither parses."""
+    data, problem = _parse(home.state_file)
+    if data is not None:
+        return Loaded(data, "main")
+    if problem is None and not home.state_file.exists():
+        return Loaded({"version": VERSION, "processes": {}}, "empty")
+    bak, _ = _parse(home.state_bak)
+    if bak is not None:
+        return Loaded(bak, "bak", f"{home.state_file} is unreadable ({problem}); using {home.state_bak.name}")
+    raise StateError(
+        f"state file {home.state_file} is unreadable ({problem}) and there is no usable backup;"
+        " fix or move it away (auto will not overwrite it)"
+    )
+
+
+def _write_atomic(directory: Path, target: Path, payload: bytes, sync: bool = True) -> None:
+    tmp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def dump(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def save(home: Home, data: dict, loaded_from: str = "main") -> None:
+    """Write ``data``; call only while holding the lock (see ``transaction``)."""
+    data["version"] = VERSION
+    payload = dump(data)
+    if loaded_from == "bak" and home.state_file.exists():
+        # Keep the broken file for the user instead of overwriting it.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        broken = home.local / f"state.json.corrupt-{stamp}-{secrets.token_hex(2)}"
+        try:
+            os.rename(home.state_file, broken)
+        except OSError as exc:
+            raise StateError(f"cannot move aside the unreadable {home.state_file}: {exc.strerror}") from exc
+    try:
+        _write_atomic(home.local, home.state_file, payload)
+        _fsync_dir(home.local)
+        _write_atomic(home.local, home.state_bak, payload, sync=False)
+    except OSError as exc:
+        raise StateError(f"cannot write {home.state_file}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def locked(home: Home) -> Iterator[None]:
+    """Hold the exclusive state lock. Not reentrant: keep transactions leaf-level."""
+    try:
+        ensure_dir(home.local)
+        fd = os.open(home.state_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+@contextlib.contextmanager
+def transaction(home: Home, warn: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Lock, re-read, yield the state dict to change in place, then save it if it changed.
+
+    An exception inside the block discards the change.
+    """
+    with locked(home):
+        loaded = load(home)
+        if loaded.problem and warn:
+            warn(loaded.problem)
+        before = dump(loaded.data)
+        yield loaded.data
+        if dump(loaded.data) != before or loaded.source == "bak":
+            save(home, loaded.data, loaded.source)
+
+
+def processes(data: dict) -> dict[str, dict]:
+    return data.setdefault("processes", {})

@@ -1,0 +1,68 @@
+"""Every test gets its own AUTO_HOME and leaves no process behind, even when it fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import procs_with_env  # noqa: E402
+
+from auto_core.lifecycle import Api  # noqa: E402
+from auto_core.paths import Home  # noqa: E402
+
+_MACHINE_VARS = ("TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR")
+
+
+def kill_home_processes(home: Path) -> None:
+    """SIGKILL the process group of every process started under ``home`` (found by its
+    inherited AUTO_HOME), then wait for them to go."""
+    for _ in range(3):
+        pids = procs_with_env("AUTO_HOME", str(home))
+        if not pids:
+            return
+        own_group = os.getpgid(0)
+        for pid in pids:
+            try:
+                pgid = os.getpgid(pid)
+                if pgid != own_group:
+                    os.killpg(pgid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and procs_with_env("AUTO_HOME", str(home)):
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                pass
+            time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def auto_home(tmp_path, monkeypatch):
+    """A private AUTO_HOME for this test; kills whatever ran under it afterwards."""
+    home = tmp_path / "auto-home"
+    monkeypatch.setenv("AUTO_HOME", str(home))
+    for var in _MACHINE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    yield home
+    kill_home_processes(home)
+
+
+@pytest.fixture
+def home(auto_home) -> Home:
+    return Home(auto_home)
+
+
+@pytest.fixture
+def api(home) -> Api:
+    return Api(home)

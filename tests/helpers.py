@@ -1,0 +1,90 @@
+"""Shared test helpers: deadlines instead of sleeps, CLI runners, process lookups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate, timeout: float = 10.0, step: float = 0.02, message: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(step)
+
+
+def run_cli(*args: str, home: Path | None = None, env: dict | None = None, timeout: float = 60,
+            cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``auto`` entry point (``python -m auto_core``) in a subprocess."""
+    full_env = dict(os.environ)
+    if home is not None:
+        full_env["AUTO_HOME"] = str(home)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "auto_core", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd,
+    )
+
+
+def read_state(home: Path) -> dict:
+    return json.loads((Path(home) / "local" / "state.json").read_text())
+
+
+def state_bytes(home: Path) -> bytes | None:
+    path = Path(home) / "local" / "state.json"
+    return path.read_bytes() if path.exists() else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def procs_with_env(key: str, value: str) -> list[int]:
+    """Pids (not zombies) whose environment has ``key=value`` (exact match, LESSONS 20)."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def procs_with_argv(argv: list[str]) -> list[int]:
+    """Pids (not zombies) whose argv is exactly ``argv`` (never a substring match, LESSONS 20)."""
+    want = b"\0".join(a.encode() for a in argv) + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if cmd == want and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found

@@ -1,0 +1,26 @@
+"""The entry point works and one-shot commands never load the UI toolkit."""
+
+import subprocess
+import sys
+
+from helpers import run_cli, wait_until, pid_alive, read_state
+
+
+def test_add_ps_stop_roundtrip(auto_home):
+    r = run_cli("add", "sleeper", "sleep 1000", home=auto_home)
+    assert r.returncode == 0, r.stderr
+    pid = read_state(auto_home)["processes"]["sleeper"]["pid"]
+    assert pid_alive(pid)
+    ps = run_cli("-q", "ps", home=auto_home)
+    header, row = ps.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "PID", "PORT"]
+    assert row.split()[:3] == ["sleeper", str(pid), "-"]
+    assert run_cli("stop", "sleeper", home=auto_home).returncode == 0
+    wait_until(lambda: not pid_alive(pid), 5, message="sleeper to exit")
+    assert run_cli("-q", "ps", home=auto_home).stdout.splitlines()[1].split()[1] == "stopped"
+
+
+def test_cli_does_not_import_textual(auto_home):
+    code = "import sys, auto_core.cli as c; c.main(['-q', 'ps']); print('textual' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False False"
