@@ -1,0 +1,255 @@
+"""One-shot CLI lifecycle: add/ps/start/restart/update/remove with real detached services."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from helpers import pid_alive, read_state, run_cli, wait_until
+
+from auto_core import cli
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``cli.main`` in-process; return (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ps_rows(capsys) -> dict[str, list[str]]:
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("NAME")
+    return {line.split()[0]: line.split() for line in lines[1:]}
+
+
+def group_argvs(pgid: int) -> list[list[bytes]]:
+    """argv of every live member of process group ``pgid`` (dash does not exec the last command)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found.append(argv)
+    return found
+
+
+def http_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_add_starts_detached_in_own_session_and_ps_shows_pid(auto_home, tmp_path):
+    port = free_port()
+    r = run_cli("add", "web", f"python3 -m http.server {port} --bind 127.0.0.1", "--port", str(port),
+                home=auto_home, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pid = read_state(auto_home)["processes"]["web"]["pid"]
+    assert pid_alive(pid)
+    assert os.getsid(pid) == pid, "service must lead its own session"
+    assert os.getsid(pid) != os.getsid(0)
+    assert os.getpgid(pid) == pid
+    wait_until(lambda: http_ok(port), message="http.server to answer")
+    ps = run_cli("-q", "ps", home=auto_home)
+    header, row = ps.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "PID", "PORT"]
+    assert row.split()[:3] == ["web", str(pid), str(port)]
+
+
+def test_service_survives_death_of_the_shell_that_ran_auto(auto_home, tmp_path):
+    port = free_port()
+    script = f'"{sys.executable}" -m auto_core add web "python3 -m http.server {port} --bind 127.0.0.1" --port {port}; exec sleep 1000'
+    parent = subprocess.Popen(["sh", "-c", script], start_new_session=True, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        state_file = auto_home / "local" / "state.json"
+        pid = wait_until(lambda: state_file.exists() and read_state(auto_home)["processes"].get("web", {}).get("pid"),
+                         message="auto add to record the pid")
+        wait_until(lambda: http_ok(port), message="http.server to answer")
+        # The terminal goes away: hang up the whole session of the caller, then kill it.
+        os.killpg(parent.pid, signal.SIGHUP)
+        parent.wait(timeout=10)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+    finally:
+        try:
+            os.killpg(parent.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        parent.wait(timeout=10)
+    assert pid_alive(pid)
+    assert http_ok(port)
+
+
+def test_ps_json_has_documented_fields(auto_home, capsys, tmp_path):
+    port = free_port()
+    assert auto(capsys, "add", "a", "sleep 1000", "--port", str(port))[0] == 0
+    assert auto(capsys, "add", "b", "sleep 1000", "--no-start")[0] == 0
+    code, out, err = auto(capsys, "ps", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["a", "b"]
+    want = {"name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",
+            "next_restart_in_s", "log_path", "last_exit"}
+    for r in rows:
+        assert want <= set(r)
+    a, b = rows
+    assert a["status"] == "running" and isinstance(a["pid"], int) and a["port"] == port
+    assert a["command"] == "sleep 1000" and a["workdir"] == os.getcwd()
+    assert isinstance(a["uptime_s"], float) and a["restarts"] == 0
+    assert a["log_path"].endswith(".log")
+    assert b["status"] == "stopped" and b["pid"] is None and b["uptime_s"] is None and b["log_path"] is None
+
+
+def test_ps_shows_stopped_dead_and_pid(auto_home, capsys):
+    assert auto(capsys, "add", "runs", "sleep 1000")[0] == 0
+    assert auto(capsys, "add", "dies", "exit 3")[0] == 0
+    assert auto(capsys, "add", "halted", "sleep 1000")[0] == 0
+    assert auto(capsys, "stop", "halted")[0] == 0
+    dies_pid = read_state(auto_home)["processes"]["dies"]["pid"]
+    wait_until(lambda: not pid_alive(dies_pid), message="the dying service to exit")
+    rows = ps_rows(capsys)
+    assert rows["runs"][1] == str(read_state(auto_home)["processes"]["runs"]["pid"])
+    assert rows["dies"][1] == "dead"
+    assert rows["halted"][1] == "stopped"
+
+
+def test_start_of_running_process_is_an_error_naming_its_pid(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
+    pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    before = (auto_home / "local" / "state.json").read_bytes()
+    code, out, err = auto(capsys, "start", "svc")
+    assert code == 1
+    assert err.startswith("auto: error: ") and f"pid {pid}" in err and len(err.splitlines()) == 1
+    assert (auto_home / "local" / "state.json").read_bytes() == before
+    assert pid_alive(pid)
+
+
+def test_start_after_stop_starts_a_new_instance(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    assert read_state(auto_home)["processes"]["svc"]["pid"] is None
+    code, out, _ = auto(capsys, "start", "svc")
+    assert code == 0 and "started svc" in out
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert pid_alive(entry["pid"]) and entry["explicitly_stopped"] is False
+
+
+def test_restart_resets_restart_attempt_and_replaces_the_process(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
+    path = auto_home / "local" / "state.json"
+    data = json.loads(path.read_text())
+    old = data["processes"]["svc"]["pid"]
+    data["processes"]["svc"]["restart_attempt"] = 7
+    path.write_text(json.dumps(data))
+    code, out, err = auto(capsys, "restart", "svc")
+    assert code == 0, err
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert entry["restart_attempt"] == 0
+    assert entry["pid"] != old and pid_alive(entry["pid"])
+    wait_until(lambda: not pid_alive(old), message="old instance to exit")
+
+
+def test_remove_stops_deletes_definition_and_keeps_logs(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "echo hello; exec sleep 1000")[0] == 0
+    entry = read_state(auto_home)["processes"]["svc"]
+    log = entry["log_path"]
+    wait_until(lambda: "hello" in open(log).read(), message="output in log")
+    code, out, err = auto(capsys, "remove", "svc")
+    assert code == 0, err
+    assert "removed svc" in out
+    assert not pid_alive(entry["pid"])
+    assert "svc" not in read_state(auto_home)["processes"]
+    assert os.path.isfile(log) and "hello" in open(log).read()
+    assert auto(capsys, "show", "svc")[0] == 1
+
+
+def test_update_changes_definition_effective_on_next_start(auto_home, capsys, tmp_path):
+    assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
+    pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    wait_until(lambda: [b"sleep", b"1000"] in group_argvs(pid), message="the command to run")
+    port = free_port()
+    code, out, err = auto(capsys, "update", "svc", "--command", "sleep 2000", "--port", str(port),
+                          "--workdir", str(tmp_path), "--env", "FOO=bar")
+    assert code == 0, err
+    assert "takes effect on next start" in out
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert entry["command"] == "sleep 2000" and entry["port"] == port
+    assert entry["workdir"] == str(tmp_path) and entry["env"]["FOO"] == "bar"
+    assert entry["pid"] == pid and pid_alive(pid), "update must not touch the running instance"
+    assert [b"sleep", b"1000"] in group_argvs(pid)
+    assert auto(capsys, "restart", "svc")[0] == 0
+    new = read_state(auto_home)["processes"]["svc"]["pid"]
+    wait_until(lambda: [b"sleep", b"2000"] in group_argvs(new), message="the new command to run")
+    with open(f"/proc/{new}/environ", "rb") as fh:
+        assert b"FOO=bar" in fh.read().split(b"\0")
+    assert os.readlink(f"/proc/{new}/cwd") == str(tmp_path)
+    # update --port off clears it
+    assert auto(capsys, "update", "svc", "--port", "off")[0] == 0
+    assert read_state(auto_home)["processes"]["svc"]["port"] is None
+
+
+def test_add_records_callers_path_and_cwd(auto_home, tmp_path):
+    bindir = tmp_path / "mybin"
+    bindir.mkdir()
+    (bindir / "hello-auto").write_text("#!/bin/sh\necho from-mybin\nexec sleep 1000\n")
+    (bindir / "hello-auto").chmod(0o755)
+    path = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
+    r = run_cli("add", "svc", "hello-auto", home=auto_home, cwd=tmp_path, env={"PATH": path})
+    assert r.returncode == 0, r.stderr
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert entry["env"]["PATH"] == path
+    assert entry["workdir"] == str(tmp_path)
+    wait_until(lambda: "from-mybin" in open(entry["log_path"]).read(), message="the PATH-only program to run")
+    assert os.readlink(f"/proc/{entry['pid']}/cwd") == str(tmp_path)
+
+
+def test_restart_via_real_cli_started_from_a_different_path(auto_home, tmp_path):
+    """A later start from a face with another PATH still uses the recorded PATH."""
+    bindir = tmp_path / "mybin"
+    bindir.mkdir()
+    (bindir / "hello-auto").write_text("#!/bin/sh\nexec sleep 1000\n")
+    (bindir / "hello-auto").chmod(0o755)
+    assert run_cli("add", "svc", "hello-auto", "--no-start", home=auto_home, cwd=tmp_path,
+                   env={"PATH": f"{bindir}:/usr/bin:/bin"}).returncode == 0
+    r = run_cli("start", "svc", home=auto_home, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    wait_until(lambda: pid_alive(pid), message="service running")
+    assert run_cli("-q", "ps", home=auto_home).stdout.splitlines()[1].split()[1] == str(pid)
+
+
+@pytest.mark.parametrize("argv", [["-q", "ps"], ["--help"], ["add", "--help"]])
+def test_one_shot_commands_never_import_textual(auto_home, argv):
+    code = (
+        "import sys, auto_core.cli as c\n"
+        "try:\n    c.main(%r)\nexcept SystemExit:\n    pass\n"
+        "print('MODS', 'textual' in sys.modules, 'rich' in sys.modules, 'auto_tui' in sys.modules, file=sys.stderr)\n"
+    ) % (argv,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip().splitlines()[-1] == "MODS False False False"
