@@ -101,15 +101,15 @@ class Api:
             pid=pid if alive else None,
             port=port if isinstance(port, int) else None,
             command=entry.get("command", ""),
-            workdir=entry.get("workdir"),
+            workdir=model.workdir(entry),
             uptime_s=max(0.0, now - ct) if alive else None,
-            restarts=int(entry.get("restarts") or 0),
+            restarts=model.count(entry, "restarts"),
             next_restart_in_s=next_in,
             log_path=entry.get("log_path"),
-            last_exit=entry.get("last_exit"),
-            env=dict(entry.get("env") or {}),
-            restart_attempt=int(entry.get("restart_attempt") or 0),
-            restart_every=entry.get("restart_every"),
+            last_exit=model.last_exit(entry),
+            env=model.env(entry),
+            restart_attempt=model.count(entry, "restart_attempt"),
+            restart_every=model.restart_every(entry),
             backoff_max=model.backoff_max(entry),
             backoff_base=model.backoff_base(entry),
             stop_timeout=model.stop_timeout(entry),
@@ -240,7 +240,7 @@ class Api:
             entry.update(changes)
             entry.update(scratch)
             if env or unset:
-                merged = dict(entry.get("env") or {})
+                merged = model.env(entry)
                 merged.update(env or {})
                 for key in unset:
                     merged.pop(key, None)
@@ -327,8 +327,8 @@ class Api:
                 if mode in ("start", "restart"):
                     entry["restart_attempt"] = 0
                 elif mode == "auto":
-                    entry["restart_attempt"] = int(entry.get("restart_attempt") or 0) + 1
-                    entry["restarts"] = int(entry.get("restarts") or 0) + 1
+                    entry["restart_attempt"] = model.count(entry, "restart_attempt") + 1
+                    entry["restarts"] = model.count(entry, "restarts") + 1
                     entry["last_restart_time"] = now
                 else:  # periodic
                     entry["last_periodic_restart"] = now
@@ -379,7 +379,7 @@ class Api:
         return [outcomes[n] for n in names if n in outcomes]
 
     def _spawn(self, name: str, entry: dict) -> tuple[spawn.Spawned, str]:
-        workdir = entry.get("workdir") or os.path.expanduser("~")
+        workdir = model.workdir(entry) or os.path.expanduser("~")
         when = datetime.now()
         try:
             path, fd = logs.create_run_log(self.home, name, when)
@@ -387,7 +387,7 @@ class Api:
             raise AutoError(f"cannot create the log file for {name} under {self.home.process_logs(name)}: {exc.strerror or exc}") from exc
         try:
             try:
-                spawned = spawn.spawn(name, entry["command"], workdir, entry.get("env"), fd, when)
+                spawned = spawn.spawn(name, entry["command"], workdir, model.env(entry), fd, when)
             except spawn.SpawnError as exc:
                 os.write(fd, f"[auto] cannot start {name}: {exc.strerror}\n".encode())
                 raise AutoError(f"cannot start {name}: {exc.strerror}") from exc

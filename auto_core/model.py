@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass, field
 
 from auto_core import backoff
@@ -20,7 +21,45 @@ def stop_timeout(entry: dict) -> float:
 
 def stop_signal(entry: dict) -> str:
     value = entry.get("stop_signal")
-    return value if isinstance(value, str) and value else DEFAULT_STOP_SIGNAL
+    # A hand-edited or foreign state file may name a signal this platform lacks.
+    return value if isinstance(value, str) and value in signal.Signals.__members__ else DEFAULT_STOP_SIGNAL
+
+
+# Tolerant readers for fields a hand-edited or foreign state file may hold with the wrong
+# type: a bad value reads as the default instead of crashing every face (issue 6).
+
+
+def count(entry: dict, key: str) -> int:
+    """A non-negative integer field (``restarts``, ``restart_attempt``), else 0."""
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return max(0, int(min(value, 2**62)))
+
+
+def env(entry: dict) -> dict[str, str]:
+    """The ``env`` mapping with string keys and values; anything else reads as empty."""
+    value = entry.get("env")
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items() if v is not None}
+
+
+def last_exit(entry: dict) -> dict | None:
+    value = entry.get("last_exit")
+    return value if isinstance(value, dict) else None
+
+
+def restart_every(entry: dict) -> float | None:
+    value = entry.get("restart_every")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    return float(value)
+
+
+def workdir(entry: dict) -> str | None:
+    value = entry.get("workdir")
+    return value if isinstance(value, str) and value else None
 
 
 def backoff_max(entry: dict) -> float:
