@@ -1,0 +1,167 @@
+"""Stop semantics (DESIGN.md §4): intent first, whole group, TERM then KILL, idempotent."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from helpers import pid_alive, read_state, wait_until
+
+from auto_core import cli
+
+TERM_RECORDER = r'''
+import json, os, signal, sys, time
+out = sys.argv[1]
+
+def on_term(signum, frame):
+    path = os.path.join(os.environ["AUTO_HOME"], "local", "state.json")
+    with open(path) as fh:
+        entry = json.load(fh)["processes"]["svc"]
+    with open(out + ".tmp", "w") as fh:
+        json.dump({"explicitly_stopped": entry.get("explicitly_stopped")}, fh)
+    os.replace(out + ".tmp", out)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+open(out + ".ready", "w").close()
+while True:
+    time.sleep(1)
+'''
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def group_members(pgid: int) -> dict[int, list[bytes]]:
+    """Live (non-zombie) members of a process group: pid -> argv."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found[int(entry)] = argv
+    return found
+
+
+def test_stop_records_explicitly_stopped_before_signalling(auto_home, capsys, tmp_path):
+    script = tmp_path / "recorder.py"
+    script.write_text(TERM_RECORDER)
+    seen = tmp_path / "seen.json"
+    assert auto(capsys, "add", "svc", f"exec python3 {script} {seen}")[0] == 0
+    wait_until(lambda: os.path.exists(f"{seen}.ready"), message="the TERM handler to be installed")
+    code, out, err = auto(capsys, "stop", "svc")
+    assert code == 0, err
+    assert json.loads(seen.read_text()) == {"explicitly_stopped": True}
+    assert read_state(auto_home)["processes"]["svc"]["explicitly_stopped"] is True
+
+
+def test_stop_kills_the_whole_process_tree(auto_home, capsys):
+    cmd = """sh -c 'python3 -c "import time; time.sleep(1000)" & sleep 1000'"""
+    assert auto(capsys, "add", "tree", cmd)[0] == 0
+    pid = read_state(auto_home)["processes"]["tree"]["pid"]
+    want = [b"-c", b"import time; time.sleep(1000)"]  # argv[0] may be a pyenv shim's full path
+
+    def tree():
+        m = group_members(pid)
+        has_python = any(argv[1:] == want for argv in m.values())
+        return m if has_python and [b"sleep", b"1000"] in m.values() else None
+
+    members = wait_until(tree, message="the python grandchild and the sleep")
+    assert len(members) >= 3
+    code, out, err = auto(capsys, "stop", "tree")
+    assert code == 0, err
+    assert not group_members(pid)
+    assert not [p for p in members if pid_alive(p)], "a member of the tree survived stop"
+
+
+def test_stop_kills_a_term_ignoring_service_after_the_timeout(auto_home, capsys):
+    assert auto(capsys, "add", "stubborn", "trap '' TERM; sleep 1000", "--stop-timeout", "1")[0] == 0
+    pid = read_state(auto_home)["processes"]["stubborn"]["pid"]
+    wait_until(lambda: [b"sleep", b"1000"] in group_members(pid).values(), message="the sleep to start")
+    members = list(group_members(pid))
+    started = time.monotonic()
+    code, out, err = auto(capsys, "stop", "stubborn")
+    took = time.monotonic() - started
+    assert code == 0, err
+    assert took >= 0.9, "SIGKILL came before the stop timeout"
+    assert took < 8
+    assert not [p for p in members if pid_alive(p)]
+    assert read_state(auto_home)["processes"]["stubborn"]["stop_timeout"] == 1.0
+
+
+def test_default_stop_policy_is_term_then_kill_after_10s(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    code, out, _ = auto(capsys, "show", "svc", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["stop_timeout"] == 10.0
+    assert shown["stop_signal"] == "SIGTERM"
+    code, out, _ = auto(capsys, "show", "svc")
+    assert "SIGTERM, then SIGKILL after 10 s" in out
+
+
+def test_stop_signal_override_is_sent_first(auto_home, capsys, tmp_path):
+    flag = tmp_path / "got-int"
+    cmd = f"trap 'touch {flag}; exit 0' INT; trap '' TERM; while :; do sleep 0.1; done"
+    assert auto(capsys, "add", "svc", cmd, "--stop-signal", "INT", "--stop-timeout", "5")[0] == 0
+    pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    wait_until(lambda: group_members(pid), message="service up")
+    started = time.monotonic()
+    assert auto(capsys, "stop", "svc")[0] == 0
+    assert flag.exists()
+    assert time.monotonic() - started < 4, "the service stopped on SIGINT, not after the timeout"
+
+
+def test_stopping_a_dead_process_still_records_the_stop(auto_home, capsys):
+    assert auto(capsys, "add", "brief", "exit 0")[0] == 0
+    pid = read_state(auto_home)["processes"]["brief"]["pid"]
+    wait_until(lambda: not pid_alive(pid), message="the service to exit")
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[1] == "dead"
+    code, out, err = auto(capsys, "stop", "brief")
+    assert code == 0, err
+    assert "not running" in out
+    assert read_state(auto_home)["processes"]["brief"]["explicitly_stopped"] is True
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[1] == "stopped"
+    # and again: idempotent
+    assert auto(capsys, "stop", "brief")[0] == 0
+
+
+def test_stop_marks_stopped_and_appends_marker_to_log(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert auto(capsys, "stop", "svc")[0] == 0
+    assert not pid_alive(entry["pid"])
+    with open(entry["log_path"]) as fh:
+        assert fh.read().splitlines()[-1] == "[auto] stopped by user"
+
+
+def test_start_all_and_stop_all(auto_home, capsys):
+    for name in ("a", "b", "c"):
+        assert auto(capsys, "add", name, "sleep 1000", "--no-start")[0] == 0
+    assert auto(capsys, "start", "a")[0] == 0
+    a_pid = read_state(auto_home)["processes"]["a"]["pid"]
+    code, out, err = auto(capsys, "start-all")
+    assert code == 0, err
+    procs = read_state(auto_home)["processes"]
+    assert procs["a"]["pid"] == a_pid, "start-all must not restart a running process"
+    pids = [procs[n]["pid"] for n in "abc"]
+    assert all(pid_alive(p) for p in pids)
+    code, out, err = auto(capsys, "stop-all")
+    assert code == 0, err
+    assert not any(pid_alive(p) for p in pids)
+    assert all(e["explicitly_stopped"] for e in read_state(auto_home)["processes"].values())
