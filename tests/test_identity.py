@@ -1,0 +1,123 @@
+"""Identity = pid + kernel create time (DESIGN.md §4, LESSONS 3-4): a recycled pid is never ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import psutil
+import pytest
+from helpers import pid_alive, read_state, wait_until
+
+from auto_core import cli, identity
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def stranger():
+    """An unrelated `sleep` in its own session, without AUTO_HOME; killed afterwards."""
+    env = {k: v for k, v in os.environ.items() if k != "AUTO_HOME"}
+    proc = subprocess.Popen(["sleep", "1000"], start_new_session=True, env=env)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_is_ours_matches_live_process_with_its_create_time(stranger):
+    ct = psutil.Process(stranger.pid).create_time()
+    assert identity.is_ours(stranger.pid, ct)
+    assert identity.create_time(stranger.pid) == ct
+
+
+@pytest.mark.parametrize("offset", [-3600.0, -5.0, 5.0, 86400.0])
+def test_wrong_create_time_is_not_ours(stranger, offset):
+    ct = psutil.Process(stranger.pid).create_time()
+    assert not identity.is_ours(stranger.pid, ct + offset)
+
+
+@pytest.mark.parametrize("pid, ct", [
+    (None, 1.0), (True, 1.0), ("123", 1.0), (0, 1.0), (1, None), (-5, 1.0), (2**22 + 12345, 1.0),
+])
+def test_malformed_or_missing_identity_is_not_ours(pid, ct):
+    assert not identity.is_ours(pid, ct)
+
+
+def test_missing_create_time_is_not_ours_even_for_a_live_pid(stranger):
+    assert not identity.is_ours(stranger.pid, None)
+    assert not identity.is_ours(stranger.pid, "1700000000")
+
+
+def test_zombie_is_not_ours():
+    child = subprocess.Popen(["true"])
+    ct = psutil.Process(child.pid).create_time()
+    wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, message="zombie")
+    try:
+        assert not identity.is_ours(child.pid, ct)
+        assert identity.create_time(child.pid) is None
+    finally:
+        child.wait()
+
+
+def test_describe_names_pid_and_command(stranger):
+    assert identity.describe(stranger.pid) == f"pid {stranger.pid} (sleep 1000)"
+
+
+def test_recycled_pid_shows_dead_and_is_never_signalled(auto_home, capsys, stranger):
+    """A state entry pointing at another live process (wrong create time) is dead, not running,
+    and stop / restart / remove never signal that process."""
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    path = auto_home / "local" / "state.json"
+    data = json.loads(path.read_text())
+    real_ct = psutil.Process(stranger.pid).create_time()
+    data["processes"]["svc"].update(pid=stranger.pid, create_time=real_ct - 1000, explicitly_stopped=False)
+    path.write_text(json.dumps(data))
+
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[:2] == ["svc", "dead"]
+    code, out, _ = auto(capsys, "ps", "--json")
+    row = json.loads(out)[0]
+    assert row["status"] == "dead" and row["pid"] is None
+
+    assert auto(capsys, "stop", "svc")[0] == 0
+    assert pid_alive(stranger.pid) and stranger.poll() is None
+
+    data = json.loads(path.read_text())
+    data["processes"]["svc"].update(pid=stranger.pid, create_time=real_ct - 1000)
+    path.write_text(json.dumps(data))
+    code, out, err = auto(capsys, "restart", "svc")
+    assert code == 0, err
+    new_pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    assert new_pid != stranger.pid and pid_alive(new_pid)
+    assert pid_alive(stranger.pid)
+
+    assert auto(capsys, "stop", "svc")[0] == 0
+    data = json.loads(path.read_text())
+    data["processes"]["svc"].update(pid=stranger.pid, create_time=real_ct + 1000)
+    path.write_text(json.dumps(data))
+    code, out, err = auto(capsys, "remove", "svc")
+    assert code == 0, err
+    assert "svc" not in read_state(auto_home)["processes"]
+    assert pid_alive(stranger.pid) and stranger.poll() is None
+
+
+def test_start_over_a_recycled_pid_starts_a_fresh_instance(auto_home, capsys, stranger):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    path = auto_home / "local" / "state.json"
+    data = json.loads(path.read_text())
+    data["processes"]["svc"].update(pid=stranger.pid, create_time=None, explicitly_stopped=False)
+    path.write_text(json.dumps(data))
+    code, out, err = auto(capsys, "start", "svc")
+    assert code == 0, err
+    entry = read_state(auto_home)["processes"]["svc"]
+    assert entry["pid"] != stranger.pid and pid_alive(entry["pid"])
+    assert identity.is_ours(entry["pid"], entry["create_time"])
+    assert pid_alive(stranger.pid)
