@@ -7,10 +7,12 @@ Pure stdlib, no UI: the CLI's ``log -f`` and the TUI's log pane both use ``follo
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +21,10 @@ from pathlib import Path
 from auto_core.paths import FILE_MODE, Home, ensure_dir
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_RUN_RE = re.compile(r"^(?P<name>.+)_(?P<stamp>\d{6}_\d{6})(?:_(?P<n>\d+))?\.log(?:\.gz)?$")
+# A run's main file, its rolled parts (``.log.K``, K ascending = newer) and their ``.gz`` forms.
+_RUN_RE = re.compile(
+    r"^(?P<name>.+)_(?P<stamp>\d{6}_\d{6})(?:_(?P<n>\d+))?\.log(?:\.(?P<part>\d+))?(?P<gz>\.gz)?$"
+)
 
 
 def create_run_log(home: Home, name: str, when: datetime | None = None) -> tuple[Path, int]:
@@ -63,29 +68,69 @@ def header(name: str, pid: int | str, when: datetime, command: str) -> str:
 
 @dataclass(frozen=True)
 class Run:
+    """One start of a process: its main log file and the parts rolled off it (oldest first).
+
+    ``path`` is the main file (``.log``, or ``.log.gz`` once compressed); ``size`` counts the
+    bytes on disk of the main file and every part.
+    """
+
     path: Path
     started: datetime
     size: int
+    parts: tuple[Path, ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of this run in reading order: rolled parts, then the main file."""
+        return (*self.parts, self.path) if self.path not in self.parts else self.parts
+
+
+def parse_name(filename: str) -> tuple[str, datetime, int, int | None, bool] | None:
+    """``(name, started, same-second index, part or None, gzipped)`` of a run file name."""
+    match = _RUN_RE.match(filename)
+    if not match:
+        return None
+    try:
+        started = datetime.strptime(match.group("stamp"), "%y%m%d_%H%M%S")
+    except ValueError:
+        return None
+    part = match.group("part")
+    return (match.group("name"), started, int(match.group("n") or 0),
+            int(part) if part is not None else None, bool(match.group("gz")))
 
 
 def runs(home: Home, name: str) -> list[Run]:
-    """Every log file of ``name``, oldest first (by the timestamp in the file name)."""
+    """Every run of ``name``, oldest first (by the timestamp in the file name).
+
+    A run's plain and ``.gz`` files and its rolled parts are grouped into one ``Run``.
+    """
     base = home.process_logs(name)
-    found: list[tuple[tuple, Run]] = []
     if not base.is_dir():
         return []
+    grouped: dict[tuple, dict] = {}
     for path in base.glob("*/*/*"):
-        match = _RUN_RE.match(path.name)
-        if not match or match.group("name") != name:
+        parsed = parse_name(path.name)
+        if not parsed or parsed[0] != name:
             continue
+        _, started, n, part, gz = parsed
         try:
-            started = datetime.strptime(match.group("stamp"), "%y%m%d_%H%M%S")
             size = path.stat().st_size
-        except (ValueError, OSError):
+        except OSError:
             continue
-        found.append(((started, int(match.group("n") or 0)), Run(path, started, size)))
-    found.sort(key=lambda item: item[0])
-    return [run for _, run in found]
+        slot = grouped.setdefault((started, n), {"main": None, "parts": {}, "size": 0})
+        slot["size"] += size
+        if part is None:
+            # A plain file wins over a .gz of the same run (a compression that was interrupted).
+            if slot["main"] is None or not gz:
+                slot["main"] = path
+        elif part not in slot["parts"] or not gz:
+            slot["parts"][part] = path
+    found = []
+    for (started, _n), slot in sorted(grouped.items(), key=lambda item: item[0]):
+        parts = tuple(slot["parts"][k] for k in sorted(slot["parts"]))
+        main = slot["main"] or parts[-1]
+        found.append(Run(main, started, slot["size"], parts))
+    return found
 
 
 def current_log(home: Home, name: str, recorded: str | None) -> Path | None:
@@ -122,11 +167,73 @@ def decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+class CorruptLog(OSError):
+    """A compressed log that cannot be decompressed (reported, never fatal)."""
+
+
+def is_gz(path: str | os.PathLike) -> bool:
+    return str(path).endswith(".gz")
+
+
+def open_log(path: str | os.PathLike):
+    """A binary reader of ``path``; ``.gz`` files are decompressed transparently."""
+    return gzip.open(path, "rb") if is_gz(path) else open(path, "rb")
+
+
+def iter_raw_lines(path: str | os.PathLike) -> Iterator[bytes]:
+    """Every line of one file (``.gz`` or plain) as bytes; raises ``CorruptLog`` on a bad ``.gz``."""
+    try:
+        with open_log(path) as fh:
+            yield from fh
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise CorruptLog(f"corrupt compressed log {path}: {exc}") from exc
+
+
+def iter_run_lines(run: Run) -> Iterator[bytes]:
+    """Every line of a run across its rolled parts and main file, in order."""
+    for path in run.files:
+        yield from iter_raw_lines(path)
+
+
+def tail_run(run: Run, n: int) -> list[str]:
+    """The last ``n`` lines of a run, reaching into older parts when the main file is short."""
+    collected: list[str] = []
+    for path in reversed(run.files):
+        need = n - len(collected)
+        if need <= 0:
+            break
+        lines, _ = tail_lines(path, need)
+        collected = lines + collected
+    return collected[-n:] if n > 0 else []
+
+
+_END_MARKERS = ("[auto] exit", "[auto] killed", "[auto] stopped", "[auto] restarting", "[auto] cannot start")
+
+
+def run_end(run: Run, lines: int = 8) -> str | None:
+    """How a run ended, from the last ``[auto]`` marker near its end (None if there is none)."""
+    try:
+        tail = tail_lines(run.path, lines)[0]
+    except OSError:
+        return "unreadable"
+    for line in reversed(tail):
+        if line.startswith(_END_MARKERS):
+            return line[len("[auto] "):]
+    return None
+
+
 def tail_lines(path: str | os.PathLike, n: int, block: int = 65536) -> tuple[list[str], int]:
     """The last ``n`` lines of ``path`` (read backwards from the end) and the end offset.
 
-    Never reads more than the blocks that hold those lines, whatever the file's size.
+    Never reads more than the blocks that hold those lines, whatever the file's size. A ``.gz``
+    file (a finished run, it no longer grows) is decompressed as a stream; its end offset is
+    its size on disk, so a ``LineReader`` from there finds nothing new.
     """
+    if is_gz(path):
+        from collections import deque
+
+        kept = deque(iter_raw_lines(path), maxlen=max(n, 0))
+        return [decode(line).rstrip("\n").rstrip("\r") for line in kept], os.path.getsize(path)
     with open(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         if n <= 0:

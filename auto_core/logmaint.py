@@ -1,0 +1,564 @@
+"""Log maintenance (issue 7): size cap by copy-then-truncate, retention, compression.
+
+The watcher builds one ``Maintainer`` and calls ``tick(live, watcher_log)`` every loop. A tick
+is cheap when nothing is due: a clock read and two comparisons. Work is spread out (LESSONS 17):
+
+- every ``size_interval`` seconds (5 s) one ``os.stat`` per live log (and the watcher's own
+  log) decides whether a file passed its ``log_max_bytes`` and must be rolled;
+- a retention pass starts at most every ``pass_interval`` (1 h) or when the local date
+  changes; it walks the log tree as a resumable generator, ``scan_batch`` directory entries per
+  tick, deletes at most ``delete_batch`` files per tick and gzips at most ``compress_budget``
+  bytes per tick (one file is compressed across several ticks when it is large).
+
+Never touched (LESSONS 16): a file a live service writes (``live``, verified by identity by the
+caller), every ``log_path`` recorded in the state file, and the watcher's own ``auto.log``.
+Compression re-checks the source before replacing it and gives up if it changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from auto_core import identity, logs, state
+from auto_core.paths import FILE_MODE, Home
+
+MiB = 1024 * 1024
+DEFAULT_MAX_BYTES = 50 * MiB
+DEFAULT_KEEP_PARTS = 5
+DEFAULT_KEEP_DAYS = 30.0
+COMPRESS_AFTER = 86400.0  # finished files older than one day are gzipped
+DAY = 86400.0
+WATCHER_DIR = "auto"  # output/logs/auto holds the watcher's own auto.log and its parts
+_TMP = ".tmp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-process log limits (optional state entry fields, else the defaults)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    keep_parts: int = DEFAULT_KEEP_PARTS
+    keep_days: float = DEFAULT_KEEP_DAYS
+
+
+def settings(entry: Mapping | None) -> Settings:
+    """The log settings of one state entry; bad or missing values fall back to the defaults."""
+    entry = entry or {}
+
+    def number(key, default, low):
+        value = entry.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+        return value if ok else default
+
+    return Settings(
+        max_bytes=int(number("log_max_bytes", DEFAULT_MAX_BYTES, 1024)),
+        keep_parts=int(number("log_keep_parts", DEFAULT_KEEP_PARTS, 0)),
+        keep_days=float(number("log_keep_days", DEFAULT_KEEP_DAYS, 1)),
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing maintenance did (or, in a dry run, would do), or an error it met."""
+
+    kind: str  # "rolled", "deleted", "compressed", "skipped", "error" (dry run: "would delete"...)
+    path: str
+    detail: str = ""
+
+    @property
+    def error(self) -> bool:
+        return self.kind == "error"
+
+    def __str__(self) -> str:
+        return f"log {self.kind} {self.path}" + (f": {self.detail}" if self.detail else "")
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+# --- rolling -----------------------------------------------------------------------------------
+
+def _parts_of(path: Path) -> dict[int, list[Path]]:
+    """Existing rolled parts of ``path`` (``name.log.K`` and ``name.log.K.gz``) by number."""
+    found: dict[int, list[Path]] = {}
+    prefix = path.name + "."
+    with os.scandir(path.parent) as it:
+        for entry in it:
+            if not entry.name.startswith(prefix) or entry.name.endswith(_TMP):
+                continue
+            rest = entry.name[len(prefix):].removesuffix(".gz")
+            if rest.isdigit():
+                found.setdefault(int(rest), []).append(Path(entry.path))
+    return found
+
+
+def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    offset = start
+    while offset < end:
+        sent = os.sendfile(dst, src, offset, end - offset)
+        if sent == 0:  # the file shrank under us: nothing more to copy
+            break
+        offset += sent
+
+
+def roll(path: str | os.PathLike, keep_parts: int = DEFAULT_KEEP_PARTS) -> tuple[Path, list[Path]]:
+    """Copy ``path`` to its next part ``path.K`` and truncate it in place (copy-then-truncate).
+
+    Services write with O_APPEND, so after the truncate they go on writing at the start of the
+    same file. Bytes written between the last size check and the truncate (a window of a few
+    microseconds after the copy) are lost. Parts beyond ``keep_parts`` are deleted, oldest
+    first. Returns the new part and the deleted parts. On any error nothing is truncated.
+    """
+    path = Path(path)
+    existing = _parts_of(path)
+    number = max(existing, default=0) + 1
+    part = path.with_name(f"{path.name}.{number}")
+    tmp = path.with_name(f"{part.name}{_TMP}")
+    src = os.open(path, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            copied = 0
+            # Copy until the size holds still, so the lossy window is as short as it can be.
+            for _ in range(5):
+                size = os.fstat(src).st_size
+                if size <= copied:
+                    break
+                _copy_range(src, dst, copied, size)
+                copied = size
+            os.ftruncate(src, 0)
+        except BaseException:
+            os.close(dst)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(dst)
+    finally:
+        os.close(src)
+    os.replace(tmp, part)
+    existing[number] = [part]
+    removed: list[Path] = []
+    if keep_parts >= 0:
+        for old in sorted(existing)[: max(0, len(existing) - keep_parts)]:
+            for victim in existing[old]:
+                with contextlib.suppress(FileNotFoundError):
+                    victim.unlink()
+                    removed.append(victim)
+    return part, removed
+
+
+# --- compression -------------------------------------------------------------------------------
+
+class _Compression:
+    """Gzips one file a budget of bytes at a time; the source goes only when the .gz is whole."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.target = path.with_name(path.name + ".gz")
+        self.tmp = path.with_name(path.name + ".gz" + _TMP)
+        st = os.stat(path, follow_symlinks=False)
+        self.key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        self.mtime = (st.st_atime_ns, st.st_mtime_ns)
+        self.src = open(path, "rb")  # noqa: SIM115 - kept open across ticks
+        try:
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        except OSError:
+            self.src.close()
+            raise
+        self.dst = os.fdopen(fd, "wb")
+        self.zip = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+
+    def step(self, budget: int) -> int:
+        """Compress up to ``budget`` bytes; return the bytes read (0 once finished)."""
+        done = 0
+        while done < budget:
+            chunk = self.src.read(self.CHUNK)
+            if not chunk:
+                return done
+            self.dst.write(self.zip.compress(chunk))
+            done += len(chunk)
+        return done
+
+    def finish(self) -> str | None:
+        """Close and swap the .gz in; return why it gave up, or None on success."""
+        self.dst.write(self.zip.flush())
+        self.dst.flush()
+        os.fsync(self.dst.fileno())
+        self.close()
+        st = os.stat(self.path, follow_symlinks=False)
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != self.key:
+            os.unlink(self.tmp)
+            return "it changed while being compressed (someone still writes it)"
+        os.utime(self.tmp, ns=self.mtime)  # keep its age: retention counts from the last write
+        os.replace(self.tmp, self.target)
+        os.unlink(self.path)
+        return None
+
+    def close(self) -> None:
+        for fh in (self.src, self.dst):
+            with contextlib.suppress(OSError):
+                fh.close()
+
+    def abort(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+# --- the maintainer ----------------------------------------------------------------------------
+
+class Maintainer:
+    """Rolls, compresses and deletes log files a little at a time, from the watcher loop.
+
+    Args:
+        home: the AUTO_HOME whose ``output/logs`` is maintained.
+        clock: wall clock (epoch seconds); tests inject one to cross midnight.
+        size_interval: seconds between size checks of the live logs.
+        pass_interval: seconds between retention passes (a date change also starts one).
+        scan_batch: directory entries examined per tick during a pass.
+        delete_batch: files deleted per tick.
+        compress_budget: bytes gzipped per tick.
+    """
+
+    def __init__(
+        self,
+        home: Home,
+        clock: Callable[[], float] = time.time,
+        *,
+        size_interval: float = 5.0,
+        pass_interval: float = 3600.0,
+        scan_batch: int = 2000,
+        delete_batch: int = 200,
+        compress_budget: int = 8 * MiB,
+    ):
+        self.home = home
+        self.clock = clock
+        self.size_interval = size_interval
+        self.pass_interval = pass_interval
+        self.scan_batch = scan_batch
+        self.delete_batch = delete_batch
+        self.compress_budget = compress_budget
+        self._next_size_check = 0.0
+        self._last_pass: float | None = None
+        self._last_pass_day: date | None = None
+        self._walk: Iterator[tuple[str, os.DirEntry]] | None = None
+        self._compress_queue: list[Path] = []
+        self._compressing: _Compression | None = None
+        self._settings: dict[str, Settings] = {}
+        self._recorded: set[str] = set()
+        self._state_key: object = None
+        self._reported: dict[str, str] = {}  # path -> last error, so a stuck error is said once
+        self.pass_started_at: float | None = None
+        self.passes_done = 0
+
+    # --- the watcher's entry point --------------------------------------------------------------
+
+    def tick(self, live: Mapping[str, str | os.PathLike | None], watcher_log: str | os.PathLike | None = None) -> list[Event]:
+        """Do whatever maintenance is due now; never raises for a file-system problem.
+
+        Args:
+            live: name -> log path of every service that is alive by identity.
+            watcher_log: the file the watcher's own output goes to (capped like a service's).
+        """
+        now = self.clock()
+        events: list[Event] = []
+        if now >= self._next_size_check:
+            self._next_size_check = now + self.size_interval
+            self._refresh_state()
+            self._check_sizes(live, watcher_log, events)
+        if self._walk is None and not self._compress_queue and self._compressing is None:
+            if self._pass_due(now):
+                self._begin_pass(now)
+        if self._walk is not None or self._compress_queue or self._compressing is not None:
+            self._advance(now, live, watcher_log, events)
+        return events
+
+    def _pass_due(self, now: float) -> bool:
+        if self._last_pass is None:
+            return True
+        return now - self._last_pass >= self.pass_interval or date.fromtimestamp(now) != self._last_pass_day
+
+    def _begin_pass(self, now: float) -> None:
+        self._last_pass = now
+        self._last_pass_day = date.fromtimestamp(now)
+        self.pass_started_at = now
+        self._state_key = None  # a pass always starts from the current state file
+        self._refresh_state()
+        self._walk = self._entries()
+
+    # --- state: per-process settings and recorded log paths ---------------------------------------
+
+    def _refresh_state(self) -> None:
+        """Re-read the state file only when it changed (stat before parse, LESSONS 17)."""
+        try:
+            st = os.stat(self.home.state_file)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        if key == self._state_key:
+            return
+        self._state_key = key
+        procs = state.processes(state.load(self.home).data)
+        self._settings = {name: settings(entry) for name, entry in procs.items()}
+        self._recorded = {str(e["log_path"]) for e in procs.values() if isinstance(e.get("log_path"), str)}
+
+    def settings_for(self, name: str) -> Settings:
+        return self._settings.get(name, Settings())
+
+    def _report(self, events: list[Event], path: str, detail: str) -> None:
+        if self._reported.get(path) != detail:
+            self._reported[path] = detail
+            events.append(Event("error", path, detail))
+
+    # --- size cap ----------------------------------------------------------------------------------
+
+    def _check_sizes(self, live, watcher_log, events: list[Event]) -> None:
+        targets = [(name, path) for name, path in live.items() if path]
+        if watcher_log:
+            targets.append((None, watcher_log))
+        for name, path in targets:
+            path = str(path)
+            limits = self.settings_for(name) if name else Settings()
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue  # not created yet, or the run just ended
+            except OSError as exc:
+                self._report(events, path, f"cannot check the log size: {_why(exc)}")
+                continue
+            if size <= limits.max_bytes:
+                self._reported.pop(path, None)
+                continue
+            try:
+                part, removed = roll(path, limits.keep_parts)
+            except OSError as exc:
+                self._report(events, path, f"cannot roll the log: {_why(exc)}")
+                continue
+            self._reported.pop(path, None)
+            events.append(Event("rolled", path, f"{size} bytes to {part.name}"))
+            events.extend(Event("deleted", str(p), f"more than {limits.keep_parts} parts") for p in removed)
+
+    # --- retention pass -----------------------------------------------------------------------------
+
+    def _entries(self) -> Iterator[tuple[str, os.DirEntry | _Problem]]:
+        """Every file under output/logs as ``(process name, entry)``; problems come as ``_Problem``.
+
+        A generator, so a pass resumes where the previous tick stopped.
+        """
+        root = self.home.logs
+        if not os.path.lexists(root):
+            return
+        names, problems = _subdirs(root)
+        for problem in problems:
+            yield "", problem
+        for base in names:
+            name = base.name
+            if name == WATCHER_DIR:
+                yield from _files(name, base)
+                continue
+            years, problems = _subdirs(base)
+            for problem in problems:
+                yield name, problem
+            for year in years:
+                months, problems = _subdirs(year)
+                for problem in problems:
+                    yield name, problem
+                for month in months:
+                    yield from _files(name, month)
+
+    def _advance(self, now: float, live, watcher_log, events: list[Event]) -> None:
+        live_paths = {str(p) for p in live.values() if p}
+        if watcher_log:
+            live_paths.add(str(watcher_log))
+        deleted = 0
+        scanned = 0
+        while self._walk is not None and scanned < self.scan_batch and deleted < self.delete_batch:
+            try:
+                name, entry = next(self._walk)
+            except StopIteration:
+                self._walk = None
+            except OSError as exc:  # an unexpected fault in the walk: end this pass, keep going
+                self._walk = None
+                self._report(events, str(self.home.logs), f"log maintenance stopped this pass: {_why(exc)}")
+            if self._walk is None:
+                break
+            scanned += 1
+            if isinstance(entry, _Problem):
+                self._report(events, entry.path, entry.detail)
+                continue
+            action = self._decide(name, entry, now, live_paths)
+            if action == "delete":
+                try:
+                    os.unlink(entry.path)
+                    deleted += 1
+                    events.append(Event("deleted", entry.path, f"older than {self._keep_days(name):g} days"))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    self._report(events, entry.path, f"cannot delete: {_why(exc)}")
+            elif action == "compress":
+                self._compress_queue.append(Path(entry.path))
+        self._compress(live_paths, events)
+        if self._walk is None and not self._compress_queue and self._compressing is None:
+            self.passes_done += 1
+
+    def _keep_days(self, name: str) -> float:
+        return self.settings_for(name).keep_days if name != WATCHER_DIR else DEFAULT_KEEP_DAYS
+
+    def _decide(self, name: str, entry: os.DirEntry, now: float, live_paths: set[str]) -> str | None:
+        """"delete", "compress" or None for one directory entry."""
+        file_name = entry.name
+        if name == WATCHER_DIR:
+            # Only the watcher's rolled parts (auto.log.K[.gz]); auto.log itself is live.
+            stem = file_name.removesuffix(_TMP).removesuffix(".gz")
+            if not (stem.startswith("auto.log.") and stem[len("auto.log."):].isdigit()):
+                return None
+        elif not logs.parse_name(file_name.removesuffix(_TMP)):
+            return None
+        path = entry.path
+        if path in live_paths or path in self._recorded:
+            return None
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        if not entry.is_file(follow_symlinks=False):
+            return None
+        age = now - st.st_mtime
+        if file_name.endswith(_TMP):
+            # A temp file left by an interrupted roll or compression.
+            return "delete" if age > DAY and not self._busy(path) else None
+        if age > self._keep_days(name) * DAY:
+            return "delete"
+        if age > COMPRESS_AFTER and not file_name.endswith(".gz"):
+            return "compress"
+        return None
+
+    def _busy(self, path: str) -> bool:
+        return self._compressing is not None and str(self._compressing.tmp) == path
+
+    def _compress(self, live_paths: set[str], events: list[Event]) -> None:
+        budget = self.compress_budget
+        while budget > 0:
+            if self._compressing is None:
+                if not self._compress_queue:
+                    return
+                path = self._compress_queue.pop(0)
+                if str(path) in live_paths or str(path) in self._recorded:
+                    continue  # it became live since the walk saw it
+                try:
+                    self._compressing = _Compression(path)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    self._report(events, str(path), f"cannot compress: {_why(exc)}")
+                    continue
+            job = self._compressing
+            try:
+                read = job.step(budget)
+                budget -= max(read, 1)
+                if read and budget <= 0:
+                    return  # more next tick
+                why = job.finish()
+            except OSError as exc:
+                job.abort()
+                self._compressing = None
+                self._report(events, str(job.path), f"cannot compress: {_why(exc)}")
+                continue
+            self._compressing = None
+            if why:
+                events.append(Event("skipped", str(job.path), why))
+            else:
+                events.append(Event("compressed", str(job.path), f"to {job.target.name}"))
+
+    # --- prune: one whole pass now (``auto logs prune``) -------------------------------------------
+
+    def prune(self, live: Mapping[str, str | os.PathLike | None] | None = None,
+              watcher_log: str | os.PathLike | None = None, dry_run: bool = False) -> list[Event]:
+        """Apply retention to the whole tree now and return what was (or would be) done.
+
+        ``live`` defaults to every service that the state file names and that is alive by
+        identity; the recorded log path of every process is protected in any case.
+        """
+        if live is None:
+            live = live_logs(self.home)
+        watcher_log = watcher_log or self.home.watcher_log
+        now = self.clock()
+        self._state_key = None
+        self._refresh_state()
+        live_paths = {str(p) for p in live.values() if p} | {str(watcher_log)}
+        events: list[Event] = []
+        if dry_run:
+            for name, entry in self._entries():
+                if isinstance(entry, _Problem):
+                    events.append(Event("error", entry.path, entry.detail))
+                    continue
+                action = self._decide(name, entry, now, live_paths)
+                if action:
+                    events.append(Event(f"would {action}", entry.path))
+            return events
+        saved = (self.scan_batch, self.delete_batch, self.compress_budget, self._reported)
+        self.scan_batch = self.delete_batch = self.compress_budget = 1 << 62
+        self._reported = {}
+        try:
+            self._walk = self._entries()
+            while self._walk is not None or self._compress_queue or self._compressing is not None:
+                self._advance(now, live, watcher_log, events)
+        finally:
+            self.scan_batch, self.delete_batch, self.compress_budget, self._reported = saved
+        return events
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A directory the walk could not read, passed through the entry stream."""
+
+    path: str
+    detail: str
+
+
+def _subdirs(path: Path) -> tuple[list[Path], list[_Problem]]:
+    """The subdirectories of a level of the log tree, and what is wrong with that level."""
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return [], [_Problem(str(path), f"cannot read the log directory: {_why(exc)}")]
+    dirs, problems = [], []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            dirs.append(Path(entry.path))
+        elif not entry.name.endswith(_TMP):
+            problems.append(_Problem(entry.path, "a file where a log directory belongs; logs cannot be kept here"))
+    return dirs, problems
+
+
+def _files(name: str, path: Path) -> Iterator[tuple[str, os.DirEntry | _Problem]]:
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except OSError as exc:
+        yield name, _Problem(str(path), f"cannot read the log directory: {_why(exc)}")
+        return
+    for entry in entries:
+        yield name, entry
+
+
+def live_logs(home: Home) -> dict[str, str]:
+    """name -> recorded log path of every process alive by identity (for callers without a watcher)."""
+    procs = state.processes(state.load(home).data)
+    return {
+        name: entry["log_path"]
+        for name, entry in procs.items()
+        if isinstance(entry.get("log_path"), str) and identity.is_ours(entry.get("pid"), entry.get("create_time"))
+    }
