@@ -1,0 +1,346 @@
+"""`auto install` / `auto uninstall` / `auto status` (DESIGN.md §8).
+
+The platform parts (what file, which commands) live in ``install_macos`` and ``install_linux``;
+both take the ``Ctx`` built here, which owns every side effect: writing files, running
+launchctl/systemctl, and printing them instead under ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from auto_core import state, watchlock
+from auto_core.errors import AutoError, StateError
+from auto_core.paths import Home, ensure_dir
+
+PLATFORMS = {"darwin": "macos", "linux": "linux"}
+COMMAND_TIMEOUT = 60.0
+WRAPPER_MARK = "# auto wrapper written by `auto install`"
+
+
+def platform_of(sys_platform: str) -> str | None:
+    """``"macos"``/``"linux"`` for a ``sys.platform`` value, None elsewhere."""
+    return PLATFORMS.get("linux" if sys_platform.startswith("linux") else sys_platform)
+
+
+def template(name: str) -> str:
+    """A template from the wheel (``auto_core/templates``) or, in a dev checkout, ``launchd/``."""
+    try:
+        packaged = importlib.resources.files("auto_core") / "templates" / name
+        if packaged.is_file():
+            return packaged.read_text(encoding="utf-8")
+    except (OSError, ModuleNotFoundError):
+        pass
+    repo = Path(__file__).resolve().parent.parent / "launchd" / name
+    try:
+        return repo.read_text(encoding="utf-8")
+    except OSError:
+        raise AutoError(f"template {name} not found in auto_core/templates or {repo.parent}") from None
+
+
+def render(name: str, **values: str) -> str:
+    return Template(template(name)).substitute(values)
+
+
+@dataclass
+class Ctx:
+    """Everything an install step needs, and the only place that touches the system."""
+
+    home: Home
+    platform: str  # the platform rendered for
+    can_query: bool  # False when rendering for another platform: its programs are not here
+    dry_run: bool
+    out: object
+    python: str = field(default_factory=lambda: os.path.abspath(sys.executable))
+    user_home: Path = field(default_factory=Path.home)
+    path_env: str = field(default_factory=lambda: os.environ.get("PATH") or os.defpath)
+
+    def __post_init__(self):
+        for what, value in (("AUTO_HOME", str(self.home.root)), ("PATH", self.path_env),
+                            ("the interpreter path", self.python)):
+            if any(ord(c) < 32 or c == "\x7f" for c in value):
+                raise AutoError(f"{what} contains a control character; a service file cannot hold it")
+
+    @property
+    def default_home(self) -> bool:
+        """True for the platformdirs default home (the one used when AUTO_HOME is unset)."""
+        import platformdirs
+
+        return Path(platformdirs.user_state_dir("auto")).absolute() == self.home.root
+
+    @property
+    def suffix(self) -> str:
+        """Empty for the default home; else a short hash so two homes get two services."""
+        if self.default_home:
+            return ""
+        return hashlib.sha256(str(self.home.root).encode()).hexdigest()[:8]
+
+    @property
+    def uid(self) -> int:
+        return os.getuid()
+
+    @property
+    def user(self) -> str:
+        import pwd
+
+        try:
+            return pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            return os.environ.get("USER") or str(os.getuid())
+
+    @property
+    def watch_argv(self) -> list[str]:
+        # -u: the watcher's stdout is a log file; unbuffered lines reach it as they happen.
+        return [self.python, "-u", "-m", "auto_core", "watch"]
+
+    # --- side effects ----------------------------------------------------------------------
+
+    def query(self, argv: list[str]) -> subprocess.CompletedProcess | None:
+        """Run a read-only command; None when it cannot run here (missing, other platform)."""
+        if not self.can_query:
+            return None
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    def run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        """Run a command that changes something (printed only under --dry-run)."""
+        if self.dry_run:
+            self.out.data(f"would run: {shlex.join(argv)}")
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        self.out.info(f"$ {shlex.join(argv)}")
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise AutoError(f"{argv[0]} not found on PATH (needed for: {shlex.join(argv)})") from None
+        except subprocess.TimeoutExpired:
+            raise AutoError(f"{shlex.join(argv)} did not finish within {COMMAND_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise AutoError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def check(result: subprocess.CompletedProcess, ok: tuple[int, ...] = (0,)) -> None:
+        if result.returncode in ok:
+            return
+        said = [ln.strip() for ln in (result.stderr or result.stdout or "").splitlines() if ln.strip()]
+        detail = f": {said[-1]}" if said else ""
+        raise AutoError(f"{shlex.join(result.args)} failed (exit {result.returncode}){detail}")
+
+    def write(self, path: Path, content: str, mode: int) -> bool:
+        """Write ``path`` atomically unless it already holds ``content``; True if it changed."""
+        if read_text(path) == content:
+            return False
+        if self.dry_run:
+            self.out.data(f"would write {path} (mode {mode:04o}):")
+            self.out.data(content.rstrip("\n"))
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(content)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise AutoError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.out.info(f"wrote {path}")
+        return True
+
+    def remove(self, path: Path) -> None:
+        if not os.path.lexists(path):
+            return
+        if self.dry_run:
+            self.out.data(f"would remove {path}")
+            return
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise AutoError(f"cannot remove {path}: {exc.strerror or exc}") from None
+        self.out.info(f"removed {path}")
+
+    def ensure_log_dir(self) -> None:
+        """launchd and systemd create the log file but not its directory."""
+        directory = self.home.watcher_log.parent
+        if directory.is_dir():
+            return
+        if self.dry_run:
+            self.out.data(f"would create {directory}")
+            return
+        try:
+            ensure_dir(directory)
+        except OSError as exc:
+            raise AutoError(f"cannot create {directory}: {exc.strerror or exc}") from None
+
+
+def read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _module(platform: str):
+    if platform == "macos":
+        from auto_core import install_macos as mod
+    else:
+        from auto_core import install_linux as mod
+    return mod
+
+
+def _context(home: Home, dry_run: bool, platform: str | None, out, sys_platform: str) -> Ctx:
+    host = platform_of(sys_platform)
+    target = platform or host
+    if target is None:
+        raise AutoError(f"login services are supported on macOS and Linux, not {sys_platform}"
+                        " (use --platform macos|linux --dry-run to render one)")
+    if target != host and not dry_run:
+        raise AutoError(f"--platform {target} is not this machine ({host or sys_platform});"
+                        " add --dry-run to render for it")
+    return Ctx(home=home, platform=target, can_query=target == host, dry_run=dry_run, out=out)
+
+
+# --- ~/bin/auto wrapper ----------------------------------------------------------------------
+
+def wrapper_path(ctx: Ctx) -> Path:
+    return ctx.user_home / "bin" / "auto"
+
+
+def wrapper_text(ctx: Ctx) -> str:
+    return (f"#!/bin/sh\n{WRAPPER_MARK}; `auto uninstall` removes it.\n"
+            f'exec {shlex.quote(ctx.python)} -m auto_core "$@"\n')
+
+
+def wrapper_is_ours(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    text = read_text(path)
+    return text is not None and text.startswith(f"#!/bin/sh\n{WRAPPER_MARK}")
+
+
+def _install_wrapper(ctx: Ctx) -> None:
+    path = wrapper_path(ctx)
+    if os.path.lexists(path) and not wrapper_is_ours(path):
+        print(f"auto: warning: {path} exists and was not written by auto; left alone", file=sys.stderr)
+        return
+    ctx.write(path, wrapper_text(ctx), 0o755)
+    bin_dir = os.path.normpath(path.parent)
+    on_path = {os.path.normpath(os.path.expanduser(p)) for p in ctx.path_env.split(os.pathsep) if p}
+    if bin_dir not in on_path:
+        ctx.out.info(f'hint: {bin_dir} is not on your PATH; add  export PATH="$HOME/bin:$PATH"'
+                     "  to your shell profile to run auto from anywhere")
+
+
+def _uninstall_wrapper(ctx: Ctx, mod) -> None:
+    path = wrapper_path(ctx)
+    if not wrapper_is_ours(path):
+        return
+    others = [p for p in mod.installed_files(ctx) if p != mod.service_file(ctx)]
+    if others:
+        ctx.out.info(f"kept {path}: still used by {others[0]}")
+        return
+    ctx.remove(path)
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = None, out=None,
+         *, sys_platform: str = sys.platform) -> int:
+    """Install or uninstall the login service and the wrapper.
+
+    Args:
+        cmd: ``"install"`` or ``"uninstall"``.
+        platform: render for ``"macos"``/``"linux"``; None means this machine.
+        sys_platform: this machine's ``sys.platform`` (tests exercise the macOS path on Linux).
+    """
+    ctx = _context(home, dry_run, platform, out, sys_platform)
+    mod = _module(ctx.platform)
+    if cmd == "install":
+        ctx.ensure_log_dir()
+        mod.install(ctx)
+        _install_wrapper(ctx)
+        if not dry_run:
+            out.info(f"installed: the watcher for {home.root} starts at login; check with: auto status")
+    elif cmd == "uninstall":
+        mod.uninstall(ctx)
+        _uninstall_wrapper(ctx, mod)
+        if not dry_run:
+            out.info(f"uninstalled; state and logs are left in {home.root}")
+    else:
+        raise AutoError(f"unknown command {cmd!r}")
+    return 0
+
+
+def status(home: Home, out, *, sys_platform: str = sys.platform) -> int:
+    """Print the watcher, login service, state and logs; 0 if all is well, 1 otherwise."""
+    problems: list[str] = []
+    pid = watchlock.holder(home)
+    if pid:
+        out.data(f"watcher:  running ({_describe_pid(pid)})")
+    else:
+        out.data("watcher:  not running")
+        problems.append("no watcher is running, so nothing restarts dead services"
+                        " (auto install, or auto watch)")
+
+    host = platform_of(sys_platform)
+    if host is None:
+        out.data(f"service:  not supported on {sys_platform}")
+    else:
+        ctx = Ctx(home=home, platform=host, can_query=True, dry_run=True, out=out)
+        text, problem = _module(host).service_status(ctx)
+        out.data(f"service:  {text}")
+        if problem:
+            problems.append(problem)
+
+    problems += _state_report(home, out, watcher_running=bool(pid))
+    out.data(f"logs:     {home.logs} (watcher: {home.watcher_log})")
+    for problem in problems:
+        out.data(f"problem:  {problem}")
+    if not problems:
+        out.data("ok")
+    return 1 if problems else 0
+
+
+def _describe_pid(pid: int) -> str:
+    if pid < 0:
+        return "pid unknown"
+    import psutil
+
+    try:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(psutil.Process(pid).create_time()))
+    except (psutil.Error, OSError):
+        return f"pid {pid}"
+    return f"pid {pid}, since {since}"
+
+
+def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
+    from auto_core.lifecycle import Api
+    from auto_core.model import DEAD
+
+    try:
+        loaded = state.load(home)
+    except StateError as exc:
+        out.data(f"state:    {home.state_file} (unreadable)")
+        return [str(exc)]
+    procs = state.processes(loaded.data)
+    out.data(f"state:    {home.state_file} ({len(procs)} process{'es' if len(procs) != 1 else ''})")
+    problems = [loaded.problem] if loaded.problem else []
+    if not watcher_running:
+        api = Api(home, warn=lambda _msg: None)
+        stale = [name for name in sorted(procs) if api.view(name, procs[name]).status == DEAD]
+        if stale:
+            problems.append(f"stale: {', '.join(stale)} dead and not stopped, and no watcher"
+                            " restarts them (auto start NAME, or run the watcher)")
+    return problems
