@@ -74,6 +74,7 @@ class Api:
         return sorted(state.processes(self.load()))
 
     def entry(self, name: str) -> dict:
+        validate.name(name)  # show/log with a bad name: a usage error, not "no such process"
         entry = state.processes(self.load()).get(name)
         if entry is None:
             raise NotFound(name)
@@ -405,8 +406,9 @@ class Api:
             holders = ports.listeners(port)
             if not holders:
                 return
-            old = entry.get("pid")
-            leftovers = {h.pgid for h in holders if h.pgid is not None and h.pgid == old}
+            old = self._old_group(entry)
+            leftovers = {h.pgid for h in holders if old is not None and h.pgid == old
+                         and (identity.create_time(h.pid) or 0) >= entry["create_time"] - 1}
             if leftovers and len(leftovers) == len({h.pgid for h in holders}):
                 # The old instance's group still listens (a reloader or worker): stop it like the service.
                 procgroup.terminate_groups(leftovers, self._signal(entry), model.stop_timeout(entry), self.reap)
@@ -415,6 +417,23 @@ class Api:
                 who = ", ".join(identity.describe(h.pid) for h in holders if h.pid) or "another process"
                 raise AutoError(f"port {port} is in use by {who}; not starting {name}")
             time.sleep(0.05)
+
+    @staticmethod
+    def _old_group(entry: dict) -> int | None:
+        """The previous instance's process group, or None when it cannot be ours.
+
+        A group outlives its leader, so a dead leader's pid still names the group. But a pid
+        now held by a different process (another create time) was recycled: the kernel never
+        hands out a pid still used as a pgid, so that group is someone else's (issue 6, §3).
+        """
+        pid, ct = entry.get("pid"), entry.get("create_time")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+            return None
+        if not isinstance(ct, (int, float)) or isinstance(ct, bool):
+            return None  # no create time: not ours (LESSONS 3)
+        if identity.is_ours(pid, ct) or identity.create_time(pid) is None:
+            return pid
+        return None
 
     # --- stopping --------------------------------------------------------------------------
 

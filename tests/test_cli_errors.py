@@ -1,0 +1,202 @@
+"""Bad input: one `auto: error:` line on stderr, exit 1 (2 for usage), state.json untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli, state_bytes
+
+from auto_core import cli
+
+BAD_NAMES = ["a/b", "..", ".hidden", "-x", "a b", "a\nb", "a\x01b", "a\tb", "", "x" * 65, "é"]
+COMMANDS_WITH_NAME = {
+    "add": lambda n: ["add", n, "sleep 1000", "--no-start"],
+    "start": lambda n: ["start", n],
+    "stop": lambda n: ["stop", n],
+    "restart": lambda n: ["restart", n],
+    "show": lambda n: ["show", n],
+    "remove": lambda n: ["remove", n],
+    "update": lambda n: ["update", n, "--port", "8080"],
+    "log": lambda n: ["log", n],
+}
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def existing(auto_home, capsys):
+    """A state with one stopped definition; returns the state bytes to compare against."""
+    assert auto(capsys, "add", "existing", "sleep 1000", "--no-start")[0] == 0
+    return state_bytes(auto_home)
+
+
+def assert_one_error(code: int, err: str, want_code: int) -> None:
+    assert code == want_code, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("auto: error: "), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS_WITH_NAME))
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
+def test_invalid_name_is_refused(auto_home, capsys, existing, command, bad):
+    argv = COMMANDS_WITH_NAME[command](bad)
+    if bad.startswith("-"):
+        argv.insert(1, "--")  # otherwise argparse reads it as an option
+        if command == "update":
+            argv = ["update", "--port", "8080", "--", bad]
+    code, out, err = auto(capsys, *argv)
+    assert_one_error(code, err, 2)
+    if bad and not bad.startswith("-"):
+        assert "invalid name" in err
+    assert state_bytes(auto_home) == existing
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS_WITH_NAME) - {"add"}))
+def test_unknown_name_is_an_error(auto_home, capsys, existing, command):
+    code, out, err = auto(capsys, *COMMANDS_WITH_NAME[command]("nosuch"))
+    assert_one_error(code, err, 1)
+    assert "no process named 'nosuch'" in err
+    assert state_bytes(auto_home) == existing
+
+
+def test_unknown_name_in_a_batch_changes_nothing(auto_home, capsys, existing):
+    code, out, err = auto(capsys, "start", "existing", "nosuch")
+    assert_one_error(code, err, 1)
+    assert state_bytes(auto_home) == existing
+
+
+def test_duplicate_add_is_refused(auto_home, capsys, existing):
+    code, out, err = auto(capsys, "add", "existing", "sleep 5")
+    assert_one_error(code, err, 1)
+    assert "already exists" in err
+    assert state_bytes(auto_home) == existing
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["add", "new", ""], "command is empty"),
+    (["add", "new", "   "], "command is empty"),
+    (["add", "new", "sleep 1", "--port", "0"], "invalid port"),
+    (["add", "new", "sleep 1", "--port", "70000"], "invalid port"),
+    (["add", "new", "sleep 1", "--port", "abc"], "invalid port"),
+    (["add", "new", "sleep 1", "--port", "-1"], "invalid port"),
+    (["add", "new", "sleep 1", "--workdir", "/nonexistent/dir/x"], "does not exist"),
+    (["add", "new", "sleep 1", "--env", "NOEQUALS"], "KEY=VALUE"),
+    (["add", "new", "sleep 1", "--env", "1BAD=x"], "invalid environment variable name"),
+    (["add", "new", "sleep 1", "--restart-every", "soon"], "invalid interval"),
+    (["add", "new", "sleep 1", "--stop-timeout", "-1"], "stop timeout"),
+    (["add", "new", "sleep 1", "--stop-signal", "SIGNOPE"], "invalid signal"),
+    (["update", "existing", "--port", "0"], "invalid port"),
+    (["update", "existing", "--port", "70000"], "invalid port"),
+    (["update", "existing", "--port", "abc"], "invalid port"),
+    (["update", "existing", "--command", ""], "command is empty"),
+    (["update", "existing", "--workdir", "/nonexistent/dir/x"], "does not exist"),
+    (["update", "existing", "--env", "NOEQUALS"], "KEY=VALUE"),
+    (["update", "existing"], "nothing to update"),
+    (["log", "existing", "-n", "many"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+    (["start"], "required"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_invalid_values_are_usage_errors(auto_home, capsys, existing, argv, needle):
+    code, out, err = auto(capsys, *argv)
+    assert_one_error(code, err, 2)
+    assert needle in err
+    assert state_bytes(auto_home) == existing
+
+
+@pytest.mark.parametrize("command", ["add", "update"])
+def test_workdir_that_is_a_file_is_refused(auto_home, capsys, existing, tmp_path, command):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    argv = ["add", "new", "sleep 1", "--workdir", str(f)] if command == "add" else ["update", "existing", "--workdir", str(f)]
+    code, out, err = auto(capsys, *argv)
+    assert_one_error(code, err, 2)
+    assert "not a directory" in err
+    assert state_bytes(auto_home) == existing
+
+
+def test_bad_input_through_the_real_entry_point(auto_home, existing):
+    r = run_cli("add", "a/b", "sleep 1", home=auto_home)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("auto: error: invalid name")
+    r = run_cli("stop", "nosuch", home=auto_home)
+    assert r.returncode == 1 and r.stderr.startswith("auto: error: no process named")
+    assert state_bytes(auto_home) == existing
+
+
+CORRUPT = {
+    "empty": b"",
+    "truncated": b'{"version": 1, "processes": {"x": {"command": "sl',
+    "not-an-object": b"[1, 2, 3]\n",
+    "processes-a-list": b'{"version": 1, "processes": ["x"]}\n',
+    "entry-not-an-object": b'{"version": 1, "processes": {"x": 5}}\n',
+    "binary": b"\xff\xfe\x00garbage",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+@pytest.mark.parametrize("argv", [["ps"], ["add", "new", "sleep 1000", "--no-start"], ["stop", "x"]])
+def test_corrupt_state_without_backup_is_never_overwritten(auto_home, capsys, kind, argv):
+    local = auto_home / "local"
+    local.mkdir(parents=True)
+    state = local / "state.json"
+    state.write_bytes(CORRUPT[kind])
+    code, out, err = auto(capsys, *argv)
+    assert_one_error(code, err, 1)
+    assert str(state) in err
+    assert state.read_bytes() == CORRUPT[kind]
+    assert sorted(p.name for p in local.iterdir() if p.name != "state.lock") == ["state.json"]
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_corrupt_state_falls_back_to_backup_and_moves_the_broken_file_aside(auto_home, capsys, kind):
+    assert auto(capsys, "add", "kept", "sleep 1000", "--no-start")[0] == 0
+    local = auto_home / "local"
+    state = local / "state.json"
+    assert json.loads((local / "state.json.bak").read_text())["processes"]["kept"]
+    state.write_bytes(CORRUPT[kind])
+
+    # Reading: a warning, the backup's content, and nothing written.
+    code, out, err = auto(capsys, "-q", "ps")
+    assert code == 0
+    assert err.startswith("auto: warning: ") and "state.json.bak" in err
+    assert out.splitlines()[1].split()[:2] == ["kept", "stopped"]
+    assert state.read_bytes() == CORRUPT[kind]
+
+    # Writing: the broken file is moved aside, never overwritten.
+    code, out, err = auto(capsys, "add", "new", "sleep 1000", "--no-start")
+    assert code == 0, err
+    assert "auto: warning:" in err
+    aside = [p for p in local.iterdir() if p.name.startswith("state.json.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == CORRUPT[kind]
+    assert sorted(json.loads(state.read_text())["processes"]) == ["kept", "new"]
+
+
+def test_unwritable_log_directory_is_a_clear_error(auto_home, capsys, existing):
+    logs = auto_home / "output" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "existing").write_text("a file where the log directory belongs")
+    code, out, err = auto(capsys, "start", "existing")
+    assert_one_error(code, err, 1)
+    assert "cannot create the log file for existing" in err
+    entry = json.loads(state_bytes(auto_home))["processes"]["existing"]
+    assert entry["pid"] is None and entry["starting_since"] is None
+    r = run_cli("add", "other", "sleep 1", home=auto_home)
+    assert r.returncode == 0, r.stderr  # a different name is unaffected
+
+
+def test_unwritable_log_directory_via_real_cli_add(auto_home):
+    logs = auto_home / "output" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "svc").write_text("not a directory")
+    r = run_cli("add", "svc", "sleep 1000", home=auto_home)
+    assert r.returncode == 1
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("auto: error: ")
+    assert "cannot create the log file for svc" in r.stderr and "Traceback" not in r.stderr
