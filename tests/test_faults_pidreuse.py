@@ -1,0 +1,171 @@
+"""Issue 6, scenario 3: a recycled pid is never signalled; a zombie counts as dead.
+
+A pid reused by an unrelated process is simulated with a live process of our own that is
+*not* the service (no AUTO_HOME, its own session so its pgid equals its pid, exactly like a
+service leader would look) and a recorded ``create_time`` that does not match it. That
+process records every catchable signal it receives in a file, so "never signalled" is
+checked directly, not inferred from it staying alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+from helpers import pid_alive, read_state, wait_until
+
+from auto_core import cli, procgroup
+from auto_core.lifecycle import Api
+
+# Catches every signal it can, logs its number, keeps running. Optionally listens on a port.
+_SENTINEL = textwrap.dedent(
+    """
+    import os, signal, socket, sys, time
+    log = sys.argv[1]
+    def note(sig, frame):
+        with open(log, "a") as fh:
+            fh.write(f"{sig}\\n")
+    for s in signal.valid_signals():
+        if s not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(s, note)
+            except (OSError, ValueError):
+                pass
+    if len(sys.argv) > 2:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", int(sys.argv[2])))
+        srv.listen()
+    open(log + ".ready", "w").close()
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+class Sentinel:
+    """An unrelated live process that reports every signal it gets."""
+
+    def __init__(self, tmp_path, port: int | None = None):
+        self.log = tmp_path / f"sentinel-{time.monotonic_ns()}.signals"
+        env = {k: v for k, v in os.environ.items() if k != "AUTO_HOME"}
+        argv = [sys.executable, "-c", _SENTINEL, str(self.log)] + ([str(port)] if port else [])
+        self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
+        wait_until(lambda: os.path.exists(f"{self.log}.ready"), 10, message="sentinel ready")
+        self.pid = self.proc.pid
+        self.create_time = psutil.Process(self.pid).create_time()
+
+    def signals(self) -> list[int]:
+        return [int(x) for x in self.log.read_text().split()] if self.log.exists() else []
+
+    def assert_untouched(self):
+        assert self.proc.poll() is None and pid_alive(self.pid), "the unrelated process died"
+        assert self.signals() == [], f"the unrelated process got signals {self.signals()}"
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def sentinel(tmp_path):
+    s = Sentinel(tmp_path)
+    yield s
+    s.close()
+
+
+def auto(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def point_at(home, name: str, pid: int, create_time) -> None:
+    """Rewrite ``name``'s recorded identity (as a crash + reboot would leave it)."""
+    data = read_state(home.root)
+    data["processes"][name].update(pid=pid, create_time=create_time, explicitly_stopped=False)
+    home.state_file.write_text(json.dumps(data))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("recorded", ["wrong-time", "no-time", "string-time"])
+@pytest.mark.parametrize("verb", ["stop", "restart", "remove", "start", "stop-all"])
+def test_recycled_pid_is_never_signalled(capsys, home, sentinel, verb, recorded):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start", "--stop-timeout", "1")[0] == 0
+    ct = {"wrong-time": sentinel.create_time - 3600, "no-time": None, "string-time": "12:00"}[recorded]
+    point_at(home, "svc", sentinel.pid, ct)
+
+    code, out, err = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[:2] == ["svc", "dead"]
+    argv = [verb] if verb == "stop-all" else [verb, "svc"]
+    code, out, err = auto(capsys, *argv)
+    assert code == 0, err
+    sentinel.assert_untouched()
+    procs = read_state(home.root)["processes"]
+    if verb in ("start", "restart"):
+        new = procs["svc"]["pid"]
+        assert new != sentinel.pid and pid_alive(new)
+        # Stopping the new instance still leaves the unrelated process alone.
+        assert auto(capsys, "stop", "svc")[0] == 0
+        wait_until(lambda: not pid_alive(new), 10, message="new instance to stop")
+        sentinel.assert_untouched()
+    elif verb == "remove":
+        assert "svc" not in procs
+    else:
+        assert procs["svc"]["explicitly_stopped"] is True
+
+
+def test_recycled_pid_holding_the_services_port_is_named_not_killed(capsys, home, tmp_path):
+    """The unrelated process has the recorded pid *and* listens on the service's port, and as
+    a session leader its pgid equals that pid: it must not pass for the old instance's group."""
+    port = free_port()
+    s = Sentinel(tmp_path, port=port)
+    try:
+        wait_until(lambda: not _port_free(port), 10, message="sentinel listening")
+        assert auto(capsys, "add", "web", "sleep 1000", "--port", str(port), "--no-start")[0] == 0
+        point_at(home, "web", s.pid, s.create_time - 3600)
+        for verb in ("start", "restart"):
+            code, _, err = auto(capsys, verb, "web")
+            assert code == 1, err
+            assert f"port {port} is in use by pid {s.pid}" in err
+            s.assert_untouched()
+        assert not pid_alive(read_state(home.root)["processes"]["web"].get("pid") or 0) or \
+            read_state(home.root)["processes"]["web"]["pid"] == s.pid
+    finally:
+        s.close()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_zombie_service_counts_as_dead(home):
+    """A service that exited but was not reaped yet (its parent is this process) is dead:
+    ps shows it dead, stop does not wait on it, start launches a fresh instance."""
+    api = Api(home)
+    api.add("z", "exit 3", workdir=str(home.root.parent))
+    pid = read_state(home.root)["processes"]["z"]["pid"]
+    wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, message="zombie")
+    assert api.view("z").status == "dead"
+    assert procgroup.live_groups([pid]) == set()
+    t0 = time.monotonic()
+    assert api.stop(["z"])[0].message == "stopped z (it was not running)"
+    assert time.monotonic() - t0 < 2
+    assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # still unreaped, never waited on
+    out = api.start(["z"])[0]
+    assert out.ok and out.pid != pid
+    api.reap()
+
