@@ -1,0 +1,179 @@
+"""The state file: seed compatibility, unknown fields kept, locked concurrent writers (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+
+from helpers import pid_alive, read_state, run_cli
+
+from auto_core import cli, state
+from auto_core.paths import Home
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed_state(workdir: str, port: int, pid: int) -> dict:
+    """The example of SEED-README.md (no version, no env, no create_time), made runnable here."""
+    return {
+        "processes": {
+            "myapp": {
+                "command": "sleep 1000",
+                "workdir": workdir,
+                "port": port,
+                "pid": pid,
+                "explicitly_stopped": False,
+                "restart_attempt": 0,
+                "last_restart_time": None,
+                "log_path": "/path/to/auto/output/logs/myapp/2024/01/myapp_240115_143022.log",
+            }
+        }
+    }
+
+
+def test_seed_era_state_loads_shows_dead_and_starts(auto_home, capsys, tmp_path):
+    local = auto_home / "local"
+    local.mkdir(parents=True)
+    port = free_port()
+    # The pid of a live process (ours, even): without create_time it is still not "running".
+    seed = seed_state(str(tmp_path), port, os.getpid())
+    seed["processes"]["myapp"]["custom_field"] = {"kept": True}
+    seed["dashboard"] = "unknown top-level field"
+    (local / "state.json").write_text(json.dumps(seed, indent=2))
+
+    code, out, err = auto(capsys, "-q", "ps")
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:3] == ["myapp", "dead", str(port)]
+    code, out, _ = auto(capsys, "ps", "--json")
+    assert json.loads(out)[0]["status"] == "dead"
+
+    code, out, err = auto(capsys, "start", "myapp")
+    assert code == 0, err
+    data = read_state(auto_home)
+    entry = data["processes"]["myapp"]
+    assert pid_alive(entry["pid"]) and entry["pid"] != os.getpid()
+    assert isinstance(entry["create_time"], float)
+    assert entry["custom_field"] == {"kept": True}
+    assert data["dashboard"] == "unknown top-level field"
+    assert data["version"] == 1
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[:2] == ["myapp", str(entry["pid"])]
+    assert pid_alive(os.getpid())  # the pid in the seed entry was never signalled
+
+
+def test_unknown_fields_survive_every_mutation(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    path = auto_home / "local" / "state.json"
+    data = json.loads(path.read_text())
+    data["processes"]["svc"]["future_field"] = [1, 2]
+    data["extra"] = {"a": 1}
+    path.write_text(json.dumps(data))
+    for argv in (["start", "svc"], ["update", "svc", "--env", "A=1"], ["restart", "svc"], ["stop", "svc"],
+                 ["add", "other", "true", "--no-start"]):
+        assert auto(capsys, *argv)[0] == 0, argv
+        data = read_state(auto_home)
+        assert data["processes"]["svc"]["future_field"] == [1, 2], argv
+        assert data["extra"] == {"a": 1}, argv
+
+
+def test_files_are_private_and_backup_is_refreshed(auto_home, capsys):
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    local = auto_home / "local"
+    for name in ("state.json", "state.json.bak", "state.lock"):
+        assert stat.S_IMODE((local / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(local.stat().st_mode) == 0o700
+    assert (local / "state.json.bak").read_bytes() == (local / "state.json").read_bytes()
+    assert auto(capsys, "add", "two", "sleep 1000", "--no-start")[0] == 0
+    assert "two" in json.loads((local / "state.json.bak").read_text())["processes"]
+    # no temp files left behind
+    assert sorted(p.name for p in local.iterdir()) == ["state.json", "state.json.bak", "state.lock"]
+
+
+def test_a_failed_transaction_changes_nothing(auto_home):
+    home = Home(auto_home)
+    with state.transaction(home) as data:
+        data["processes"]["a"] = {"command": "true"}
+    before = (home.state_file).read_bytes()
+    try:
+        with state.transaction(home) as data:
+            data["processes"]["b"] = {"command": "true"}
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert home.state_file.read_bytes() == before
+
+
+def test_transaction_without_change_does_not_rewrite(auto_home):
+    home = Home(auto_home)
+    with state.transaction(home) as data:
+        data["processes"]["a"] = {"command": "true"}
+    ino = home.state_file.stat().st_ino
+    with state.transaction(home):
+        pass
+    assert home.state_file.stat().st_ino == ino
+
+
+WORKER = textwrap.dedent('''
+    import sys
+    from auto_core import cli
+    w = int(sys.argv[1])
+    calls = 0
+    def run(*argv):
+        global calls
+        calls += 1
+        code = cli.main(["-q", *argv])
+        if code != 0:
+            raise SystemExit(f"worker {w}: {argv} exited {code}")
+    for i in range(10):
+        if i == 0:
+            run("add", f"w{w}-{i}", "sleep 1000")           # one real start per worker
+        else:
+            run("add", f"w{w}-{i}", f"sleep {i}", "--no-start")
+    for i in range(10):
+        run("update", f"w{w}-{i}", "--env", f"WORKER={w}", "--port", str(20000 + w * 100 + i))
+    for i in range(5):
+        run("remove", f"w{w}-{i * 2 + 1}")
+    assert calls == 25
+''')
+
+
+def test_concurrent_cli_writers_lose_nothing(auto_home, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, AUTO_HOME=str(auto_home))
+    workers = [subprocess.Popen([sys.executable, str(script), str(w)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for w in range(8)]
+    for proc in workers:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    data = read_state(auto_home)
+    expected = {f"w{w}-{i}" for w in range(8) for i in range(0, 10, 2)}
+    assert set(data["processes"]) == expected
+    for name, entry in data["processes"].items():
+        w, i = (int(x) for x in name[1:].split("-"))
+        assert entry["env"]["WORKER"] == str(w)
+        assert entry["port"] == 20000 + w * 100 + i
+        assert entry["command"] == ("sleep 1000" if i == 0 else f"sleep {i}")
+    running = [n for n, e in data["processes"].items() if e["pid"]]
+    assert sorted(running) == sorted(f"w{w}-0" for w in range(8))
+    assert all(pid_alive(data["processes"][n]["pid"]) for n in running)
+    assert json.loads((auto_home / "local" / "state.json.bak").read_text()) == data
+    ps = run_cli("-q", "ps", home=auto_home)
+    assert ps.returncode == 0 and len(ps.stdout.splitlines()) == 1 + len(expected)
