@@ -1,0 +1,1 @@
+"""Recording fakes of launchctl/systemctl/loginctl for the install tests."""
