@@ -83,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     log = sub.add_parser("log", help="print or follow a process's current log")
     log.add_argument("name")
     log.add_argument("-f", "--follow", "--tail", action="store_true", help="follow new output (and new runs)")
-    log.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="last N lines (0: all), default 100")
+    log.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                     help="last N lines (0: all), default 100 (with --run: all)")
     log.add_argument("--path", "--file", action="store_true", help="print the log file's path only")
+    log.add_argument("--runs", action="store_true", help="list the runs: start time, size, how each ended")
+    log.add_argument("--run", type=int, metavar="N",
+                     help="print run N: -1 the current or last, -2 the previous...; 1 the oldest")
+
+    logs_cmd = sub.add_parser("logs", help="log maintenance")
+    logs_sub = logs_cmd.add_subparsers(dest="logs_cmd", metavar="ACTION", parser_class=_Parser, required=True)
+    prune = logs_sub.add_parser("prune", help="apply log retention now: delete old files, compress finished runs")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
     sub.add_parser("start-all", help="start every process that is not running")
     sub.add_parser("stop-all", help="stop every process")
@@ -277,6 +286,12 @@ def cmd_show(args, out: _Out) -> int:
 def cmd_log(args, out: _Out) -> int:
     from auto_core import logs, state
 
+    if args.runs or args.run is not None:
+        from auto_core import logcli
+
+        return logcli.show_runs(_api(args), args, out)
+    if args.lines is None:
+        args.lines = 100
     api = _api(args)
     path = api.log_path(args.name)
     if args.path:
@@ -328,6 +343,12 @@ def cmd_log(args, out: _Out) -> int:
     return ExitCode.OK
 
 
+def cmd_logs(args, out: _Out) -> int:
+    from auto_core import logcli
+
+    return logcli.prune(Home.resolve(args.home), args, out)
+
+
 def cmd_watch(args, out: _Out) -> int:
     from auto_core import watch
 
@@ -358,6 +379,7 @@ HANDLERS = {
     "stop": cmd_lifecycle, "restart": cmd_lifecycle, "start-all": cmd_all, "stop-all": cmd_all,
     "remove": cmd_remove, "show": cmd_show, "log": cmd_log, "watch": cmd_watch,
     "install": cmd_install, "uninstall": cmd_install, "status": cmd_status, "tui": cmd_tui,
+    "logs": cmd_logs,
 }
 
 

@@ -228,6 +228,7 @@ class Maintainer:
         scan_batch: directory entries examined per tick during a pass.
         delete_batch: files deleted per tick.
         compress_budget: bytes gzipped per tick.
+        watcher_settings: limits for the watcher's own auto.log (default: the defaults).
     """
 
     def __init__(
@@ -240,6 +241,7 @@ class Maintainer:
         scan_batch: int = 2000,
         delete_batch: int = 200,
         compress_budget: int = 8 * MiB,
+        watcher_settings: Settings | None = None,
     ):
         self.home = home
         self.clock = clock
@@ -248,6 +250,7 @@ class Maintainer:
         self.scan_batch = scan_batch
         self.delete_batch = delete_batch
         self.compress_budget = compress_budget
+        self.watcher_settings = watcher_settings or Settings()
         self._next_size_check = 0.0
         self._last_pass: float | None = None
         self._last_pass_day: date | None = None
@@ -328,7 +331,7 @@ class Maintainer:
             targets.append((None, watcher_log))
         for name, path in targets:
             path = str(path)
-            limits = self.settings_for(name) if name else Settings()
+            limits = self.settings_for(name) if name else self.watcher_settings
             try:
                 size = os.stat(path).st_size
             except FileNotFoundError:
@@ -413,7 +416,7 @@ class Maintainer:
             self.passes_done += 1
 
     def _keep_days(self, name: str) -> float:
-        return self.settings_for(name).keep_days if name != WATCHER_DIR else DEFAULT_KEEP_DAYS
+        return self.settings_for(name).keep_days if name != WATCHER_DIR else self.watcher_settings.keep_days
 
     def _decide(self, name: str, entry: os.DirEntry, now: float, live_paths: set[str]) -> str | None:
         """"delete", "compress" or None for one directory entry."""

@@ -214,6 +214,8 @@ def run_end(run: Run, lines: int = 8) -> str | None:
     """How a run ended, from the last ``[auto]`` marker near its end (None if there is none)."""
     try:
         tail = tail_lines(run.path, lines)[0]
+    except CorruptLog:
+        return "corrupt .gz"
     except OSError:
         return "unreadable"
     for line in reversed(tail):

@@ -1,0 +1,285 @@
+"""Log maintenance (issue 7): rolling live files, retention, compression, faults.
+
+Real files in the per-test AUTO_HOME, ages set with os.utime, real services started via the Api.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from helpers import read_state, wait_until
+
+from auto_core import logmaint, logs, state
+from auto_core.logmaint import DAY, Maintainer
+
+WRITER = """\
+import itertools, time
+for i in itertools.count():
+    print("n", i, flush=True)
+    time.sleep(0.0005)
+"""
+
+
+class Clock:
+    """A settable wall clock (the Maintainer's only notion of 'now')."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def set_entry(home, name: str, **fields) -> None:
+    with state.transaction(home) as data:
+        state.processes(data)[name].update(fields)
+
+
+def make_log(home, name: str, started: datetime, age_days: float, body: bytes = b"hello\n",
+             suffix: str = ".log", now: float | None = None) -> Path:
+    """A run file as auto names it, with its mtime ``age_days`` before ``now``."""
+    directory = home.process_logs(name) / f"{started:%Y}" / f"{started:%m}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}_{started:%y%m%d_%H%M%S}{suffix}"
+    path.write_bytes(body)
+    age(path, age_days, now)
+    return path
+
+
+def age(path: Path, days: float, now: float | None = None) -> None:
+    t = (now if now is not None else time.time()) - days * DAY
+    os.utime(path, (t, t))
+
+
+def run_pass(m: Maintainer, live=None, watcher_log=None, limit: int = 1000) -> list:
+    """Tick until the pass that the first tick starts has finished; return all events."""
+    before = m.passes_done
+    events = []
+    for _ in range(limit):
+        events += m.tick(live or {}, watcher_log)
+        if m.passes_done > before:
+            return events
+    raise AssertionError("the retention pass did not finish")
+
+
+def numbers(data: bytes) -> list[int]:
+    return [int(m.group(1)) for m in re.finditer(rb"^n (\d+)$", data, re.M)]
+
+
+def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_copy_window(api, home, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    api.add("writer", f"{sys.executable} -u {script}", workdir=str(tmp_path))
+    set_entry(home, "writer", log_max_bytes=20_000, log_keep_parts=2)
+    entry = read_state(home.root)["processes"]["writer"]
+    path = Path(entry["log_path"])
+    m = Maintainer(home, size_interval=0.0)
+    rolled = []
+
+    def roll_some():
+        events = m.tick({"writer": str(path)}, None)
+        rolled.extend(e for e in events if e.kind == "rolled")
+        assert not [e for e in events if e.error], events
+        return len(rolled) >= 4
+
+    wait_until(roll_some, 30, step=0.05, message="four rolls of a live log")
+    size_after_roll = path.stat().st_size
+    wait_until(lambda: path.stat().st_size > size_after_roll + 200, 10, message="the writer to go on writing")
+    api.stop(["writer"])
+
+    entry = read_state(home.root)["processes"]["writer"]
+    assert entry["log_path"] == str(path), "the run keeps its file"
+    parts = sorted(path.parent.glob(path.name + ".*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+    assert [p.name.rsplit(".", 1)[1] for p in parts] == ["3", "4"], "only log_keep_parts parts are kept"
+    data = b"".join(p.read_bytes() for p in parts) + path.read_bytes()
+    seen = numbers(data)
+    assert seen == sorted(seen) and len(seen) == len(set(seen)), "nothing duplicated or reordered"
+    # Two rolls lie inside the kept text (part 3 -> 4 -> main); each may lose the few lines
+    # written between the last copy and the truncate, never more.
+    lost = (seen[-1] - seen[0] + 1) - len(seen)
+    assert lost <= 2 * 20, f"lost {lost} lines"
+    assert seen[-1] > numbers(parts[-1].read_bytes())[-1], "the writer kept writing after the roll"
+    assert path.read_bytes().rstrip().endswith(b"[auto] stopped by user")
+
+
+def test_roll_function_numbers_parts_and_caps_them(home):
+    path = make_log(home, "svc", datetime(2026, 11, 1, 10, 0, 0), 0, b"first\n")
+    for i in range(4):
+        path.write_bytes(f"content {i}\n".encode())
+        part, removed = logmaint.roll(path, keep_parts=2)
+        assert part.name == f"{path.name}.{i + 1}"
+        assert path.read_bytes() == b"" and part.read_bytes() == f"content {i}\n".encode()
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.name + ".3", path.name + ".4"])
+    run = logs.runs(home, "svc")[0]
+    assert [p.name for p in run.files] == [path.name + ".3", path.name + ".4", path.name]
+
+
+def test_service_running_across_midnight_keeps_its_file(api, home):
+    """LESSONS 16: the archiver compressed and deleted a live log after midnight."""
+    api.add("ticker", "while :; do echo tick; sleep 0.2; done")
+    live_path = Path(read_state(home.root)["processes"]["ticker"]["log_path"])
+    # A clock 40 days ahead, two seconds before local midnight: the live file looks 40 days old.
+    midnight = datetime.combine(datetime.now().date() + timedelta(days=41), datetime.min.time())
+    clock = Clock(midnight.timestamp() - 2)
+    old_finished = make_log(home, "ticker", datetime(2026, 1, 2, 3, 4, 5), 2, b"yesterday\n", now=clock.now)
+    ancient = make_log(home, "ticker", datetime(2026, 1, 1, 3, 4, 5), 45, now=clock.now)
+
+    m = Maintainer(home, clock)
+    live = {"ticker": str(live_path)}
+    events = run_pass(m, live)
+    assert not old_finished.exists() and gzip.decompress(Path(str(old_finished) + ".gz").read_bytes()) == b"yesterday\n"
+    assert not ancient.exists()
+    assert {e.kind for e in events} == {"compressed", "deleted"}
+
+    clock.now = midnight.timestamp() + 2  # across the boundary: the date changed, a new pass runs
+    age(live_path, 40, clock.now)
+    events = run_pass(m, live)
+    assert m.passes_done == 2
+    assert all(str(live_path) not in e.path for e in events), events
+    assert live_path.exists() and not Path(str(live_path) + ".gz").exists()
+    size = live_path.stat().st_size
+    wait_until(lambda: live_path.stat().st_size > size, 10, message="the service to go on writing to its file")
+    # `auto logs prune` (no watcher: live services are found by identity) leaves it alone too.
+    age(live_path, 40, clock.now)
+    assert all(str(live_path) not in e.path for e in Maintainer(home, clock).prune())
+    assert live_path.exists()
+
+
+def test_recorded_log_of_a_dead_service_is_never_deleted(api, home):
+    api.add("once", "echo done", start=True)
+    path = Path(read_state(home.root)["processes"]["once"]["log_path"])
+    wait_until(lambda: b"done" in path.read_bytes(), 10, message="the run to finish")
+    age(path, 60)
+    events = Maintainer(home).prune()
+    assert path.exists() and events == []
+
+
+def test_passes_run_at_most_hourly_or_on_date_change(home):
+    noon = datetime.combine(datetime.now().date(), datetime.min.time()) + timedelta(hours=12)
+    clock = Clock(noon.timestamp())
+    m = Maintainer(home, clock)
+    run_pass(m)
+    late = make_log(home, "svc", datetime(2026, 1, 1, 0, 0, 0), 40, now=clock.now)
+    clock.now += 1800
+    for _ in range(5):
+        assert m.tick({}, None) == []
+    assert late.exists() and m.passes_done == 1, "no second pass within the hour"
+    clock.now += 1801
+    events = run_pass(m)
+    assert not late.exists() and [e.kind for e in events] == ["deleted"]
+
+    # A date change starts a pass even within the hour.
+    clock.now = (noon + timedelta(hours=11, minutes=59, seconds=59)).timestamp()
+    run_pass(m)
+    again = make_log(home, "svc", datetime(2026, 1, 2, 0, 0, 0), 40, now=clock.now)
+    clock.now += 2
+    run_pass(m)
+    assert not again.exists()
+
+
+def test_work_is_bounded_per_tick(home):
+    clock = Clock(time.time())
+    for i in range(450):
+        make_log(home, f"s{i % 3}", datetime(2026, 1, 1, 0, 0, 0) + timedelta(seconds=i), 40, now=clock.now)
+    m = Maintainer(home, clock, delete_batch=100)
+    per_tick = []
+    while m.passes_done == 0:
+        per_tick.append(sum(e.kind == "deleted" for e in m.tick({}, None)))
+    assert max(per_tick) <= 100 and sum(per_tick) == 450 and len(per_tick) >= 5
+
+
+def test_compression_is_spread_and_exact(home):
+    clock = Clock(time.time())
+    body = b"".join(b"line %d of a finished run\n" % i for i in range(60_000))  # ~1.5 MB
+    path = make_log(home, "big", datetime(2026, 1, 1, 0, 0, 0), 2, body, now=clock.now)
+    mtime = path.stat().st_mtime_ns
+    m = Maintainer(home, clock, compress_budget=256 * 1024)
+    ticks = 0
+    while m.passes_done == 0:
+        m.tick({}, None)
+        ticks += 1
+    assert ticks >= 5, "a large file is compressed over several ticks"
+    gz = Path(str(path) + ".gz")
+    assert not path.exists() and gzip.decompress(gz.read_bytes()) == body
+    assert gz.stat().st_mtime_ns == mtime, "compression keeps the file's age"
+    assert logs.tail_lines(gz, 1)[0] == ["line 59999 of a finished run"]
+
+
+def test_compression_gives_up_when_the_file_is_written_meanwhile(home):
+    clock = Clock(time.time())
+    body = b"x" * 2_000_000
+    path = make_log(home, "racy", datetime(2026, 1, 1, 0, 0, 0), 2, body, now=clock.now)
+    m = Maintainer(home, clock, compress_budget=256 * 1024)
+    m.tick({}, None)
+    with open(path, "ab") as fh:  # someone we did not know about writes to it
+        fh.write(b"late line\n")
+    events = []
+    while m.passes_done == 0:
+        events += m.tick({}, None)
+    assert [e.kind for e in events] == ["skipped"]
+    assert path.read_bytes().endswith(b"late line\n") and not Path(str(path) + ".gz").exists()
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_a_file_where_a_directory_belongs_is_reported_and_work_goes_on(home):
+    clock = Clock(time.time())
+    (home.process_logs("bad")).mkdir(parents=True)
+    blocker = home.process_logs("bad") / "2026"
+    blocker.write_text("not a directory")
+    good = make_log(home, "good", datetime(2026, 1, 1, 0, 0, 0), 2, now=clock.now)
+    m = Maintainer(home, clock, size_interval=0.0)
+    live = {"bad": str(blocker / "11" / "bad_261101_000000.log")}
+    events = run_pass(m, live)
+    errors = [e for e in events if e.error]
+    assert {e.path for e in errors} == {str(blocker), live["bad"]}
+    assert any("a file where a log directory belongs" in e.detail for e in errors)
+    assert any("Not a directory" in e.detail for e in errors)
+    assert not good.exists() and Path(str(good) + ".gz").exists(), "the other process's logs were maintained"
+    assert [e for e in m.tick(live, None) if e.error] == [], "a standing error is reported once"
+
+
+def test_a_roll_that_cannot_write_is_reported_and_nothing_is_truncated(home):
+    path = make_log(home, "full", datetime(2026, 1, 1, 0, 0, 0), 0, b"y" * 5000)
+    # A directory where the part's temp file must go: the copy cannot be written.
+    Path(str(path) + ".1.tmp").mkdir()
+    with state.transaction(home) as data:
+        state.processes(data)["full"] = {"command": "true", "log_max_bytes": 1024}
+    m = Maintainer(home, size_interval=0.0)
+    events = m.tick({"full": str(path)}, None)
+    assert [e.kind for e in events if e.path == str(path)] == ["error"]
+    assert "cannot roll" in events[0].detail
+    assert path.stat().st_size == 5000, "nothing lost when the copy fails"
+
+
+def test_watcher_log_is_capped_and_its_old_parts_compressed(home):
+    clock = Clock(time.time())
+    wlog = home.watcher_log
+    wlog.parent.mkdir(parents=True)
+    wlog.write_bytes(b"w" * 3000)
+    old_part = wlog.with_name("auto.log.1")
+    old_part.write_bytes(b"old watcher lines\n")
+    age(old_part, 2, clock.now)
+    age(wlog, 50, clock.now)  # an idle watcher's own log is never deleted
+    m = Maintainer(home, clock, watcher_settings=logmaint.Settings(max_bytes=2048, keep_parts=5))
+    events = run_pass(m, {}, wlog)
+    assert wlog.exists() and wlog.stat().st_size == 0
+    assert wlog.with_name("auto.log.2").read_bytes() == b"w" * 3000
+    assert gzip.decompress(wlog.with_name("auto.log.1.gz").read_bytes()) == b"old watcher lines\n"
+    assert sorted(e.kind for e in events) == ["compressed", "rolled"]
+
+
+def test_idle_tick_does_nothing(home):
+    clock = Clock(time.time())
+    m = Maintainer(home, clock)
+    run_pass(m)
+    path = make_log(home, "svc", datetime(2026, 1, 1, 0, 0, 0), 2, now=clock.now)
+    for _ in range(100):
+        clock.now += 1
+        assert m.tick({}, None) == []
+    assert path.exists()
