@@ -336,7 +336,9 @@ class Api:
                 claims[name] = dict(entry, _alive=alive)
         # Act outside the lock: stop old groups (restart), free ports, spawn.
         old_groups = {
-            name: c["pid"] for name, c in claims.items() if mode in ("restart", "periodic") and c["_alive"]
+            name: c["pid"] for name, c in claims.items()
+            if (mode in ("restart", "periodic") and c["_alive"])
+            or (not c["_alive"] and self._leftover_group(c) is not None)
         }
         if old_groups:
             self._terminate({n: claims[n] for n in old_groups}, log_line="[auto] restarting")
@@ -435,6 +437,20 @@ class Api:
             return pid
         return None
 
+    def _leftover_group(self, entry: dict) -> int | None:
+        """The old group when its leader is gone but members still run, else None.
+
+        Only members created at or after the recorded start count, so a group that merely
+        reuses the number is never signalled.
+        """
+        pgid = self._old_group(entry)
+        if pgid is None or identity.is_ours(pgid, entry["create_time"]) or not procgroup.live_groups([pgid]):
+            return None
+        born = [t for t in map(identity.create_time, procgroup.members(pgid)) if t is not None]
+        if born and all(t >= entry["create_time"] - identity.CREATE_TIME_TOLERANCE for t in born):
+            return pgid
+        return None
+
     # --- stopping --------------------------------------------------------------------------
 
     def stop(self, names: Iterable[str]) -> list[Outcome]:
@@ -443,6 +459,7 @@ class Api:
         for name in names:
             validate.name(name)
         targets: dict[str, dict] = {}
+        candidates: dict[str, dict] = {}
         with self._txn() as data:
             procs = state.processes(data)
             for name in names:
@@ -455,6 +472,10 @@ class Api:
                 entry.pop("next_restart_at", None)
                 if identity.is_ours(entry.get("pid"), entry.get("create_time")):
                     targets[name] = dict(entry)
+                else:
+                    candidates[name] = dict(entry)
+        # A leader that exited can leave children in its group (LESSONS 1): stop those too.
+        targets.update({n: e for n, e in candidates.items() if self._leftover_group(e) is not None})
         survivors = self._terminate(targets, log_line="[auto] stopped by user") if targets else set()
         outcomes = []
         for name in names:

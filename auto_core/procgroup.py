@@ -76,6 +76,20 @@ def live_groups(pgids: Iterable[int]) -> set[int]:
     return _live_groups_generic(wanted)
 
 
+def members(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) members of group ``pgid``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                found.append(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to the group; False if the group no longer exists."""
     try:

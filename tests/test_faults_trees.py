@@ -1,0 +1,161 @@
+"""Issue 6, scenario 4: stopping process trees three levels deep.
+
+100 stop cycles (10 services x 10 rounds) of ``sh -c`` trees: the service shell (level 1)
+starts shells (level 2) that start sleeps (level 3). Each round uses one variant for all ten
+services: plain trees, trees whose level 2 or level 3 ignores SIGTERM (so stop must take the
+timeout path and SIGKILL the group), and trees where a child calls ``setsid``. The setsid'd
+processes leave the service's process group by design: they are reported as escapes (and
+cleaned up by the test), everything else must be gone when stop returns.
+
+Every process of a tree carries the inherited ``AUTO_SERVICE=<name>`` and ``AUTO_HOME``
+variables, which is how survivors are found (exact match, LESSONS 20). Processes that are
+meant to escape run ``sleep 1001`` (or a shell running it) instead of ``sleep 1000``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from helpers import wait_until
+
+from auto_core.lifecycle import Api
+
+STOP_TIMEOUT = 1.5
+SERVICES = [f"t{i}" for i in range(10)]
+ROUNDS = 10
+
+# (command, processes in the tree, processes meant to escape, ignores TERM somewhere)
+VARIANTS = [
+    ("sh -c 'sleep 1000 & sleep 1000 & wait' & sh -c 'sleep 1000 & wait' & wait", 6, 0, False),
+    ("sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & sleep 1000 & wait", 5, 0, True),
+    ("sh -c '(trap \"\" TERM; exec sleep 1000) & sleep 1000 & wait' & wait", 4, 0, True),
+    ("setsid sh -c 'sleep 1001 & wait' & sh -c 'sleep 1000 & wait' & wait", 5, 2, False),
+    ("sh -c 'trap \"\" TERM; setsid sleep 1001 & sleep 1000 & wait' & wait", 4, 1, True),
+]
+ESCAPE_ARGVS = ([b"sleep", b"1001"], [b"sh", b"-c", b"sleep 1001 & wait"])
+
+
+def _stat(pid: str) -> tuple[bytes, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return fields[0], int(fields[2])
+
+
+def tree_members(home: str) -> dict[str, list[tuple[int, int, list[bytes]]]]:
+    """Live processes started under ``home``, by service: [(pid, pgid, argv)]."""
+    want_home = f"AUTO_HOME={home}".encode()
+    found: dict[str, list] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if want_home not in env:
+            continue
+        service = next((v[len(b"AUTO_SERVICE="):].decode() for v in env if v.startswith(b"AUTO_SERVICE=")), None)
+        st = _stat(entry)
+        if service is None or st is None or st[0] in (b"Z", b"X"):
+            continue
+        found.setdefault(service, []).append((int(entry), st[1], argv))
+    return found
+
+
+def kill_escapes(members: dict[str, list]) -> None:
+    for procs in members.values():
+        for pid, _, _ in procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow
+def test_stop_leaves_nothing_in_the_group_and_reports_setsid_escapes(home):
+    api = Api(home)
+    root = str(home.root)
+    for name in SERVICES:
+        api.add(name, "true", workdir="/", stop_timeout=STOP_TIMEOUT, start=False)
+    report = {"cycles": 0, "escaped": 0, "in_group_survivors": 0, "timeout_stops": 0}
+    for rnd in range(ROUNDS):
+        command, size, escapes, ignores_term = VARIANTS[rnd % len(VARIANTS)]
+        for name in SERVICES:
+            api.update(name, command=command)
+        outcomes = api.start(SERVICES)
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+        leaders = {o.name: o.pid for o in outcomes}
+        wait_until(lambda size=size: all(len(tree_members(root).get(n, [])) == size for n in SERVICES),
+                   15, message=f"round {rnd}: every tree of {size} processes up")
+
+        t0 = time.monotonic()
+        outcomes = api.stop(SERVICES)
+        took = time.monotonic() - t0
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+        report["cycles"] += len(SERVICES)
+
+        left = tree_members(root)
+        try:
+            in_group = [(n, p) for n, procs in left.items() for p in procs if p[1] == leaders[n]]
+            assert in_group == [], f"round {rnd}: members of a stopped group survived: {in_group}"
+            unexpected = [(n, p) for n, procs in left.items() for p in procs if p[2] not in ESCAPE_ARGVS]
+            assert unexpected == [], f"round {rnd}: unexpected survivors {unexpected}"
+            assert sorted(len(left.get(n, [])) for n in SERVICES) == [escapes] * len(SERVICES)
+            report["escaped"] += sum(len(p) for p in left.values())
+        finally:
+            kill_escapes(left)
+        if ignores_term:
+            # Only SIGKILL, sent after stop_timeout, ends a TERM-ignoring group.
+            assert took >= STOP_TIMEOUT, f"round {rnd}: stop took {took:.2f} s, no timeout path"
+            report["timeout_stops"] += len(SERVICES)
+        else:
+            assert took < STOP_TIMEOUT, f"round {rnd}: a TERM-obeying stop took {took:.2f} s"
+        views = {v.name: v.status for v in api.snapshot()}
+        assert set(views.values()) == {"stopped"}, views
+        api.reap()
+    print(f"\ntree stop report: {report}")
+    assert report == {"cycles": 100, "escaped": 2 * (2 * 2 + 2 * 1) * 5, "in_group_survivors": 0,
+                      "timeout_stops": 60}
+
+
+def test_stop_of_a_tree_whose_leader_already_exited(home):
+    """The level-1 shell is gone but its children still run in the group: the service is
+    shown dead and stopping it must not leave those children running."""
+    api = Api(home)
+    api.add("orphans", "sh -c 'sleep 1000 & wait' & sleep 1000 & exit 0", workdir="/",
+            stop_timeout=STOP_TIMEOUT)
+    root = str(home.root)
+    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3, 10, message="children up")
+    api.reap()  # the leader exited; as its parent, reap it so only the children remain
+    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3 and api.view("orphans").status == "dead",
+               10, message="leader gone, children alive")
+    assert api.stop(["orphans"])[0].ok
+    wait_until(lambda: not tree_members(root).get("orphans"), 10, message="the leaderless group to be stopped")
+
+
+def test_start_clears_a_leaderless_group_first(home):
+    """A start (manual or the watcher's revive) of a service whose leader died while its
+    children live on stops those children first: never two copies side by side."""
+    api = Api(home)
+    api.add("orphans", "sh -c 'sleep 1000 & wait' & sleep 1000 & exit 0", workdir="/",
+            stop_timeout=STOP_TIMEOUT)
+    root = str(home.root)
+    old_leader = api.entry("orphans")["pid"]
+    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3, 10, message="children up")
+    api.reap()
+    wait_until(lambda: api.view("orphans").status == "dead", 10, message="leader gone")
+    assert api.revive("orphans").ok
+    new_leader = api.entry("orphans")["pid"]
+    wait_until(lambda: {pgid for _, pgid, _ in tree_members(root).get("orphans", [])} == {new_leader},
+               10, message="only the new instance's group to remain")
+    assert new_leader != old_leader
