@@ -339,7 +339,8 @@ def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
     problems = [loaded.problem] if loaded.problem else []
     if not watcher_running:
         api = Api(home, warn=lambda _msg: None)
-        stale = [name for name in sorted(procs) if api.view(name, procs[name]).status == DEAD]
+        views = [api.view(name, procs[name]) for name in sorted(procs)]
+        stale = [v.name for v in views if v.status == DEAD and not v.starting]
         if stale:
             problems.append(f"stale: {', '.join(stale)} dead and not stopped, and no watcher"
                             " restarts them (auto start NAME, or run the watcher)")
