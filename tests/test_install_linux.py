@@ -263,3 +263,37 @@ def test_verify_check_would_catch_a_bad_unit(fakes, tmp_path):
     broken.write_text(unit.read_text().replace("KillMode=process", "KillMode=bogus"))
     checked = systemd_analyze_verify(broken)
     assert unit.name in checked.stderr
+
+
+def unit_words(text: str, key: str) -> list[list[str]]:
+    """The values of ``key=`` lines split the way systemd does for our quoting subset."""
+    import shlex
+
+    return [[w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len(key) + 1:])]
+            for line in text.splitlines() if line.startswith(f"{key}=")]
+
+
+def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home):
+    """Run ExecStart with the unit's Environment= exactly as systemd would: it takes the lock."""
+    pytest.importorskip("auto_core.watch")
+    from helpers import wait_until
+
+    from auto_core import watchlock
+    from auto_core.paths import Home
+
+    fresh_answers(fakes)
+    assert cli(fakes, "install").returncode == 0
+    text = installed_unit(fakes).read_text()
+    (argv,) = unit_words(text, "ExecStart")
+    env = dict(w.split("=", 1) for (w,) in unit_words(text, "Environment"))
+    assert set(env) == {"PATH", "AUTO_HOME"}
+    log = auto_home / "output" / "logs" / "auto" / "auto.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                cwd="/")
+    try:
+        wait_until(lambda: watchlock.holder(Home(auto_home)) == proc.pid, timeout=15,
+                   message=f"the watcher to take the lock (log: {log})")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
