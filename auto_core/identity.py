@@ -3,15 +3,70 @@ recorded (DESIGN.md §4, LESSONS 3-4). Numbers are compared, never formatted tex
 
 from __future__ import annotations
 
-import psutil
+import os
+import sys
 
 # psutil derives create_time from the boot time, which the kernel reports to the second and
 # which can shift by a second; a pid reused within the same second is not a realistic risk.
 CREATE_TIME_TOLERANCE = 1.0
 
+# On Linux we read /proc directly with psutil's own formula (starttime / CLK_TCK + btime):
+# `auto ps` checks every service, and importing psutil plus three /proc reads per pid was
+# the largest cost of a 200-service `ps` (docs/benchmarks.md, Core CLI).
+_LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+_BOOT: list[float] = []
+
+
+def _boot_time() -> float:
+    if not _BOOT:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"btime"):
+                    _BOOT.append(float(line.split()[1]))
+                    break
+            else:
+                raise OSError("no btime in /proc/stat")
+    return _BOOT[0]
+
+
+def _proc_stat(pid: int) -> tuple[bytes, float] | None:
+    """(state letter, create time) from /proc/PID/stat, or None if there is no such pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: fields start after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time()
+    except (IndexError, ValueError, OSError):
+        return None
+
+
+def start_time(pid: int) -> float | None:
+    """The kernel start time of ``pid`` even if it is a zombie (what ``spawn`` records)."""
+    if _LINUX:
+        found = _proc_stat(pid)
+        if found is not None:
+            return found[1]
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, ValueError):
+        return None
+
 
 def create_time(pid: int) -> float | None:
     """The kernel start time of ``pid``, or None if it does not exist or is a zombie."""
+    if _LINUX:
+        found = _proc_stat(pid)
+        if found is None:
+            return None
+        return None if found[0] in (b"Z", b"X") else found[1]
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -36,6 +91,8 @@ def is_ours(pid: object, recorded_create_time: object) -> bool:
 
 def describe(pid: int) -> str:
     """A short 'pid N (command line)' for error messages."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         cmd = " ".join(proc.cmdline()) or proc.name()

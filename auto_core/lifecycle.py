@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,10 @@ from auto_core import backoff, identity, logs, model, ports, procgroup, spawn, s
 from auto_core.errors import AutoError, NotFound, UsageError
 from auto_core.model import ProcessView
 from auto_core.paths import Home
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
+if TYPE_CHECKING:
+    import subprocess  # only for annotations; spawn imports it when it spawns
 
 PORT_WAIT = 10.0  # bounded wait for a port to be released on restart
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 
@@ -37,6 +36,8 @@ def listeners(port: int) -> list[Listener]:
 
 def is_free(port: int) -> bool:
     """True if nothing accepts connections on localhost:``port``."""
+    import socket  # here, not at module level: `auto ps` never needs it
+
     for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:
             with socket.socket(family, socket.SOCK_STREAM) as sock:

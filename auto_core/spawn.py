@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
+
+from auto_core import identity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
+if TYPE_CHECKING:
+    import subprocess
 
 SHELL = "/bin/sh"
 # $1 name, $2 time, $3 command. printf's format is constant; data goes through %s.
@@ -53,7 +58,7 @@ def spawn(
     retries: int = 6,
 ) -> Spawned:
     """Start the command detached, output appended to ``log_fd``. Retries EAGAIN/ENOMEM/EDEADLK."""
-    import psutil
+    import subprocess  # here, not at module level: `auto ps` never spawns
 
     when = when or datetime.now()
     full_env = build_env(env)
@@ -81,8 +86,8 @@ def spawn(
             if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and exc.filename in (workdir, None):
                 what = f"workdir {workdir} is missing or not a directory"
             raise SpawnError(exc.errno, what) from exc
-    try:
-        create_time = psutil.Process(popen.pid).create_time()
-    except psutil.Error:
-        create_time = time.time()  # it already exited; a zombie still has a pid
+    # Unreaped, the child is at worst a zombie, which still has its start time.
+    create_time = identity.start_time(popen.pid)
+    if create_time is None:
+        create_time = time.time()
     return Spawned(popen.pid, create_time, popen)

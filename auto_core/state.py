@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,7 +82,7 @@ def load(home: Home) -> Loaded:
 
 
 def _write_atomic(directory: Path, target: Path, payload: bytes, sync: bool = True) -> None:
-    tmp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)
@@ -126,7 +125,7 @@ def save(home: Home, data: dict, loaded_from: str = "main") -> None:
     if loaded_from == "bak" and home.state_file.exists():
         # Keep the broken file for the user instead of overwriting it.
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        broken = home.local / f"state.json.corrupt-{stamp}-{secrets.token_hex(2)}"
+        broken = home.local / f"state.json.corrupt-{stamp}-{os.urandom(2).hex()}"
         try:
             os.rename(home.state_file, broken)
         except OSError as exc:
