@@ -144,6 +144,7 @@ def locked(home: Home) -> Iterator[None]:
     try:
         ensure_dir(home.local)
         fd = os.open(home.state_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask (issue 6, §8)
     except OSError as exc:
         raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc
     try:

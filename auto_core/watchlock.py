@@ -17,6 +17,7 @@ def acquire(home: Home) -> int:
     """Take the lock for this process and write our pid into it; return the fd to keep open."""
     ensure_dir(home.local)
     fd = os.open(home.watch_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
