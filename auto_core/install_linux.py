@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from auto_core.errors import AutoError
 from auto_core.install import Ctx, read_text, render
 
 UNIT = "auto-watch"
@@ -56,11 +58,19 @@ def render_unit(ctx: Ctx) -> str:
 
 def _ask(ctx: Ctx, verb: str) -> str | None:
     """``systemctl --user is-active|is-enabled`` output; None when systemctl cannot answer."""
+    return _probe(ctx, verb)[0]
+
+
+def _probe(ctx: Ctx, verb: str = "is-active") -> tuple[str | None, str | None]:
+    """(answer, why systemctl --user cannot be used here, or None)."""
     result = ctx.query([*SYSTEMCTL, verb, unit_name(ctx)])
     if result is None:
-        return None
+        return None, "systemctl not found on PATH" if ctx.can_query else None
     answer = result.stdout.strip()
-    return answer or None
+    if answer:
+        return answer, None
+    said = [ln.strip() for ln in result.stderr.splitlines() if ln.strip()]
+    return None, said[-1] if said else f"systemctl exited {result.returncode}"
 
 
 def install(ctx: Ctx) -> None:
@@ -68,7 +78,12 @@ def install(ctx: Ctx) -> None:
     path = service_file(ctx)
     content = render_unit(ctx)
     changed = read_text(path) != content
-    active = _ask(ctx, "is-active") == "active"
+    state, unusable = _probe(ctx)
+    if unusable and not ctx.dry_run:
+        # Checked before writing anything: a failed install leaves no half-installed unit.
+        raise AutoError(f"systemctl --user cannot be used here ({unusable}); nothing was"
+                        " installed (run the watcher yourself: auto watch)")
+    active = state == "active"
     enabled = _ask(ctx, "is-enabled") == "enabled"
     if not changed and active and enabled:
         # LESSONS 18: never bounce a healthy watcher just because install ran again.
@@ -97,6 +112,13 @@ def uninstall(ctx: Ctx) -> None:
     path = service_file(ctx)
     if not path.exists():
         ctx.out.info(f"no unit at {path}: nothing to disable")
+        return
+    _, unusable = _probe(ctx)
+    if unusable and not ctx.dry_run:
+        # No user manager to ask, so none runs this unit: removing the file is all there is.
+        print(f"auto: warning: systemctl --user cannot be used here ({unusable});"
+              " removing the unit file only", file=sys.stderr)
+        ctx.remove(path)
         return
     # KillMode=process: stopping the unit stops the watcher only, never the services.
     ctx.check(ctx.run([*SYSTEMCTL, "disable", "--now", unit_name(ctx)]))

@@ -139,9 +139,11 @@ def test_uninstall_reverses_install_and_keeps_state_and_logs(fakes, auto_home):
     unit = installed_unit(fakes)
     state_before = (auto_home / "local" / "state.json").read_bytes()
     fakes.reset()
+    running_answers(fakes)
     r = cli(fakes, "uninstall")
     assert r.returncode == 0, r.stderr
     assert fakes.calls() == [
+        ["systemctl", "--user", "is-active", unit.name],
         ["systemctl", "--user", "disable", "--now", unit.name],
         ["systemctl", "--user", "daemon-reload"],
     ]
@@ -151,6 +153,7 @@ def test_uninstall_reverses_install_and_keeps_state_and_logs(fakes, auto_home):
     assert (auto_home / "output" / "logs" / "auto").is_dir()
     # Uninstalling again is harmless and runs nothing.
     fakes.reset()
+    running_answers(fakes)
     again = cli(fakes, "uninstall")
     assert again.returncode == 0 and fakes.calls() == [], (again.stderr, fakes.calls())
 
@@ -182,8 +185,33 @@ def test_missing_systemctl_is_a_clear_error(fakes, tmp_path):
     empty.mkdir()
     r = cli(fakes, "install", PATH=str(empty))
     assert r.returncode == 1
-    assert r.stderr == ("auto: error: systemctl not found on PATH"
-                        " (needed for: systemctl --user daemon-reload)\n")
+    assert r.stderr == ("auto: error: systemctl --user cannot be used here (systemctl not found"
+                        " on PATH); nothing was installed (run the watcher yourself: auto watch)\n")
+    assert list(fakes.user_home.iterdir()) == []
+
+
+def test_no_user_manager_installs_nothing(fakes):
+    """This machine's real answer: no bus. Refuse before writing, so nothing is half-installed."""
+    fakes.rule("systemctl", "--user", rc=1, stderr="Failed to connect to bus: No medium found\n")
+    r = cli(fakes, "install")
+    assert r.returncode == 1
+    assert r.stderr == ("auto: error: systemctl --user cannot be used here (Failed to connect to bus:"
+                        " No medium found); nothing was installed (run the watcher yourself: auto watch)\n")
+    assert list(fakes.user_home.iterdir()) == []
+    assert [c[2] for c in fakes.calls()] == ["is-active"]
+
+
+def test_uninstall_without_user_manager_removes_the_file(fakes):
+    fresh_answers(fakes)
+    assert cli(fakes, "install").returncode == 0
+    unit = installed_unit(fakes)
+    fakes.reset()
+    fakes.rule("systemctl", "--user", rc=1, stderr="Failed to connect to bus: No medium found\n")
+    r = cli(fakes, "uninstall")
+    assert r.returncode == 0, r.stderr
+    assert "removing the unit file only" in r.stderr
+    assert not unit.exists() and not (fakes.user_home / "bin" / "auto").exists()
+    assert [c[2] for c in fakes.calls()] == ["is-active"]
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(fakes, auto_home):
@@ -205,12 +233,13 @@ def test_dry_run_uninstall_changes_nothing(fakes):
     assert cli(fakes, "install").returncode == 0
     unit = installed_unit(fakes)
     fakes.reset()
+    running_answers(fakes)
     r = cli(fakes, "uninstall", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert f"would run: systemctl --user disable --now {unit.name}" in r.stdout
     assert f"would remove {unit}" in r.stdout
     assert unit.exists() and (fakes.user_home / "bin" / "auto").exists()
-    assert fakes.calls() == []
+    assert fakes.calls() == [["systemctl", "--user", "is-active", unit.name]]  # a query only
 
 
 def test_other_platform_without_dry_run_is_refused(fakes):
