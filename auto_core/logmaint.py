@@ -426,7 +426,7 @@ class Maintainer:
             stem = file_name.removesuffix(_TMP).removesuffix(".gz")
             if not (stem.startswith("auto.log.") and stem[len("auto.log."):].isdigit()):
                 return None
-        elif not logs.parse_name(file_name.removesuffix(_TMP)):
+        elif not logs.is_run_file(file_name.removesuffix(_TMP)):
             return None
         path = entry.path
         if path in live_paths or path in self._recorded:

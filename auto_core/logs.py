@@ -85,6 +85,11 @@ class Run:
         return (*self.parts, self.path) if self.path not in self.parts else self.parts
 
 
+def is_run_file(filename: str) -> bool:
+    """Whether ``filename`` is named like a run's log, a rolled part or their ``.gz`` (cheap)."""
+    return _RUN_RE.match(filename) is not None
+
+
 def parse_name(filename: str) -> tuple[str, datetime, int, int | None, bool] | None:
     """``(name, started, same-second index, part or None, gzipped)`` of a run file name."""
     match = _RUN_RE.match(filename)
