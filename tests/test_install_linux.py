@@ -326,3 +326,17 @@ def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_missing_loginctl_is_tolerated(fakes, tmp_path):
+    only_systemctl = tmp_path / "only-systemctl"
+    only_systemctl.mkdir()
+    stub = only_systemctl / "systemctl"
+    stub.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fakes.path.split(os.pathsep)[0]}/../fakecmd.py"'
+                    ' systemctl "$@"\n')
+    stub.chmod(0o755)
+    fresh_answers(fakes)
+    r = cli(fakes, "install", PATH=str(only_systemctl))
+    assert r.returncode == 0, r.stderr
+    assert [c[0] for c in fakes.calls()] == ["systemctl"] * 4
+    assert "linger" not in r.stdout and r.stderr == ""
