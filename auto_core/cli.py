@@ -117,6 +117,9 @@ def _definition_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backoff-base", metavar="S", help="first restart delay in seconds (default 1)")
     p.add_argument("--stop-timeout", metavar="S", help="seconds between the stop signal and SIGKILL (default 10)")
     p.add_argument("--stop-signal", metavar="SIG", help="signal sent first on stop (default SIGTERM)")
+    p.add_argument("--log-max-bytes", metavar="SIZE", help="roll the run's log past this size, e.g. 50M (default 50M)")
+    p.add_argument("--log-keep-parts", metavar="N", help="rolled parts kept per run (default 5)")
+    p.add_argument("--log-keep-days", metavar="D", help="delete log files older than D days (default 30)")
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -202,6 +205,9 @@ def _options(args) -> dict:
         "backoff_base": args.backoff_base,
         "stop_timeout": args.stop_timeout,
         "stop_signal": args.stop_signal,
+        "log_max_bytes": args.log_max_bytes,
+        "log_keep_parts": args.log_keep_parts,
+        "log_keep_days": args.log_keep_days,
     }
 
 

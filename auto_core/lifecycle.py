@@ -148,6 +148,9 @@ class Api:
         backoff_base: float | None = None,
         stop_timeout: float | None = None,
         stop_signal: str | None = None,
+        log_max_bytes: int | str | None = None,
+        log_keep_parts: int | str | None = None,
+        log_keep_days: float | str | None = None,
         start: bool = True,
     ) -> Outcome:
         validate.name(name)
@@ -173,6 +176,9 @@ class Api:
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
+            log_max_bytes=log_max_bytes,
+            log_keep_parts=log_keep_parts,
+            log_keep_days=log_keep_days,
         )
         with self._txn() as data:
             procs = state.processes(data)
@@ -197,6 +203,11 @@ class Api:
             entry["stop_timeout"] = validate.seconds(options["stop_timeout"], "stop timeout", 0)
         if options.get("stop_signal") is not None:
             entry["stop_signal"] = validate.signal_name(options["stop_signal"])
+        for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
+            if options.get(key) is not None:
+                from auto_core import logmaint  # only when a log option is given
+
+                entry[key] = logmaint.parse_option(key, options[key])
 
     def update(
         self,
@@ -212,6 +223,9 @@ class Api:
         backoff_base: float | None = None,
         stop_timeout: float | None = None,
         stop_signal: str | None = None,
+        log_max_bytes: int | str | None = None,
+        log_keep_parts: int | str | None = None,
+        log_keep_days: float | str | None = None,
     ) -> Outcome:
         """Change the definition; the running instance keeps its old settings until restarted."""
         validate.name(name)
@@ -230,6 +244,9 @@ class Api:
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
+            log_max_bytes=log_max_bytes,
+            log_keep_parts=log_keep_parts,
+            log_keep_days=log_keep_days,
         )
         unset = list(unset_env)
         for key in unset:

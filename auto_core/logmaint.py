@@ -565,3 +565,39 @@ def live_logs(home: Home) -> dict[str, str]:
         for name, entry in procs.items()
         if isinstance(entry.get("log_path"), str) and identity.is_ours(entry.get("pid"), entry.get("create_time"))
     }
+
+
+# --- per-process options (``auto add/update --log-max-bytes/--log-keep-parts/--log-keep-days``) ---
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB, "mib": MiB,
+               "g": 1024 * MiB, "gb": 1024 * MiB, "gib": 1024 * MiB}
+
+
+def parse_option(key: str, value: object) -> int | float:
+    """Validate one log option for the state entry; raises ``UsageError`` with one line."""
+    import re
+
+    from auto_core.errors import UsageError
+
+    text = str(value).strip().lower()
+    if key == "log_max_bytes":
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text)
+        if not match or match.group(2) not in _SIZE_UNITS:
+            raise UsageError(f"invalid log max bytes {value!r}: use e.g. 50M, 200K, 1G or a number of bytes")
+        number = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+        if not 1024 <= number <= 1 << 50:
+            raise UsageError(f"invalid log max bytes {value!r}: use at least 1K")
+        return number
+    if key == "log_keep_parts":
+        if not text.isdigit() or int(text) > 1000:
+            raise UsageError(f"invalid log keep parts {value!r}: use a whole number from 0 to 1000")
+        return int(text)
+    if key == "log_keep_days":
+        try:
+            days = float(text.removesuffix("d"))
+        except ValueError:
+            days = -1.0
+        if not 1 <= days <= 36600:
+            raise UsageError(f"invalid log keep days {value!r}: use a number of days >= 1")
+        return days
+    raise KeyError(key)

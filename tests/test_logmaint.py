@@ -283,3 +283,22 @@ def test_idle_tick_does_nothing(home):
         clock.now += 1
         assert m.tick({}, None) == []
     assert path.exists()
+
+
+def test_log_options_are_validated_and_stored(home):
+    from helpers import run_cli, state_bytes
+
+    r = run_cli("add", "opt", "sleep 1000", "--no-start", "--log-max-bytes", "2M", "--log-keep-parts", "2",
+                "--log-keep-days", "7", home=home.root)
+    assert r.returncode == 0, r.stderr
+    entry = read_state(home.root)["processes"]["opt"]
+    assert (entry["log_max_bytes"], entry["log_keep_parts"], entry["log_keep_days"]) == (2 * 1024 * 1024, 2, 7.0)
+    assert logmaint.settings(entry) == logmaint.Settings(2 * 1024 * 1024, 2, 7.0)
+    assert run_cli("update", "opt", "--log-max-bytes", "300k", home=home.root).returncode == 0
+    assert read_state(home.root)["processes"]["opt"]["log_max_bytes"] == 300 * 1024
+    before = state_bytes(home.root)
+    for flag, value in (("--log-max-bytes", "12"), ("--log-max-bytes", "lots"), ("--log-keep-parts", "-1"),
+                        ("--log-keep-days", "0")):
+        bad = run_cli("update", "opt", flag, value, home=home.root)
+        assert bad.returncode == 2 and bad.stderr.startswith("auto: error: invalid log ") and bad.stderr.count("\n") == 1
+    assert state_bytes(home.root) == before
