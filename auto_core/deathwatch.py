@@ -1,0 +1,187 @@
+"""Learning that a process died, by events rather than a busy poll (DESIGN.md §5, LESSONS 17).
+
+One interface, three back ends:
+
+- ``PidfdNotifier`` (Linux): ``os.pidfd_open`` per pid, all in one selector. A pidfd becomes
+  readable when its process exits, whether or not we are its parent.
+- ``KqueueNotifier`` (macOS/BSD, in ``deathwatch_kqueue``): ``EVFILT_PROC``/``NOTE_EXIT``.
+- ``PollNotifier``: a check of every watched pid once a second, only where neither works.
+
+Every back end also watches a self-pipe, so a signal (``signal.set_wakeup_fd``) or ``wake()``
+interrupts ``wait``. A watch fires once: ``wait`` forgets the pids it reports.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+
+from auto_core import identity
+
+POLL_INTERVAL = 1.0
+
+
+class Notifier:
+    """Base: the self-pipe and the bookkeeping shared by every back end."""
+
+    kind = "base"
+
+    def __init__(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        self.pids: dict[int, float | None] = {}  # pid -> create time we expect
+
+    @property
+    def wakeup_fd(self) -> int:
+        """The write end, for ``signal.set_wakeup_fd``."""
+        return self._wake_w
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wakeup is already pending
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def watch(self, pid: int, create_time: float | None = None) -> bool:
+        """Start watching ``pid``; False if it is already gone (the caller handles the death)."""
+        raise NotImplementedError
+
+    def unwatch(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> list[int]:
+        """Block up to ``timeout`` seconds; return the watched pids that exited (then forgotten)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for pid in list(self.pids):
+            self.unwatch(pid)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class PidfdNotifier(Notifier):
+    kind = "pidfd"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._fds: dict[int, int] = {}
+
+    def watch(self, pid: int, create_time: float | None = None) -> bool:
+        if pid in self.pids:
+            return True
+        try:
+            fd = os.pidfd_open(pid)  # close-on-exec by the kernel
+        except ProcessLookupError:
+            return False
+        # The pid may have been recycled between our identity check and pidfd_open: check again
+        # now that the fd pins this exact process.
+        if create_time is not None and not identity.same_time(identity.create_time(pid), create_time):
+            os.close(fd)
+            return False
+        self._sel.register(fd, selectors.EVENT_READ, pid)
+        self._fds[pid] = fd
+        self.pids[pid] = create_time
+        return True
+
+    def unwatch(self, pid: int) -> None:
+        self.pids.pop(pid, None)
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            self._sel.unregister(fd)
+            os.close(fd)
+
+    def wait(self, timeout: float) -> list[int]:
+        dead = []
+        for key, _ in self._sel.select(max(0.0, timeout)):
+            if key.data is None:
+                self._drain()
+            else:
+                dead.append(key.data)
+        for pid in dead:
+            self.unwatch(pid)
+        return dead
+
+    def close(self) -> None:
+        super().close()
+        self._sel.close()
+
+
+class PollNotifier(Notifier):
+    """Checks every watched pid's identity once a second (no fork: /proc or psutil)."""
+
+    kind = "poll"
+
+    def __init__(self, interval: float = POLL_INTERVAL) -> None:
+        super().__init__()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self.interval = interval
+        self._next_check = time.monotonic() + interval
+
+    def watch(self, pid: int, create_time: float | None = None) -> bool:
+        if create_time is None:
+            create_time = identity.create_time(pid)
+            if create_time is None:
+                return False
+        elif not identity.same_time(identity.create_time(pid), create_time):
+            return False
+        self.pids[pid] = create_time
+        return True
+
+    def unwatch(self, pid: int) -> None:
+        self.pids.pop(pid, None)
+
+    def wait(self, timeout: float) -> list[int]:
+        now = time.monotonic()
+        block = max(0.0, min(timeout, self._next_check - now))
+        if self._sel.select(block):
+            self._drain()
+        if time.monotonic() < self._next_check:
+            return []
+        self._next_check = time.monotonic() + self.interval
+        dead = [p for p, ct in self.pids.items() if not identity.same_time(identity.create_time(p), ct)]
+        for pid in dead:
+            self.unwatch(pid)
+        return dead
+
+    def close(self) -> None:
+        super().close()
+        self._sel.close()
+
+
+def pidfd_works() -> bool:
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except OSError:  # ENOSYS on old kernels, EPERM under some seccomp profiles
+        return False
+
+
+def make(poll_only: bool = False) -> Notifier:
+    """The best notifier this platform supports (or the 1 s poll when ``poll_only``)."""
+    if not poll_only:
+        if pidfd_works():
+            return PidfdNotifier()
+        from auto_core import deathwatch_kqueue
+
+        if deathwatch_kqueue.available():
+            return deathwatch_kqueue.KqueueNotifier()
+    return PollNotifier()

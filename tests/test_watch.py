@@ -1,0 +1,453 @@
+"""`auto watch` end to end: the real `python -m auto_core watch` subprocess, real services,
+real signals (issue 3, DESIGN.md §5). Every wait has a deadline; nothing sleeps and hopes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, pid_alive, procs_with_env, read_state, run_cli, wait_until
+
+from auto_core import state
+from auto_core.paths import Home
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
+LINE_RE = re.compile(rf"^({STAMP}) (.*)$")
+
+
+class WatcherProc:
+    """One `auto watch` subprocess whose stdout goes to a file we can read at any time."""
+
+    def __init__(self, home: Path, out: Path, poll: bool = False):
+        self.out = out
+        self._fh = open(out, "wb")
+        args = [sys.executable, "-m", "auto_core", "watch"] + (["--poll"] if poll else [])
+        env = dict(os.environ, AUTO_HOME=str(home))
+        self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.wait_line(r"watcher started")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def events(self) -> list[tuple[datetime, str]]:
+        found = []
+        for line in self.text().splitlines():
+            m = LINE_RE.match(line)
+            if m:
+                found.append((datetime.fromisoformat(m.group(1)), m.group(2)))
+        return found
+
+    def wait_line(self, pattern: str, timeout: float = 10.0, count: int = 1) -> re.Match:
+        rx = re.compile(pattern)
+
+        def found():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"watcher exited ({self.proc.returncode}):\n{self.text()}")
+            hits = [m for _, msg in self.events() if (m := rx.search(msg))]
+            return hits[count - 1] if len(hits) >= count else None
+
+        try:
+            return wait_until(found, timeout, message=f"watcher line /{pattern}/ x{count}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- watcher output ---\n{self.text()}") from None
+
+    def lines(self, pattern: str) -> list[str]:
+        rx = re.compile(pattern)
+        return [msg for _, msg in self.events() if rx.search(msg)]
+
+    def signal(self, sig: int, timeout: float = 10.0) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._fh.close()
+
+
+@pytest.fixture
+def watcher(home, tmp_path):
+    started: list[WatcherProc] = []
+
+    def start(poll: bool = False) -> WatcherProc:
+        w = WatcherProc(home.root, tmp_path / f"watch-{len(started)}.out", poll)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.close()
+
+
+def cli_ok(*args: str) -> subprocess.CompletedProcess:
+    result = run_cli(*args)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+def entry(home: Home, name: str) -> dict:
+    return read_state(home.root)["processes"][name]
+
+
+def live_pid(home: Home, name: str) -> int | None:
+    """The recorded pid if that process is alive (not a zombie)."""
+    e = entry(home, name)
+    pid = e.get("pid")
+    return pid if isinstance(pid, int) and pid_alive(pid) else None
+
+
+def copies(home: Home, name: str) -> set[int]:
+    """Process groups (one per running copy) of service ``name`` under this AUTO_HOME, found
+    by exact environment: ``sh -c`` may keep a shell above the command, so count groups."""
+    groups = set()
+    for pid in set(procs_with_env("AUTO_SERVICE", name)) & set(procs_with_env("AUTO_HOME", str(home.root))):
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            pass
+    return groups
+
+
+def holds(predicate, seconds: float, step: float = 0.05) -> None:
+    """Assert ``predicate`` stays true for ``seconds`` (a bounded check that nothing happens)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), "condition stopped holding"
+        time.sleep(step)
+
+
+def ps_json(name: str) -> dict:
+    rows = json.loads(cli_ok("ps", "--json").stdout)
+    return next(r for r in rows if r["name"] == name)
+
+
+def edit_entry(home: Home, name: str, **changes) -> None:
+    """Change fields the way a hand edit (or another face) would: under the state lock."""
+    with state.transaction(home) as data:
+        data["processes"][name].update(changes)
+
+
+# --- single instance -------------------------------------------------------------------------
+
+
+def test_second_watcher_exits_1_naming_the_running_one(watcher):
+    w = watcher()
+    result = run_cli("watch", timeout=20)
+    assert result.returncode == 1
+    assert result.stderr.startswith("auto: error: ")
+    assert f"pid {w.pid}" in result.stderr
+    assert w.proc.poll() is None  # the first one is untouched
+
+
+# --- death detection, restart, exit status ---------------------------------------------------
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["event", "poll"])
+def test_service_added_elsewhere_is_watched_and_restarted(home, watcher, poll):
+    w = watcher(poll=poll)
+    assert ("poll" in w.lines("watcher started")[0]) == poll
+    if not poll:
+        assert "pidfd" in w.lines("watcher started")[0]
+    cli_ok("add", "svc", "--", "sleep", "1000")
+    added = time.monotonic()
+    first = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    # A start from another face is noticed by stat within the 1 s tick (generous for load).
+    assert time.monotonic() - added < 3.0
+    assert first == live_pid(home, "svc")
+
+    os.kill(first, signal.SIGKILL)
+    w.wait_line(rf"exit svc pid {first} exited \(exit status unknown.*restarting in 1 s")
+    second = int(w.wait_line(r"start svc pid (\d+) \(automatic restart\)").group(1))
+    assert second != first and live_pid(home, "svc") == second
+    e = entry(home, "svc")
+    assert e["last_exit"]["code"] is None and e["last_exit"]["signal"] is None
+    assert e["last_exit"]["unknown"] is True and e["last_exit"]["pid"] == first
+    assert e["restart_attempt"] == 1 and e["restarts"] == 1
+
+    # The watcher spawned this one: it reaps it and knows the signal.
+    os.kill(second, signal.SIGKILL)
+    w.wait_line(rf"exit svc pid {second} killed by SIGKILL after [\d.]+ s; restarting in 2 s")
+    wait_until(lambda: not os.path.exists(f"/proc/{second}"), message="no zombie left")
+    e = entry(home, "svc")
+    assert e["last_exit"]["signal"] == signal.SIGKILL and e["last_exit"]["code"] is None
+    log_text = Path(e["log_path"]).read_text() if e["pid"] == second else None
+    third = int(w.wait_line(r"start svc pid (\d+)", count=2).group(1))
+    if log_text is None:  # read the previous run's log by its header
+        log_text = next(p.read_text() for p in home.process_logs("svc").rglob("*.log")
+                        if f" pid {second} at " in p.read_text())
+    assert re.search(r"\[auto\] killed by SIGKILL after [\d.]+ s; restarting in 2 s", log_text)
+    assert live_pid(home, "svc") == third
+
+
+def test_exit_code_recorded_in_state_log_and_run_log(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0.2", "--", "sh", "-c", "sleep 0.3; exit 3")
+    # The first run was spawned by the CLI; the second one by the watcher, which knows its code.
+    w.wait_line(r"start svc pid (\d+)")
+    m = w.wait_line(r"exit svc pid (\d+) exited with code 3 after ([\d.]+) s; restarting in ([\d.]+) s")
+    pid, after = int(m.group(1)), float(m.group(2))
+    assert 0.2 <= after < 5
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message="child reaped")
+    run_log = next(p for p in home.process_logs("svc").rglob("*.log") if f" pid {pid} at " in p.read_text())
+    assert re.search(r"^\[auto\] exited with code 3 after [\d.]+ s; restarting in [\d.]+ s$",
+                     run_log.read_text(), re.M)
+    le = wait_until(lambda: (e := entry(home, "svc")["last_exit"]).get("code") == 3 and e)
+    assert le["signal"] is None and isinstance(le["at"], float) and "unknown" not in le
+    # Every watcher line carries a timestamp (traceback continuation lines excepted: none here).
+    assert all(LINE_RE.match(line) for line in w.text().splitlines())
+
+
+def test_backoff_doubles_to_the_cap_and_never_fires_early(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0.2", "--backoff-max", "1", "--", "sh", "-c", "exit 1")
+    w.wait_line(r"exit svc .*restarting in", count=5, timeout=20)
+    events = [(t, msg) for t, msg in w.events() if re.match(r"(exit|start) svc ", msg)]
+    delays = [float(re.search(r"restarting in ([\d.]+) s", m).group(1)) for _, m in events if m.startswith("exit")]
+    assert delays[:5] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    # Each automatic start comes no earlier than the delay announced for it.
+    for (t_exit, m_exit), (t_start, m_start) in zip(events, events[1:], strict=False):
+        if m_exit.startswith("exit") and m_start.startswith("start"):
+            delay = float(re.search(r"restarting in ([\d.]+) s", m_exit).group(1))
+            assert (t_start - t_exit).total_seconds() >= delay - 0.01
+
+
+def test_huge_stored_attempt_gives_the_cap_and_ps_counts_down(home, watcher):
+    cli_ok("add", "svc", "--no-start", "--backoff-max", "50", "--", "sleep", "1000")
+    edit_entry(home, "svc", restart_attempt=1375, explicitly_stopped=False)
+    w = watcher()
+    m = w.wait_line(r"schedule svc: not running; restarting in ([\d.]+) s")
+    assert 50 <= float(m.group(1)) <= 52.5  # the cap plus at most 5 % jitter
+    row = ps_json("svc")
+    assert row["status"] == "dead" and 40 <= row["next_restart_in_s"] <= 52.5
+    assert isinstance(entry(home, "svc")["next_restart_at"], float)
+    table = cli_ok("-q", "ps").stdout.splitlines()
+    assert "NEXT RESTART" in table[0] and re.search(r"\b\d+s\b", table[1])
+
+    # A manual start resets the counter and clears the countdown; the watcher adopts it.
+    cli_ok("start", "svc")
+    pid = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    e = entry(home, "svc")
+    assert e["restart_attempt"] == 0 and "next_restart_at" not in e and e["pid"] == pid
+    assert ps_json("svc")["next_restart_in_s"] is None
+
+
+# --- explicit stop wins; no duplicates -------------------------------------------------------
+
+
+def test_stop_under_watcher_never_restarts(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
+    pid = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    cli_ok("stop", "svc")
+    w.wait_line(rf"exit svc pid {pid} .*stopped by user")
+    holds(lambda: not copies(home, "svc") and not w.lines("start svc"), 1.5)
+    assert entry(home, "svc")["explicitly_stopped"] is True
+
+
+def test_death_between_stop_flag_and_signal_is_not_restarted(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
+    pid = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    # Exactly what `stop` does first (intent under the lock), then the process dies on its own.
+    edit_entry(home, "svc", explicitly_stopped=True, starting_since=None)
+    os.kill(pid, signal.SIGKILL)
+    w.wait_line(rf"exit svc pid {pid} killed by SIGKILL|exit svc pid {pid} .*stopped by user")
+    assert "stopped by user" in w.lines(rf"exit svc pid {pid}")[0]
+    holds(lambda: not copies(home, "svc") and not w.lines("start svc"), 1.5)
+    assert ps_json("svc")["status"] == "stopped"
+
+
+def test_restart_20_times_under_watcher_leaves_one_copy(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
+    w.wait_line(r"adopt svc pid")
+    for _ in range(20):
+        cli_ok("restart", "svc")
+        pid = entry(home, "svc")["pid"]
+        wait_until(lambda pid=pid: copies(home, "svc") == {pid}, message="exactly one live copy")
+    pid = entry(home, "svc")["pid"]
+    holds(lambda: copies(home, "svc") == {pid}, 1.0)
+    assert not w.lines(r"start svc")  # the watcher never started a copy of its own
+
+
+def test_manual_start_racing_the_watcher_ends_with_one_copy(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
+    w.wait_line(r"adopt svc pid")
+    env = dict(os.environ, AUTO_HOME=str(home.root))
+    for _ in range(5):
+        pid = live_pid(home, "svc")
+        os.kill(pid, signal.SIGKILL)
+        racers = [subprocess.Popen([sys.executable, "-m", "auto_core", "start", "svc"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+        for r in racers:
+            r.wait(60)
+        wait_until(lambda pid=pid: (p := live_pid(home, "svc")) and p != pid and copies(home, "svc") == {p},
+                   message="one new copy")
+        current = live_pid(home, "svc")
+        holds(lambda current=current: copies(home, "svc") == {current}, 0.5)
+
+
+# --- adoption and signals --------------------------------------------------------------------
+
+
+def test_sigkilled_watcher_is_replaced_by_one_that_adopts(home, watcher):
+    cli_ok("add", "a", "--", "sleep", "1000")
+    cli_ok("add", "b", "--backoff-base", "0", "--", "sleep", "1000")
+    w1 = watcher()
+    w1.wait_line(r"adopt a pid")
+    b_old = int(w1.wait_line(r"adopt b pid (\d+)").group(1))
+    os.kill(b_old, signal.SIGKILL)
+    b_pid = int(w1.wait_line(r"start b pid (\d+)").group(1))  # b is now w1's child
+    w1.proc.kill()
+    w1.proc.wait(10)
+    a_old = live_pid(home, "a")
+    os.kill(a_old, signal.SIGKILL)  # dies while no watcher runs
+    wait_until(lambda: not pid_alive(a_old))
+
+    w2 = watcher()
+    w2.wait_line(rf"adopt b pid {b_pid}$")  # same pid: adopted, not restarted
+    a_new = int(w2.wait_line(r"start a pid (\d+)").group(1))
+    assert a_new != a_old and live_pid(home, "a") == a_new and live_pid(home, "b") == b_pid
+    assert not w2.lines(r"start b ")
+    assert entry(home, "a")["last_exit"]["unknown"] is True
+
+    # SIGTERM: exit 0, every service keeps running.
+    assert w2.signal(signal.SIGTERM) == 0
+    assert "services keep running" in w2.text()
+    assert live_pid(home, "a") == a_new and live_pid(home, "b") == b_pid
+
+    # SIGINT too; and the next watcher adopts both again.
+    w3 = watcher()
+    w3.wait_line(rf"adopt a pid {a_new}$")
+    w3.wait_line(rf"adopt b pid {b_pid}$")
+    assert w3.signal(signal.SIGINT) == 0
+    assert live_pid(home, "a") == a_new and live_pid(home, "b") == b_pid
+
+
+# --- periodic restart ------------------------------------------------------------------------
+
+
+def test_periodic_restart_and_crash_does_not_reset_it(home, watcher):
+    w = watcher()
+    cli_ok("add", "svc", "--restart-every", "4", "--backoff-base", "0", "--", "sleep", "1000")
+    first = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    started = entry(home, "svc")["started_at"]
+    os.kill(first, signal.SIGKILL)  # a crash early in the interval
+    crash_start = w.wait_line(r"start svc pid (\d+) \(automatic restart\)")
+    crashed_at = time.time()
+    m = w.wait_line(r"start svc pid (\d+) \(periodic restart, was pid (\d+)\)", timeout=15)
+    periodic_at = time.time()
+    assert int(m.group(2)) == int(crash_start.group(1))
+    # Due 4 s after the first start (kernel create time, +-1 s), not 4 s after the crash restart.
+    assert periodic_at - started < 6.5
+    assert periodic_at - crashed_at < 4.0
+    new = int(m.group(1))
+    assert live_pid(home, "svc") == new and copies(home, "svc") == {new}
+    # And it keeps going on its interval.
+    w.wait_line(r"start svc pid \d+ \(periodic restart", count=2, timeout=15)
+    assert "[auto] restarting" in "".join(p.read_text() for p in home.process_logs("svc").rglob("*.log"))
+    assert entry(home, "svc")["restart_attempt"] == 1  # periodic restarts are not crashes
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+def test_spawn_failures_count_as_crashes_and_recover(home, watcher, tmp_path):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    cli_ok("add", "svc", "--workdir", str(wd), "--backoff-base", "0.3", "--backoff-max", "1",
+           "--", "sleep", "1000")
+    cli_ok("add", "nocmd", "--backoff-base", "0.3", "--", "definitely-not-a-command-4711")
+    w = watcher()
+    pid = int(w.wait_line(r"adopt svc pid (\d+)|start svc pid (\d+)").group(0).split()[-1])
+    wd.rmdir()  # the workdir disappears after add
+    os.kill(pid, signal.SIGKILL)
+    w.wait_line(r"error: cannot start svc: workdir .*wd is missing", count=2)
+    w.wait_line(r"schedule svc: cannot start svc: .*; restarting in [\d.]+ s")
+    e = entry(home, "svc")
+    assert "cannot start svc" in e["last_exit"]["error"]
+    assert e["restart_attempt"] >= 2
+    assert any("[auto] cannot start svc" in p.read_text() for p in home.process_logs("svc").rglob("*.log"))
+    assert w.proc.poll() is None
+    wd.mkdir()
+    new = int(w.wait_line(r"start svc pid (\d+) \(automatic restart\)").group(1))
+    assert live_pid(home, "svc") == new
+    # A command that does not exist is a crash with the shell's 127.
+    w.wait_line(r"exit nocmd pid \d+ exited with code 127 after")
+
+
+def test_exception_in_an_iteration_is_logged_and_the_loop_goes_on(home, watcher):
+    cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
+    w = watcher()
+    pid = int(w.wait_line(r"adopt svc pid (\d+)").group(1))
+    good = home.state_file.read_bytes()
+    # Both the state file and its backup unreadable: recording the death must fail.
+    home.state_bak.write_text("{broken")
+    home.state_file.write_text("{broken")
+    w.wait_line(r"error: state file .* unreadable")
+    os.kill(pid, signal.SIGKILL)
+    w.wait_line(r"error: svc: handling the exit of pid")
+    assert "Traceback (most recent call last)" in w.text() and "StateError" in w.text()
+    assert w.proc.poll() is None
+    tmp = home.local / "fixed.tmp"
+    tmp.write_bytes(good)
+    os.replace(tmp, home.state_file)  # the user repairs the file
+    new = int(w.wait_line(r"start svc pid (\d+)", timeout=15).group(1))
+    assert new != pid and live_pid(home, "svc") == new
+
+
+# --- bounded cost (test-sized; precise numbers are in bench/bench_watch.py) ------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+
+@pytest.mark.slow
+def test_crash_loop_keeps_watcher_cpu_low(home, watcher):
+    cli_ok("add", "loop", "--", "sh", "-c", "exit 1")  # default policy: 1, 2, 4, 8 s ...
+    cli_ok("add", "idle", "--", "sleep", "1000")
+    w = watcher()
+    w.wait_line(r"start loop pid", count=2, timeout=15)  # it has crashed and restarted twice
+    cpu0, t0 = _cpu_seconds(w.pid), time.monotonic()
+    deadline = t0 + 8
+    wait_until(lambda: time.monotonic() >= deadline, timeout=20, step=0.2)
+    share = (_cpu_seconds(w.pid) - cpu0) / (time.monotonic() - t0)
+    assert share < 0.01, f"watcher used {share:.1%} of a core"
+
+
+@pytest.mark.slow
+def test_memory_flat_over_many_restarts(home, watcher):
+    cli_ok("add", "loop", "--backoff-base", "0", "--", "sh", "-c", "exit 1")
+    w = watcher()
+
+    def restarts() -> int:
+        return int(entry(home, "loop").get("restarts") or 0)
+
+    wait_until(lambda: restarts() >= 50, timeout=60, step=0.1)
+    rss0 = _rss_kib(w.pid)
+    wait_until(lambda: restarts() >= 350, timeout=180, step=0.1)
+    rss1 = _rss_kib(w.pid)
+    assert rss1 - rss0 < 4096, f"RSS grew {rss1 - rss0} KiB over 300 restarts"
+    assert w.proc.poll() is None
