@@ -268,7 +268,6 @@ def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = Non
     ctx = _context(home, dry_run, platform, out, sys_platform)
     mod = _module(ctx.platform)
     if cmd == "install":
-        ctx.ensure_log_dir()
         mod.install(ctx)
         _install_wrapper(ctx)
         if not dry_run:

@@ -83,6 +83,7 @@ def install(ctx: Ctx) -> None:
         # Checked before writing anything: a failed install leaves no half-installed unit.
         raise AutoError(f"systemctl --user cannot be used here ({unusable}); nothing was"
                         " installed (run the watcher yourself: auto watch)")
+    ctx.ensure_log_dir()
     active = state == "active"
     enabled = _ask(ctx, "is-enabled") == "enabled"
     if not changed and active and enabled:

@@ -65,6 +65,7 @@ def install(ctx: Ctx) -> None:
     path = service_file(ctx)
     content = render_plist(ctx)
     is_loaded = loaded(ctx)
+    ctx.ensure_log_dir()
     if read_text(path) == content and is_loaded:
         # LESSONS 18: never bounce a healthy watcher just because install ran again.
         ctx.out.info(f"{path} is unchanged and {label(ctx)} is loaded: watcher left running")

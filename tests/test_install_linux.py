@@ -340,3 +340,9 @@ def test_missing_loginctl_is_tolerated(fakes, tmp_path):
     assert r.returncode == 0, r.stderr
     assert [c[0] for c in fakes.calls()] == ["systemctl"] * 4
     assert "linger" not in r.stdout and r.stderr == ""
+
+
+def test_refused_install_creates_no_log_dir(fakes, auto_home):
+    fakes.rule("systemctl", "--user", rc=1, stderr="Failed to connect to bus: No medium found\n")
+    assert cli(fakes, "install").returncode == 1
+    assert not auto_home.exists()

@@ -223,3 +223,21 @@ def test_default_home_uses_plain_label_and_unit_name(fakes, monkeypatch):
 def test_templates_found_in_dev_checkout():
     text = install.template("watch.plist.template")
     assert "${program_arguments}" in text
+
+
+def test_status_asks_launchctl(fakes, monkeypatch):
+    not_loaded(fakes)
+    mac("install", fakes, monkeypatch)
+    label = installed_plist(fakes).stem
+    fakes.reset()  # loaded
+    fakes.apply(monkeypatch)
+    out = Out()
+    install.status(Home(fakes.auto_home), out, sys_platform="darwin")
+    assert f"service:  installed and loaded ({label}, " in out.text
+    assert "problem:  LaunchAgent" not in out.text
+    not_loaded(fakes)
+    fakes.apply(monkeypatch)
+    out = Out()
+    assert install.status(Home(fakes.auto_home), out, sys_platform="darwin") == 1
+    assert f"problem:  LaunchAgent {label} is not loaded (auto install loads it)" in out.lines
+    assert ["launchctl", "print", f"gui/{os.getuid()}/{label}"] in fakes.calls()
