@@ -389,7 +389,23 @@ HANDLERS = {
 }
 
 
+def _tolerant_streams() -> None:
+    """Never die of an unencodable character: an ASCII locale, or argv bytes that are not
+    UTF-8 (kept as surrogates), would otherwise turn a print into a traceback (issue 6)."""
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        utf8 = (getattr(stream, "encoding", None) or "").lower().replace("-", "") == "utf8"
+        # surrogateescape round-trips undecodable argv bytes, but only a UTF-8 stream can
+        # then encode everything else.
+        if (errors == "strict" or (errors == "surrogateescape" and not utf8)) and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     parser = build_parser()
     out = _Out(quiet=False)
     try:
@@ -397,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.quiet = args.quiet
         if args.cmd is None:
             parser.print_help()
-            return ExitCode.USAGE
+            raise UsageError("no command given (see 'auto -h')")  # the one error line, exit 2
         return int(HANDLERS[args.cmd](args, out))
     except AutoError as exc:
         out.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
