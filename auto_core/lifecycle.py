@@ -14,13 +14,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from auto_core import backoff, identity, logs, model, ports, procgroup, spawn, state, validate
 from auto_core.errors import AutoError, NotFound, UsageError
 from auto_core.model import ProcessView
 from auto_core.paths import Home
+from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ def _stderr_warn(message: str) -> None:
     print(f"auto: warning: {message}", file=sys.stderr)
 
 
-@dataclass
-class Outcome:
+class Outcome(Record):
     """What happened to one name in a batch call."""
 
     name: str
@@ -151,6 +150,9 @@ class Api:
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
+        log_max_bytes: int | str | None = None,
+        log_keep_parts: int | str | None = None,
+        log_keep_days: float | str | None = None,
         start: bool = True,
     ) -> Outcome:
         validate.name(name)
@@ -173,6 +175,9 @@ class Api:
             entry,
             restart_every=restart_every,
             backoff_max=backoff_max,
+            log_max_bytes=log_max_bytes,
+            log_keep_parts=log_keep_parts,
+            log_keep_days=log_keep_days,
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
@@ -197,6 +202,11 @@ class Api:
             entry["restart_every"] = validate.interval(value) if value != "off" else None
         if options.get("backoff_max") is not None:
             entry["backoff_max"] = validate.seconds(options["backoff_max"], "backoff max", 1)
+        for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
+            if options.get(key) is not None:
+                from auto_core import logmaint  # only when a log option is given
+
+                entry[key] = logmaint.parse_option(key, options[key])
         if options.get("backoff_base") is not None:
             entry["backoff_base"] = validate.seconds(options["backoff_base"], "backoff base", 0)
         if options.get("stop_timeout") is not None:
@@ -212,6 +222,9 @@ class Api:
     def update(
         self,
         name: str,
+        log_max_bytes: int | str | None = None,
+        log_keep_parts: int | str | None = None,
+        log_keep_days: float | str | None = None,
         *,
         command: str | None = None,
         workdir: str | None = None,
@@ -230,6 +243,9 @@ class Api:
         """Change the definition; the running instance keeps its old settings until restarted."""
         validate.name(name)
         changes: dict = {}
+            log_max_bytes=log_max_bytes,
+            log_keep_parts=log_keep_parts,
+            log_keep_days=log_keep_days,
         if command is not None:
             changes["command"] = validate.command(command)
         if workdir is not None:

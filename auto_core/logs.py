@@ -14,11 +14,11 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from auto_core.paths import FILE_MODE, Home, ensure_dir
+from auto_core.record import Record
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # A run's main file, its rolled parts (``.log.K``, K ascending = newer) and their ``.gz`` forms.
@@ -66,8 +66,7 @@ def header(name: str, pid: int | str, when: datetime, command: str) -> str:
     return f"[auto] start {name} pid {pid} at {when.isoformat(timespec='seconds')}: {command}"
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Record, frozen=True):
     """One start of a process: its main log file and the parts rolled off it (oldest first).
 
     ``path`` is the main file (``.log``, or ``.log.gz`` once compressed); ``size`` counts the

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import asdict, dataclass, field
 
 from auto_core import backoff
+from auto_core.record import Factory, Record
 
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_STOP_SIGNAL = "SIGTERM"
@@ -77,8 +77,7 @@ def claim_fresh(entry: dict, now: float) -> bool:
     return isinstance(since, (int, float)) and 0 <= now - since < CLAIM_TTL
 
 
-@dataclass(frozen=True)
-class ProcessView:
+class ProcessView(Record, frozen=True):
     name: str
     status: str
     pid: int | None
@@ -90,7 +89,7 @@ class ProcessView:
     next_restart_in_s: float | None
     log_path: str | None
     last_exit: dict | None
-    env: dict = field(default_factory=dict)
+    env: dict = Factory(dict)
     restart_attempt: int = 0
     restart_every: float | None = None
     backoff_max: float = backoff.DEFAULT_MAX
@@ -101,4 +100,4 @@ class ProcessView:
     starting: bool = False
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return self.to_dict()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from auto_core.record import Record
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -19,8 +20,7 @@ def default_home() -> Path:
     return Path(platformdirs.user_state_dir("auto")).absolute()
 
 
-@dataclass(frozen=True)
-class Home:
+class Home(Record, frozen=True):
     root: Path
 
     @classmethod

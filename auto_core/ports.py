@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from auto_core.record import Record
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(Record, frozen=True):
     pid: int | None
     pgid: int | None
 

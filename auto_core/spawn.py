@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 from auto_core import identity
+from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ class SpawnError(OSError):
     """The process could not be started (after retrying transient errors)."""
 
 
-@dataclass
-class Spawned:
+class Spawned(Record):
     pid: int
     create_time: float
     popen: subprocess.Popen

@@ -13,17 +13,16 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from auto_core.errors import StateError
 from auto_core.paths import FILE_MODE, Home, ensure_dir
+from auto_core.record import Record
 
 VERSION = 1
 
 
-@dataclass
-class Loaded:
+class Loaded(Record):
     data: dict
     source: str  # "main", "bak" or "empty"
     problem: str | None = None  # why state.json was not used, when source == "bak"

@@ -1,0 +1,104 @@
+"""A light stand-in for ``@dataclass`` on the import path of every one-shot command.
+
+``dataclasses`` imports ``inspect`` (and with it ``ast``, ``dis``, ``tokenize``): about 10 ms
+of the ~50 ms budget of `auto ps` (docs/benchmarks.md, Core CLI). A ``Record`` subclass lists
+its fields as annotations, as a dataclass does, and gets ``__init__`` (positional or keyword,
+class-level defaults, ``Factory`` for per-instance ones), ``__eq__``, ``__repr__``, ``to_dict``
+and, with ``frozen=True``, immutability and ``__hash__``.
+"""
+
+from __future__ import annotations
+
+_MISSING = object()
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a frozen record."""
+
+
+class Factory:
+    """A default built anew for each instance (like ``field(default_factory=...)``)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make):
+        self.make = make
+
+
+class Record:
+    _fields: tuple[str, ...] = ()
+    _defaults: dict = {}
+    _frozen = False
+
+    def __init_subclass__(cls, frozen: bool = False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fields = list(cls._fields)
+        defaults = dict(cls._defaults)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name.startswith("_"):
+                continue
+            if name not in fields:
+                fields.append(name)
+            if name in cls.__dict__:
+                defaults[name] = cls.__dict__[name]
+        cls._fields = tuple(fields)
+        cls._defaults = defaults
+        cls._frozen = frozen or cls._frozen
+        cls.__hash__ = Record._hash if cls._frozen else None
+
+    def __init__(self, *args, **kwargs):
+        fields = self._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__}() takes {len(fields)} arguments, got {len(args)}")
+        values = dict(zip(fields, args, strict=False))  # length checked above
+        for key, value in kwargs.items():
+            if key not in fields or key in values:
+                raise TypeError(f"{type(self).__name__}() got an unexpected or repeated argument {key!r}")
+            values[key] = value
+        put = object.__setattr__
+        for name in fields:
+            value = values.get(name, _MISSING)
+            if value is _MISSING:
+                value = self._defaults.get(name, _MISSING)
+                if value is _MISSING:
+                    raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
+                if isinstance(value, Factory):
+                    value = value.make()
+            put(self, name, value)
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if self._frozen:
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
+
+    def _astuple(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._astuple() == other._astuple()
+
+    def _hash(self) -> int:
+        return hash(self._astuple())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    def to_dict(self) -> dict:
+        """Field name -> value; dict and list values are copied (like ``dataclasses.asdict``)."""
+        out = {}
+        for name in self._fields:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = dict(value)
+            elif isinstance(value, list):
+                value = list(value)
+            out[name] = value
+        return out
