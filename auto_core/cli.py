@@ -310,9 +310,8 @@ def cmd_log(args, out: _Out) -> int:
             raise AutoError(f"{args.name} has no log file yet")
         lines, _ = logs.tail_lines(path, args.lines) if args.lines > 0 else (None, 0)
         if lines is None:
-            with open(path, "rb") as fh:
-                for raw in fh:
-                    sys.stdout.write(logs.decode(raw))
+            for raw in logs.iter_raw_lines(path):  # .gz read transparently
+                sys.stdout.write(logs.decode(raw))
         else:
             for line in lines:
                 out.data(line)

@@ -167,3 +167,12 @@ def test_cli_logs_prune_reports_a_broken_tree_and_goes_on(home):
     assert r.returncode == 1
     assert r.stderr.startswith("auto: error: ") and "a file where a log directory belongs" in r.stderr
     assert f"deleted {old} (older than 30 days)" in r.stdout and not old.exists()
+
+
+def test_cli_log_all_lines_of_a_compressed_last_run(api, home):
+    api.add("gone", "true", start=False)
+    run_file(home, "gone", datetime(2026, 11, 1, 10, 0, 0), ".log.gz", b"one\ntwo\n")
+    r = run_cli("log", "gone", "-n", "0", home=home.root)
+    assert r.returncode == 0 and r.stdout == "one\ntwo\n"
+    r = run_cli("log", "gone", "-n", "1", home=home.root)
+    assert r.returncode == 0 and r.stdout == "two\n"
