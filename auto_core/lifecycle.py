@@ -150,9 +150,6 @@ class Api:
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
-        log_max_bytes: int | str | None = None,
-        log_keep_parts: int | str | None = None,
-        log_keep_days: float | str | None = None,
         start: bool = True,
     ) -> Outcome:
         validate.name(name)
@@ -175,9 +172,6 @@ class Api:
             entry,
             restart_every=restart_every,
             backoff_max=backoff_max,
-            log_max_bytes=log_max_bytes,
-            log_keep_parts=log_keep_parts,
-            log_keep_days=log_keep_days,
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
@@ -202,11 +196,6 @@ class Api:
             entry["restart_every"] = validate.interval(value) if value != "off" else None
         if options.get("backoff_max") is not None:
             entry["backoff_max"] = validate.seconds(options["backoff_max"], "backoff max", 1)
-        for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
-            if options.get(key) is not None:
-                from auto_core import logmaint  # only when a log option is given
-
-                entry[key] = logmaint.parse_option(key, options[key])
         if options.get("backoff_base") is not None:
             entry["backoff_base"] = validate.seconds(options["backoff_base"], "backoff base", 0)
         if options.get("stop_timeout") is not None:
@@ -222,9 +211,6 @@ class Api:
     def update(
         self,
         name: str,
-        log_max_bytes: int | str | None = None,
-        log_keep_parts: int | str | None = None,
-        log_keep_days: float | str | None = None,
         *,
         command: str | None = None,
         workdir: str | None = None,
@@ -243,9 +229,6 @@ class Api:
         """Change the definition; the running instance keeps its old settings until restarted."""
         validate.name(name)
         changes: dict = {}
-            log_max_bytes=log_max_bytes,
-            log_keep_parts=log_keep_parts,
-            log_keep_days=log_keep_days,
         if command is not None:
             changes["command"] = validate.command(command)
         if workdir is not None:
