@@ -297,13 +297,14 @@ class Api:
     def start_all(self) -> list[Outcome]:
         return self.start(self.names(), skip_running=True)
 
-    def revive(self, name: str, reason: str = "restart") -> Outcome | None:
+    def revive(self, name: str, reason: str = "restart", not_before: float | None = None) -> Outcome | None:
         """Automatic restart for the watcher: only if dead, not stopped and not claimed.
 
         Counts an attempt (``restart_attempt`` += 1) instead of resetting it. Returns None
-        when there is nothing to do (someone else handled it).
+        when there is nothing to do (someone else handled it). ``not_before`` (clock time):
+        the claim may be taken early, the spawn waits for it, so the restart lands on time.
         """
-        outcomes = self._launch([name], mode="auto", reason=reason)
+        outcomes = self._launch([name], mode="auto", reason=reason, not_before=not_before)
         return outcomes[0] if outcomes else None
 
     def periodic_restart(self, name: str) -> Outcome | None:
@@ -312,7 +313,8 @@ class Api:
         return outcomes[0] if outcomes else None
 
     def _launch(
-        self, names: list[str], *, mode: str, skip_running: bool = False, reason: str = ""
+        self, names: list[str], *, mode: str, skip_running: bool = False, reason: str = "",
+        not_before: float | None = None,
     ) -> list[Outcome]:
         for name in names:
             validate.name(name)
@@ -354,6 +356,8 @@ class Api:
                     entry["last_periodic_restart"] = now
                 claims[name] = dict(entry, _alive=alive)
         # Act outside the lock: stop old groups (restart), free ports, spawn.
+        if claims and not_before is not None:
+            time.sleep(min(1.0, max(0.0, not_before - self.clock())))
         old_groups = {
             name: c["pid"] for name, c in claims.items()
             if (mode in ("restart", "periodic") and c["_alive"])
@@ -361,32 +365,36 @@ class Api:
         }
         if old_groups:
             self._terminate({n: claims[n] for n in old_groups}, log_line="[auto] restarting")
-        results: dict[str, tuple[spawn.Spawned, str] | str] = {}
-        for name, entry in claims.items():
+        for name, claim in claims.items():
+            error = None
             try:
-                self._free_port(name, entry, wait=name in old_groups)
-                results[name] = self._spawn(name, entry)
+                self._free_port(name, claim, wait=name in old_groups)
             except (AutoError, OSError) as exc:
-                results[name] = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
-        # Record the outcome, only where our claim still stands.
-        revoked: list[spawn.Spawned] = []
-        with self._txn() as data:
-            procs = state.processes(data)
-            for name, claim in claims.items():
-                result = results[name]
-                entry = procs.get(name)
-                ours = entry is not None and entry.get("starting_since") == claim["starting_since"]
-                if isinstance(result, str):
-                    if ours:
-                        entry["starting_since"] = None
-                        entry["last_exit"] = {"code": None, "signal": None, "at": self.clock(), "error": result}
-                    outcomes[name] = Outcome(name, False, result)
-                    continue
-                spawned, log_path = result
-                if not ours:
-                    revoked.append(spawned)
-                    outcomes[name] = Outcome(name, False, f"{name} was stopped or removed while starting")
-                    continue
+                error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
+            outcomes[name] = self._spawn_claimed(name, claim, error, mode)
+        return [outcomes[n] for n in names if n in outcomes]
+
+    def _spawn_claimed(self, name: str, claim: dict, error: str | None, mode: str) -> Outcome:
+        """Spawn and record under the lock, only while our claim still stands.
+
+        A start whose claim a stop or remove revoked never spawns, so it cannot run beside the
+        copy a later start makes (issue 6, scenario 1). Holding the lock costs one fork+exec.
+        """
+        spawned = None
+        try:
+            with self._txn() as data:
+                entry = state.processes(data).get(name)
+                if entry is None or entry.get("starting_since") != claim["starting_since"]:
+                    return Outcome(name, False, f"{name} was stopped or removed while starting")
+                if error is None:
+                    try:
+                        spawned, log_path = self._spawn(name, entry)
+                    except (AutoError, OSError) as exc:
+                        error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
+                if error is not None:
+                    entry["starting_since"] = None
+                    entry["last_exit"] = {"code": None, "signal": None, "at": self.clock(), "error": error}
+                    return Outcome(name, False, error)
                 entry.update(
                     pid=spawned.pid,
                     create_time=spawned.create_time,
@@ -394,11 +402,12 @@ class Api:
                     starting_since=None,
                     started_at=self.clock(),
                 )
-                verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
-                outcomes[name] = Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
-        if revoked:
-            procgroup.terminate_groups([s.pid for s in revoked], timeout=2.0, reap=self.reap)
-        return [outcomes[n] for n in names if n in outcomes]
+        except BaseException:
+            if spawned is not None:  # not recorded: do not leave an untracked copy behind
+                procgroup.terminate_groups([spawned.pid], timeout=2.0, reap=self.reap)
+            raise
+        verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
+        return Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
 
     def _spawn(self, name: str, entry: dict) -> tuple[spawn.Spawned, str]:
         workdir = model.workdir(entry) or os.path.expanduser("~")

@@ -49,6 +49,7 @@ from auto_core.paths import Home
 TICK = 1.0  # longest block: bounds how late a state change is noticed
 MAX_STARTS_PER_TICK = 8  # fresh starts per iteration (LESSONS 10); the rest follow at once
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
+MAX_LEAD = 0.25  # the most a restart's claim is taken ahead of its due time
 
 
 class _WatchApi(Api):
@@ -125,6 +126,10 @@ class Watcher:
         self._starts = 0
         self.maintainer = logmaint.Maintainer(home, clock)
         self.leftovers: dict[str, int] = {}  # name -> process group its dead leader left behind
+        # How long a state transaction takes here (moving average). A restart's claim is taken
+        # that much (plus a margin) before it is due and its spawn waits for the due time, so
+        # the restart lands on schedule instead of one transaction late.
+        self.txn_cost = 0.002
 
     # --- output ----------------------------------------------------------------------------
 
@@ -300,13 +305,17 @@ class Watcher:
             return
         due = _number(entry.get("next_restart_at"))
         if due is not None:
-            if due > now:
-                self.timers[name] = due
+            if due - self.lead > now:
+                self.timers[name] = due - self.lead
             elif self._may_start(name):
-                self._revive(name)
+                self._revive(name, due)
             return
         # A death nobody has handled: one we saw by state, or one from before this watcher.
         self._died(name, entry.get("pid"), entry.get("create_time"))
+
+    @property
+    def lead(self) -> float:
+        return min(MAX_LEAD, 1.5 * self.txn_cost + 0.002)
 
     def _may_start(self, name: str) -> bool:
         if self._starts >= MAX_STARTS_PER_TICK:
@@ -371,6 +380,7 @@ class Watcher:
         code, known = self._exit_code(pid)
         ct = _number(ct)
         now = self.clock()
+        t0 = time.perf_counter()
         with state.transaction(self.home, self.api.warn) as data:
             entry = state.processes(data).get(name)
             if entry is None or entry.get("pid") != pid:
@@ -403,12 +413,14 @@ class Watcher:
             started = _number(entry.get("started_at"))
             group = Api._old_group(entry) if pid is not None else None
             stop_sig = int(signal.Signals[model.stop_signal(entry)])
+            self.entries[name] = dict(entry)  # so a restart due now is not taken for a new death
+        self.txn_cost = 0.8 * self.txn_cost + 0.2 * (time.perf_counter() - t0)
         # started_at (our clock, just after the spawn) is finer than the kernel's create time.
         if started is None or ct is None or abs(started - ct) > 2:
             started = _number(ct)
         uptime = f" after {fmt_seconds(max(0.0, now - started))} s" if started is not None else ""
         if delay is not None:
-            self.timers[name] = now + delay
+            self.timers[name] = now + delay - self.lead
         else:
             self.timers.pop(name, None)
         if group is not None and _signal_leftovers(group, stop_sig):
@@ -425,11 +437,11 @@ class Watcher:
             logs.append_line(log_path, f"[auto] {what}{uptime}; {outcome}")
         self.log(f"exit {name} pid {pid} {what}{uptime}; {outcome}")
 
-    def _revive(self, name: str) -> None:
+    def _revive(self, name: str, due: float) -> None:
         group = self.leftovers.pop(name, None)
         if group is not None and _signal_leftovers(group, signal.SIGKILL):
             self.log(f"leftovers of {name} in process group {group}: sent SIGKILL")
-        outcome = self.api.revive(name)
+        outcome = self.api.revive(name, not_before=due)
         if outcome is None:
             return  # stopped, claimed or already running: the state change will tell us
         if outcome.ok:
