@@ -50,6 +50,7 @@ TICK = 1.0  # longest block: bounds how late a state change is noticed
 MAX_STARTS_PER_TICK = 8  # fresh starts per iteration (LESSONS 10); the rest follow at once
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 MAX_LEAD = 0.25  # the most a restart's claim is taken ahead of its due time
+LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
 
 
 class _WatchApi(Api):
@@ -124,12 +125,16 @@ class Watcher:
         self.stat_sig: tuple | None = None
         self.stopping = False
         self._starts = 0
-        self.maintainer = logmaint.Maintainer(home, clock)
+        self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
+        self._live_logs: dict[str, str | None] | None = None  # rebuilt only when something changed
+        self._unwatched_children: set[int] = set()  # ours, but another face replaced them
+        self._state_path = str(home.state_file)  # stat'ed every tick: no Path arithmetic there
         self.leftovers: dict[str, int] = {}  # name -> process group its dead leader left behind
-        # How long a state transaction takes here (moving average). A restart's claim is taken
-        # that much (plus a margin) before it is due and its spawn waits for the due time, so
-        # the restart lands on schedule instead of one transaction late.
+        # Restarts land on schedule instead of two state transactions late: the claim is taken
+        # ahead of the due time (by ``lead``), and the spawn is asked for ``spawn_lag`` before
+        # it, the measured delay from that moment to the recorded start (moving averages).
         self.txn_cost = 0.002
+        self.spawn_lag = 0.005
 
     # --- output ----------------------------------------------------------------------------
 
@@ -198,8 +203,8 @@ class Watcher:
             except Exception:
                 self.log(f"error: {name}: evaluation failed\n" + traceback.format_exc().rstrip())
                 self.timers[name] = self.clock() + ERROR_RETRY
-        if self.api.children:
-            self.api.reap()  # children we no longer watch (restarted by another face): no zombies
+        if self._unwatched_children:
+            self._reap_unwatched()
         self._prune_exit_codes()
         self._maintain_logs()
         if self.dirty:
@@ -212,7 +217,7 @@ class Watcher:
     def _check_state(self) -> None:
         """Stat first; parse only when the file was replaced (every write renames a new file)."""
         try:
-            st = os.stat(self.home.state_file)
+            st = os.stat(self._state_path)
             sig = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             sig = None
@@ -227,6 +232,7 @@ class Watcher:
         if loaded.problem:
             self.log(f"warning: {loaded.problem}")
         self.stat_sig = sig
+        self._live_logs = None
         fresh = state.processes(loaded.data)
         for name in set(self.entries) | set(fresh):
             if self.entries.get(name) != fresh.get(name):
@@ -301,7 +307,8 @@ class Watcher:
         if model.claim_fresh(entry, now):
             # Another face is starting it; its pid will show up in the state. If that face
             # died, the claim expires and we look again.
-            self.timers[name] = entry["starting_since"] + model.CLAIM_TTL
+            # Look again soon: the claim's owner may die (model.claim_fresh checks it).
+            self.timers[name] = min(entry["starting_since"] + model.CLAIM_TTL, now + 1.0)
             return
         due = _number(entry.get("next_restart_at"))
         if due is not None:
@@ -315,7 +322,7 @@ class Watcher:
 
     @property
     def lead(self) -> float:
-        return min(MAX_LEAD, 1.5 * self.txn_cost + 0.002)
+        return min(MAX_LEAD, 1.5 * self.txn_cost + self.spawn_lag + 0.002)
 
     def _may_start(self, name: str) -> bool:
         if self._starts >= MAX_STARTS_PER_TICK:
@@ -330,6 +337,7 @@ class Watcher:
         w = Watched(name, pid, float(ct))
         self.watched[name] = w
         self.by_pid[pid] = name
+        self._live_logs = None
         return w
 
     def _unwatch(self, name: str) -> None:
@@ -337,6 +345,19 @@ class Watcher:
         if w is not None:
             self.by_pid.pop(w.pid, None)
             self.notifier.unwatch(w.pid)
+            self._live_logs = None
+            if w.pid in self.api.children:
+                self._unwatched_children.add(w.pid)
+
+    def _reap_unwatched(self) -> None:
+        """Reap children we stopped watching (another face restarted them): no zombies."""
+        for pid in list(self._unwatched_children):
+            child = self.api.children.get(pid)
+            if child is None:
+                self._unwatched_children.discard(pid)
+            elif child[1].poll() is not None:
+                del self.api.children[pid]
+                self._unwatched_children.discard(pid)
 
     def _on_pid_exit(self, pid: int) -> None:
         name = self.by_pid.get(pid)
@@ -441,7 +462,8 @@ class Watcher:
         group = self.leftovers.pop(name, None)
         if group is not None and _signal_leftovers(group, signal.SIGKILL):
             self.log(f"leftovers of {name} in process group {group}: sent SIGKILL")
-        outcome = self.api.revive(name, not_before=due)
+        not_before = due - self.spawn_lag
+        outcome = self.api.revive(name, not_before=not_before)
         if outcome is None:
             return  # stopped, claimed or already running: the state change will tell us
         if outcome.ok:
@@ -450,6 +472,9 @@ class Watcher:
             self.log(f"error: {outcome.message}")
         self.dirty.add(name)  # watch the new pid, or schedule the next try (a failed spawn is a crash)
         self._check_state()
+        started = _number(self.entries.get(name, {}).get("started_at")) if outcome.ok else None
+        if started is not None and 0 <= started - not_before < MAX_LEAD:
+            self.spawn_lag = 0.7 * self.spawn_lag + 0.3 * (started - not_before)
 
     def _periodic(self, name: str, w: Watched) -> None:
         self._unwatch(name)  # its death is ours, not a crash
@@ -468,9 +493,10 @@ class Watcher:
 
     def _maintain_logs(self) -> None:
         """Bounded log maintenance (issue 7): cheap unless something is due."""
-        live = {w.name: self.entries.get(w.name, {}).get("log_path") for w in self.watched.values()}
-        watcher_log = self.home.watcher_log if self.home.watcher_log.exists() else None
-        for event in self.maintainer.tick(live, watcher_log):
+        if self._live_logs is None:
+            self._live_logs = {w.name: self.entries.get(w.name, {}).get("log_path") for w in self.watched.values()}
+            self._watcher_log = self.home.watcher_log if self.home.watcher_log.exists() else None
+        for event in self.maintainer.tick(self._live_logs, self._watcher_log):
             if event.error or event.kind == "rolled":
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
 

@@ -14,7 +14,8 @@ Measured per manager and N:
 Then a long run for auto alone: RSS before/after 1,000 restarts of a crash-looping service.
 
 Usage: ``.venv/bin/python bench/bench_watch.py [--n 10 200] [--kills 15] [--idle 10]
-[--long 1000] [--pm2 PATH]``. Needs ``supervisor`` (pip extra ``bench``); Linux (/proc).
+[--long 1000] [--pm2 PATH]``. Needs ``supervisor`` (pip extra ``bench``); PM2 is measured
+when a ``pm2`` binary is given or on PATH (``npm install pm2``); Linux (/proc).
 """
 
 from __future__ import annotations
@@ -283,6 +284,41 @@ def run_supervisord(n: int, tmp: Path, kills: int, idle: float, calib: float) ->
         kill_tagged(tag)
 
 
+# --- PM2 --------------------------------------------------------------------------------------
+
+
+def run_pm2(n: int, tmp: Path, kills: int, idle: float, calib: float, pm2: str | None) -> dict | None:
+    if not pm2 or not os.path.exists(pm2):
+        return None
+    pm2_home = tmp / f"pm2-{n}"
+    pm2_home.mkdir()
+    tag = f"pm2-{n}-{os.getpid()}"
+    mark = tmp / f"pm2-{n}.marks"
+    apps = [
+        {"name": f"s{i:03d}", "script": "/bin/sh", "args": ["-c", IDLE_CMD]} for i in range(n - 1)
+    ] + [{"name": "crash", "script": "/bin/sh", "args": ["-c", marker_cmd(mark)]}]
+    for app in apps:
+        app.update(interpreter="none", autorestart=True, restart_delay=0, max_restarts=1000000,
+                   min_uptime=0, cwd=str(tmp), env={"BENCH_TAG": tag, "BENCH_SVC": app["name"]})
+    eco = pm2_home / "ecosystem.json"
+    eco.write_text(json.dumps({"apps": apps}))
+    env = dict(os.environ, PM2_HOME=str(pm2_home), BENCH_TAG=tag)
+    subprocess.run([pm2, "start", str(eco)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=300, check=True)
+    try:
+        wait_for(lambda: len(procs_with_env("BENCH_TAG", tag)) >= n, 120, "pm2 apps", step=0.1)
+        daemon = int((pm2_home / "pm2.pid").read_text())
+
+        def crash_pid():
+            pids = procs_with_env("BENCH_SVC", "crash")
+            return next((p for p in pids if p in procs_with_env("BENCH_TAG", tag)), None)
+
+        return measure(daemon, crash_pid, mark, kills, idle, calib)
+    finally:
+        subprocess.run([pm2, "kill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        kill_tagged(tag)
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -292,6 +328,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=15)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--long", type=int, default=1000, help="restarts in the long RSS run (0: skip)")
+    parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary (optional)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
@@ -304,6 +341,8 @@ def main() -> int:
             print(f"auto N={n}: {results[f'auto_N{n}']}", file=sys.stderr)
             results[f"supervisord_N{n}"] = run_supervisord(n, tmp, args.kills, args.idle, calib)
             print(f"supervisord N={n}: {results[f'supervisord_N{n}']}", file=sys.stderr)
+            results[f"pm2_N{n}"] = run_pm2(n, tmp, args.kills, args.idle, calib, args.pm2)
+            print(f"pm2 N={n}: {results[f'pm2_N{n}']}", file=sys.stderr)
         if args.long:
             results["auto_long"] = run_auto_long(tmp, args.long)
             print(f"auto long: {results['auto_long']}", file=sys.stderr)
@@ -315,7 +354,8 @@ def main() -> int:
 
 
 def table(results: dict, ns: list[int]) -> str:
-    rows = ["| metric | N | auto | supervisord | ratio (auto / supervisord) |", "|---|---|---|---|---|"]
+    rows = ["| metric | N | auto | supervisord | PM2 | auto / supervisord | auto / PM2 |",
+            "|---|---|---|---|---|---|---|"]
     for key, label in (
         ("restart_overhead_ms_median", "restart overhead, median (ms)"),
         ("restart_overhead_ms_p90", "restart overhead, p90 (ms)"),
@@ -325,8 +365,13 @@ def table(results: dict, ns: list[int]) -> str:
         for n in ns:
             a = results[f"auto_N{n}"][key]
             s = (results.get(f"supervisord_N{n}") or {}).get(key)
-            ratio = f"{a / s:.2f}" if s else "-"
-            rows.append(f"| {label} | {n} | {a} | {s if s is not None else '-'} | {ratio} |")
+            p = (results.get(f"pm2_N{n}") or {}).get(key)
+
+            def ratio(other, a=a):
+                return f"{a / other:.2f}" if other else "-"
+
+            rows.append(f"| {label} | {n} | {a} | {s if s is not None else '-'} | "
+                        f"{p if p is not None else '-'} | {ratio(s)} | {ratio(p)} |")
     return "\n".join(rows)
 
 
