@@ -27,6 +27,7 @@ from datetime import date
 from pathlib import Path
 
 from auto_core import identity, logs, state
+from auto_core.errors import AutoError
 from auto_core.paths import FILE_MODE, Home
 
 MiB = 1024 * 1024
@@ -37,6 +38,7 @@ COMPRESS_AFTER = 86400.0  # finished files older than one day are gzipped
 DAY = 86400.0
 WATCHER_DIR = "auto"  # output/logs/auto holds the watcher's own auto.log and its parts
 _TMP = ".tmp"
+_UNREAD = object()  # the state file has not been read yet
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,8 @@ class Maintainer:
         self._compressing: _Compression | None = None
         self._settings: dict[str, Settings] = {}
         self._recorded: set[str] = set()
-        self._state_key: object = None
+        self._state_ok = False
+        self._state_key: object = _UNREAD
         self._reported: dict[str, str] = {}  # path -> last error, so a stuck error is said once
         self.pass_started_at: float | None = None
         self.passes_done = 0
@@ -275,16 +278,27 @@ class Maintainer:
         """
         now = self.clock()
         events: list[Event] = []
-        if now >= self._next_size_check:
-            self._next_size_check = now + self.size_interval
-            self._refresh_state()
-            self._check_sizes(live, watcher_log, events)
-        if self._walk is None and not self._compress_queue and self._compressing is None:
-            if self._pass_due(now):
-                self._begin_pass(now)
-        if self._walk is not None or self._compress_queue or self._compressing is not None:
-            self._advance(now, live, watcher_log, events)
+        try:
+            if now >= self._next_size_check:
+                self._next_size_check = now + self.size_interval
+                self._refresh_state()
+                self._check_sizes(live, watcher_log, events)
+            if self._walk is None and not self._compress_queue and self._compressing is None:
+                if self._pass_due(now):
+                    self._begin_pass(now)
+            if self._walk is not None or self._compress_queue or self._compressing is not None:
+                self._advance(now, live, watcher_log, events)
+        except Exception as exc:  # noqa: BLE001 - the watcher loop must go on (LESSONS 11)
+            self._abandon_pass()
+            self._report(events, str(self.home.logs), f"log maintenance failed, retried later: {exc!r}")
         return events
+
+    def _abandon_pass(self) -> None:
+        self._walk = None
+        self._compress_queue.clear()
+        if self._compressing is not None:
+            self._compressing.abort()
+            self._compressing = None
 
     def _pass_due(self, now: float) -> bool:
         if self._last_pass is None:
@@ -295,9 +309,10 @@ class Maintainer:
         self._last_pass = now
         self._last_pass_day = date.fromtimestamp(now)
         self.pass_started_at = now
-        self._state_key = None  # a pass always starts from the current state file
+        self._state_key = _UNREAD  # a pass always starts from the current state file
         self._refresh_state()
-        self._walk = self._entries()
+        if self._state_ok:
+            self._walk = self._entries()
 
     # --- state: per-process settings and recorded log paths ---------------------------------------
 
@@ -310,8 +325,15 @@ class Maintainer:
             key = None
         if key == self._state_key:
             return
+        try:
+            procs = state.processes(state.load(self.home).data)
+        except AutoError:
+            # Unreadable: keep the last settings (the watcher reports the state file itself);
+            # a pass does not start without knowing every recorded log path.
+            self._state_ok = False
+            return
+        self._state_ok = True
         self._state_key = key
-        procs = state.processes(state.load(self.home).data)
         self._settings = {name: settings(entry) for name, entry in procs.items()}
         self._recorded = {str(e["log_path"]) for e in procs.values() if isinstance(e.get("log_path"), str)}
 
@@ -497,8 +519,10 @@ class Maintainer:
             live = live_logs(self.home)
         watcher_log = watcher_log or self.home.watcher_log
         now = self.clock()
-        self._state_key = None
+        self._state_key = _UNREAD
         self._refresh_state()
+        if not self._state_ok:
+            state.load(self.home)  # raises the StateError that says what is wrong
         live_paths = {str(p) for p in live.values() if p} | {str(watcher_log)}
         events: list[Event] = []
         if dry_run:

@@ -57,7 +57,7 @@ def age(path: Path, days: float, now: float | None = None) -> None:
     os.utime(path, (t, t))
 
 
-def run_pass(m: Maintainer, live=None, watcher_log=None, limit: int = 1000) -> list:
+def run_pass(m: Maintainer, live=None, watcher_log=None, limit: int = 1000) -> list:  # noqa: D103
     """Tick until the pass that the first tick starts has finished; return all events."""
     before = m.passes_done
     events = []
@@ -65,6 +65,12 @@ def run_pass(m: Maintainer, live=None, watcher_log=None, limit: int = 1000) -> l
         events += m.tick(live or {}, watcher_log)
         if m.passes_done > before:
             return events
+    raise AssertionError("the retention pass did not finish")
+
+
+def bounded(limit: int = 10_000):
+    """Loop counter that fails instead of hanging when a pass never ends."""
+    yield from range(limit)
     raise AssertionError("the retention pass did not finish")
 
 
@@ -189,7 +195,9 @@ def test_work_is_bounded_per_tick(home):
         make_log(home, f"s{i % 3}", datetime(2026, 1, 1, 0, 0, 0) + timedelta(seconds=i), 40, now=clock.now)
     m = Maintainer(home, clock, delete_batch=100)
     per_tick = []
-    while m.passes_done == 0:
+    for _ in bounded():
+        if m.passes_done:
+            break
         per_tick.append(sum(e.kind == "deleted" for e in m.tick({}, None)))
     assert max(per_tick) <= 100 and sum(per_tick) == 450 and len(per_tick) >= 5
 
@@ -201,7 +209,9 @@ def test_compression_is_spread_and_exact(home):
     mtime = path.stat().st_mtime_ns
     m = Maintainer(home, clock, compress_budget=256 * 1024)
     ticks = 0
-    while m.passes_done == 0:
+    for _ in bounded():
+        if m.passes_done:
+            break
         m.tick({}, None)
         ticks += 1
     assert ticks >= 5, "a large file is compressed over several ticks"
@@ -220,7 +230,9 @@ def test_compression_gives_up_when_the_file_is_written_meanwhile(home):
     with open(path, "ab") as fh:  # someone we did not know about writes to it
         fh.write(b"late line\n")
     events = []
-    while m.passes_done == 0:
+    for _ in bounded():
+        if m.passes_done:
+            break
         events += m.tick({}, None)
     assert [e.kind for e in events] == ["skipped"]
     assert path.read_bytes().endswith(b"late line\n") and not Path(str(path) + ".gz").exists()
@@ -302,3 +314,24 @@ def test_log_options_are_validated_and_stored(home):
         bad = run_cli("update", "opt", flag, value, home=home.root)
         assert bad.returncode == 2 and bad.stderr.startswith("auto: error: invalid log ") and bad.stderr.count("\n") == 1
     assert state_bytes(home.root) == before
+
+
+def test_unreadable_state_stops_retention_but_not_the_caller(home):
+    from auto_core.errors import StateError
+
+    clock = Clock(time.time())
+    old = make_log(home, "svc", datetime(2026, 1, 1, 0, 0, 0), 40, now=clock.now)
+    home.local.mkdir(parents=True)
+    home.state_file.write_text("{not json")
+    m = Maintainer(home, clock)
+    for _ in range(20):
+        clock.now += 1
+        m.tick({}, None)
+    assert old.exists(), "no retention without knowing every recorded log path"
+    try:
+        m.prune()
+    except StateError as exc:
+        assert "state.json" in str(exc)
+    else:
+        raise AssertionError("prune must refuse an unreadable state file")
+    assert old.exists()
