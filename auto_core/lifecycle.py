@@ -321,6 +321,7 @@ class Api:
         now = self.clock()
         claims: dict[str, dict] = {}  # name -> copy of the entry as claimed
         outcomes: dict[str, Outcome] = {}
+        orphans: dict[str, float] = {}  # name -> claim of a starter that died
         with self._txn() as data:
             procs = state.processes(data)
             missing = [n for n in names if n not in procs]
@@ -343,7 +344,11 @@ class Api:
                     msg = f"{name} is already running (pid {entry['pid']})"
                     outcomes[name] = Outcome(name, skip_running, msg, entry["pid"])
                     continue
+                stale = entry.get("starting_since")
+                if isinstance(stale, (int, float)) and not isinstance(stale, bool):
+                    orphans[name] = stale  # a dead starter's claim: it may have spawned already
                 entry["starting_since"] = now
+                entry["starting_by"] = _owner()
                 entry["explicitly_stopped"] = False
                 entry.pop("next_restart_at", None)
                 if mode in ("start", "restart"):
@@ -355,7 +360,11 @@ class Api:
                 else:  # periodic
                     entry["last_periodic_restart"] = now
                 claims[name] = dict(entry, _alive=alive)
-        # Act outside the lock: stop old groups (restart), free ports, spawn.
+        # Act outside the lock: clear what dead starters left, stop old groups (restart),
+        # free ports, spawn.
+        for name, stale in orphans.items():
+            if name in claims:
+                self._kill_orphans(name, stale)
         if claims and not_before is not None:
             time.sleep(min(1.0, max(0.0, not_before - self.clock())))
         old_groups = {
@@ -374,6 +383,23 @@ class Api:
             outcomes[name] = self._spawn_claimed(name, claim, error, mode)
         return [outcomes[n] for n in names if n in outcomes]
 
+    def _kill_orphans(self, name: str, claim: float) -> None:
+        """SIGKILL the groups of processes a dead starter spawned under ``claim`` (found by
+        their environment) but never recorded: they would run beside the new copy."""
+        import psutil
+
+        want = {"AUTO_SERVICE": name, "AUTO_CLAIM": repr(claim)}
+        groups = set()
+        for proc in psutil.process_iter():
+            try:
+                env = proc.environ()
+                if all(env.get(k) == v for k, v in want.items()):
+                    groups.add(os.getpgid(proc.pid))
+            except (psutil.Error, OSError):
+                continue
+        if groups:
+            procgroup.terminate_groups(groups, signal.SIGKILL, 5.0, self.reap)
+
     def _spawn_claimed(self, name: str, claim: dict, error: str | None, mode: str) -> Outcome:
         """Spawn and record under the lock, only while our claim still stands.
 
@@ -388,7 +414,10 @@ class Api:
                     return Outcome(name, False, f"{name} was stopped or removed while starting")
                 if error is None:
                     try:
-                        spawned, log_path = self._spawn(name, entry)
+                        # The claim goes into the child's environment, so whoever takes over
+                        # a dead starter's claim can find a copy it spawned but never recorded.
+                        spawned, log_path = self._spawn(name, dict(entry, env=dict(
+                            model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))))
                     except (AutoError, OSError) as exc:
                         error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
                 if error is not None:
@@ -575,6 +604,17 @@ def describe_exit(last_exit: dict | None) -> str:
     if last_exit.get("code") is not None:
         return f"exit code {last_exit['code']}"
     return "exit status unknown"
+
+
+_OWNER: list | None = None
+
+
+def _owner() -> list:
+    """This process as a claim owner: [pid, create time] (``model.claim_fresh``)."""
+    global _OWNER
+    if _OWNER is None or _OWNER[0] != os.getpid():  # recomputed after a fork
+        _OWNER = [os.getpid(), identity.create_time(os.getpid())]
+    return _OWNER
 
 
 __all__ = ["Api", "Outcome", "backoff", "describe_exit", "exit_description"]

@@ -73,8 +73,18 @@ def backoff_base(entry: dict) -> float:
 
 
 def claim_fresh(entry: dict, now: float) -> bool:
+    """A start claim that still counts: younger than CLAIM_TTL and, when its owner is
+    recorded (``starting_by`` = [pid, create time]), that owner still alive. A starter that
+    was SIGKILLed between claim and spawn does not block the service for a minute."""
     since = entry.get("starting_since")
-    return isinstance(since, (int, float)) and 0 <= now - since < CLAIM_TTL
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 <= now - since < CLAIM_TTL:
+        return False
+    owner = entry.get("starting_by")
+    if isinstance(owner, list) and len(owner) == 2:
+        from auto_core import identity  # lazy: model stays import-light
+
+        return identity.is_ours(owner[0], owner[1])
+    return True
 
 
 class ProcessView(Record, frozen=True):

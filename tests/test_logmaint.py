@@ -335,3 +335,35 @@ def test_unreadable_state_stops_retention_but_not_the_caller(home):
     else:
         raise AssertionError("prune must refuse an unreadable state file")
     assert old.exists()
+
+
+def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
+    """The watcher (``auto watch``) calls the Maintainer: an oversized live log is rolled and
+    the service goes on writing to the same file; the roll is in the watcher's own log."""
+    import subprocess
+
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    api.add("writer", f"{sys.executable} -u {script}", workdir=str(tmp_path))
+    set_entry(home, "writer", log_max_bytes=4096, log_keep_parts=2)
+    path = Path(read_state(home.root)["processes"]["writer"]["log_path"])
+    wait_until(lambda: path.stat().st_size > 8192, 10, message="the log to pass log_max_bytes")
+    wlog = home.watcher_log
+    wlog.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(wlog, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # as systemd's append:
+    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], stdout=fd, stderr=fd,
+                               env=dict(os.environ, AUTO_HOME=str(home.root)))
+    os.close(fd)
+    try:
+        part = Path(str(path) + ".1")
+        wait_until(part.exists, 20, message="the watcher to roll the live log")
+        wait_until(lambda: f"logs: rolled {path}" in wlog.read_text(), 10, message="the roll in auto.log")
+        assert numbers(part.read_bytes())[0] == 0
+        last_in_part = numbers(part.read_bytes())[-1]
+        wait_until(lambda: (numbers(path.read_bytes()) or [0])[-1] > last_in_part + 100, 10,
+                   message="the service to go on writing to its file")
+        assert read_state(home.root)["processes"]["writer"]["log_path"] == str(path)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    assert "Traceback" not in wlog.read_text()
