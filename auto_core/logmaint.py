@@ -102,6 +102,14 @@ def _parts_of(path: Path) -> dict[int, list[Path]]:
     return found
 
 
+def _create(path: Path) -> int:
+    """A new file for writing; a stale one (an interrupted roll) is replaced, never followed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                   FILE_MODE)
+
+
 def _copy_range(src: int, dst: int, start: int, end: int) -> None:
     offset = start
     while offset < end:
@@ -126,7 +134,7 @@ def roll(path: str | os.PathLike, keep_parts: int = DEFAULT_KEEP_PARTS) -> tuple
     tmp = path.with_name(f"{part.name}{_TMP}")
     src = os.open(path, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        dst = _create(tmp)
         try:
             copied = 0
             # Copy until the size holds still, so the lossy window is as short as it can be.
@@ -173,7 +181,7 @@ class _Compression:
         self.mtime = (st.st_atime_ns, st.st_mtime_ns)
         self.src = open(path, "rb")  # noqa: SIM115 - kept open across ticks
         try:
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+            fd = _create(self.tmp)
         except OSError:
             self.src.close()
             raise
@@ -261,6 +269,7 @@ class Maintainer:
         self._compressing: _Compression | None = None
         self._settings: dict[str, Settings] = {}
         self._recorded: set[str] = set()
+        self._emptied: set[str] = set()  # directories a deletion of this pass may have emptied
         self._state_ok = False
         self._state_key: object = _UNREAD
         self._reported: dict[str, str] = {}  # path -> last error, so a stuck error is said once
@@ -426,6 +435,7 @@ class Maintainer:
                 try:
                     os.unlink(entry.path)
                     deleted += 1
+                    self._emptied.add(os.path.dirname(entry.path))
                     events.append(Event("deleted", entry.path, f"older than {self._keep_days(name):g} days"))
                 except FileNotFoundError:
                     pass
@@ -435,7 +445,22 @@ class Maintainer:
                 self._compress_queue.append(Path(entry.path))
         self._compress(live_paths, events)
         if self._walk is None and not self._compress_queue and self._compressing is None:
+            self._remove_empty_dirs(now)
             self.passes_done += 1
+
+    def _remove_empty_dirs(self, now: float) -> None:
+        """Drop month (then year) directories that retention emptied, except the current
+        month's: a start may be creating its log there right now."""
+        current = time.strftime("%Y/%m", time.localtime(now))
+        for month in sorted(self._emptied):
+            parts = Path(month).parts
+            if len(parts) < 2 or f"{parts[-2]}/{parts[-1]}" >= current or Path(month).parent.parent.parent != self.home.logs:
+                continue
+            with contextlib.suppress(OSError):
+                os.rmdir(month)  # fails, harmlessly, unless empty
+                if parts[-2] < current[:4]:
+                    os.rmdir(os.path.dirname(month))
+        self._emptied.clear()
 
     def _keep_days(self, name: str) -> float:
         return self.settings_for(name).keep_days if name != WATCHER_DIR else self.watcher_settings.keep_days

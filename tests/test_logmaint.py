@@ -200,6 +200,14 @@ def test_work_is_bounded_per_tick(home):
             break
         per_tick.append(sum(e.kind == "deleted" for e in m.tick({}, None)))
     assert max(per_tick) <= 100 and sum(per_tick) == 450 and len(per_tick) >= 5
+    # Emptied past months go; the year directory of this year stays (a start may need it).
+    assert list(home.process_logs("s0").glob("*/*")) == [], "emptied months are removed"
+    if datetime.fromtimestamp(clock.now).year == 2026:
+        assert (home.process_logs("s0") / "2026").is_dir()
+    old_year = make_log(home, "s0", datetime(2024, 5, 1, 0, 0, 0), 40, now=clock.now)
+    clock.now += 3601
+    run_pass(m)
+    assert not old_year.parent.parent.exists()
 
 
 def test_compression_is_spread_and_exact(home):
