@@ -263,6 +263,29 @@ def tail_lines(path: str | os.PathLike, n: int, block: int = 65536) -> tuple[lis
     return [decode(line).rstrip("\r") for line in lines[-n:]], end
 
 
+def rolled_parts(path: str | os.PathLike) -> list[Path]:
+    """The parts rolled off a log file (``<file>.K``, ``<file>.K.gz``), oldest first."""
+    path = Path(path)
+    prefix = path.name + "."
+    found: dict[int, Path] = {}
+    try:
+        with os.scandir(path.parent) as it:
+            for entry in it:
+                if entry.name.startswith(prefix):
+                    rest = entry.name[len(prefix):]
+                    number = rest.removesuffix(".gz")
+                    if number.isdigit() and (int(number) not in found or not rest.endswith(".gz")):
+                        found[int(number)] = Path(entry.path)
+    except OSError:
+        return []
+    return [found[k] for k in sorted(found)]
+
+
+def _part_number(parts: list[Path]) -> int:
+    """The number K of ``[<file>.K[.gz]]``, 0 for ``[]``."""
+    return int(parts[0].name.removesuffix(".gz").rsplit(".", 1)[1]) if parts else 0
+
+
 class LineReader:
     """Reads complete new lines from a growing file, from a given offset.
 
@@ -276,6 +299,8 @@ class LineReader:
         self._partial = b""
         self._fh = None
         self._ino = None
+        self._last_part = 0  # the newest rolled part when we opened or last saw a roll
+        self._dir_stamp: int | None = None
 
     def close(self) -> None:
         if self._fh:
@@ -289,27 +314,65 @@ class LineReader:
             except OSError:
                 return False
             self._ino = os.fstat(self._fh.fileno()).st_ino
+            with contextlib.suppress(OSError):
+                self._dir_stamp = os.stat(self.path.parent).st_mtime_ns
+            self._last_part = _part_number(rolled_parts(self.path)[-1:])
         return True
 
     def read(self) -> list[str]:
         if not self._open():
             return []
         size = os.fstat(self._fh.fileno()).st_size
-        if size < self.offset:  # truncated (rolled by copy-then-truncate)
+        carry = b""
+        if size < self.offset or self._new_part():  # truncated (rolled by copy-then-truncate)
+            # What was written after our last read went into the newest rolled part.
+            carry = self._rolled_rest()
+            if not carry:
+                self._partial = b""
             self.offset = 0
-            self._partial = b""
-        if size == self.offset:
+        if size == self.offset and not carry:
             return []
-        self._fh.seek(self.offset)
-        data = self._fh.read(min(size - self.offset, self.max_read))
-        self.offset += len(data)
-        data = self._partial + data
+        data = b""
+        if size > self.offset:
+            self._fh.seek(self.offset)
+            data = self._fh.read(min(size - self.offset, self.max_read))
+            self.offset += len(data)
+        data = self._partial + carry + data
         parts = data.split(b"\n")
         self._partial = parts.pop()
         if len(self._partial) > self.max_read:  # a huge line without newline: flush it
             parts.append(self._partial)
             self._partial = b""
         return [decode(p).rstrip("\r") for p in parts]
+
+    def _new_part(self) -> bool:
+        """Whether a part was rolled off since we last looked: the file may have been truncated
+        and have grown past our offset again. One stat of the directory per read; its listing
+        only when the directory changed."""
+        try:
+            stamp = os.stat(self.path.parent).st_mtime_ns
+        except OSError:
+            return False
+        if stamp == self._dir_stamp:
+            return False
+        self._dir_stamp = stamp
+        return _part_number(rolled_parts(self.path)[-1:]) > self._last_part
+
+    def _rolled_rest(self) -> bytes:
+        """The bytes of the newest rolled part past our offset (b"" if there is no such part)."""
+        parts = rolled_parts(self.path)
+        newest, self._last_part = self._last_part, _part_number(parts[-1:])
+        # Only the one roll since we last looked holds exactly the bytes we missed.
+        if not parts or is_gz(parts[-1]) or self._last_part != newest + 1:
+            return b""
+        try:
+            with open(parts[-1], "rb") as fh:
+                if os.fstat(fh.fileno()).st_size < self.offset:
+                    return b""
+                fh.seek(self.offset)
+                return fh.read(self.max_read)
+        except OSError:
+            return b""
 
     def flush_partial(self) -> list[str]:
         if self._partial:

@@ -176,3 +176,31 @@ def test_cli_log_all_lines_of_a_compressed_last_run(api, home):
     assert r.returncode == 0 and r.stdout == "one\ntwo\n"
     r = run_cli("log", "gone", "-n", "1", home=home.root)
     assert r.returncode == 0 and r.stdout == "two\n"
+
+
+def test_line_reader_follows_across_a_roll_without_losing_lines(home):
+    from auto_core import logmaint
+
+    path = run_file(home, "f", datetime(2026, 11, 3, 10, 0, 0), ".log", b"a\nb\n")
+    reader = logs.LineReader(path, 0)
+    assert reader.read() == ["a", "b"]
+    with open(path, "ab") as fh:
+        fh.write(b"c\nd")  # written after our read, then rolled away with a partial line
+    logmaint.roll(path)
+    with open(path, "ab") as fh:
+        fh.write(b"-end\ne\n")
+    assert reader.read() == ["c", "d-end", "e"]
+    with open(path, "ab") as fh:
+        fh.write(b"f\n")
+    assert reader.read() == ["f"]
+    # Two rolls between reads: the newest part is not the continuation; never show its bytes.
+    with open(path, "ab") as fh:
+        fh.write(b"g\n" * 10)
+    logmaint.roll(path)
+    with open(path, "ab") as fh:
+        fh.write(b"h\n" * 20)
+    logmaint.roll(path)
+    with open(path, "ab") as fh:
+        fh.write(b"i\n")
+    assert reader.read() == ["i"]
+    reader.close()
