@@ -13,6 +13,7 @@ interrupts ``wait``. A watch fires once: ``wait`` forgets the pids it reports.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import time
@@ -63,6 +64,10 @@ class Notifier:
         """Block up to ``timeout`` seconds; return the watched pids that exited (then forgotten)."""
         raise NotImplementedError
 
+    def add_waker(self, fd: int) -> bool:
+        """Also return from ``wait`` when ``fd`` is readable (drained here); False if unsupported."""
+        return False
+
     def close(self) -> None:
         for pid in list(self.pids):
             self.unwatch(pid)
@@ -73,7 +78,26 @@ class Notifier:
                 pass
 
 
-class PidfdNotifier(Notifier):
+class _SelectorWakers:
+    """Extra wakeup fds (e.g. inotify on the state directory) in a notifier's selector."""
+
+    _WAKER = "waker"
+
+    def add_waker(self, fd: int) -> bool:
+        os.set_blocking(fd, False)
+        self._sel.register(fd, selectors.EVENT_READ, self._WAKER)
+        return True
+
+    @staticmethod
+    def _drain_fd(fd: int) -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+
+class PidfdNotifier(_SelectorWakers, Notifier):
     kind = "pidfd"
 
     def __init__(self) -> None:
@@ -111,6 +135,8 @@ class PidfdNotifier(Notifier):
         for key, _ in self._sel.select(max(0.0, timeout)):
             if key.data is None:
                 self._drain()
+            elif key.data == self._WAKER:
+                self._drain_fd(key.fd)
             else:
                 dead.append(key.data)
         for pid in dead:
@@ -122,7 +148,7 @@ class PidfdNotifier(Notifier):
         self._sel.close()
 
 
-class PollNotifier(Notifier):
+class PollNotifier(_SelectorWakers, Notifier):
     """Checks every watched pid's identity once a second (no fork: /proc or psutil)."""
 
     kind = "poll"
@@ -150,8 +176,11 @@ class PollNotifier(Notifier):
     def wait(self, timeout: float) -> list[int]:
         now = time.monotonic()
         block = max(0.0, min(timeout, self._next_check - now))
-        if self._sel.select(block):
-            self._drain()
+        for key, _ in self._sel.select(block):
+            if key.data == self._WAKER:
+                self._drain_fd(key.fd)
+            else:
+                self._drain()
         if time.monotonic() < self._next_check:
             return []
         self._next_check = time.monotonic() + self.interval
@@ -163,6 +192,27 @@ class PollNotifier(Notifier):
     def close(self) -> None:
         super().close()
         self._sel.close()
+
+
+# inotify (Linux): learn that state.json was replaced without waking up to stat it.
+_IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_DELETE = 0x8, 0x80, 0x200
+
+
+def dir_change_fd(directory: str) -> int | None:
+    """A non-blocking fd that becomes readable when a file in ``directory`` is written,
+    renamed into it or deleted (Linux inotify through libc); None where unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        init, add = libc.inotify_init1, libc.inotify_add_watch
+    except (OSError, AttributeError):
+        return None
+    fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        return None
+    if add(fd, os.fsencode(directory), _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_DELETE) < 0:
+        os.close(fd)
+        return None
+    return fd
 
 
 def pidfd_works() -> bool:

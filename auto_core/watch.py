@@ -44,11 +44,13 @@ from auto_core import (
 )
 from auto_core.errors import StateError
 from auto_core.lifecycle import Api, exit_description
-from auto_core.paths import Home
+from auto_core.paths import Home, ensure_dir
 
-TICK = 1.0  # longest block: bounds how late a state change is noticed
+TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
+IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
 MAX_STARTS_PER_TICK = 8  # fresh starts per iteration (LESSONS 10); the rest follow at once
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
+NEW_GRACE = 5.0  # a definition never started yet: its adder's start is probably in flight
 MAX_LEAD = 0.25  # the most a restart's claim is taken ahead of its due time
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
 
@@ -115,6 +117,10 @@ class Watcher:
         self.out = out if out is not None else sys.stdout
         self.api = _WatchApi(home, clock=clock, warn=lambda m: self.log(f"warning: {m}"))
         self.notifier = deathwatch.make(poll_only)
+        # Linux: inotify on local/ wakes us when state.json is replaced, so an idle watcher
+        # need not wake every second to stat it (the stat-before-parse rule still holds).
+        self._dir_fd = None if poll_only else self._watch_state_dir()
+        self.tick = IDLE_TICK if self._dir_fd is not None else TICK
         self.entries: dict[str, dict] = {}
         self.watched: dict[str, Watched] = {}
         self.by_pid: dict[int, str] = {}
@@ -129,12 +135,30 @@ class Watcher:
         self._live_logs: dict[str, str | None] | None = None  # rebuilt only when something changed
         self._unwatched_children: set[int] = set()  # ours, but another face replaced them
         self._state_path = str(home.state_file)  # stat'ed every tick: no Path arithmetic there
+        self.first_seen: dict[str, float] = {}  # never-started definitions -> when we saw them
         self.leftovers: dict[str, int] = {}  # name -> process group its dead leader left behind
         # Restarts land on schedule instead of two state transactions late: the claim is taken
         # ahead of the due time (by ``lead``), and the spawn is asked for ``spawn_lag`` before
         # it, the measured delay from that moment to the recorded start (moving averages).
         self.txn_cost = 0.002
         self.spawn_lag = 0.005
+
+    def _watch_state_dir(self) -> int | None:
+        try:
+            ensure_dir(self.home.local)
+        except OSError:
+            return None
+        fd = deathwatch.dir_change_fd(str(self.home.local))
+        if fd is not None and not self.notifier.add_waker(fd):
+            os.close(fd)
+            fd = None
+        return fd
+
+    def close(self) -> None:
+        self.notifier.close()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     # --- output ----------------------------------------------------------------------------
 
@@ -150,7 +174,8 @@ class Watcher:
 
     def run(self) -> int:
         previous = self._install_signals()
-        self.log(f"watcher started (pid {os.getpid()}, {self.notifier.kind}) for {self.home.root}")
+        how = "inotify" if self._dir_fd is not None else f"stat every {fmt_seconds(self.tick)} s"
+        self.log(f"watcher started (pid {os.getpid()}, {self.notifier.kind}, state: {how}) for {self.home.root}")
         try:
             while not self.stopping:
                 try:
@@ -163,7 +188,7 @@ class Watcher:
                 self.dead_pids.extend(self.notifier.wait(timeout))
         finally:
             self._restore_signals(previous)
-            self.notifier.close()
+            self.close()
         self.log("watcher exiting; services keep running")
         return 0
 
@@ -210,7 +235,14 @@ class Watcher:
         if self.dirty:
             return 0.0  # more starts are due than one iteration allows
         nearest = min(self.timers.values(), default=math.inf)
-        return max(0.0, min(TICK, nearest - self.clock()))
+        tick = TICK if self._maintenance_busy() else self.tick
+        return max(0.0, min(tick, nearest - self.clock()))
+
+    def _maintenance_busy(self) -> bool:
+        """A retention pass advances a batch per iteration: keep iterations coming while it runs."""
+        m = self.maintainer
+        return (getattr(m, "_walk", None) is not None or bool(getattr(m, "_compress_queue", None))
+                or getattr(m, "_compressing", None) is not None)
 
     # --- state -----------------------------------------------------------------------------
 
@@ -247,6 +279,7 @@ class Watcher:
         if entry is None:  # removed
             if w:
                 self._unwatch(name)
+            self.first_seen.pop(name, None)
             self.timers.pop(name, None)
             self.periodic_anchor.pop(name, None)
             return
@@ -310,6 +343,14 @@ class Watcher:
             # Look again soon: the claim's owner may die (model.claim_fresh checks it).
             self.timers[name] = min(entry["starting_since"] + model.CLAIM_TTL, now + 1.0)
             return
+        if entry.get("pid") is None and model.last_exit(entry) is None:
+            # `add` writes the definition, then starts it in a second transaction: do not take
+            # that window for a crash. If the adder died in between, start it after a grace.
+            seen = self.first_seen.setdefault(name, now)
+            if now - seen < NEW_GRACE:
+                self.timers[name] = seen + NEW_GRACE
+                return
+        self.first_seen.pop(name, None)
         due = _number(entry.get("next_restart_at"))
         if due is not None:
             if due - self.lead > now:

@@ -139,7 +139,7 @@ def make_watcher(home):
 
     yield make
     for w in made:
-        w.notifier.close()
+        w.close()
 
 
 def test_backoff_counter_resets_after_60_s_of_uptime(api, home, make_watcher):
@@ -169,6 +169,7 @@ def test_fresh_starts_per_iteration_are_bounded(api, home, make_watcher):
             entry = data["processes"][name]
             entry["explicitly_stopped"] = False
             entry["next_restart_at"] = time.time() - 1  # all due at once (e.g. after a reboot)
+            entry["last_exit"] = {"code": 1, "signal": None, "at": time.time() - 2}
     w, out = make_watcher()
 
     def started() -> int:
