@@ -126,13 +126,13 @@ def main() -> None:
 
         clock = Clock(now)
         m = Maintainer(home, clock)
-        cpu, worst, ticks, deleted = full_pass(m, live)
-        print(f"pass deleting {deleted} expired files: {cpu:.3f} s CPU over {ticks} ticks, "
+        cpu, worst, ticks, expired = full_pass(m, live)
+        print(f"pass deleting {expired} expired files: {cpu:.3f} s CPU over {ticks} ticks, "
               f"largest tick {worst * 1000:.1f} ms")
 
         clock.now += 3601
-        cpu, worst, ticks, deleted = full_pass(m, live)
-        print(f"pass with nothing to do over {args.files - deleted} files: {cpu:.3f} s CPU over {ticks} ticks, "
+        cpu, worst, ticks, _ = full_pass(m, live)
+        print(f"pass with nothing to do over {args.files - expired} files: {cpu:.3f} s CPU over {ticks} ticks, "
               f"largest tick {worst * 1000:.1f} ms")
 
         idle = tick_cost(m, live, clock, 200_000, 0.0)
