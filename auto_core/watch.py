@@ -343,6 +343,13 @@ class Watcher:
             # Look again soon: the claim's owner may die (model.claim_fresh checks it).
             self.timers[name] = min(entry["starting_since"] + model.CLAIM_TTL, now + 1.0)
             return
+        due = _number(entry.get("next_restart_at"))
+        if due is not None:
+            if due - self.lead > now:
+                self.timers[name] = due - self.lead
+            elif self._may_start(name):
+                self._revive(name, due)
+            return
         if entry.get("pid") is None and model.last_exit(entry) is None:
             # `add` writes the definition, then starts it in a second transaction: do not take
             # that window for a crash. If the adder died in between, start it after a grace.
@@ -351,13 +358,6 @@ class Watcher:
                 self.timers[name] = seen + NEW_GRACE
                 return
         self.first_seen.pop(name, None)
-        due = _number(entry.get("next_restart_at"))
-        if due is not None:
-            if due - self.lead > now:
-                self.timers[name] = due - self.lead
-            elif self._may_start(name):
-                self._revive(name, due)
-            return
         # A death nobody has handled: one we saw by state, or one from before this watcher.
         self._died(name, entry.get("pid"), entry.get("create_time"))
 

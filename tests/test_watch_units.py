@@ -182,3 +182,41 @@ def test_fresh_starts_per_iteration_are_bounded(api, home, make_watcher):
     w.iterate()
     assert started() == len(names)
     assert out.getvalue().count("(automatic restart)") == len(names)
+
+
+def test_inotify_fd_wakes_on_a_rename_into_the_directory(tmp_path):
+    fd = deathwatch.dir_change_fd(str(tmp_path))
+    if fd is None:
+        pytest.skip("no inotify here")
+    notifier = deathwatch.make()
+    try:
+        assert notifier.add_waker(fd)
+        assert notifier.wait(0.2) == []
+        (tmp_path / "tmp").write_text("x")
+        os.replace(tmp_path / "tmp", tmp_path / "state.json")  # what every state write does
+        t0 = time.monotonic()
+        notifier.wait(5.0)
+        assert time.monotonic() - t0 < 1.0  # woken by the event, not the timeout
+    finally:
+        notifier.close()
+        os.close(fd)
+
+
+def test_a_definition_not_started_yet_gets_a_grace_not_a_crash(api, home, make_watcher):
+    # `add` writes the entry, then starts it in a second transaction; a watcher looking in
+    # between must not count a crash. If the adder died there, the watcher starts it later.
+    api.add("svc", "sleep 1000", start=False)
+    with state.transaction(home) as data:
+        data["processes"]["svc"]["explicitly_stopped"] = False
+    w, out = make_watcher()
+    w.iterate()
+    entry = read_state(home.root)["processes"]["svc"]
+    assert entry.get("pid") is None and "next_restart_at" not in entry
+    assert entry.get("restart_attempt") == 0
+    w.clock = w.api.clock = lambda: time.time() + 6  # the grace is over
+    w.iterate()  # schedules (delay 1 s from "now")
+    assert "schedule svc: not running; restarting in 1 s" in out.getvalue()
+    w.clock = w.api.clock = lambda: time.time() + 8
+    w.iterate()
+    entry = read_state(home.root)["processes"]["svc"]
+    assert identity.is_ours(entry.get("pid"), entry.get("create_time")), out.getvalue()
