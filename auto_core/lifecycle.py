@@ -367,20 +367,26 @@ class Api:
                 self._kill_orphans(name, stale)
         if claims and not_before is not None:
             time.sleep(min(1.0, max(0.0, not_before - self.clock())))
+        # One /proc pass finds which dead leaders' groups still have live members, instead of
+        # one pass per name (start-all of 200 services; unreaped zombies keep groups "present").
+        maybe_left = {c["pid"] for c in claims.values() if not c["_alive"] and type(c.get("pid")) is int and c["pid"] > 1}
+        live = procgroup.live_groups(maybe_left) if maybe_left else set()
         old_groups = {
             name: c["pid"] for name, c in claims.items()
             if (mode in ("restart", "periodic") and c["_alive"])
-            or (not c["_alive"] and self._leftover_group(c) is not None)
+            or (not c["_alive"] and c.get("pid") in live and self._leftover_group(c) is not None)
         }
         if old_groups:
             self._terminate({n: claims[n] for n in old_groups}, log_line="[auto] restarting")
+        errors: dict[str, str | None] = {}
         for name, claim in claims.items():
-            error = None
+            errors[name] = None
             try:
                 self._free_port(name, claim, wait=name in old_groups)
             except (AutoError, OSError) as exc:
-                error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
-            outcomes[name] = self._spawn_claimed(name, claim, error, mode)
+                errors[name] = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
+        if claims:
+            outcomes.update(self._spawn_claimed(claims, errors, mode))
         return [outcomes[n] for n in names if n in outcomes]
 
     def _kill_orphans(self, name: str, claim: float) -> None:
@@ -400,43 +406,55 @@ class Api:
         if groups:
             procgroup.terminate_groups(groups, signal.SIGKILL, 5.0, self.reap)
 
-    def _spawn_claimed(self, name: str, claim: dict, error: str | None, mode: str) -> Outcome:
-        """Spawn and record under the lock, only while our claim still stands.
+    def _spawn_claimed(
+        self, claims: dict[str, dict], errors: dict[str, str | None], mode: str
+    ) -> dict[str, Outcome]:
+        """Spawn and record under the lock, each name only while its claim still stands.
 
         A start whose claim a stop or remove revoked never spawns, so it cannot run beside the
-        copy a later start makes (issue 6, scenario 1). Holding the lock costs one fork+exec.
+        copy a later start makes (issue 6, scenario 1). Holding the lock costs one fork+exec
+        per name; one transaction for the whole batch keeps `auto start-all` of 200 services
+        at one state write instead of 200 (docs/benchmarks.md, Core CLI).
         """
-        spawned = None
+        verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
+        done: dict[str, Outcome] = {}
+        unrecorded: list[int] = []  # spawned in this transaction, not yet saved
         try:
             with self._txn() as data:
-                entry = state.processes(data).get(name)
-                if entry is None or entry.get("starting_since") != claim["starting_since"]:
-                    return Outcome(name, False, f"{name} was stopped or removed while starting")
-                if error is None:
-                    try:
-                        # The claim goes into the child's environment, so whoever takes over
-                        # a dead starter's claim can find a copy it spawned but never recorded.
-                        spawned, log_path = self._spawn(name, dict(entry, env=dict(
-                            model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))))
-                    except (AutoError, OSError) as exc:
-                        error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
-                if error is not None:
-                    entry["starting_since"] = None
-                    entry["last_exit"] = {"code": None, "signal": None, "at": self.clock(), "error": error}
-                    return Outcome(name, False, error)
-                entry.update(
-                    pid=spawned.pid,
-                    create_time=spawned.create_time,
-                    log_path=log_path,
-                    starting_since=None,
-                    started_at=self.clock(),
-                )
+                procs = state.processes(data)
+                for name, claim in claims.items():
+                    entry = procs.get(name)
+                    if entry is None or entry.get("starting_since") != claim["starting_since"]:
+                        done[name] = Outcome(name, False, f"{name} was stopped or removed while starting")
+                        continue
+                    error = errors.get(name)
+                    if error is None:
+                        try:
+                            # The claim goes into the child's environment, so whoever takes over
+                            # a dead starter's claim can find a copy it spawned but never recorded.
+                            spawned, log_path = self._spawn(name, dict(entry, env=dict(
+                                model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))))
+                        except (AutoError, OSError) as exc:
+                            error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
+                    if error is not None:
+                        entry["starting_since"] = None
+                        entry["last_exit"] = {"code": None, "signal": None, "at": self.clock(), "error": error}
+                        done[name] = Outcome(name, False, error)
+                        continue
+                    unrecorded.append(spawned.pid)
+                    entry.update(
+                        pid=spawned.pid,
+                        create_time=spawned.create_time,
+                        log_path=log_path,
+                        starting_since=None,
+                        started_at=self.clock(),
+                    )
+                    done[name] = Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
         except BaseException:
-            if spawned is not None:  # not recorded: do not leave an untracked copy behind
-                procgroup.terminate_groups([spawned.pid], timeout=2.0, reap=self.reap)
+            if unrecorded:  # not recorded: do not leave untracked copies behind
+                procgroup.terminate_groups(unrecorded, timeout=2.0, reap=self.reap)
             raise
-        verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
-        return Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
+        return done
 
     def _spawn(self, name: str, entry: dict) -> tuple[spawn.Spawned, str]:
         workdir = model.workdir(entry) or os.path.expanduser("~")
