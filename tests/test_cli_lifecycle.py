@@ -253,3 +253,30 @@ def test_one_shot_commands_never_import_textual(auto_home, argv):
     ) % (argv,)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr.strip().splitlines()[-1] == "MODS False False False"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--home", "{home}", "-q", "ps"], ["--home={home}", "ps"], ["-q", "--home", "{home}", "ps", "--json"],
+    ["ps"], ["--quiet", "ps"],
+])
+def test_global_options_before_the_command(auto_home, capsys, argv):
+    """The CLI builds only the sub-parser it runs; global options in any order still work."""
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    code, out, err = auto(capsys, *[a.format(home=auto_home) for a in argv])
+    assert code == 0, err
+    assert "svc" in out
+
+
+def test_help_lists_every_command_and_unknown_command_names_them(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("ps", "add", "start", "stop", "restart", "show", "update", "remove", "log",
+                    "start-all", "stop-all", "watch", "install", "uninstall", "tui"):
+        assert f"\n    {command} " in out, command
+    code, out, err = auto(capsys, "frobnicate")
+    assert code == 2 and err.startswith("auto: error: ") and "'ps', 'add'" in err
+    with pytest.raises(SystemExit):
+        cli.main(["add", "--help"])
+    assert "--workdir" in capsys.readouterr().out
