@@ -1,0 +1,486 @@
+"""``auto tui``: the process table, lifecycle keys and the live log pane (DESIGN.md §7).
+
+Layering: the app only talks to ``auto_core.lifecycle.Api`` (or any object with the same
+``snapshot()``/``log_path()``/``home`` surface, for snapshot tests). Everything that can block
+(state reads, lifecycle calls that wait for a stop, psutil sampling, log reads) runs in thread
+workers; the UI thread only applies keyed diffs and renders.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, Static
+
+from auto_core import watchlock
+from auto_core.errors import AutoError
+from auto_core.lifecycle import Api
+from auto_core.model import ProcessView
+from auto_core.paths import Home
+from auto_tui.commands import ProcessCommands
+from auto_tui.facts import Sampler
+from auto_tui.logpane import LogPane, LogView
+from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells
+from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+
+NEEDS_SELECTION = {"start", "stop", "restart", "edit", "remove", "details"}
+EMPTY_HINT = "No processes yet: press [b]a[/b] to add a process."
+
+
+class SnapshotReady(Message):
+    """One poll's result, built in the worker thread."""
+
+    def __init__(self, views: dict[str, ProcessView], rows: dict[str, tuple], watcher: int | None,
+                 error: str | None) -> None:
+        super().__init__()
+        self.views = views
+        self.rows = rows
+        self.watcher = watcher
+        self.error = error
+
+
+class Notice(Message):
+    """A notification requested from a worker thread."""
+
+    def __init__(self, text: str, severity: str = "information") -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+
+
+class ProcessTable(DataTable):
+    BINDINGS = [
+        Binding("enter", "app.details", "Details"),
+        Binding("/", "app.filter", "Filter"),
+    ]
+
+
+class AutoApp(App[int]):
+    """The full-screen app.
+
+    Args:
+        api: the lifecycle API (default: ``Api(home)``); snapshot tests pass a fixed data source.
+        home: used when ``api`` is None.
+        poll_interval: seconds between snapshots.
+        clock: wall clock for relative times in the details view.
+        sampler: CPU/memory sampler (default: psutil).
+        log_lines: the log pane's line cap.
+        cwd: default workdir of the add form.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "auto"
+    COMMANDS = App.COMMANDS | {ProcessCommands}
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("r", "restart", "Restart"),
+        Binding("a", "add", "Add"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "remove", "Remove"),
+        Binding("S", "start_all", "Start all"),
+        Binding("X", "stop_all", "Stop all"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("tab", "switch_focus", "Focus", priority=True),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    selected: reactive[str | None] = reactive(None, bindings=True)
+
+    def __init__(
+        self,
+        api: Api | None = None,
+        *,
+        home: Home | None = None,
+        poll_interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        sampler: Sampler | None = None,
+        log_lines: int = 1000,
+        cwd: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.api = api if api is not None else Api(home, warn=self._warn)
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.sampler = sampler or Sampler()
+        self.log_lines = log_lines
+        self.cwd = cwd or os.getcwd()
+        self.views: dict[str, ProcessView] = {}
+        self.rows: dict[str, tuple] = {}
+        self.name_filter = ""
+        self.ticks = 0  # snapshots applied (tests and benchmarks wait on it)
+        self._shown: dict[str, tuple] = {}
+        self._wake = threading.Event()
+        self._consumed = threading.Event()
+        self._stopping = threading.Event()
+        self._last_warning: tuple[str, float] = ("", 0.0)
+        self._pane: LogPane | None = None
+        self.notices: deque[tuple[str, str]] = deque(maxlen=200)  # what was notified, for tests
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("auto", id="header")
+        yield Input(placeholder="filter by name (enter keeps it, escape clears)", id="table-filter")
+        table = ProcessTable(id="table", cursor_type="row", zebra_stripes=True)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+        yield Static(EMPTY_HINT, id="empty")
+        self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, id="logpane")
+        yield self._pane
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#table-filter").display = False
+        self.query_one("#log-search").display = False
+        self.query_one("#empty").display = False
+        self.query_one(LogPane).show(None)
+        self.query_one(ProcessTable).focus()
+        self._poll()
+
+    def on_unmount(self) -> None:
+        self._shutdown_workers()
+
+    def _shutdown_workers(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._consumed.set()
+        if self._pane is not None:
+            self._pane.stop()
+
+    # --- polling ---------------------------------------------------------------------------
+
+    @work(thread=True, group="snapshot", exit_on_error=False)
+    def _poll(self) -> None:
+        """Fetch, hand over, wait for the UI to apply it, sleep: polls never overlap."""
+        while not self._stopping.is_set():
+            message = self._fetch()
+            self._consumed.clear()
+            self.post_message(message)
+            self._consumed.wait()
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def _fetch(self) -> SnapshotReady:
+        error = None
+        views: dict[str, ProcessView] | None = None
+        try:
+            reap = getattr(self.api, "reap", None)
+            if reap is not None:
+                reap()  # children this TUI started: no zombies
+            views = {v.name: v for v in self.api.snapshot()}
+        except AutoError as exc:
+            error = str(exc)
+        except Exception as exc:  # anything else is shown, never fatal
+            error = f"cannot read the state: {exc}"
+        try:
+            watcher = watchlock.holder(self.api.home)
+        except Exception:
+            watcher = None
+        if views is None:
+            return SnapshotReady(self.views, self.rows, watcher, error)
+        try:
+            facts = self.sampler.sample({v.pid: v.create_time for v in views.values() if v.pid})
+        except Exception:
+            facts = {}
+        rows = {name: cells(v, facts.get(v.pid)) for name, v in views.items()}
+        return SnapshotReady(views, rows, watcher, error)
+
+    def refresh_now(self) -> None:
+        """Ask the poller for a snapshot now (after an action)."""
+        self._wake.set()
+
+    @on(SnapshotReady)
+    def _on_snapshot(self, message: SnapshotReady) -> None:
+        try:
+            self.views, self.rows = message.views, message.rows
+            self._apply()
+            self._set_header(message.watcher, message.error)
+            if message.error:
+                self._warn(message.error, "error")
+            self.ticks += 1
+        finally:
+            self._consumed.set()
+
+    def _set_header(self, watcher: int | None, error: str | None) -> None:
+        running = sum(1 for v in self.views.values() if v.status == "running")
+        if watcher:
+            who = "watcher running" + (f" (pid {watcher})" if watcher > 0 else "")
+        else:
+            who = "watcher not running"
+        text = f"[b]auto[/b]  {self.api.home.root}  ·  {who}  ·  {running}/{len(self.views)} running"
+        if error:
+            text += "  ·  [red]state unreadable[/red]"
+        self.query_one("#header", Static).update(text)
+
+    def _apply(self) -> None:
+        """Keyed diff of ``self.rows`` into the table; keeps the cursor on its process."""
+        table = self.query_one(ProcessTable)
+        needle = self.name_filter.lower()
+        wanted = {n: c for n, c in self.rows.items() if needle in n.lower()}
+        keep = self.selected
+        added = False
+        with self.batch_update():
+            for name in [n for n in self._shown if n not in wanted]:
+                table.remove_row(name)
+                del self._shown[name]
+            for name, row in wanted.items():
+                old = self._shown.get(name)
+                if old is None:
+                    table.add_row(*row, key=name)
+                    added = True
+                elif old != row:
+                    for column, before, after in zip(COLUMN_KEYS, old, row, strict=True):
+                        if before != after:
+                            table.update_cell(name, column, after)
+                self._shown[name] = row
+            if added:
+                table.sort("name")
+            if keep in self._shown:
+                index = table.get_row_index(keep)
+                if index != table.cursor_row:
+                    table.move_cursor(row=index, animate=False, scroll=False)
+        empty = self.query_one("#empty", Static)
+        if not self.rows:
+            empty.update(EMPTY_HINT)
+        elif not wanted:
+            empty.update(f"No process matches {self.name_filter!r} (escape clears the filter).")
+        empty.display = not wanted
+        table.display = bool(wanted)
+        self._sync_selection()
+
+    def _sync_selection(self) -> None:
+        table = self.query_one(ProcessTable)
+        name = None
+        if table.row_count:
+            name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if name != self.selected:
+            self.selected = name
+        self.query_one(LogPane).show(name)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._sync_selection()
+
+    def _resolve_log(self, name: str):
+        from pathlib import Path
+
+        try:
+            path = self.api.log_path(name)
+        except (AutoError, OSError):
+            return None
+        return Path(path) if path else None
+
+    # --- notifications from any thread -----------------------------------------------------
+
+    def _warn(self, text: str, severity: str = "warning") -> None:
+        # The Api warns on every read of a broken state file: say it once, not twice a second.
+        last, when = self._last_warning
+        now = time.monotonic()
+        if text == last and now - when < 60:
+            return
+        self._last_warning = (text, now)
+        self.post_message(Notice(text, severity))
+
+    def notify(self, message: str, *, severity: str = "information", **kwargs) -> None:
+        self.notices.append((str(message), severity))
+        super().notify(message, severity=severity, **kwargs)
+
+    @on(Notice)
+    def _on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)
+
+    # --- lifecycle actions -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("switch_focus", "help", "quit"):
+            return True
+        if len(self.screen_stack) > 1:
+            return False  # a modal is open: its own keys only
+        if action in NEEDS_SELECTION and not self.selected:
+            return None
+        return True
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _act(self, what: str, call: Callable[[], object]) -> None:
+        """Run a blocking lifecycle call; every failure becomes a notification."""
+        try:
+            result = call()
+        except AutoError as exc:
+            self.post_message(Notice(str(exc), "error"))
+        except OSError as exc:
+            self.post_message(Notice(f"{what}: {exc.strerror or exc}", "error"))
+        except Exception as exc:
+            self.post_message(Notice(f"{what} failed: {exc}", "error"))
+        else:
+            outcomes = result if isinstance(result, list) else [result]
+            for outcome in outcomes:
+                message = getattr(outcome, "message", None)
+                if message:
+                    ok = getattr(outcome, "ok", True)
+                    self.post_message(Notice(message, "information" if ok else "error"))
+            if not outcomes:
+                self.post_message(Notice(f"{what}: nothing to do"))
+        finally:
+            self.refresh_now()
+
+    def run_verb(self, verb: str, name: str) -> None:
+        """Used by keys and the command palette: ``start|stop|restart|logs`` one process."""
+        if verb == "logs":
+            self._select(name)
+            self.query_one(LogView).focus()
+            return
+        call = {"start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}[verb]
+        self.notify(f"{verb} {name}…", timeout=2)
+        self._act(f"{verb} {name}", partial(call, [name]))
+
+    def _select(self, name: str) -> None:
+        table = self.query_one(ProcessTable)
+        if name in self._shown:
+            table.move_cursor(row=table.get_row_index(name), animate=False)
+            self._sync_selection()
+
+    def action_start(self) -> None:
+        if self.selected:
+            self.run_verb("start", self.selected)
+
+    def action_stop(self) -> None:
+        if self.selected:
+            self.run_verb("stop", self.selected)
+
+    def action_restart(self) -> None:
+        if self.selected:
+            self.run_verb("restart", self.selected)
+
+    def action_start_all(self) -> None:
+        self.notify("start all…", timeout=2)
+        self._act("start all", self.api.start_all)
+
+    def action_stop_all(self) -> None:
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.notify("stop all…", timeout=2)
+                self._act("stop all", self.api.stop_all)
+
+        self.push_screen(ConfirmScreen(f"Stop all {len(self.views)} processes?"), answered)
+
+    def action_remove(self) -> None:
+        name = self.selected
+        if not name:
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self._act(f"remove {name}", partial(self.api.remove, name))
+
+        self.push_screen(ConfirmScreen(f"Stop and remove {name}? (its logs are kept)"), answered)
+
+    def action_add(self) -> None:
+        def done(values: dict | None) -> None:
+            if values:
+                self._act(f"add {values['name']}", partial(
+                    self.api.add, values["name"], values["command"],
+                    workdir=values["workdir"], port=values["port"],
+                ))
+
+        self.push_screen(ProcessForm(cwd=self.cwd, blink=not self.is_headless), done)
+
+    def action_edit(self) -> None:
+        view = self.views.get(self.selected or "")
+        if view is None:
+            return
+
+        def done(values: dict | None) -> None:
+            if not values:
+                return
+            changes: dict = {}
+            if values["command"] != view.command:
+                changes["command"] = values["command"]
+            if values["workdir"] != view.workdir:
+                changes["workdir"] = values["workdir"]
+            if values["port"] != view.port:
+                changes["port"] = values["port"] if values["port"] is not None else "off"
+            if not changes:
+                self.notify(f"{view.name}: nothing changed")
+                return
+            self._act(f"update {view.name}", partial(self.api.update, view.name, **changes))
+
+        self.push_screen(ProcessForm(view, cwd=self.cwd, blink=not self.is_headless), done)
+
+    def action_details(self) -> None:
+        view = self.views.get(self.selected or "")
+        if view is not None:
+            pane = self.query_one(LogPane)
+            shown = str(pane.path) if pane.path and pane.name_shown == view.name else None
+            self.push_screen(DetailsScreen(view, shown, self.clock))
+
+    # --- view actions ----------------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        pane = self.query_one(LogPane)
+        pane.follow = not pane.follow
+
+    def action_switch_focus(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.screen.focus_next()  # inside a modal, tab moves between its fields
+            return
+        table = self.query_one(ProcessTable)
+        if self.focused is table or not table.display:
+            self.query_one(LogView).focus()
+        else:
+            table.focus()
+
+    def action_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#table-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#table-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.name_filter = event.value.strip()
+        self._apply()
+
+    @on(Input.Submitted, "#table-filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#table-filter", Input)
+        box.display = bool(box.value)
+        self.query_one(ProcessTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#table-filter", Input)
+        if box.display or self.name_filter:
+            box.value = ""
+            box.display = False
+            self.name_filter = ""
+            self._apply()
+            self.query_one(ProcessTable).focus()
+
+    async def action_quit(self) -> None:
+        self._shutdown_workers()
+        self.exit(0)
+
+
+def run(home: Home) -> int:
+    """Entry point of ``auto tui``: open the app on ``home``; services keep running on quit."""
+    app = AutoApp(home=home)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,32 @@
+"""Command palette provider: "Start/Stop/Restart/Logs: <name>" for every process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+VERBS = ("Start", "Stop", "Restart", "Logs")
+
+
+class ProcessCommands(Provider):
+    """Offers each verb for each process the table currently knows."""
+
+    def _commands(self) -> Iterator[tuple[str, Callable[[], None], str]]:
+        app = self.app
+        for name in sorted(getattr(app, "views", {})):
+            for verb in VERBS:
+                help_text = f"show the log of {name}" if verb == "Logs" else f"{verb.lower()} {name}"
+                yield f"{verb}: {name}", partial(app.run_verb, verb.lower(), name), help_text
+
+    async def discover(self) -> Hits:
+        for title, callback, help_text in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help_text in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

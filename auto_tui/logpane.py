@@ -1,0 +1,229 @@
+"""The log pane: the highlighted process's current log, followed live.
+
+The tail runs in a thread worker (``tail.run_tail``); lines arrive in batches as
+``LogPane.Batch`` messages with their ``rich.text.Text`` already built off the UI thread.
+Colours (SGR) are rendered; every other escape and control character is stripped first
+(``logs.sanitize``), so nothing raw reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Input, RichLog
+
+from auto_core import logs
+from auto_tui.tail import Divider, run_tail
+
+Entry = tuple[str, Text]  # (lower-cased plain text for filtering, rendered line)
+
+
+def render_line(item: str | Divider) -> Entry:
+    if isinstance(item, Divider):
+        text = Text(f"──── {item.text} ────", style="bold magenta")
+    else:
+        text = Text.from_ansi(logs.sanitize(item, keep_sgr=True), end="")
+        text.expand_tabs()
+    return text.plain.lower(), text
+
+
+class LogView(RichLog):
+    """A RichLog that tells its pane when the user scrolls up (which pauses follow)."""
+
+    class ScrolledUp(Message):
+        pass
+
+    def _pause(self) -> None:
+        if self.max_scroll_y > 0:
+            self.post_message(self.ScrolledUp())
+
+    def on_mouse_scroll_up(self) -> None:
+        self._pause()
+
+    def action_scroll_up(self) -> None:
+        self._pause()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._pause()
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self._pause()
+        super().action_scroll_home()
+
+
+class LogPane(Vertical, can_focus=False):
+    """Follows one process's log; ``follow`` and the line filter are its own state."""
+
+    BINDINGS = [
+        Binding("/", "search", "Search log"),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    follow: reactive[bool] = reactive(True)
+
+    class Batch(Message):
+        def __init__(self, generation: int, kind: str, payload: object) -> None:
+            super().__init__()
+            self.generation = generation
+            self.kind = kind
+            self.payload = payload
+
+    def __init__(self, resolver: Callable[[str], Path | None], max_lines: int = 1000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.resolver = resolver
+        self.max_lines = max_lines
+        self.entries: deque[Entry] = deque(maxlen=max_lines)
+        self.name_shown: str | None = None
+        self.path: Path | None = None
+        self.query_text = ""
+        self._generation = 0
+        self._halt = threading.Event()
+        self._drained = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="search the log (enter keeps it, escape clears)", id="log-search")
+        yield LogView(max_lines=self.max_lines, id="log", wrap=False, min_width=20)
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    # --- which process -------------------------------------------------------------------
+
+    def show(self, name: str | None) -> None:
+        """Follow ``name``'s log (None: nothing); restarts the tail worker."""
+        if name == self.name_shown:
+            return
+        self.name_shown = name
+        self._halt.set()
+        self._halt = threading.Event()
+        self._drained = threading.Event()
+        self._drained.set()
+        self._generation += 1
+        self.entries.clear()
+        self.view.clear()
+        self.path = None
+        self._set_title()
+        if name is not None:
+            self._tail(name, self._generation, self._halt, self._drained)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    @work(thread=True, group="tail", exit_on_error=False)
+    def _tail(self, name: str, generation: int, stop: threading.Event, ready: threading.Event) -> None:
+        def emit(kind: str, payload: object) -> None:
+            if kind == "open":
+                path, lines = payload
+                payload = (path, [render_line(line) for line in lines])
+            else:
+                switched = [i.path for i in payload if isinstance(i, Divider) and i.path]
+                payload = ([render_line(item) for item in payload], switched[-1] if switched else None)
+            self.post_message(self.Batch(generation, kind, payload))
+
+        try:
+            run_tail(lambda: self.resolver(name), stop, ready, emit, self.max_lines)
+        except Exception as exc:  # a tail problem must not take the app down
+            self.post_message(self.Batch(generation, "error", f"log of {name}: {exc}"))
+
+    @on(Batch)
+    def _on_batch(self, message: Batch) -> None:
+        message.stop()
+        if message.generation != self._generation:
+            return  # from the tail of a process no longer shown
+        try:
+            if message.kind == "open":
+                self.path, entries = message.payload
+                self.entries.clear()
+                self.view.clear()
+                self._set_title()
+                self._write(entries)
+            elif message.kind == "lines":
+                entries, switched = message.payload
+                self._write(entries)
+                if switched is not None:
+                    self.path = switched
+                    self._set_title()
+            else:
+                self.app.notify(str(message.payload), severity="error")
+        finally:
+            self._drained.set()
+
+    def _write(self, entries: list[Entry]) -> None:
+        self.entries.extend(entries)
+        # Only the last max_lines can stay in the widget: skip rendering the rest.
+        for lowered, text in entries[-self.max_lines :]:
+            if self._matches(lowered):
+                self.view.write(text, scroll_end=self.follow)
+
+    # --- follow and search ---------------------------------------------------------------
+
+    def _set_title(self) -> None:
+        if self.name_shown is None:
+            self.border_title = "log"
+        else:
+            file = self.path.name if self.path else "no log yet"
+            self.border_title = f"log: {self.name_shown} · {file}"
+        flags = [] if self.follow else ["paused (f follows)"]
+        if self.query_text:
+            flags.append(f"search: {self.query_text}")
+        self.border_subtitle = " · ".join(flags)
+
+    def watch_follow(self, follow: bool) -> None:
+        self.view.auto_scroll = follow
+        if follow:
+            self.view.scroll_end(animate=False)
+        self._set_title()
+
+    @on(LogView.ScrolledUp)
+    def _scrolled_up(self) -> None:
+        self.follow = False
+
+    def _matches(self, lowered: str) -> bool:
+        return not self.query_text or self.query_text.lower() in lowered
+
+    def _refilter(self) -> None:
+        self.view.clear()
+        for lowered, text in self.entries:
+            if self._matches(lowered):
+                self.view.write(text, scroll_end=False)
+        if self.follow:
+            self.view.scroll_end(animate=False)
+        self._set_title()
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#log-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value
+        self._refilter()
+
+    @on(Input.Submitted, "#log-search")
+    def _search_done(self) -> None:
+        box = self.query_one("#log-search", Input)
+        if not box.value:
+            box.display = False
+        self.view.focus()
+
+    def action_clear_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.value = ""
+        box.display = False
+        self.query_text = ""
+        self._refilter()
+        self.view.focus()

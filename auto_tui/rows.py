@@ -1,0 +1,64 @@
+"""Turn ``ProcessView`` + ``Facts`` into table cells (plain data, built off the UI thread)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
+from auto_tui.facts import Facts, human_bytes
+
+COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("name", "NAME", 18),
+    ("status", "STATUS", 18),
+    ("pid", "PID", 8),
+    ("port", "PORT", 6),
+    ("uptime", "UPTIME", 9),
+    ("restarts", "RESTARTS", 8),
+    ("cpu", "CPU %", 6),
+    ("mem", "MEM", 8),
+)
+COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
+
+STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow"}
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``5m03s``, ``2h07m``, ``3d04h``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def status_label(view: ProcessView) -> tuple[str, str]:
+    """The status text and its style key (``waiting`` = dead with a restart scheduled)."""
+    if view.status == RUNNING:
+        return "running", RUNNING
+    if view.starting:
+        return "starting", "starting"
+    if view.status == DEAD and view.next_restart_in_s is not None:
+        return f"restart in {duration(view.next_restart_in_s)}", "waiting"
+    return view.status, view.status
+
+
+def cells(view: ProcessView, facts: Facts | None) -> tuple:
+    """One row's cells in ``COLUMN_KEYS`` order. Equal inputs give equal tuples (cheap diffs)."""
+    label, style = status_label(view)
+    cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
+    mem = human_bytes(facts.rss) if facts is not None else "-"
+    return (
+        view.name,
+        Text(label, style=STYLES.get(style, "")),
+        str(view.pid) if view.pid else "-",
+        str(view.port) if view.port else "-",
+        duration(view.uptime_s),
+        str(view.restarts),
+        cpu,
+        mem,
+    )

@@ -1,0 +1,46 @@
+"""TUI fixtures: an async ``until`` (no sleep-and-hope) and table/state readers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from auto_core.lifecycle import Api
+
+
+async def until(pilot, predicate, timeout: float = 10.0, message: str = "condition"):
+    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await pilot.pause(0.05)
+
+
+def cell(app, name: str, column: str) -> str:
+    """The plain text of one table cell ('' if the row is not shown)."""
+    table = app.query_one("#table")
+    if name not in table.rows:
+        return ""
+    value = table.get_cell(name, column)
+    return getattr(value, "plain", value)
+
+
+def cursor_name(app) -> str | None:
+    table = app.query_one("#table")
+    if not table.row_count:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+@pytest.fixture
+def quiet_api(home) -> Api:
+    """An Api for test setup/assertions whose warnings are collected instead of printed."""
+    warnings: list[str] = []
+    api = Api(home, warn=warnings.append)
+    api.warnings = warnings
+    return api

@@ -1,0 +1,210 @@
+"""Pilot tests: every key action against a real AUTO_HOME with real child processes."""
+
+from __future__ import annotations
+
+from conftest import cell, cursor_name, until
+from helpers import pid_alive, read_state
+
+from auto_tui.app import AutoApp
+from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+
+SIZE = (120, 36)
+
+
+def make_app(home, tmp_path) -> AutoApp:
+    return AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+
+
+def entry(home, name):
+    return read_state(home.root)["processes"].get(name)
+
+
+def running_pid(home, name):
+    e = entry(home, name)
+    return e and e.get("pid") if e and not e.get("explicitly_stopped") and pid_alive(e.get("pid") or 0) else None
+
+
+async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
+    quiet_api.add("web", "sleep 300", start=False)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
+        await pilot.press("s")
+        pid = await until(pilot, lambda: running_pid(home, "web"), message="web started")
+        await until(pilot, lambda: cell(app, "web", "status") == "running" and cell(app, "web", "pid") == str(pid))
+
+        await pilot.press("x")  # a single stop asks nothing
+        await until(pilot, lambda: entry(home, "web")["explicitly_stopped"] and not pid_alive(pid), message="stop")
+        await until(pilot, lambda: cell(app, "web", "status") == "stopped" and cell(app, "web", "pid") == "-")
+
+        await pilot.press("s")
+        first = await until(pilot, lambda: running_pid(home, "web"), message="web started again")
+        await pilot.press("r")
+        second = await until(pilot, lambda: (p := running_pid(home, "web")) and p != first and p, message="restart")
+        assert not pid_alive(first)
+        await until(pilot, lambda: cell(app, "web", "pid") == str(second))
+
+
+async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.ticks >= 1)
+        assert app.query_one("#empty").display  # the empty-state hint
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ProcessForm))
+        await pilot.press(*"api", "tab", *"echo hello-from-api; sleep 300", "tab", "tab", *"8765", "enter")
+        pid = await until(pilot, lambda: entry(home, "api") and running_pid(home, "api"), message="api added")
+        e = entry(home, "api")
+        assert e["command"] == "echo hello-from-api; sleep 300"
+        assert e["workdir"] == str(tmp_path) and e["port"] == 8765
+        await until(pilot, lambda: cell(app, "api", "pid") == str(pid))
+        assert not app.query_one("#empty").display
+        pane = app.query_one("#logpane")
+        await until(pilot, lambda: any("hello-from-api" in t.plain for _, t in pane.entries), message="log line")
+
+
+async def test_add_form_rejects_bad_input_inline(home, tmp_path):
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ProcessForm))
+        await pilot.press(*"bad name", "tab", *"sleep 1", "enter")
+        error = app.screen.query_one("#form-error")
+        await until(pilot, lambda: "invalid name" in str(error.render()))
+        assert isinstance(app.screen, ProcessForm)  # still open
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ProcessForm))
+    assert not (home.state_file.exists() and read_state(home.root)["processes"])
+
+
+async def test_remove_asks_first(home, tmp_path, quiet_api):
+    quiet_api.add("gone", "sleep 300")
+    pid = entry(home, "gone")["pid"]
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "gone", "status") == "running")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert entry(home, "gone") and pid_alive(pid)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: entry(home, "gone") is None, message="removed on disk")
+        assert not pid_alive(pid)
+        await until(pilot, lambda: "gone" not in app.query_one("#table").rows, message="row removed")
+        assert app.query_one("#empty").display
+
+
+async def test_start_all_and_stop_all_with_confirm(home, tmp_path, quiet_api):
+    for name in ("a1", "a2", "a3"):
+        quiet_api.add(name, "sleep 300", start=False)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one("#table").row_count == 3)
+        await pilot.press("S")
+        await until(pilot, lambda: all(running_pid(home, n) for n in ("a1", "a2", "a3")), message="all started")
+        pids = [entry(home, n)["pid"] for n in ("a1", "a2", "a3")]
+        await until(pilot, lambda: all(cell(app, n, "status") == "running" for n in ("a1", "a2", "a3")))
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not any(pid_alive(p) for p in pids), message="all stopped")
+        assert all(entry(home, n)["explicitly_stopped"] for n in ("a1", "a2", "a3"))
+        await until(pilot, lambda: all(cell(app, n, "status") == "stopped" for n in ("a1", "a2", "a3")))
+
+
+async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
+    quiet_api.add("ed", "sleep 300", start=False, port=7001)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "ed", "status") == "stopped")
+        await pilot.press("e")
+        form = await until(pilot, lambda: isinstance(app.screen, ProcessForm) and app.screen)
+        form.query_one("#command").value = "sleep 301"
+        form.query_one("#port").value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: entry(home, "ed")["command"] == "sleep 301", message="command updated")
+        assert entry(home, "ed").get("port") is None
+        await until(pilot, lambda: cell(app, "ed", "port") == "-")
+
+
+async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_api):
+    for name in ("bravo", "delta"):
+        quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path))
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one("#table").row_count == 2)
+        await pilot.press("down")
+        assert cursor_name(app) == "delta"
+        quiet_api.add("alpha", "sleep 300", start=False)  # sorts before the cursor row
+        await until(pilot, lambda: app.query_one("#table").row_count == 3, message="alpha appears")
+        assert cursor_name(app) == "delta"
+        quiet_api.remove("bravo")
+        await until(pilot, lambda: app.query_one("#table").row_count == 2, message="bravo goes")
+        assert cursor_name(app) == "delta"
+
+        await pilot.press("enter")
+        details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
+        body = str(details.query_one("#details-body").render())
+        assert "sleep 300" in body and str(tmp_path) in body and "PATH=" in body
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
+
+        await pilot.press("/", *"alp")
+        await until(pilot, lambda: list(app.query_one("#table").rows) == ["alpha"], message="filtered")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.query_one("#table").row_count == 2, message="filter cleared")
+
+
+async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
+    quiet_api.add("pal", "sleep 300")
+    pid = entry(home, "pal")["pid"]
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "pal", "status") == "running")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"stop: pal")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: not pid_alive(pid) and entry(home, "pal")["explicitly_stopped"], message="stop")
+
+
+async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
+    quiet_api.add("ghost", "sleep 300", start=False)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "ghost", "status") == "stopped")
+        quiet_api.remove("ghost")  # vanishes behind the table's back
+        app.run_verb("start", "ghost")
+        await until(pilot, lambda: any("no process named 'ghost'" in m and s == "error" for m, s in app.notices))
+
+        home.state_file.write_text("{ not json")
+        home.state_bak.unlink(missing_ok=True)
+        await until(pilot, lambda: any("unreadable" in m for m, _ in app.notices), message="state error notice")
+        assert "state unreadable" in str(app.query_one("#header").render())
+        await pilot.press("S")  # acting on a corrupt state is refused, not fatal
+        await until(pilot, lambda: sum("unreadable" in m for m, _ in app.notices) >= 2)
+        assert app.is_running
+        home.state_file.write_text('{"version": 1, "processes": {}}')
+        await until(pilot, lambda: "state unreadable" not in str(app.query_one("#header").render()))
+
+
+async def test_children_started_by_the_tui_are_reaped(home, tmp_path, quiet_api):
+    quiet_api.add("blip", "exit 3", start=False)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "blip", "status") == "stopped")
+        await pilot.press("s")
+        pid = await until(pilot, lambda: entry(home, "blip").get("pid"), message="blip spawned")
+        await until(pilot, lambda: not app.api.children, message="reaped by the poller")
+
+        def state_letter():
+            try:
+                raw = open(f"/proc/{pid}/stat", "rb").read()
+            except OSError:
+                return None
+            return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3]
+
+        assert state_letter() != b"Z"
