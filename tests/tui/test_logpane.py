@@ -1,0 +1,155 @@
+"""The log pane and its tail loop: opens at the end, follows, switches files, stays safe."""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import cell, until
+from helpers import read_state, wait_until
+
+from auto_tui.app import AutoApp
+from auto_tui.logpane import LogPane, LogView
+from auto_tui.tail import Divider, run_tail
+
+SIZE = (120, 36)
+
+
+def pane_text(app) -> list[str]:
+    return [text.plain for _, text in app.query_one(LogPane).entries]
+
+
+def collect_tail(path_box, max_lines=5):
+    """Run ``run_tail`` in a thread; return (events, stop, thread)."""
+    events: list = []
+    stop, ready = threading.Event(), threading.Event()
+    ready.set()
+
+    def emit(kind, payload):
+        events.append((kind, payload))
+        ready.set()  # consumed at once
+
+    thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, emit, max_lines, 0.02))
+    thread.start()
+    return events, stop, thread
+
+
+def test_tail_opens_at_the_end_follows_and_switches_files(tmp_path):
+    first = tmp_path / "a.log"
+    first.write_bytes(b"".join(b"old line %d\n" % i for i in range(10000)))
+    box = [first]
+    events, stop, thread = collect_tail(box)
+    try:
+        wait_until(lambda: events, message="open event")
+        kind, (path, lines) = events[0]
+        assert kind == "open" and path == first
+        assert lines == [f"old line {i}" for i in range(9995, 10000)]  # only the last max_lines
+        with open(first, "ab") as fh:
+            fh.write(b"new \xff\xfe bytes\npartial")
+        wait_until(lambda: any(k == "lines" for k, _ in events), message="new line")
+        got = [item for k, p in events if k == "lines" for item in p]
+        assert got == ["new \ufffd\ufffd bytes"]  # invalid UTF-8 replaced; the partial line waits
+        second = tmp_path / "b.log"
+        second.write_text("second run\n")
+        box[0] = second
+        wait_until(lambda: "second run" in [i for k, p in events if k == "lines" for i in p], message="switch")
+        got = [item for k, p in events if k == "lines" for item in p]
+        assert "partial" in got  # the old file's unterminated tail is flushed first
+        divider = next(i for i in got if isinstance(i, Divider))
+        assert divider.path == second and "b.log" in divider.text
+        assert got.index("partial") < got.index(divider) < got.index("second run")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_tail_coalesces_while_the_consumer_is_busy(tmp_path):
+    log = tmp_path / "busy.log"
+    log.write_text("")
+    events: list = []
+    stop, ready = threading.Event(), threading.Event()
+    ready.set()
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, lambda k, p: events.append((k, p)), 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        with open(log, "a") as fh:
+            fh.write("first\n")
+        wait_until(lambda: len(events) == 2, message="first batch")
+        with open(log, "a") as fh:  # ready is not set again: the consumer is "busy"
+            fh.writelines(f"line {i}\n" for i in range(500))
+        ready.set()
+        wait_until(lambda: len(events) == 3, message="coalesced batch")
+        assert events[2][1] == [f"line {i}" for i in range(450, 500)]  # capped to max_lines
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_path, quiet_api):
+    script = tmp_path / "colour.sh"
+    script.write_text(
+        "printf '\\033[31mred alert\\033[0m plain\\n'\n"
+        "printf 'title\\033]0;pwned\\007 end\\n'\n"
+        "printf 'bell\\007 and \\377 byte\\n'\n"
+        "exec sleep 300\n"
+    )
+    quiet_api.add("paint", f"sh {script}", workdir=str(tmp_path))
+    first_log = read_state(home.root)["processes"]["paint"]["log_path"]
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: any("red alert" in t for t in pane_text(app)), message="coloured line")
+        pane = app.query_one(LogPane)
+        red = next(t for _, t in pane.entries if "red alert" in t.plain)
+        assert red.plain == "red alert plain"
+        # rendered as colour (ANSI red is standard colour 1), not as text
+        assert [(sp.start, sp.end, sp.style.color.number) for sp in red.spans] == [(0, 9, 1)]
+        assert "title end" in pane_text(app)  # OSC title sequence removed
+        assert "bell and \ufffd byte" in pane_text(app)  # control char stripped, bad byte replaced
+        assert all("\x1b" not in t and "\x07" not in t for t in pane_text(app))
+        assert pane.border_title.endswith(first_log.rsplit("/", 1)[1])
+
+        await pilot.press("r")
+        await until(pilot, lambda: read_state(home.root)["processes"]["paint"]["log_path"] != first_log)
+        new_log = read_state(home.root)["processes"]["paint"]["log_path"]
+        new_name = new_log.rsplit("/", 1)[1]
+        await until(pilot, lambda: any(new_name in t and "new run" in t for t in pane_text(app)), message="divider")
+        await until(pilot, lambda: pane.border_title.endswith(new_name))
+
+
+async def test_follow_toggle_scroll_pause_and_search(home, tmp_path, quiet_api):
+    quiet_api.add("chatty", "for i in $(seq 1 300); do echo line-$i; done; echo needle-one; exec sleep 300",
+                  workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "needle-one" in pane_text(app), message="log lines")
+        await until(pilot, lambda: cell(app, "chatty", "status") == "running")
+        pane = app.query_one(LogPane)
+        view = app.query_one(LogView)
+        assert pane.follow
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y and view.max_scroll_y > 0)
+        await pilot.press("f")
+        assert not pane.follow and "paused" in pane.border_subtitle
+        await pilot.press("f")
+        assert pane.follow
+        await pilot.press("tab")
+        assert app.focused is view
+        await pilot.press("pageup")
+        await until(pilot, lambda: not pane.follow, message="scrolling up pauses follow")
+        await pilot.press("/", *"needle")
+        # the [auto] header (which quotes the command) and the needle line itself
+        await until(pilot, lambda: len(view.lines) == 2, message="search filters the pane")
+        assert "needle-one" in view.lines[-1].text
+        await pilot.press("escape")
+        await until(pilot, lambda: len(view.lines) > 1, message="search cleared")
+        await pilot.press("tab")
+        assert app.focused is app.query_one("#table")
+
+
+async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
+    quiet_api.add("flood", "seq 1 5000; exec sleep 300", workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path), log_lines=200)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "5000" in pane_text(app), message="last line")
+        assert len(app.query_one(LogPane).entries) <= 200
+        assert len(app.query_one(LogView).lines) <= 200
