@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import sys
-import threading
 from collections.abc import Sequence
 
 from auto_core import __version__
@@ -360,6 +359,8 @@ def cmd_log(args, out: _Out) -> int:
             found = logs.current_log(api.home, args.name, recorded)
             stat_key[1] = found
         return stat_key[1]
+
+    import threading  # only `log -f` needs it; `auto ps` stays lean
 
     stop = threading.Event()
     try:
