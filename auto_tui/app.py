@@ -141,7 +141,7 @@ class AutoApp(App[int]):
         yield Static(EMPTY_HINT, id="empty")
         self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, id="logpane")
         yield self._pane
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#table-filter").display = False

@@ -1,0 +1,152 @@
+"""SVG snapshots of every screen, from a fixed data source (the only stand-in allowed here).
+
+Deterministic: fixed views, fixed CPU/memory facts, a fixed clock, a fixed terminal size,
+no blinking cursors (headless), and a huge poll interval so nothing changes mid-capture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auto_core.model import ProcessView
+from auto_core.paths import Home
+from auto_tui.app import AutoApp
+from auto_tui.facts import Facts
+
+SIZE = (110, 32)
+NOW = 1_790_000_000.0
+FAKE_HOME = Home(Path("/home/dev/.local/state/auto"))
+
+
+def view(name, status, pid=None, port=None, uptime=None, restarts=0, next_in=None, **extra) -> ProcessView:
+    return ProcessView(
+        name=name, status=status, pid=pid, port=port, command=extra.pop("command", f"./run-{name}"),
+        workdir=extra.pop("workdir", f"/home/dev/{name}"), uptime_s=uptime, restarts=restarts,
+        next_restart_in_s=next_in, log_path=None, last_exit=extra.pop("last_exit", None),
+        env=extra.pop("env", {"PATH": "/usr/local/bin:/usr/bin:/bin"}), create_time=NOW - uptime if uptime else None,
+        **extra,
+    )
+
+
+VIEWS = [
+    view("api", "running", 4242, 8000, 3 * 3600 + 7 * 60, restarts=1, command="uvicorn main:app --port 8000"),
+    view("cron", "dead", last_exit={"code": 1, "signal": None, "at": NOW - 42}, restarts=2),
+    view("db", "stopped", port=5432, last_exit={"code": None, "signal": 15, "at": NOW - 600}),
+    view("queue", "dead", restarts=5, next_in=16.0, restart_attempt=4,
+         last_exit={"code": 2, "signal": None, "at": NOW - 15}),
+    view("web", "running", 4250, 3000, 95, command="npm run dev", env={"PATH": "/usr/bin:/bin", "NODE_ENV": "dev"}),
+    view("worker", "running", 4301, None, 2 * 86400 + 5 * 3600),
+]
+FACTS = {4242: Facts(12.5, 85 * 2**20), 4250: Facts(0.4, 210 * 2**20), 4301: Facts(97.0, 1_610 * 2**20)}
+
+API_LOG = (
+    "[auto] start api pid 4242 at 2026-09-21T14:02:11: uvicorn main:app --port 8000\n"
+    "\x1b[32mINFO\x1b[0m:     Started server process [\x1b[36m4242\x1b[0m]\n"
+    "\x1b[32mINFO\x1b[0m:     Waiting for application startup.\n"
+    "\x1b[33mWARNING\x1b[0m:  config file \x1b[1mlocal.toml\x1b[0m not found, using defaults\n"
+    "\x1b[32mINFO\x1b[0m:     Uvicorn running on \x1b[1mhttp://127.0.0.1:8000\x1b[0m (Press CTRL+C to quit)\n"
+    "\x1b[31mERROR\x1b[0m:    GET /health -> 500 \x1b]0;ignored title\x07(database is starting)\n"
+    "\x1b[32mINFO\x1b[0m:     GET /health -> 200\n"
+)
+
+
+class FixedSource:
+    """Same read surface as ``auto_core.lifecycle.Api`` (snapshot, log_path, home), fixed data."""
+
+    def __init__(self, views, logs: dict[str, Path]):
+        self.views = list(views)
+        self.logs = logs
+        self.home = FAKE_HOME
+
+    def snapshot(self):
+        return list(self.views)
+
+    def log_path(self, name):
+        path = self.logs.get(name)
+        return str(path) if path else None
+
+
+class FixedSampler:
+    def sample(self, wanted):
+        return {pid: FACTS[pid] for pid in wanted if pid in FACTS}
+
+
+@pytest.fixture
+def logs(tmp_path) -> dict[str, Path]:
+    api_log = tmp_path / "api_260921_140211.log"
+    api_log.write_bytes(API_LOG.encode())
+    web_log = tmp_path / "web_260921_174530.log"
+    web_log.write_text("[auto] start web pid 4250 at 2026-09-21T17:45:30: npm run dev\n> vite\nready in 312 ms\n")
+    return {"api": api_log, "web": web_log}
+
+
+def make_app(views, logs) -> AutoApp:
+    return AutoApp(api=FixedSource(views, logs), poll_interval=3600, clock=lambda: NOW,
+                   sampler=FixedSampler(), cwd="/home/dev/project")
+
+
+def settled(want_log: bool = True):
+    async def run_before(pilot):
+        app = pilot.app
+        for _ in range(200):
+            pane = app.query_one("#logpane")
+            if app.ticks >= 1 and (not want_log or pane.entries):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.1)
+
+    return run_before
+
+
+def test_main_screen_every_status_and_coloured_log(snap_compare, logs):
+    assert snap_compare(make_app(VIEWS, logs), run_before=settled(), terminal_size=SIZE)
+
+
+def test_log_pane_focused_and_paused(snap_compare, logs):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("down", "down", "down", "down")  # web
+        for _ in range(100):
+            if any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries):
+                break
+            await pilot.pause(0.05)
+        await pilot.press("tab", "f")
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+
+
+def test_add_form_with_validation_error(snap_compare, logs):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        await pilot.press(*"my app", "tab", *"python -m http.server", "enter")
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+
+
+def test_remove_confirm_dialog(snap_compare, logs):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("down", "down")  # db
+        await pilot.press("d")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+
+
+def test_details_view(snap_compare, logs):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("down", "down", "down")  # queue: waiting to restart
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+
+
+def test_empty_state(snap_compare):
+    assert snap_compare(make_app([], {}), run_before=settled(want_log=False), terminal_size=SIZE)
