@@ -195,12 +195,13 @@ class PollNotifier(_SelectorWakers, Notifier):
 
 
 # inotify (Linux): learn that state.json was replaced without waking up to stat it.
-_IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_DELETE = 0x8, 0x80, 0x200
+_IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x8, 0x40, 0x80, 0x100, 0x200
+_IN_MASK = _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
 
 
 def dir_change_fd(directory: str) -> int | None:
-    """A non-blocking fd that becomes readable when a file in ``directory`` is written,
-    renamed into it or deleted (Linux inotify through libc); None where unavailable."""
+    """A non-blocking fd that becomes readable when an entry of ``directory`` is created,
+    written, renamed or deleted (Linux inotify through libc); None where unavailable."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         init, add = libc.inotify_init1, libc.inotify_add_watch
@@ -209,7 +210,7 @@ def dir_change_fd(directory: str) -> int | None:
     fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
     if fd < 0:
         return None
-    if add(fd, os.fsencode(directory), _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_DELETE) < 0:
+    if add(fd, os.fsencode(directory), _IN_MASK) < 0:
         os.close(fd)
         return None
     return fd

@@ -331,6 +331,8 @@ def main() -> int:
     parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary (optional)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # SIGTERM (e.g. `timeout`): unwind, so every finally block stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmpdir:
         tmp = Path(tmpdir)
