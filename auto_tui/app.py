@@ -258,8 +258,9 @@ class AutoApp(App[int]):
             empty.update(EMPTY_HINT)
         elif not wanted:
             empty.update(f"No process matches {self.name_filter!r} (escape clears the filter).")
+        # The table stays (header only) so focus never jumps when the last row goes.
         empty.display = not wanted
-        table.display = bool(wanted)
+        table.set_class(not wanted, "-empty")
         self._sync_selection()
 
     def _sync_selection(self) -> None:
@@ -438,7 +439,7 @@ class AutoApp(App[int]):
             self.screen.focus_next()  # inside a modal, tab moves between its fields
             return
         table = self.query_one(ProcessTable)
-        if self.focused is table or not table.display:
+        if self.focused is table:
             self.query_one(LogView).focus()
         else:
             table.focus()
