@@ -121,3 +121,20 @@ def test_start_over_a_recycled_pid_starts_a_fresh_instance(auto_home, capsys, st
     assert entry["pid"] != stranger.pid and pid_alive(entry["pid"])
     assert identity.is_ours(entry["pid"], entry["create_time"])
     assert pid_alive(stranger.pid)
+
+
+def test_proc_reader_agrees_with_psutil(stranger):
+    """The /proc fast path computes exactly psutil's create_time (spawn and ps must agree)."""
+    for pid in (os.getpid(), stranger.pid, 1):
+        assert identity.create_time(pid) == pytest.approx(psutil.Process(pid).create_time(), abs=1e-6)
+        assert identity.start_time(pid) == identity.create_time(pid)
+
+
+def test_start_time_of_a_zombie_is_still_known():
+    child = subprocess.Popen(["true"])
+    ct = psutil.Process(child.pid).create_time()
+    wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, message="zombie")
+    try:
+        assert identity.start_time(child.pid) == pytest.approx(ct, abs=1e-6)
+    finally:
+        child.wait()

@@ -165,3 +165,26 @@ def test_start_all_and_stop_all(auto_home, capsys):
     assert code == 0, err
     assert not any(pid_alive(p) for p in pids)
     assert all(e["explicitly_stopped"] for e in read_state(auto_home)["processes"].values())
+
+
+def test_process_view_is_an_immutable_value(auto_home, capsys):
+    from auto_core.lifecycle import Api, Outcome
+    from auto_core.paths import Home
+    from auto_core.record import FrozenInstanceError
+
+    assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
+    api = Api(Home(auto_home))
+    a, b = api.view("svc", now=1.0), api.view("svc", now=1.0)
+    assert a == b and a is not b  # (not hashable: it holds dicts, like a frozen dataclass)
+    assert a.env is not b.env, "a per-instance default must not be shared"
+    try:
+        a.status = "running"
+        raise AssertionError("ProcessView must be frozen")
+    except FrozenInstanceError:
+        pass
+    as_json = a.to_json()
+    assert as_json["name"] == "svc" and as_json["status"] == "stopped" and as_json["stop_timeout"] == 10.0
+    assert json.loads(json.dumps(as_json)) == as_json
+    assert Outcome("x", True, "m") == Outcome(name="x", ok=True, message="m", pid=None)
+    assert repr(Outcome("x", True, "m")) == "Outcome(name='x', ok=True, message='m', pid=None)"
+    assert Home(auto_home) == Home.resolve(str(auto_home)) and len({Home(auto_home), Home(auto_home)}) == 1
