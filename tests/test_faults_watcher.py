@@ -237,7 +237,7 @@ def test_watcher_survives_disk_faults(home, tmp_path):
         assert watcher.proc.poll() is None
         assert pid_alive(steady_pid), "a state fault made the watcher touch a running service"
         os.kill(steady_pid, signal.SIGKILL)  # a crash while the state file is garbage
-        wait_until(lambda: markers().get(998) and markers()[998] != [steady_pid], 15,
+        wait_until(lambda: (m := markers().get(998)) and m != [steady_pid], 15,
                    message="steady restarted from the backup's definitions")
         names = set(json.loads(bak)["processes"])
         procs = read_state(home.root)["processes"]
