@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, pid_alive, read_state, wait_until
 
+from auto_core import state
 from auto_core.lifecycle import Api
 
 ROUNDS = 50
@@ -217,9 +218,8 @@ def test_watcher_survives_disk_faults(home, tmp_path):
         # 2. The log directory of a service the watcher must start is a file.
         logs = home.root / "output" / "logs"
         (logs / "nolog").write_text("in the way\n")
-        data = read_state(home.root)
-        data["processes"]["nolog"]["explicitly_stopped"] = False  # as if a crash: the watcher starts it
-        home.state_file.write_text(json.dumps(data))
+        with state.transaction(home) as data:  # as if it had crashed: the watcher starts it
+            data["processes"]["nolog"]["explicitly_stopped"] = False
         wait_until(lambda: "cannot create the log file for nolog" in watcher.text(), 10,
                    message="the watcher's log-file error")
         (logs / "nolog").unlink()
