@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -221,9 +222,12 @@ class AutoApp(App[int]):
             who = "watcher running" + (f" (pid {watcher})" if watcher > 0 else "")
         else:
             who = "watcher not running"
-        text = f"[b]auto[/b]  {self.api.home.root}  ·  {who}  ·  {running}/{len(self.views)} running"
+        # Most important first: a narrow terminal cuts the home path, not the watcher state.
+        text = Text.assemble(("auto", "bold"), f"  {who}  ·  {running}/{len(self.views)} running")
         if error:
-            text += "  ·  [red]state unreadable[/red]"
+            text.append("  ·  ")
+            text.append("state unreadable", style="bold red")
+        text.append(f"  ·  {self.api.home.root}")
         self.query_one("#header", Static).update(text)
 
     def _apply(self) -> None:
