@@ -142,6 +142,7 @@ class Watcher:
         # it, the measured delay from that moment to the recorded start (moving averages).
         self.txn_cost = 0.002
         self.spawn_lag = 0.005
+        self._lag_samples = 0
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -515,7 +516,9 @@ class Watcher:
         self._check_state()
         started = _number(self.entries.get(name, {}).get("started_at")) if outcome.ok else None
         if started is not None and 0 <= started - not_before < MAX_LEAD:
-            self.spawn_lag = 0.7 * self.spawn_lag + 0.3 * (started - not_before)
+            sample = started - not_before
+            self.spawn_lag = sample if self._lag_samples == 0 else 0.5 * self.spawn_lag + 0.5 * sample
+            self._lag_samples += 1
 
     def _periodic(self, name: str, w: Watched) -> None:
         self._unwatch(name)  # its death is ours, not a crash

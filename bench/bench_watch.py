@@ -329,6 +329,7 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--long", type=int, default=1000, help="restarts in the long RSS run (0: skip)")
     parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary (optional)")
+    parser.add_argument("--managers", nargs="+", default=["auto", "supervisord", "pm2"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     # SIGTERM (e.g. `timeout`): unwind, so every finally block stops what it started.
@@ -338,13 +339,15 @@ def main() -> int:
         tmp = Path(tmpdir)
         calib = calibrate(tmp)
         results["marker_calibration_ms"] = round(calib * 1000, 2)
+        runners = {
+            "auto": lambda n: run_auto(n, tmp, args.kills, args.idle, calib),
+            "supervisord": lambda n: run_supervisord(n, tmp, args.kills, args.idle, calib),
+            "pm2": lambda n: run_pm2(n, tmp, args.kills, args.idle, calib, args.pm2),
+        }
         for n in args.n:
-            results[f"auto_N{n}"] = run_auto(n, tmp, args.kills, args.idle, calib)
-            print(f"auto N={n}: {results[f'auto_N{n}']}", file=sys.stderr)
-            results[f"supervisord_N{n}"] = run_supervisord(n, tmp, args.kills, args.idle, calib)
-            print(f"supervisord N={n}: {results[f'supervisord_N{n}']}", file=sys.stderr)
-            results[f"pm2_N{n}"] = run_pm2(n, tmp, args.kills, args.idle, calib, args.pm2)
-            print(f"pm2 N={n}: {results[f'pm2_N{n}']}", file=sys.stderr)
+            for manager in args.managers:
+                results[f"{manager}_N{n}"] = runners[manager](n)
+                print(f"{manager} N={n}: {results[f'{manager}_N{n}']}", file=sys.stderr)
         if args.long:
             results["auto_long"] = run_auto_long(tmp, args.long)
             print(f"auto long: {results['auto_long']}", file=sys.stderr)
@@ -365,6 +368,8 @@ def table(results: dict, ns: list[int]) -> str:
         ("rss_mib", "RSS (MiB)"),
     ):
         for n in ns:
+            if not results.get(f"auto_N{n}"):
+                continue
             a = results[f"auto_N{n}"][key]
             s = (results.get(f"supervisord_N{n}") or {}).get(key)
             p = (results.get(f"pm2_N{n}") or {}).get(key)
