@@ -139,7 +139,8 @@ def runs(home: Home, name: str) -> list[Run]:
 
 def current_log(home: Home, name: str, recorded: str | None) -> Path | None:
     """The recorded log of the current/last run, else the newest file of that process."""
-    if recorded and os.path.isfile(recorded):
+    # Only a string: os.path.isfile(7) would test file descriptor 7 (a hand-edited state file).
+    if isinstance(recorded, str) and recorded and os.path.isfile(recorded):
         return Path(recorded)
     all_runs = runs(home, name)
     return all_runs[-1].path if all_runs else None

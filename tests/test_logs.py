@@ -182,3 +182,19 @@ def test_log_follow_switches_to_the_new_file_after_restart(auto_home, capsys):
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+@pytest.mark.parametrize("recorded", ["an open fd", 7, 0, 1, True, ["x"], {"a": 1}])
+def test_current_log_ignores_a_recorded_path_that_is_not_a_string(auto_home, tmp_path, recorded):
+    """os.path.isfile(7) tests file descriptor 7: a wrong-typed log_path must not reach it."""
+    home = Home(auto_home)
+    held = open(tmp_path / "held", "w")  # an fd that is an open regular file
+    if recorded == "an open fd":
+        recorded = held.fileno()
+    try:
+        assert logs.current_log(home, "svc", recorded) is None
+        path, fd = logs.create_run_log(home, "svc", WHEN)
+        os.close(fd)
+        assert logs.current_log(home, "svc", recorded) == path
+    finally:
+        held.close()
