@@ -79,8 +79,9 @@ with open(out, "w") as fh:
 
 
 def marker_copies() -> dict[str, list[int]]:
-    """Live processes whose argv is exactly ``sleep 3000K``, by service name."""
+    """Live processes of this AUTO_HOME whose argv is exactly ``sleep 3000K``, by name."""
     want = {f"sleep\0{30000 + i}\0".encode(): f"n{i}" for i in range(len(NAMES))}
+    home_var = f"AUTO_HOME={os.environ['AUTO_HOME']}".encode()
     found: dict[str, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -95,6 +96,12 @@ def marker_copies() -> dict[str, list[int]]:
         except OSError:
             continue
         if raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] in (b"Z", b"X"):
+            continue
+        try:  # only this test's AUTO_HOME: another run of the suite may be going on
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if home_var not in fh.read().split(b"\0"):
+                    continue
+        except OSError:
             continue
         found.setdefault(want[cmd], []).append(int(entry))
     return found
