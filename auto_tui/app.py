@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
+from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Input, Static
 
 from auto_core import watchlock
@@ -28,11 +29,18 @@ from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
 from auto_core.model import ProcessView
 from auto_core.paths import Home
-from auto_tui.commands import ProcessCommands
 from auto_tui.facts import Sampler
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells
 from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+
+
+def _process_commands():
+    # Imported on first use of the palette: textual.command costs ~35 ms of start-up.
+    from auto_tui.commands import ProcessCommands
+
+    return ProcessCommands
+
 
 NEEDS_SELECTION = {"start", "stop", "restart", "edit", "remove", "details"}
 EMPTY_HINT = "No processes yet: press [b]a[/b] to add a process."
@@ -81,7 +89,7 @@ class AutoApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "auto"
-    COMMANDS = App.COMMANDS | {ProcessCommands}
+    COMMANDS = App.COMMANDS | {_process_commands}
     BINDINGS = [
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
@@ -142,7 +150,15 @@ class AutoApp(App[int]):
         yield Static(EMPTY_HINT, id="empty")
         self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, id="logpane")
         yield self._pane
-        yield Footer(compact=True)
+
+    def _mount_footer(self) -> None:
+        # The Footer (a widget per key) costs ~90 ms before the first frame: mount it just after.
+        try:
+            self.screen.mount(Footer(compact=True))
+        except MountError:
+            return  # quitting before the first frame settled
+        # A Footer mounted late shows nothing until the bindings change: tell it they did.
+        self.call_after_refresh(self.refresh_bindings)
 
     def on_mount(self) -> None:
         self.query_one("#table-filter").display = False
@@ -151,6 +167,7 @@ class AutoApp(App[int]):
         self.query_one(LogPane).show(None)
         self.query_one(ProcessTable).focus()
         self._poll()
+        self.call_after_refresh(self._mount_footer)
 
     def on_unmount(self) -> None:
         self._shutdown_workers()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass(frozen=True)
 class Facts:
@@ -21,10 +19,12 @@ class Sampler:
     """Samples the processes named by (pid, create_time); call from one thread only."""
 
     def __init__(self) -> None:
-        self._procs: dict[int, psutil.Process] = {}
+        self._procs: dict = {}  # pid -> psutil.Process
 
     def sample(self, wanted: dict[int, float | None]) -> dict[int, Facts]:
         """Facts for each wanted ``pid -> create_time``; unknown or recycled pids are skipped."""
+        import psutil  # here, in the worker thread: keeps it out of the TUI's start-up
+
         for pid in list(self._procs):
             if pid not in wanted:
                 del self._procs[pid]

@@ -92,7 +92,8 @@ def settled(want_log: bool = True):
         app = pilot.app
         for _ in range(200):
             pane = app.query_one("#logpane")
-            if app.ticks >= 1 and (not want_log or pane.entries):
+            footer_keys = app.screen.query("FooterKey")  # the Footer is mounted after the first frame
+            if app.ticks >= 1 and footer_keys and (not want_log or pane.entries):
                 break
             await pilot.pause(0.05)
         await pilot.pause(0.1)
