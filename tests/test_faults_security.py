@@ -117,7 +117,7 @@ def test_planted_symlink_at_the_log_path_is_not_followed(home, tmp_path):
     assert out.ok, out.message
     log = Path(api.entry("web")["log_path"])
     assert not log.is_symlink() and log.is_file() and log not in planted
-    wait_until(lambda: "hello-from-web" in log.read_text(), 10, message="service output")
+    wait_until(lambda: "\nhello-from-web" in log.read_text(), 10, message="service output")
     assert target.read_text() == "precious\n"
 
     # The stop marker is appended with O_NOFOLLOW too: swap the live log for a symlink.
@@ -155,7 +155,8 @@ def test_workdir_and_env_values_never_reach_a_shell(home, tmp_path):
                       workdir=str(workdir), env={"EVIL": evil_env}, port=None)
         assert out.ok, out.message
         log = Path(api.entry("inj")["log_path"])
-        wait_until(lambda: "EVIL=" in log.read_text(), 10, message="service output")
+        # (the header line quotes the command, which contains "EVIL=%s": wait for the output)
+        wait_until(lambda: "\nEVIL=" in log.read_text(), 10, message="service output")
         text = log.read_text()
         assert f"PWD={workdir}\n" in text and f"EVIL={evil_env}\n" in text
         for verb in (api.restart, api.stop, api.start):
