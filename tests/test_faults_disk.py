@@ -163,6 +163,7 @@ def nobody_home():
         pytest.skip("needs root and setpriv to switch to an unprivileged user")
     base = Path(tempfile.mkdtemp(prefix="auto-nobody-"))
     os.chmod(base, 0o755)
+    _readable_copy_of_code(base / "src")
     home = base / "home"
     home.mkdir()
     os.chown(home, NOBODY, NOBODY)
@@ -183,13 +184,31 @@ def nobody_home():
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _readable_copy_of_code(src: Path) -> None:
+    """The checkout (and its venv) may sit under a directory only root can enter (CI clones
+    into a mktemp dir): give ``nobody`` its own world-readable copy of the code it runs."""
+    import platformdirs
+    import psutil
+
+    import auto_core
+
+    for module in (auto_core, psutil, platformdirs):
+        shutil.copytree(Path(module.__file__).parent, src / module.__name__,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [src, *src.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
 def run_as_nobody(home: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AUTO_HOME": str(home), "HOME": str(home)}
+    src = home.parent / "src"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AUTO_HOME": str(home), "HOME": str(home),
+           "PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1"}
     # setpriv rather than Popen(user=...): the interpreter lives under /root, which Popen's
     # own setuid path cannot exec on this machine; setpriv drops every capability too.
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    return subprocess.run([*drop, sys.executable, "-m", "auto_core", *argv], capture_output=True,
-                          text=True, env=env, cwd=str(ROOT), timeout=60)
+    python = os.path.realpath(sys.executable)  # the base interpreter, outside the venv
+    return subprocess.run([*drop, python, "-s", "-m", "auto_core", *argv], capture_output=True,
+                          text=True, env=env, cwd=str(src), timeout=60)
 
 
 def test_read_only_local_dir_for_a_non_root_user(nobody_home):

@@ -71,7 +71,8 @@ def test_service_log_has_header_stdout_and_stderr(auto_home, capsys):
 
     def content():
         text = open(entry["log_path"]).read()
-        return text if "to-stdout" in text and "to-stderr" in text else None
+        # The header quotes the command, so look for the output in the lines after it.
+        return text if {"to-stdout", "to-stderr"} <= set(text.splitlines()[1:]) else None
 
     lines = wait_until(content, message="stdout and stderr in the log").splitlines()
     assert re.fullmatch(rf"\[auto\] start web pid {entry['pid']} at \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d: {re.escape(cmd)}",
