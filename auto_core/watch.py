@@ -137,12 +137,10 @@ class Watcher:
         self._state_path = str(home.state_file)  # stat'ed every tick: no Path arithmetic there
         self.first_seen: dict[str, float] = {}  # never-started definitions -> when we saw them
         self.leftovers: dict[str, int] = {}  # name -> process group its dead leader left behind
-        # Restarts land on schedule instead of two state transactions late: the claim is taken
-        # ahead of the due time (by ``lead``), and the spawn is asked for ``spawn_lag`` before
-        # it, the measured delay from that moment to the recorded start (moving averages).
+        # Restarts land on schedule instead of two state transactions late: the claim (the
+        # bookkeeping) is taken ahead of the due time by ``lead``, then the spawn waits for the
+        # due time itself, so a restart is never early.
         self.txn_cost = 0.002
-        self.spawn_lag = 0.005
-        self._lag_samples = 0
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -364,7 +362,7 @@ class Watcher:
 
     @property
     def lead(self) -> float:
-        return min(MAX_LEAD, 1.5 * self.txn_cost + self.spawn_lag + 0.002)
+        return min(MAX_LEAD, 1.5 * self.txn_cost + 0.005)
 
     def _may_start(self, name: str) -> bool:
         if self._starts >= MAX_STARTS_PER_TICK:
@@ -504,8 +502,7 @@ class Watcher:
         group = self.leftovers.pop(name, None)
         if group is not None and _signal_leftovers(group, signal.SIGKILL):
             self.log(f"leftovers of {name} in process group {group}: sent SIGKILL")
-        not_before = due - self.spawn_lag
-        outcome = self.api.revive(name, not_before=not_before)
+        outcome = self.api.revive(name, not_before=due)
         if outcome is None:
             return  # stopped, claimed or already running: the state change will tell us
         if outcome.ok:
@@ -514,11 +511,6 @@ class Watcher:
             self.log(f"error: {outcome.message}")
         self.dirty.add(name)  # watch the new pid, or schedule the next try (a failed spawn is a crash)
         self._check_state()
-        started = _number(self.entries.get(name, {}).get("started_at")) if outcome.ok else None
-        if started is not None and 0 <= started - not_before < MAX_LEAD:
-            sample = started - not_before
-            self.spawn_lag = sample if self._lag_samples == 0 else 0.5 * self.spawn_lag + 0.5 * sample
-            self._lag_samples += 1
 
     def _periodic(self, name: str, w: Watched) -> None:
         self._unwatch(name)  # its death is ours, not a crash
