@@ -88,3 +88,40 @@ def procs_with_argv(argv: list[str]) -> list[int]:
         if cmd == want and pid_alive(int(entry)):
             found.append(int(entry))
     return found
+
+
+def auto(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI's ``main`` in-process; return (exit code, stdout, stderr)."""
+    from auto_core import cli
+
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def group_members(pgid: int) -> dict[int, list[bytes]]:
+    """Live (non-zombie) members of process group ``pgid``: pid -> argv."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found[int(entry)] = argv
+    return found

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_cli, state_bytes
-
-from auto_core import cli
+from helpers import auto, run_cli, state_bytes
 
 BAD_NAMES = ["a/b", "..", ".hidden", "-x", "a b", "a\nb", "a\x01b", "a\tb", "", "x" * 65, "é"]
 COMMANDS_WITH_NAME = {
@@ -20,13 +18,6 @@ COMMANDS_WITH_NAME = {
     "update": lambda n: ["update", n, "--port", "8080"],
     "log": lambda n: ["log", n],
 }
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

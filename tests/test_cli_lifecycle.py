@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
-from helpers import pid_alive, read_state, run_cli, wait_until
+from helpers import auto, free_port, group_members, pid_alive, read_state, run_cli, wait_until
 
 from auto_core import cli
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``cli.main`` in-process; return (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ps_rows(capsys) -> dict[str, list[str]]:
@@ -36,25 +21,6 @@ def ps_rows(capsys) -> dict[str, list[str]]:
     lines = out.splitlines()
     assert lines[0].startswith("NAME")
     return {line.split()[0]: line.split() for line in lines[1:]}
-
-
-def group_argvs(pgid: int) -> list[list[bytes]]:
-    """argv of every live member of process group ``pgid`` (dash does not exec the last command)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")[:-1]
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            found.append(argv)
-    return found
 
 
 def http_ok(port: int) -> bool:
@@ -192,7 +158,7 @@ def test_remove_stops_deletes_definition_and_keeps_logs(auto_home, capsys):
 def test_update_changes_definition_effective_on_next_start(auto_home, capsys, tmp_path):
     assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
     pid = read_state(auto_home)["processes"]["svc"]["pid"]
-    wait_until(lambda: [b"sleep", b"1000"] in group_argvs(pid), message="the command to run")
+    wait_until(lambda: [b"sleep", b"1000"] in group_members(pid).values(), message="the command to run")
     port = free_port()
     code, out, err = auto(capsys, "update", "svc", "--command", "sleep 2000", "--port", str(port),
                           "--workdir", str(tmp_path), "--env", "FOO=bar")
@@ -202,10 +168,10 @@ def test_update_changes_definition_effective_on_next_start(auto_home, capsys, tm
     assert entry["command"] == "sleep 2000" and entry["port"] == port
     assert entry["workdir"] == str(tmp_path) and entry["env"]["FOO"] == "bar"
     assert entry["pid"] == pid and pid_alive(pid), "update must not touch the running instance"
-    assert [b"sleep", b"1000"] in group_argvs(pid)
+    assert [b"sleep", b"1000"] in group_members(pid).values()
     assert auto(capsys, "restart", "svc")[0] == 0
     new = read_state(auto_home)["processes"]["svc"]["pid"]
-    wait_until(lambda: [b"sleep", b"2000"] in group_argvs(new), message="the new command to run")
+    wait_until(lambda: [b"sleep", b"2000"] in group_members(new).values(), message="the new command to run")
     with open(f"/proc/{new}/environ", "rb") as fh:
         assert b"FOO=bar" in fh.read().split(b"\0")
     assert os.readlink(f"/proc/{new}/cwd") == str(tmp_path)

@@ -23,17 +23,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, pid_alive, read_state, wait_until
-
-from auto_core import cli
+from helpers import auto, pid_alive, read_state, wait_until
 
 SLEEP = "sleep 1000"
-
-
-def auto(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error(code: int, err: str, expected: int = 1) -> str:

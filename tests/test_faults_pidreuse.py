@@ -19,9 +19,9 @@ import time
 
 import psutil
 import pytest
-from helpers import pid_alive, read_state, wait_until
+from helpers import auto, free_port, pid_alive, read_state, wait_until
 
-from auto_core import cli, procgroup
+from auto_core import procgroup
 from auto_core.lifecycle import Api
 
 # Catches every signal it can, logs its number, keeps running. Optionally listens on a port.
@@ -81,23 +81,11 @@ def sentinel(tmp_path):
     s.close()
 
 
-def auto(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def point_at(home, name: str, pid: int, create_time) -> None:
     """Rewrite ``name``'s recorded identity (as a crash + reboot would leave it)."""
     data = read_state(home.root)
     data["processes"][name].update(pid=pid, create_time=create_time, explicitly_stopped=False)
     home.state_file.write_text(json.dumps(data))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("recorded", ["wrong-time", "no-time", "string-time"])

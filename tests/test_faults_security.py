@@ -19,19 +19,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, read_state, wait_until
+from helpers import auto, pid_alive, read_state, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auto_core import cli, logs, validate
+from auto_core import logs, validate
 from auto_core.errors import UsageError
 from auto_core.lifecycle import Api
-
-
-def auto(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_with_umask(home: Path, umask: int, *argv: str) -> subprocess.CompletedProcess:

@@ -15,18 +15,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import pid_alive, read_state, run_cli, wait_until
-
-from auto_core import cli
+from helpers import auto, pid_alive, read_state, run_cli, wait_until
 
 SLEEP = "sleep 1000"
-
-
-def auto(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run the real CLI entry in-process; return (exit code, stdout, stderr)."""
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error(code: int, err: str, expected_code: int = 1) -> None:

@@ -8,16 +8,9 @@ import subprocess
 
 import psutil
 import pytest
-from helpers import pid_alive, read_state, wait_until
+from helpers import auto, pid_alive, read_state, wait_until
 
-from auto_core import cli, identity
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from auto_core import identity
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ import json
 import os
 import time
 
-from helpers import pid_alive, read_state, wait_until
-
-from auto_core import cli
+from helpers import auto, group_members, pid_alive, read_state, wait_until
 
 TERM_RECORDER = r'''
 import json, os, signal, sys, time
@@ -28,32 +26,6 @@ open(out + ".ready", "w").close()
 while True:
     time.sleep(1)
 '''
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def group_members(pgid: int) -> dict[int, list[bytes]]:
-    """Live (non-zombie) members of a process group: pid -> argv."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")[:-1]
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            found[int(entry)] = argv
-    return found
 
 
 def test_stop_records_explicitly_stopped_before_signalling(auto_home, capsys, tmp_path):

@@ -13,19 +13,12 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import read_state, wait_until
+from helpers import auto, read_state, wait_until
 
-from auto_core import cli, logs
+from auto_core import logs
 from auto_core.paths import Home
 
 WHEN = datetime(2026, 3, 7, 9, 5, 2)
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_create_run_log_layout_and_same_second_suffixes(auto_home):

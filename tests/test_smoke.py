@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from helpers import run_cli, wait_until, pid_alive, read_state
+from helpers import pid_alive, read_state, run_cli, wait_until
 
 
 def test_add_ps_stop_roundtrip(auto_home):

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
 import textwrap
 
-from helpers import pid_alive, read_state, run_cli
+from helpers import auto, free_port, pid_alive, read_state, run_cli
 
-from auto_core import cli, state
+from auto_core import state
 from auto_core.paths import Home
-
-
-def auto(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def seed_state(workdir: str, port: int, pid: int) -> dict:
