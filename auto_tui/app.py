@@ -19,6 +19,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import MountError
@@ -188,7 +189,10 @@ class AutoApp(App[int]):
             message = self._fetch()
             self._consumed.clear()
             self.post_message(message)
-            self._consumed.wait()
+            # Bounded waits: a message posted while the app closes is never consumed.
+            while not self._consumed.wait(0.2):
+                if self._stopping.is_set():
+                    return
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
@@ -230,6 +234,8 @@ class AutoApp(App[int]):
             if message.error:
                 self._warn(message.error, "error")
             self.ticks += 1
+        except NoMatches:
+            pass  # the screen is already gone: the app is closing
         finally:
             self._consumed.set()
 

@@ -89,6 +89,7 @@ class LogPane(Vertical, can_focus=False):
         self.path: Path | None = None
         self.query_text = ""
         self._generation = 0
+        self._finished = False
         self._halt = threading.Event()
         self._drained = threading.Event()
 
@@ -104,7 +105,7 @@ class LogPane(Vertical, can_focus=False):
 
     def show(self, name: str | None) -> None:
         """Follow ``name``'s log (None: nothing); restarts the tail worker."""
-        if name == self.name_shown:
+        if name == self.name_shown or self._finished:
             return
         self.name_shown = name
         self._halt.set()
@@ -120,6 +121,8 @@ class LogPane(Vertical, can_focus=False):
             self._tail(name, self._generation, self._halt, self._drained)
 
     def stop(self) -> None:
+        """End the tail thread for good (the app is closing)."""
+        self._finished = True
         self._halt.set()
 
     @work(thread=True, group="tail", exit_on_error=False)
