@@ -80,10 +80,12 @@ class LogPane(Vertical, can_focus=False):
             self.kind = kind
             self.payload = payload
 
-    def __init__(self, resolver: Callable[[str], Path | None], max_lines: int = 1000, **kwargs) -> None:
+    def __init__(self, resolver: Callable[[str], Path | None], max_lines: int = 1000,
+                 batch_lines: int = 200, **kwargs) -> None:
         super().__init__(**kwargs)
         self.resolver = resolver
-        self.max_lines = max_lines
+        self.max_lines = max_lines  # what the pane keeps
+        self.batch_lines = min(batch_lines, max_lines)  # opened with, and rendered per batch
         self.entries: deque[Entry] = deque(maxlen=max_lines)
         self.name_shown: str | None = None
         self.path: Path | None = None
@@ -137,7 +139,7 @@ class LogPane(Vertical, can_focus=False):
             self.post_message(self.Batch(generation, kind, payload))
 
         try:
-            run_tail(lambda: self.resolver(name), stop, ready, emit, self.max_lines)
+            run_tail(lambda: self.resolver(name), stop, ready, emit, self.batch_lines)
         except Exception as exc:  # a tail problem must not take the app down
             self.post_message(self.Batch(generation, "error", f"log of {name}: {exc}"))
 
