@@ -25,6 +25,7 @@ from textual.widgets import Input, RichLog
 from auto_core import logs
 from auto_tui.tail import Divider, run_tail
 
+OPEN_LINES = 100  # shown when a log is opened: a few screens' worth, cheap to render
 Entry = tuple[str, Text]  # (lower-cased plain text for filtering, rendered line)
 
 
@@ -139,7 +140,8 @@ class LogPane(Vertical, can_focus=False):
             self.post_message(self.Batch(generation, kind, payload))
 
         try:
-            run_tail(lambda: self.resolver(name), stop, ready, emit, self.batch_lines)
+            run_tail(lambda: self.resolver(name), stop, ready, emit, self.batch_lines,
+                     open_lines=OPEN_LINES)
         except Exception as exc:  # a tail problem must not take the app down
             self.post_message(self.Batch(generation, "error", f"log of {name}: {exc}"))
 

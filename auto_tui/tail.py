@@ -40,10 +40,12 @@ def run_tail(
     max_lines: int = 200,
     interval: float = 0.1,
     min_gap: float = 0.1,
+    open_lines: int | None = None,
 ) -> None:
     """Follow ``resolve()``'s file until ``stop`` is set.
 
-    Calls ``emit("open", (path, lines))`` once a file is found (its last ``max_lines``), then
+    Calls ``emit("open", (path, lines))`` once a file is found (its last ``open_lines``,
+    default ``max_lines``), then
     ``emit("lines", [...])`` with ``str`` lines and ``Divider`` markers: at most ``max_lines``
     per batch (a marker counts what a fast writer produced beyond that), at most one batch per
     ``min_gap`` seconds, and only after the consumer set ``ready`` (it must also be set
@@ -57,7 +59,7 @@ def run_tail(
     if path is None:
         return
     try:
-        lines, end = logs.tail_lines(path, max_lines)
+        lines, end = logs.tail_lines(path, open_lines or max_lines)
     except OSError:
         lines, end = [], 0
     emit("open", (path, lines))
