@@ -208,3 +208,19 @@ async def test_children_started_by_the_tui_are_reaped(home, tmp_path, quiet_api)
             return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3]
 
         assert state_letter() != b"Z"
+
+
+async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_api):
+    for name in ("m1", "m2", "m3"):
+        quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path))
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one("#table").row_count == 3)
+        assert cursor_name(app) == "m1"
+        await pilot.click("#table", offset=(2, 3))  # header is row 0 of the widget: m3 is line 3
+        await until(pilot, lambda: cursor_name(app) == "m3", message="click selects m3")
+        await until(pilot, lambda: app.query_one("#logpane").name_shown == "m3", message="pane follows the row")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen.query("HelpPanel"), message="help panel")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: not app.screen.query("HelpPanel"), message="help closed")
