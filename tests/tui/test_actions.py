@@ -180,10 +180,10 @@ async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
         app.run_verb("start", "ghost")
         await until(pilot, lambda: any("no process named 'ghost'" in m and s == "error" for m, s in app.notices))
 
-        home.state_file.write_text("{ not json")
         home.state_bak.unlink(missing_ok=True)
+        home.state_file.write_text("{ not json")
         await until(pilot, lambda: any("unreadable" in m for m, _ in app.notices), message="state error notice")
-        assert "state unreadable" in str(app.query_one("#header").render())
+        await until(pilot, lambda: "state unreadable" in str(app.query_one("#header").render()), message="header")
         await pilot.press("S")  # acting on a corrupt state is refused, not fatal
         await until(pilot, lambda: sum("unreadable" in m for m, _ in app.notices) >= 2)
         assert app.is_running
