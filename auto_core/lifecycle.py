@@ -596,6 +596,24 @@ class Api:
                 done.append((name, pid, code))
         return done
 
+    def record_exits(self, reaped: list[tuple[str, int, int]]) -> None:
+        """Write ``last_exit`` for children this process reaped (``reap()``'s result), where
+        the entry still names that pid. A watcher that saw the same death without knowing its
+        code ("unknown") is corrected; a known code is never overwritten."""
+        if not reaped:
+            return
+        now = self.clock()
+        with self._txn() as data:
+            procs = state.processes(data)
+            for name, pid, code in reaped:
+                entry = procs.get(name)
+                if entry is None or entry.get("pid") != pid:
+                    continue
+                last = model.last_exit(entry)
+                if last and last.get("pid") == pid and not last.get("unknown"):
+                    continue
+                entry["last_exit"] = dict(exit_description(code), at=now, pid=pid)
+
     def _txn(self):
         return state.transaction(self.home, self.warn)
 

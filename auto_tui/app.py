@@ -202,7 +202,8 @@ class AutoApp(App[int]):
         try:
             reap = getattr(self.api, "reap", None)
             if reap is not None:
-                reap()  # children this TUI started: no zombies
+                # Children this TUI started: no zombies, and their exit status is recorded.
+                self.api.record_exits(reap())
             views = {v.name: v for v in self.api.snapshot()}
         except AutoError as exc:
             error = str(exc)

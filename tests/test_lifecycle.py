@@ -160,3 +160,21 @@ def test_process_view_is_an_immutable_value(auto_home, capsys):
     assert Outcome("x", True, "m") == Outcome(name="x", ok=True, message="m", pid=None)
     assert repr(Outcome("x", True, "m")) == "Outcome(name='x', ok=True, message='m', pid=None)"
     assert Home(auto_home) == Home.resolve(str(auto_home)) and len({Home(auto_home), Home(auto_home)}) == 1
+
+
+def test_record_exits_of_reaped_children(api, home):
+    api.add("quick", "exit 3", workdir=str(home.root.parent))
+    pid = read_state(home.root)["processes"]["quick"]["pid"]
+    reaped = wait_until(api.reap, message="the child to be reaped")
+    assert reaped == [("quick", pid, 3)]
+    # A watcher saw the death first but could not know the code: the reaper corrects it.
+    from auto_core import state
+
+    with state.transaction(home) as data:
+        data["processes"]["quick"]["last_exit"] = {"code": None, "signal": None, "at": 1.0, "pid": pid, "unknown": True}
+    api.record_exits(reaped)
+    last = read_state(home.root)["processes"]["quick"]["last_exit"]
+    assert (last["code"], last["signal"], last["pid"], "unknown" in last) == (3, None, pid, False)
+    # A known code is never overwritten, and a pid the entry no longer names is ignored.
+    api.record_exits([("quick", pid, -9), ("quick", pid + 1, 5)])
+    assert read_state(home.root)["processes"]["quick"]["last_exit"]["code"] == 3

@@ -191,7 +191,7 @@ async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
         await until(pilot, lambda: "state unreadable" not in str(app.query_one("#header").render()))
 
 
-async def test_children_started_by_the_tui_are_reaped(home, tmp_path, quiet_api):
+async def test_children_started_by_the_tui_are_reaped_and_their_exit_recorded(home, tmp_path, quiet_api):
     quiet_api.add("blip", "exit 3", start=False)
     app = make_app(home, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -208,6 +208,9 @@ async def test_children_started_by_the_tui_are_reaped(home, tmp_path, quiet_api)
             return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3]
 
         assert state_letter() != b"Z"
+        last = await until(pilot, lambda: entry(home, "blip").get("last_exit"), message="last_exit recorded")
+        assert (last["code"], last["signal"], last["pid"]) == (3, None, pid)
+        await until(pilot, lambda: cell(app, "blip", "status") == "dead", message="shown dead")
 
 
 async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_api):
