@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from auto_core import __version__
 from auto_core.errors import AutoError, ExitCode, UsageError
+from auto_core.humanize import duration
 from auto_core.paths import Home
 
 
@@ -149,19 +150,6 @@ def _definition_flags(p: argparse.ArgumentParser) -> None:
 
 
 # --- formatting ----------------------------------------------------------------------------
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from auto_core.humanize import duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
 from auto_tui.facts import Facts, human_bytes
 
@@ -20,20 +21,6 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
 
 STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow"}
-
-
-def duration(seconds: float | None) -> str:
-    """``42s``, ``5m03s``, ``2h07m``, ``3d04h``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def status_label(view: ProcessView) -> tuple[str, str]:
