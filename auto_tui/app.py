@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Input, Static
 
-from auto_core import watchlock
+from auto_core import logs, watchlock
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
 from auto_core.model import ProcessView
@@ -149,7 +149,8 @@ class AutoApp(App[int]):
             table.add_column(label, key=key, width=width)
         yield table
         yield Static(EMPTY_HINT, id="empty")
-        self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, id="logpane")
+        self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, runs_of=self._runs_of,
+                             id="logpane")
         yield self._pane
 
     def _mount_footer(self) -> None:
@@ -303,6 +304,10 @@ class AutoApp(App[int]):
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._sync_selection()
+
+    def _runs_of(self, name: str) -> list:
+        home = getattr(self.api, "home", None)
+        return logs.runs(home, name) if home is not None else []
 
     def _resolve_log(self, name: str):
         from pathlib import Path

@@ -69,6 +69,8 @@ class LogPane(Vertical, can_focus=False):
 
     BINDINGS = [
         Binding("/", "search", "Search log"),
+        Binding("left_square_bracket", "step_run(-1)", "Older run", key_display="["),
+        Binding("right_square_bracket", "step_run(1)", "Newer run", key_display="]"),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
@@ -82,9 +84,13 @@ class LogPane(Vertical, can_focus=False):
             self.payload = payload
 
     def __init__(self, resolver: Callable[[str], Path | None], max_lines: int = 1000,
-                 batch_lines: int = 200, **kwargs) -> None:
+                 batch_lines: int = 200, runs_of: Callable[[str], list[logs.Run]] | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.resolver = resolver
+        self.runs_of = runs_of  # the process's runs, oldest first (for [ and ])
+        self.run_offset = 0  # 0: the current run, followed live; -1: the previous run; ...
+        self.run_total = 0
         self.max_lines = max_lines  # what the pane keeps
         self.batch_lines = min(batch_lines, max_lines)  # opened with, and rendered per batch
         self.entries: deque[Entry] = deque(maxlen=max_lines)
@@ -106,11 +112,12 @@ class LogPane(Vertical, can_focus=False):
 
     # --- which process -------------------------------------------------------------------
 
-    def show(self, name: str | None) -> None:
+    def show(self, name: str | None, force: bool = False) -> None:
         """Follow ``name``'s log (None: nothing); restarts the tail worker."""
-        if name == self.name_shown or self._finished:
+        if (name == self.name_shown and not force) or self._finished:
             return
         self.name_shown = name
+        self.run_offset = 0
         self._halt.set()
         self._halt = threading.Event()
         self._drained = threading.Event()
@@ -122,6 +129,40 @@ class LogPane(Vertical, can_focus=False):
         self._set_title()
         if name is not None:
             self._tail(name, self._generation, self._halt, self._drained)
+
+    def action_step_run(self, delta: int) -> None:
+        self.step_run(delta)
+
+    def step_run(self, delta: int) -> None:
+        """Show an older (``delta`` < 0) or newer run; back at the current run, follow it live."""
+        name = self.name_shown
+        if name is None or self._finished or self.runs_of is None:
+            return
+        offset = min(0, self.run_offset + delta)
+        if offset == self.run_offset:
+            return
+        if offset == 0:
+            self.show(name, force=True)
+            return
+        self._halt.set()  # the live tail stops while an earlier run is shown
+        self._generation += 1
+        self._load_run(name, offset, self._generation)
+
+    @work(thread=True, group="tail", exit_on_error=False)
+    def _load_run(self, name: str, offset: int, generation: int) -> None:
+        try:
+            runs = self.runs_of(name)
+            offset = max(offset, 1 - len(runs))  # no further back than the oldest run
+            run = runs[len(runs) - 1 + offset] if runs else None
+            lines = logs.tail_run(run, self.max_lines) if run is not None and offset < 0 else None
+        except Exception as exc:  # a corrupt .gz or a vanished file: say so, keep going
+            self.post_message(self.Batch(generation, "error", f"log of {name}: {exc}"))
+            return
+        if lines is None:
+            self.post_message(self.Batch(generation, "live", name))
+            return
+        entries = [render_line(line) for line in lines]
+        self.post_message(self.Batch(generation, "run", (offset, len(runs), run.path, entries)))
 
     def stop(self) -> None:
         """End the tail thread for good (the app is closing)."""
@@ -157,6 +198,14 @@ class LogPane(Vertical, can_focus=False):
                 self.view.clear()
                 self._set_title()
                 self._write(entries)
+            elif message.kind == "run":
+                self.run_offset, self.run_total, self.path, entries = message.payload
+                self.entries.clear()
+                self.view.clear()
+                self._set_title()
+                self._write(entries)
+            elif message.kind == "live":
+                self.show(message.payload, force=True)
             elif message.kind == "lines":
                 entries, switched = message.payload
                 self._write(entries)
@@ -183,6 +232,8 @@ class LogPane(Vertical, can_focus=False):
         else:
             file = self.path.name if self.path else "no log yet"
             self.border_title = f"log: {self.name_shown} · {file}"
+        if self.name_shown is not None and self.run_offset < 0:
+            self.border_title += f" · run {self.run_offset} of {self.run_total} ([ older, ] newer)"
         flags = [] if self.follow else ["paused (f follows)"]
         if self.query_text:
             flags.append(f"search: {self.query_text}")

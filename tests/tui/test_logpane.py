@@ -156,3 +156,33 @@ async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
         await until(pilot, lambda: "5000" in pane_text(app), message="last line")
         assert len(app.query_one(LogPane).entries) <= 200
         assert len(app.query_one(LogView).lines) <= 200
+
+
+async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_path):
+    """`[` shows the previous run's log, `]` the next; back at the newest, it follows live."""
+    from auto_core import logs
+    from auto_core.lifecycle import Api
+
+    api = Api(home)
+    api.add("runner", 'echo "run $(date +%s%N)"; exec sleep 300', workdir=str(tmp_path))
+    for _ in range(2):
+        api.restart(["runner"])
+    runs = [r.path for r in logs.runs(home, "runner")]
+    assert len(runs) == 3
+    firsts = [p.read_text().splitlines()[0] for p in runs]  # each run's own header
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(LogPane)
+        await until(pilot, lambda: pane.path == runs[2], message="the current run opened")
+        await pilot.press("tab")  # the keys belong to the log pane
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: pane.path == runs[1], message="the previous run")
+        assert pane_text(app)[0] == firsts[1] and "run -1 of 3" in str(pane.border_title)
+        await pilot.press("left_square_bracket", "left_square_bracket")  # the second one stops at the oldest
+        await until(pilot, lambda: pane.path == runs[0], message="the oldest run")
+        assert pane_text(app)[0] == firsts[0] and "run -2 of 3" in str(pane.border_title)
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await until(pilot, lambda: pane.path == runs[2] and pane.run_offset == 0, message="back to the current run")
+        assert "run -" not in str(pane.border_title)
+        api.restart(["runner"])  # live again: the pane follows the next run's new file
+        await until(pilot, lambda: pane.path not in runs and pane.path is not None, message="followed the new run")
