@@ -1,52 +1,47 @@
-"""CPU % and memory per process, sampled with psutil off the UI thread.
+"""CPU % and memory per service, sampled off the UI thread.
 
-``cpu_percent`` measures between two calls on the *same* ``psutil.Process`` object, so
-objects are cached per (pid, create time) and dropped when their process goes away.
+A service is its whole process group (the ``sh -c`` wrapper, a reloader, its workers):
+``auto_core.usage`` sums the group's CPU time and resident memory; CPU % is the change in
+that sum between two samples of the same run (pid and create time).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+
+from auto_core import usage
 
 
 @dataclass(frozen=True)
 class Facts:
     cpu: float | None  # percent of one core since the previous sample
-    rss: int | None  # resident memory of the recorded process, in bytes
+    rss: int | None  # resident memory of the service's process group, in bytes
 
 
 class Sampler:
-    """Samples the processes named by (pid, create_time); call from one thread only."""
+    """Samples the services named by (pid, create_time); call from one thread only."""
 
-    def __init__(self) -> None:
-        self._procs: dict = {}  # pid -> psutil.Process
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self._last: dict[int, tuple[float | None, float, float]] = {}  # pid -> (create, cpu s, at)
 
     def sample(self, wanted: dict[int, float | None]) -> dict[int, Facts]:
-        """Facts for each wanted ``pid -> create_time``; unknown or recycled pids are skipped."""
-        import psutil  # here, in the worker thread: keeps it out of the TUI's start-up
-
-        for pid in list(self._procs):
-            if pid not in wanted:
-                del self._procs[pid]
+        """Facts for each wanted ``pid -> create_time`` (a service's pid is its group id)."""
+        now = self.clock()
+        totals = usage.group_usage(set(wanted))
         found: dict[int, Facts] = {}
-        for pid, create_time in wanted.items():
-            proc = self._procs.get(pid)
-            try:
-                if proc is None:
-                    proc = psutil.Process(pid)
-                    # A recycled pid is someone else's process: never report it as ours.
-                    if create_time is not None and abs(proc.create_time() - create_time) > 0.01:
-                        continue
-                    proc.cpu_percent(None)  # primes the counter; the first reading is 0
-                    self._procs[pid] = proc
-                    cpu = None
-                else:
-                    cpu = proc.cpu_percent(None)
-                rss = proc.memory_info().rss
-            except (psutil.Error, OSError):
-                self._procs.pop(pid, None)
-                continue
+        last: dict[int, tuple[float | None, float, float]] = {}
+        for pid, (cpu_s, rss) in totals.items():
+            create_time = wanted[pid]
+            before = self._last.get(pid)
+            cpu = None
+            if before is not None and before[0] == create_time and now > before[2]:
+                # A member that exited takes its CPU time with it: never show a negative rate.
+                cpu = max(0.0, (cpu_s - before[1]) / (now - before[2]) * 100.0)
+            last[pid] = (create_time, cpu_s, now)
             found[pid] = Facts(cpu, rss)
+        self._last = last
         return found
 
 

@@ -1,0 +1,71 @@
+"""CPU time and memory of whole services (a service is its process group: DESIGN.md §4).
+
+A ``sh -c`` wrapper, a reloader and its workers all count: the leader alone can be a 1 MiB
+shell while the real work happens in its children. Linux reads every ``/proc/PID/stat`` once
+per call; elsewhere psutil walks each leader's descendants.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+try:
+    _TICK = os.sysconf("SC_CLK_TCK")
+    _PAGE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # not POSIX sysconf: psutil path only
+    _TICK, _PAGE = 100, 4096
+
+
+def group_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
+    """``pgid -> (cpu seconds used so far, resident bytes)`` summed over the live members."""
+    if not pgids:
+        return {}
+    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+        return _proc_usage(pgids)
+    return _psutil_usage(pgids)
+
+
+def _proc_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
+    totals: dict[int, list] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        # after the command: state ppid pgrp ... utime(11) stime(12) ... rss(21), in pages
+        if len(fields) < 22 or fields[0] in (b"Z", b"X"):
+            continue
+        pgrp = int(fields[2])
+        if pgrp not in pgids:
+            continue
+        acc = totals.setdefault(pgrp, [0, 0])
+        acc[0] += int(fields[11]) + int(fields[12])
+        acc[1] += int(fields[21])
+    return {g: (ticks / _TICK, pages * _PAGE) for g, (ticks, pages) in totals.items()}
+
+
+def _psutil_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
+    import psutil
+
+    found: dict[int, tuple[float, int]] = {}
+    for leader in pgids:
+        cpu, rss = 0.0, 0
+        try:
+            root = psutil.Process(leader)
+            members = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in members:
+            try:
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        found[leader] = (cpu, rss)
+    return found
