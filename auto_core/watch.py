@@ -495,7 +495,9 @@ class Watcher:
             return
         what = exit_text(code, known)
         if log_path:
-            logs.append_line(log_path, f"[auto] {what}{uptime}; {outcome}")
+            # `stop` already wrote "[auto] stopped by user" to the run's log: add how it ended only.
+            tail = "" if outcome == "stopped by user" else f"; {outcome}"
+            logs.append_line(log_path, f"[auto] {what}{uptime}{tail}")
         self.log(f"exit {name} pid {pid} {what}{uptime}; {outcome}")
 
     def _revive(self, name: str, due: float) -> None:

@@ -258,6 +258,10 @@ def test_stop_under_watcher_never_restarts(home, watcher):
     w.wait_line(rf"exit svc pid {pid} .*stopped by user")
     holds(lambda: not copies(home, "svc") and not w.lines("start svc"), 1.5)
     assert entry(home, "svc")["explicitly_stopped"] is True
+    # The run's log says it once (written by `stop`), then how the run ended (the watcher).
+    markers = [line for line in open(entry(home, "svc")["log_path"]).read().splitlines() if line.startswith("[auto]")]
+    assert markers[1:] == ["[auto] stopped by user", markers[2]] and "stopped by user" not in markers[2], markers
+    assert re.fullmatch(r"\[auto\] (killed by SIGTERM|exited \(exit status unknown.*\)) after [\d.]+ s", markers[2]), markers
 
 
 def test_death_between_stop_flag_and_signal_is_not_restarted(home, watcher):
