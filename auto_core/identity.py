@@ -4,7 +4,8 @@ recorded (DESIGN.md §4, LESSONS 3-4). Numbers are compared, never formatted tex
 from __future__ import annotations
 
 import os
-import sys
+
+from auto_core import procfs
 
 # psutil derives create_time from the boot time, which the kernel reports to the second and
 # which can shift by a second; a pid reused within the same second is not a realistic risk.
@@ -13,7 +14,6 @@ CREATE_TIME_TOLERANCE = 1.0
 # On Linux we read /proc directly with psutil's own formula (starttime / CLK_TCK + btime):
 # `auto ps` checks every service, and importing psutil plus three /proc reads per pid was
 # the largest cost of a 200-service `ps` (docs/benchmarks.md, Core CLI).
-_LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
 _BOOT: list[float] = []
 
 
@@ -31,22 +31,18 @@ def _boot_time() -> float:
 
 def _proc_stat(pid: int) -> tuple[bytes, float] | None:
     """(state letter, create time) from /proc/PID/stat, or None if there is no such pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
+    fields = procfs.stat_fields(pid)
+    if fields is None:
         return None
-    # comm may contain spaces and parentheses: fields start after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return fields[0], int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time()
-    except (IndexError, ValueError, OSError):
+        return fields[procfs.STATE], int(fields[procfs.STARTTIME]) / os.sysconf("SC_CLK_TCK") + _boot_time()
+    except (ValueError, OSError):
         return None
 
 
 def start_time(pid: int) -> float | None:
     """The kernel start time of ``pid`` even if it is a zombie (what ``spawn`` records)."""
-    if _LINUX:
+    if procfs.AVAILABLE:
         found = _proc_stat(pid)
         if found is not None:
             return found[1]
@@ -60,7 +56,7 @@ def start_time(pid: int) -> float | None:
 
 def create_time(pid: int) -> float | None:
     """The kernel start time of ``pid``, or None if it does not exist or is a zombie."""
-    if _LINUX:
+    if procfs.AVAILABLE:
         found = _proc_stat(pid)
         if found is None:
             return None

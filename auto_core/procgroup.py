@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
+
+from auto_core import procfs
 
 POLL = 0.02
 
@@ -19,26 +20,14 @@ def _live_groups_proc(pgids: set[int]) -> set[int]:
     """Linux: one pass over /proc, reading each process's pgid and state from ``stat``."""
     found: set[int] = set()
     try:
-        entries = os.listdir("/proc")
+        for _pid, fields in procfs.all_stat_fields():
+            pgrp = int(fields[procfs.PGRP])
+            if pgrp in pgids and not procfs.is_zombie(fields):
+                found.add(pgrp)
+                if found == pgids:
+                    break
     except OSError:
         return _live_groups_generic(pgids)
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        # comm may contain spaces and parentheses: fields start after the last ')'.
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if len(fields) < 3:
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp in pgids and state not in (b"Z", b"X"):
-            found.add(pgrp)
-            if found == pgids:
-                break
     return found
 
 
@@ -71,13 +60,16 @@ def live_groups(pgids: Iterable[int]) -> set[int]:
             wanted.add(pgid)
     if not wanted:
         return set()
-    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+    if procfs.AVAILABLE:
         return _live_groups_proc(wanted)
     return _live_groups_generic(wanted)
 
 
 def members(pgid: int) -> list[int]:
     """Pids of the live (non-zombie) members of group ``pgid``."""
+    if procfs.AVAILABLE:
+        return [pid for pid, fields in procfs.all_stat_fields()
+                if int(fields[procfs.PGRP]) == pgid and not procfs.is_zombie(fields)]
     import psutil
 
     found = []

@@ -8,7 +8,8 @@ per call; elsewhere psutil walks each leader's descendants.
 from __future__ import annotations
 
 import os
-import sys
+
+from auto_core import procfs
 
 try:
     _TICK = os.sysconf("SC_CLK_TCK")
@@ -21,31 +22,20 @@ def group_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
     """``pgid -> (cpu seconds used so far, resident bytes)`` summed over the live members."""
     if not pgids:
         return {}
-    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+    if procfs.AVAILABLE:
         return _proc_usage(pgids)
     return _psutil_usage(pgids)
 
 
 def _proc_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
     totals: dict[int, list] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        # after the command: state ppid pgrp ... utime(11) stime(12) ... rss(21), in pages
-        if len(fields) < 22 or fields[0] in (b"Z", b"X"):
-            continue
-        pgrp = int(fields[2])
-        if pgrp not in pgids:
+    for _pid, fields in procfs.all_stat_fields():
+        pgrp = int(fields[procfs.PGRP])
+        if pgrp not in pgids or procfs.is_zombie(fields):
             continue
         acc = totals.setdefault(pgrp, [0, 0])
-        acc[0] += int(fields[11]) + int(fields[12])
-        acc[1] += int(fields[21])
+        acc[0] += int(fields[procfs.UTIME]) + int(fields[procfs.STIME])
+        acc[1] += int(fields[procfs.RSS])
     return {g: (ticks / _TICK, pages * _PAGE) for g, (ticks, pages) in totals.items()}
 
 

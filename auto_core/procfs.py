@@ -1,0 +1,39 @@
+"""Linux ``/proc/PID/stat`` reading, shared by identity, process groups and usage.
+
+Fields are returned from the process state on (the command name may hold spaces and
+parentheses, so parsing starts after the last ``)``): index 0 state, 2 pgrp, 11 utime,
+12 stime, 19 starttime (clock ticks since boot), 21 rss (pages).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+AVAILABLE = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+STATE, PGRP, UTIME, STIME, STARTTIME, RSS = 0, 2, 11, 12, 19, 21
+
+
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, or None if there is no such pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return fields if len(fields) > RSS else None
+
+
+def all_stat_fields() -> Iterator[tuple[int, list[bytes]]]:
+    """``(pid, fields)`` for every process, in one pass over ``/proc``."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = stat_fields(entry)
+            if fields is not None:
+                yield int(entry), fields
+
+
+def is_zombie(fields: list[bytes]) -> bool:
+    return fields[STATE] in (b"Z", b"X")
