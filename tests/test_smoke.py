@@ -24,3 +24,14 @@ def test_cli_does_not_import_textual(auto_home):
     code = "import sys, auto_core.cli as c; c.main(['-q', 'ps']); print('textual' in sys.modules, 'rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_tests_cannot_reach_the_real_home(auto_home, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    from auto_core import paths
+
+    assert Path(os.environ["HOME"]).is_relative_to(tmp_path)
+    monkeypatch.delenv("AUTO_HOME")
+    assert paths.default_home().is_relative_to(tmp_path)
