@@ -54,7 +54,7 @@ def auto_home(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTO_HOME", str(home))
     # Even code that ignores AUTO_HOME (platformdirs, ~/bin, ~/.config) must not reach the
     # real user's files.
-    user_home = tmp_path / "user-home"
+    user_home = tmp_path / "conftest-home"
     user_home.mkdir()
     monkeypatch.setenv("HOME", str(user_home))
     for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
