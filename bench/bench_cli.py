@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstats import procs_with_env  # bench/ is the script's directory
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 AUTO = str(BIN / "auto")
@@ -56,24 +58,9 @@ def median_ms(argv: list[str], env: dict, runs: int) -> tuple[float, float, floa
     return statistics.median(walls), walls[0], walls[-1], statistics.median(cpus)
 
 
-def pids_with_env(key: str, value: str) -> list[int]:
-    needle = f"{key}={value}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
 def kill_tagged(key: str, value: str) -> None:
     for _ in range(50):
-        pids = [p for p in pids_with_env(key, value) if p != os.getpid()]
+        pids = [p for p in procs_with_env(key, value) if p != os.getpid()]
         if not pids:
             return
         for pid in pids:

@@ -30,30 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from procstats import cpu_seconds, rss_kib  # noqa: E402  (bench/ is the script's directory)
+
 from auto_core.lifecycle import Api  # noqa: E402
 from auto_core.paths import Home  # noqa: E402
 
 EXIT_RE = re.compile(r"^(\S+ \S+) exit crashy pid \d+ .*restarting in ([\d.]+) s$")
 START_RE = re.compile(r"^(\S+ \S+) start crashy pid \d+")
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def stamp(text: str) -> float:

@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from procstats import cpu_seconds, procs_with_env, rss_kib  # noqa: E402  (bench/ is the script's directory)
+
 from auto_core.lifecycle import Api  # noqa: E402
 from auto_core.paths import Home  # noqa: E402
 
@@ -49,41 +51,10 @@ def marker_cmd(mark: Path) -> str:
 # --- /proc helpers -----------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of ``pid`` in ns precision (schedstat), not 10 ms ticks."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
-
-
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-    return kib / 1024
+    return rss_kib(pid) / 1024
 
 
-def procs_with_env(key: str, value: str) -> list[int]:
-    needle = f"{key}={value}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle not in fh.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                    continue
-        except OSError:
-            continue
-        found.append(int(entry))
-    return found
 
 
 def kill_tagged(tag: str) -> None:
