@@ -21,8 +21,11 @@ from auto_core.paths import Home
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit 2."""
 
+    command: str | None = None  # the command word being parsed, for a better hint
+
     def error(self, message: str):  # noqa: D401 - argparse API
-        if "unrecognized arguments" in message and self.prog.endswith(" add"):
+        # The top-level parser reports a sub-command's leftovers, so ask which command it was.
+        if "unrecognized arguments" in message and self.command == "add":
             message += " (quote the command, or put it after --)"
         raise UsageError(message)
 
@@ -421,7 +424,9 @@ def _tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
-    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command)
+    parser.command = command
     out = _Out(quiet=False)
     try:
         args = parser.parse_args(argv)

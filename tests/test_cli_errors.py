@@ -191,3 +191,14 @@ def test_unwritable_log_directory_via_real_cli_add(auto_home):
     assert r.returncode == 1
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("auto: error: ")
     assert "cannot create the log file for svc" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unquoted_command_with_options_gets_a_hint(auto_home, capsys):
+    before = state_bytes(auto_home)
+    code, out, err = auto(capsys, "add", "web", "python3", "-m", "http.server")
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["auto: error: unrecognized arguments: -m http.server (quote the command, or put it after --)"]
+    assert state_bytes(auto_home) == before
+    # The hint's two ways both work.
+    assert auto(capsys, "add", "web", "--no-start", "--", "python3", "-m", "http.server")[0] == 0
+    assert auto(capsys, "add", "web2", "python3 -m http.server", "--no-start")[0] == 0
