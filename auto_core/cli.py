@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from auto_core import __version__
 from auto_core.errors import AutoError, ExitCode, UsageError
-from auto_core.humanize import duration
+from auto_core.humanize import countdown, duration
 from auto_core.paths import Home
 
 
@@ -166,7 +166,7 @@ def ps_rows(views) -> list[list[str]]:
     rows = [["NAME", "PID", "PORT", "UPTIME", "RESTARTS", "NEXT RESTART", "LAST EXIT"]]
     for v in views:
         pid = str(v.pid) if v.status == "running" else v.status
-        nxt = "starting" if v.starting else duration(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
+        nxt = "starting" if v.starting else countdown(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
         rows.append([v.name, pid, str(v.port) if v.port else "-", duration(v.uptime_s),
                      str(v.restarts), nxt, describe_exit(v.last_exit) if v.status != "running" else "-"])
     return rows
@@ -284,7 +284,7 @@ def cmd_show(args, out: _Out) -> int:
     if v.status == "running":
         status += f" (pid {v.pid}, up {duration(v.uptime_s)})"
     elif v.next_restart_in_s is not None:
-        status += f" (restart in {duration(v.next_restart_in_s)})"
+        status += f" (restart in {countdown(v.next_restart_in_s)})"
     env = " ".join(f"{k}={shlex.quote(val)}" for k, val in sorted(v.env.items()) if k != "PATH") or "-"
     rows = [
         ("name", v.name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from auto_core.humanize import duration
+from auto_core.humanize import countdown, duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
 from auto_tui.facts import Facts, human_bytes
 
@@ -30,7 +30,7 @@ def status_label(view: ProcessView) -> tuple[str, str]:
     if view.starting:
         return "starting", "starting"
     if view.status == DEAD and view.next_restart_in_s is not None:
-        return f"restart in {duration(view.next_restart_in_s)}", "waiting"
+        return f"restart in {countdown(view.next_restart_in_s)}", "waiting"
     return view.status, view.status
 
 

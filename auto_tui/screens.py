@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from auto_core import validate
 from auto_core.errors import AutoError
-from auto_core.humanize import duration
+from auto_core.humanize import countdown, duration
 from auto_core.lifecycle import describe_exit
 from auto_core.model import ProcessView
 from auto_tui.rows import status_label
@@ -133,7 +133,7 @@ def details_text(view: ProcessView, log_path: str | None, now: float) -> Text:
         exit_text += f" ({duration(max(0.0, now - last['at']))} ago)"
     backoff = f"attempt {view.restart_attempt}, base {view.backoff_base:g}s, max {view.backoff_max:g}s"
     if view.next_restart_in_s is not None:
-        backoff += f", next restart in {duration(view.next_restart_in_s)}"
+        backoff += f", next restart in {countdown(view.next_restart_in_s)}"
     rows = [
         ("name", view.name),
         ("status", label),

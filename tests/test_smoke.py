@@ -35,3 +35,10 @@ def test_tests_cannot_reach_the_real_home(auto_home, tmp_path, monkeypatch):
     assert Path(os.environ["HOME"]).is_relative_to(tmp_path)
     monkeypatch.delenv("AUTO_HOME")
     assert paths.default_home().is_relative_to(tmp_path)
+
+
+def test_durations_and_countdowns():
+    from auto_core.humanize import countdown, duration
+
+    assert [duration(s) for s in (None, 0.9, 59, 61, 3725, 90061)] == ["-", "0s", "59s", "1m01s", "1h02m", "1d01h"]
+    assert [countdown(s) for s in (None, 0.0, 0.4, 1.0, 59.2)] == ["-", "0s", "1s", "1s", "1m00s"]
