@@ -78,10 +78,20 @@ class Notifier:
                 pass
 
 
-class _SelectorWakers:
-    """Extra wakeup fds (e.g. inotify on the state directory) in a notifier's selector."""
+class _SelectorWakers(Notifier):
+    """A notifier that blocks in a selector holding its self-pipe and extra wakeup fds (e.g.
+    inotify on the state directory)."""
 
     _WAKER = "waker"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+
+    def close(self) -> None:
+        super().close()
+        self._sel.close()
 
     def add_waker(self, fd: int) -> bool:
         os.set_blocking(fd, False)
@@ -97,13 +107,11 @@ class _SelectorWakers:
             pass
 
 
-class PidfdNotifier(_SelectorWakers, Notifier):
+class PidfdNotifier(_SelectorWakers):
     kind = "pidfd"
 
     def __init__(self) -> None:
         super().__init__()
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._fds: dict[int, int] = {}
 
     def watch(self, pid: int, create_time: float | None = None) -> bool:
@@ -143,20 +151,14 @@ class PidfdNotifier(_SelectorWakers, Notifier):
             self.unwatch(pid)
         return dead
 
-    def close(self) -> None:
-        super().close()
-        self._sel.close()
 
-
-class PollNotifier(_SelectorWakers, Notifier):
+class PollNotifier(_SelectorWakers):
     """Checks every watched pid's identity once a second (no fork: /proc or psutil)."""
 
     kind = "poll"
 
     def __init__(self, interval: float = POLL_INTERVAL) -> None:
         super().__init__()
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self.interval = interval
         self._next_check = time.monotonic() + interval
 
@@ -188,10 +190,6 @@ class PollNotifier(_SelectorWakers, Notifier):
         for pid in dead:
             self.unwatch(pid)
         return dead
-
-    def close(self) -> None:
-        super().close()
-        self._sel.close()
 
 
 # inotify (Linux): learn that state.json was replaced without waking up to stat it.
