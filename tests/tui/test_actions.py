@@ -166,7 +166,11 @@ async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
         await until(pilot, lambda: cell(app, "pal", "status") == "running")
         await pilot.press("ctrl+p")
         await pilot.press(*"stop: pal")
-        await pilot.pause(0.5)
+        # The palette searches asynchronously: wait until it lists the command, then pick it.
+        from textual.command import CommandList
+
+        await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count,
+                    message="the palette's match")
         await pilot.press("enter")
         await until(pilot, lambda: not pid_alive(pid) and entry(home, "pal")["explicitly_stopped"], message="stop")
 

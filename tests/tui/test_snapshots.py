@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import until
 
 from auto_core.model import ProcessView
 from auto_core.paths import Home
 from auto_tui.app import AutoApp
 from auto_tui.facts import Facts
+from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
 
 SIZE = (110, 32)
 NOW = 1_790_000_000.0
@@ -90,13 +92,12 @@ def make_app(views, logs) -> AutoApp:
 def settled(want_log: bool = True):
     async def run_before(pilot):
         app = pilot.app
-        for _ in range(200):
-            pane = app.query_one("#logpane")
+
+        def ready():
             footer_keys = app.screen.query("FooterKey")  # the Footer is mounted after the first frame
-            if app.ticks >= 1 and footer_keys and (not want_log or pane.entries):
-                break
-            await pilot.pause(0.05)
-        await pilot.pause(0.1)
+            return app.ticks >= 1 and footer_keys and (not want_log or app.query_one("#logpane").entries)
+
+        await until(pilot, ready, message="the first snapshot, the footer and the log lines")
 
     return run_before
 
@@ -109,10 +110,8 @@ def test_log_pane_focused_and_paused(snap_compare, logs):
     async def run_before(pilot):
         await settled()(pilot)
         await pilot.press("down", "down", "down", "down")  # web
-        for _ in range(100):
-            if any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries):
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries),
+                    message="web's log in the pane")
         await pilot.press("tab", "f")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
@@ -122,9 +121,10 @@ def test_add_form_with_validation_error(snap_compare, logs):
     async def run_before(pilot):
         await settled()(pilot)
         await pilot.press("a")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProcessForm), message="the add form")
         await pilot.press(*"my app", "tab", *"python -m http.server", "enter")
-        await pilot.pause(0.1)
+        error = lambda: str(pilot.app.screen.query_one("#form-error").render())  # noqa: E731
+        await until(pilot, lambda: "invalid name" in error(), message="the inline error")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
 
@@ -134,7 +134,7 @@ def test_remove_confirm_dialog(snap_compare, logs):
         await settled()(pilot)
         await pilot.press("down", "down")  # db
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), message="the confirm dialog")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
 
@@ -144,7 +144,7 @@ def test_details_view(snap_compare, logs):
         await settled()(pilot)
         await pilot.press("down", "down", "down")  # queue: waiting to restart
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DetailsScreen), message="the details view")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
 
