@@ -236,12 +236,16 @@ def test_watcher_survives_disk_faults(home, tmp_path):
         # 3. state.json replaced by a directory, then by garbage: falls back to the backup.
         steady_pid = read_state(home.root)["processes"]["steady"]["pid"]
         bak = home.state_bak.read_bytes()
-        home.state_file.unlink()
-        home.state_file.mkdir()
+        # The swaps hold the state lock: the crash-looping service keeps the watcher writing,
+        # and a write landing between unlink and mkdir would undo the fault before it exists.
+        with state.locked(home):
+            home.state_file.unlink()
+            home.state_file.mkdir()
         wait_until(lambda: "is a directory" in watcher.text(), 10, message="the watcher notices")
-        # (a watcher write may already have moved the directory aside and written a file)
-        home.state_file.rmdir() if home.state_file.is_dir() else home.state_file.unlink()
-        home.state_file.write_bytes(b"\x00\x01 not json")
+        with state.locked(home):
+            # (a watcher write may already have moved the directory aside and written a file)
+            home.state_file.rmdir() if home.state_file.is_dir() else home.state_file.unlink()
+            home.state_file.write_bytes(b"\x00\x01 not json")
         wait_until(lambda: "not valid JSON" in watcher.text(), 10, message="the watcher notices garbage")
         assert watcher.proc.poll() is None
         assert pid_alive(steady_pid), "a state fault made the watcher touch a running service"
