@@ -419,6 +419,7 @@ class Api:
         verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
         done: dict[str, Outcome] = {}
         unrecorded: list[int] = []  # spawned in this transaction, not yet saved
+        base_env = spawn.base_env()
         try:
             with self._txn() as data:
                 procs = state.processes(data)
@@ -433,7 +434,7 @@ class Api:
                             # The claim goes into the child's environment, so whoever takes over
                             # a dead starter's claim can find a copy it spawned but never recorded.
                             spawned, log_path = self._spawn(name, dict(entry, env=dict(
-                                model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))))
+                                model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))), base_env)
                         except (AutoError, OSError) as exc:
                             error = str(exc) if isinstance(exc, AutoError) else f"cannot start {name}: {exc.strerror or exc}"
                     if error is not None:
@@ -456,7 +457,7 @@ class Api:
             raise
         return done
 
-    def _spawn(self, name: str, entry: dict) -> tuple[spawn.Spawned, str]:
+    def _spawn(self, name: str, entry: dict, base_env: dict[bytes, bytes]) -> tuple[spawn.Spawned, str]:
         workdir = model.workdir(entry) or os.path.expanduser("~")
         when = datetime.now()
         try:
@@ -465,7 +466,7 @@ class Api:
             raise AutoError(f"cannot create the log file for {name} under {self.home.process_logs(name)}: {exc.strerror or exc}") from exc
         try:
             try:
-                spawned = spawn.spawn(name, entry["command"], workdir, model.env(entry), fd, when)
+                spawned = spawn.spawn(name, entry["command"], workdir, model.env(entry), fd, when, base=base_env)
             except spawn.SpawnError as exc:
                 os.write(fd, f"[auto] cannot start {name}: {exc.strerror}\n".encode())
                 raise AutoError(f"cannot start {name}: {exc.strerror}") from exc

@@ -3,6 +3,8 @@
 The header line is written by a constant shell prologue that receives the name, time and
 command as arguments (never spliced into a shell string) and then execs the user's command
 with the same pid, so the header always comes before the service's first byte of output.
+A command without shell syntax (``shellwords.simple_argv``) is exec'd as its words by the
+prologue itself; anything else is exec'd as ``/bin/sh -c COMMAND``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import time
 from datetime import datetime
 
-from auto_core import identity
+from auto_core import identity, shellwords
 from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms)
@@ -21,7 +23,10 @@ if TYPE_CHECKING:
 
 SHELL = "/bin/sh"
 # $1 name, $2 time, $3 command. printf's format is constant; data goes through %s.
-_PROLOGUE = 'printf "[auto] start %s pid %s at %s: %s\\n" "$1" "$$" "$2" "$3"; exec ' + SHELL + ' -c "$3"'
+_HEADER = 'printf "[auto] start %s pid %s at %s: %s\\n" "$1" "$$" "$2" "$3"; '
+_PROLOGUE = _HEADER + 'exec ' + SHELL + ' -c "$3"'
+# $4... the command's own words (a command with no shell syntax).
+_PROLOGUE_ARGV = _HEADER + 'shift 3; exec "$@"'
 TRANSIENT = {errno.EAGAIN, errno.ENOMEM, errno.EDEADLK, errno.EINTR}
 
 
@@ -35,16 +40,27 @@ class Spawned(Record):
     popen: subprocess.Popen
 
 
-def build_env(extra: dict | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("AUTO_SERVICE", None)
+def base_env() -> dict[bytes, bytes]:
+    """This process's environment minus ``AUTO_SERVICE``, as bytes. ``start-all`` makes it
+    once for the batch: re-reading ``os.environ`` per service was ~0.1 ms each."""
+    env = dict(os.environb)
+    env.pop(b"AUTO_SERVICE", None)
+    return env
+
+
+def build_env(extra: dict | None, base: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+    env = dict(base_env() if base is None else base)
     for key, value in (extra or {}).items():
-        env[str(key)] = str(value)
+        env[os.fsencode(str(key))] = os.fsencode(str(value))
     return env
 
 
 def argv(name: str, command: str, when: datetime) -> list[str]:
-    return [SHELL, "-c", _PROLOGUE, "auto", name, when.isoformat(timespec="seconds"), command]
+    stamp = when.isoformat(timespec="seconds")
+    words = shellwords.simple_argv(command)
+    if words is None:
+        return [SHELL, "-c", _PROLOGUE, "auto", name, stamp, command]
+    return [SHELL, "-c", _PROLOGUE_ARGV, "auto", name, stamp, command, *words]
 
 
 def spawn(
@@ -55,13 +71,16 @@ def spawn(
     log_fd: int,
     when: datetime | None = None,
     retries: int = 6,
+    base: dict[bytes, bytes] | None = None,
 ) -> Spawned:
-    """Start the command detached, output appended to ``log_fd``. Retries EAGAIN/ENOMEM/EDEADLK."""
+    """Start the command detached, output appended to ``log_fd``. Retries EAGAIN/ENOMEM/EDEADLK.
+
+    ``base``: ``base_env()``'s result, made once when starting many (else made here)."""
     import subprocess  # here, not at module level: `auto ps` never spawns
 
     when = when or datetime.now()
-    full_env = build_env(env)
-    full_env["AUTO_SERVICE"] = name
+    full_env = build_env(env, base)
+    full_env[b"AUTO_SERVICE"] = os.fsencode(name)
     attempt = 0
     while True:
         try:

@@ -163,3 +163,25 @@ def test_concurrent_cli_writers_lose_nothing(auto_home, tmp_path):
     assert json.loads((auto_home / "local" / "state.json.bak").read_text()) == data
     ps = run_cli("-q", "ps", home=auto_home)
     assert ps.returncode == 0 and len(ps.stdout.splitlines()) == 1 + len(expected)
+
+
+def test_state_file_is_sorted_json_with_one_line_per_process(auto_home):
+    home = Home(auto_home)
+    with state.transaction(home) as data:
+        data["processes"]["b"] = {"command": "sleep 1", "env": {"K": "v é"}, "port": None}
+        data["processes"]["a"] = {"command": "true", "unknown": [1, {"y": 2, "x": 3}]}
+        data["extra"] = {"z": 1, "a": 2}
+    text = home.state_file.read_text()
+    assert json.loads(text) == {"version": 1, "extra": {"z": 1, "a": 2}, "processes": {
+        "a": {"command": "true", "unknown": [1, {"y": 2, "x": 3}]},
+        "b": {"command": "sleep 1", "env": {"K": "v é"}, "port": None}}}
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and len(lines) == 8
+    assert lines[2] == '  "processes": {'
+    assert lines[3] == '    "a": {"command": "true", "unknown": [1, {"x": 3, "y": 2}]},'
+    assert lines[4].startswith('    "b": {"command": "sleep 1", "env": {"K": "v \\u00e9"}')
+    # A hand-formatted file with the same content is read as is and normalised by the next write.
+    home.state_file.write_text(json.dumps(json.loads(text), indent=4))
+    with state.transaction(home):
+        pass
+    assert home.state_file.read_text() == text

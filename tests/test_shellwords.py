@@ -1,0 +1,74 @@
+"""The no-shell fast path: ``simple_argv`` must agree with /bin/sh word for word, or decline."""
+
+import os
+import subprocess
+
+import pytest
+from helpers import read_state, wait_until
+
+from auto_core.lifecycle import Api
+from auto_core.shellwords import simple_argv
+
+PLAIN = [
+    "sleep 100000",
+    "uvicorn main:app --port 8000",
+    "python3 -m http.server 8765 --bind 127.0.0.1",
+    """python3 -c "print('hi there')" """,
+    "node  server.js\t--x=1",
+    "a'b c'd \"e f\"g",
+    'prog "" x',
+    "/usr/bin/env FOO=1 prog",
+    "prog user@host:/srv/x,y 50% +1 '$HOME' '*' \"!\" \"a;b\" 'it''s'",
+    "prog 'multi\nline'",
+]
+
+
+def sh_words(command: str) -> list[str]:
+    """How /bin/sh splits ``command``: the same text after a printf that prints each word."""
+    out = subprocess.run(["/bin/sh", "-c", "printf '%s\\0' " + command], capture_output=True,
+                         check=True).stdout
+    return out.decode().split("\0")[:-1]
+
+
+@pytest.mark.parametrize("command", PLAIN)
+def test_plain_commands_split_exactly_as_sh_does(command):
+    words = simple_argv(command)
+    assert words is not None
+    assert words == sh_words(command)
+
+
+@pytest.mark.parametrize("command", [
+    "", "   ", "exec", "sleep 1; echo x", "a && b", "a || b", "a | b", "a & b", "cmd > out", "cmd < in",
+    "cmd 2>&1", "FOO=1 prog", "echo hi", "cd /tmp", "exit 3", "exec exec x", "true", "kill 1",
+    "ls *.py", "ls ?", "ls [ab]", "~/bin/x", "prog ~", "prog $HOME", 'prog "$HOME"', "prog `id`",
+    'prog "`id`"', "prog a\\ b", 'prog "a\\"b"', "prog # comment", "a\nb", "'unterminated",
+    '"unterminated', "if true", "(sub)", "prog {a,b}", "! prog", "'' x", "prog $(id)",
+])
+def test_anything_with_shell_syntax_or_a_builtin_needs_the_shell(command):
+    assert simple_argv(command) is None
+
+
+def test_a_plain_service_is_its_own_leader_and_a_shell_one_keeps_the_shell(home, tmp_path):
+    api = Api(home, warn=lambda m: None)
+    api.add("plain", "sleep 40977", workdir=str(tmp_path))
+    api.add("shell", "sleep 40976; true", workdir=str(tmp_path))
+    procs = read_state(home.root)["processes"]
+    for name, comm in (("plain", "sleep"), ("shell", "sh")):
+        pid = procs[name]["pid"]
+        wait_until(lambda pid=pid, comm=comm: open(f"/proc/{pid}/comm").read().strip() == comm, 5,
+                   message=f"{name}'s leader runs {comm}")
+        assert os.getpgid(pid) == pid
+        log = procs[name]["log_path"]
+        wait_until(lambda log=log: open(log).read(), 5)
+        first = open(log).read().splitlines()[0]
+        assert first.startswith(f"[auto] start {name} pid {pid} at ") and first.endswith(procs[name]["command"])
+    assert os.readlink(f"/proc/{procs['plain']['pid']}/cwd") == str(tmp_path)
+
+
+def test_a_plain_command_that_does_not_exist_exits_127_with_the_shells_message(home, tmp_path):
+    api = Api(home, warn=lambda m: None)
+    api.add("nocmd", "no-such-program-xyz --flag", workdir=str(tmp_path))
+    log = read_state(home.root)["processes"]["nocmd"]["log_path"]
+    wait_until(lambda: "not found" in open(log).read(), 5, message="the shell's not-found line")
+    reaped = wait_until(lambda: api.reap(), 5, message="the exit")
+    assert [(name, code) for name, _pid, code in reaped] == [("nocmd", 127)]
