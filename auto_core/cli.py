@@ -18,10 +18,33 @@ from auto_core.humanize import countdown, duration
 from auto_core.paths import Home
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized like ``shutil.get_terminal_size`` without importing shutil
+    (and through it bz2 and lzma: ~3 ms of every command, as every ``add_argument`` makes one)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "0"))
+            except ValueError:
+                width = 0
+            if width <= 0:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit 2."""
 
     command: str | None = None  # the command word being parsed, for a better hint
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         # The top-level parser reports a sub-command's leftovers, so ask which command it was.

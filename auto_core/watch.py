@@ -413,11 +413,11 @@ class Watcher:
             return None, False
         child = self.api.children.pop(pid, None)
         if child is not None:
-            popen = child[1]
-            code = popen.poll()
+            proc = child[1]
+            code = proc.poll()
             if code is None:
                 try:  # the exit event can precede the moment waitpid sees the zombie
-                    code = popen.wait(timeout=1.0)
+                    code = proc.wait(timeout=1.0)
                 except Exception:
                     self.api.children[pid] = child
                     return None, False

@@ -246,3 +246,44 @@ def test_help_lists_every_command_and_unknown_command_names_them(capsys):
     with pytest.raises(SystemExit):
         cli.main(["add", "--help"])
     assert "--workdir" in capsys.readouterr().out
+
+
+GLIBC_INTERNAL = (1 << 31) | (1 << 32)  # bits of signals 32 and 33 in /proc/PID/status masks
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as fh:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+
+
+@pytest.mark.parametrize("command", ["sleep 40975", "sleep 40974; true"])
+def test_service_inherits_no_fd_signal_mask_or_ignored_signal_of_the_caller(auto_home, tmp_path, command):
+    """What Popen's close_fds/restore_signals gave: a caller's inheritable descriptor (a shell
+    pipe, launchd's) stays out of the service; Python's ignored SIGPIPE/SIGXFSZ are default
+    again; nothing is blocked. The service runs in its workdir with PWD saying so."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    script = (f"import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}}); "
+              f"from auto_core import cli; sys.exit(cli.main(['add', 'svc', '--workdir', {str(workdir)!r}, '--', {command!r}]))")
+    r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(auto_home)),
+                       pass_fds=(write_end,), capture_output=True, text=True, timeout=30)
+    os.close(write_end)
+    assert r.returncode == 0, r.stderr
+    pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    wait_until(lambda: any(open(f"/proc/{p}/comm").read().strip() == "sleep" for p in group_members(pid)), 5,
+               message="the sleep is running")
+    for p in group_members(pid):
+        assert sorted(int(fd) for fd in os.listdir(f"/proc/{p}/fd")) == [0, 1, 2], p
+        status = _proc_status(p)
+        # glibc's posix_spawn (as its system() and popen()) leaves its two internal signals
+        # (32, 33: SIGCANCEL, SIGSETXID) ignored; libc re-installs them where it uses them.
+        assert int(status["SigIgn"], 16) & ~GLIBC_INTERNAL == 0, (p, status["SigIgn"])
+        assert int(status["SigBlk"], 16) == 0, (p, status["SigBlk"])
+        assert os.readlink(f"/proc/{p}/cwd") == str(workdir.resolve())
+        env = dict(e.split("=", 1) for e in open(f"/proc/{p}/environ").read().split("\0") if "=" in e)
+        assert env["PWD"] == str(workdir.resolve())
+    # The pipe's only writer was the caller: the read end sees EOF, nobody else holds it.
+    assert os.read(read_end, 1) == b""
+    os.close(read_end)
