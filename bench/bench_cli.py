@@ -76,7 +76,26 @@ def count_running_auto(env: dict) -> int:
     return sum(1 for line in out.splitlines()[1:] if line.split()[1].isdigit())
 
 
-def bench_auto(n: int, runs: int, tmp: Path) -> dict:
+# The same 200 starts with no bookkeeping: a fresh Python that posix_spawns `sh -c 'exec sleep'`
+# (two execs per service, as auto's header prologue) in new sessions, output to a file, then
+# exits. auto's start-all is measured against this in the same rounds.
+FLOOR = """
+import os, sys
+n, out = int(sys.argv[1]), sys.argv[2]
+fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+acts = [(os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
+for i in range(n):
+    os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "exec sleep 100000"], os.environ, file_actions=acts, setsid=True)
+"""
+
+
+def floor_round(n: int, env: dict, tmp: Path) -> float:
+    wall = timed([sys.executable, "-c", FLOOR, str(n), str(tmp / "floor.out")], env)
+    kill_tagged("BENCH_FLOOR", str(tmp))
+    return wall * 1000
+
+
+def bench_auto(n: int, runs: int, tmp: Path, rounds: int = 5) -> dict:
     from auto_core.lifecycle import Api
     from auto_core.paths import Home
 
@@ -91,19 +110,23 @@ def bench_auto(n: int, runs: int, tmp: Path) -> dict:
         api.add(f"svc{i:03d}", SLEEP, workdir=str(tmp), start=False)
     res: dict = {}
     try:
-        starts, stops, start_cpu, stop_cpu = [], [], [], []
-        for _ in range(3):
+        starts, stops, start_cpu, stop_cpu, floors = [], [], [], [], []
+        floor_env = dict(env, BENCH_FLOOR=str(tmp))
+        for _ in range(rounds):
+            floors.append(floor_round(n, floor_env, tmp))
             wall, cpu = timed_cpu([AUTO, "start-all"], env)
             starts.append(wall)
             start_cpu.append(cpu)
             assert count_running_auto(env) == n, "start-all did not start everything"
-            if _ < 2:
+            if _ < rounds - 1:
                 wall, cpu = timed_cpu([AUTO, "stop-all"], env)
                 stops.append(wall)
                 stop_cpu.append(cpu)
                 assert count_running_auto(env) == 0
         res["start_all_ms"] = statistics.median(starts)
         res["start_all_samples"] = starts
+        res["floor_ms"] = statistics.median(floors)
+        res["floor_samples"] = floors
         res["ps_ms"] = median_ms([AUTO, "ps"], env, runs)
         res["ps_json_ms"] = median_ms([AUTO, "ps", "--json"], env, runs)
         wall, cpu = timed_cpu([AUTO, "stop-all"], env)
@@ -179,11 +202,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--runs", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=5, help="start-all/stop-all rounds")
     p.add_argument("--no-supervisor", action="store_true")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="auto-bench-"))
     try:
-        a = bench_auto(args.n, args.runs, tmp)
+        a = bench_auto(args.n, args.runs, tmp, args.rounds)
         s = None if args.no_supervisor or not (BIN / "supervisord").exists() else bench_supervisor(args.n, args.runs, tmp)
     finally:
         kill_tagged("BENCH_TAG", str(tmp))
@@ -195,6 +219,8 @@ def main() -> None:
     print(f"auto ps --json           median {fmt(a['ps_json_ms'])}")
     print(f"auto ps (all stopped)    median {fmt(a['ps_stopped_ms'])}")
     print(f"auto start-all           median {a['start_all_ms']:.0f} ms {[round(x) for x in a['start_all_samples']]} cpu {a['start_all_cpu']:.0f}   target <= 250 ms")
+    print(f"floor: {args.n} bare spawns median {a['floor_ms']:.0f} ms {[round(x) for x in a['floor_samples']]}"
+          f"   ratio start-all/floor = {a['start_all_ms'] / a['floor_ms']:.2f}")
     print(f"auto stop-all            median {a['stop_all_ms']:.0f} ms {[round(x) for x in a['stop_all_samples']]} cpu {a['stop_all_cpu']:.0f}   target <= 1000 ms")
     if s:
         print(f"supervisorctl status     median {fmt(s['status_ms'])}   ratio auto/supervisorctl = {a['ps_ms'][0] / s['status_ms'][0]:.2f}")
