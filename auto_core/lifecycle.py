@@ -409,63 +409,92 @@ class Api:
         A start whose claim a stop or remove revoked never spawns, so it cannot run beside the
         copy a later start makes (issue 6, scenario 1). Holding the lock costs one fork+exec
         per name; one transaction for the whole batch keeps `auto start-all` of 200 services
-        at one state write instead of 200 (docs/benchmarks.md, Core CLI).
+        at one state write instead of 200 (docs/benchmarks.md, Core CLI). When every claim can
+        be checked on its own line of the file (``state.Peek``), the spawns come before the
+        whole file is parsed: a restart does not wait for the other 199 entries.
         """
-        from datetime import datetime  # here: `auto ps` never needs it (~1.6 ms)
-
         verb = {"restart": "restarted", "periodic": "restarted", "auto": "restarted"}.get(mode, "started")
         done: dict[str, Outcome] = {}
-        unrecorded: list[int] = []  # spawned in this transaction, not yet saved
+        launched: dict[str, tuple[spawn.Spawned, str, float]] = {}  # name -> (spawned, log, started_at)
+        failed: dict[str, str] = {}  # name -> why it could not be started
+        created: dict[str, float] = {}
+
+        def early(peek: state.Peek) -> None:
+            entries = {name: peek.entry(name) for name in claims}
+            if all(e is not None and e.get("starting_since") == claims[n]["starting_since"] and not errors.get(n)
+                   for n, e in entries.items()):
+                self._launch_entries(entries, claims, spawner, launched, failed)
+                # Reading a child's start time waits while it is still exec'ing: waiting here,
+                # before the parse and the write, leaves the CPU to the new process's start.
+                created.update((n, spawn.created(s.pid)) for n, (s, _, _) in launched.items())
+
         try:
-            with spawn.Spawner() as spawner, self._txn() as data:
+            with spawn.Spawner() as spawner, state.transaction(self.home, self.warn, early) as data:
                 procs = state.processes(data)
-                ready = []  # (name, entry, claim, log path, log fd, start time)
-                try:
-                    # Every log file first, then every spawn: a file created between spawns took
-                    # ~0.3 ms (the new children write their headers meanwhile), in a row ~0.04 ms.
-                    for name, claim in claims.items():
-                        entry = procs.get(name)
-                        if entry is None or entry.get("starting_since") != claim["starting_since"]:
-                            done[name] = Outcome(name, False, f"{name} was stopped or removed while starting")
-                            continue
-                        error = errors.get(name)
-                        if error is None:
-                            when = datetime.now()
-                            try:
-                                path, fd = logs.create_run_log(self.home, name, when)
-                            except OSError as exc:
-                                error = (f"cannot create the log file for {name} under "
-                                         f"{self.home.process_logs(name)}: {exc.strerror or exc}")
-                            else:
-                                ready.append((name, entry, claim, path, fd, when))
-                                continue
-                        done[name] = self._not_started(entry, name, error)
-                    for name, entry, claim, path, fd, when in ready:
-                        # The claim goes into the child's environment, so whoever takes over
-                        # a dead starter's claim can find a copy it spawned but never recorded.
-                        env = dict(model.env(entry), AUTO_CLAIM=repr(claim["starting_since"]))
-                        workdir = model.workdir(entry) or os.path.expanduser("~")
-                        try:
-                            spawned = spawner.spawn(name, entry["command"], workdir, env, fd, when)
-                        except spawn.SpawnError as exc:
-                            logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror}")
-                            done[name] = self._not_started(entry, name, f"cannot start {name}: {exc.strerror}")
-                            continue
-                        self.children[spawned.pid] = (name, spawned.child)
-                        unrecorded.append(spawned.pid)
-                        entry.update(pid=spawned.pid, log_path=str(path), starting_since=None, started_at=self.clock())
-                        done[name] = Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
-                finally:
-                    for item in ready:
-                        os.close(item[4])
-                for name in done:
-                    if done[name].ok:
-                        procs[name]["create_time"] = spawn.created(procs[name]["pid"])
+                pending: dict[str, dict] = {}
+                for name, claim in claims.items():
+                    entry = procs.get(name)
+                    stands = entry is not None and entry.get("starting_since") == claim["starting_since"]
+                    if name in launched and not stands:  # the file changed behind the lock
+                        procgroup.terminate_groups([launched.pop(name)[0].pid], timeout=2.0, reap=self.reap)
+                    if not stands:
+                        failed.pop(name, None)
+                        done[name] = Outcome(name, False, f"{name} was stopped or removed while starting")
+                    elif name not in launched and name not in failed:
+                        if errors.get(name):
+                            failed[name] = errors[name]
+                        else:
+                            pending[name] = entry
+                if pending:
+                    self._launch_entries(pending, claims, spawner, launched, failed)
+                for name, error in failed.items():
+                    done[name] = self._not_started(procs[name], name, error)
+                for name, (spawned, log_path, started_at) in launched.items():
+                    procs[name].update(pid=spawned.pid, log_path=log_path, starting_since=None,
+                                       started_at=started_at,
+                                       create_time=created.get(name) or spawn.created(spawned.pid))
+                    done[name] = Outcome(name, True, f"{verb} {name} (pid {spawned.pid})", spawned.pid)
         except BaseException:
-            if unrecorded:  # not recorded: do not leave untracked copies behind
-                procgroup.terminate_groups(unrecorded, timeout=2.0, reap=self.reap)
+            if launched:  # not recorded: do not leave untracked copies behind
+                procgroup.terminate_groups([s.pid for s, _, _ in launched.values()], timeout=2.0, reap=self.reap)
             raise
         return done
+
+    def _launch_entries(
+        self, entries: dict[str, dict], claims: dict[str, dict], spawner: spawn.Spawner,
+        launched: dict[str, tuple[spawn.Spawned, str, float]], failed: dict[str, str],
+    ) -> None:
+        """Create every log file, then spawn every process (a file created between spawns took
+        ~0.3 ms as the new children write their headers meanwhile; in a row ~0.04 ms)."""
+        from datetime import datetime  # here: `auto ps` never needs it (~1.6 ms)
+
+        ready = []  # (name, entry, log path, log fd, start time)
+        try:
+            for name, entry in entries.items():
+                when = datetime.now()
+                try:
+                    path, fd = logs.create_run_log(self.home, name, when)
+                except OSError as exc:
+                    failed[name] = (f"cannot create the log file for {name} under "
+                                    f"{self.home.process_logs(name)}: {exc.strerror or exc}")
+                    continue
+                ready.append((name, entry, path, fd, when))
+            for name, entry, path, fd, when in ready:
+                # The claim goes into the child's environment, so whoever takes over a dead
+                # starter's claim can find a copy it spawned but never recorded.
+                env = dict(model.env(entry), AUTO_CLAIM=repr(claims[name]["starting_since"]))
+                workdir = model.workdir(entry) or os.path.expanduser("~")
+                try:
+                    spawned = spawner.spawn(name, entry["command"], workdir, env, fd, when)
+                except spawn.SpawnError as exc:
+                    logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror}")
+                    failed[name] = f"cannot start {name}: {exc.strerror}"
+                    continue
+                self.children[spawned.pid] = (name, spawned.child)
+                launched[name] = (spawned, str(path), self.clock())
+        finally:
+            for item in ready:
+                os.close(item[3])
 
     def _not_started(self, entry: dict, name: str, error: str) -> Outcome:
         entry["starting_since"] = None

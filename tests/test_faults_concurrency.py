@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, wait_until
+from helpers import ROOT, procs_with_argv, wait_until
 
 WORKERS = 8
 OPS = 50
@@ -230,3 +230,30 @@ def test_concurrent_clients_with_watcher_reader_and_sampler(home, tmp_path):
           f"{reader.count} reads, {sampler.count} process samples, {len(crashes)} crashes, "
           f"{text.count(' (automatic restart)')} watcher restarts")
     Path(tmp_path / "ops.json").write_text(json.dumps(ops))
+
+
+def test_a_start_whose_entry_vanishes_behind_the_lock_leaves_no_copy(home, monkeypatch):
+    """The spawn may come before the full parse (``state.Peek``). A writer that ignores the
+    lock (a hand edit) removing the service in between: the copy just spawned is killed and
+    the start reports it, instead of running unrecorded."""
+    from auto_core import state
+    from auto_core.lifecycle import Api
+
+    api = Api(home, warn=lambda m: None)
+    api.add("svc", "exec sleep 30998", workdir="/", start=False)
+    real_peek = state.Peek
+
+    class EditingPeek(real_peek):
+        def entry(self, name):
+            found = super().entry(name)
+            data = json.loads(home.state_file.read_text())
+            del data["processes"]["svc"]
+            home.state_file.write_text(json.dumps(data))  # after the peek, before the parse
+            return found
+
+    monkeypatch.setattr(state, "Peek", EditingPeek)
+    outcomes = api.start(["svc"])
+    assert [(o.ok, o.message) for o in outcomes] == [(False, "svc was stopped or removed while starting")]
+    wait_until(lambda: not procs_with_argv(["sleep", "30998"]), 5, message="the spawned copy gone")
+    assert "svc" not in json.loads(home.state_file.read_text())["processes"]
+

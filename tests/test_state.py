@@ -185,3 +185,35 @@ def test_state_file_is_sorted_json_with_one_line_per_process(auto_home):
     with state.transaction(home):
         pass
     assert home.state_file.read_text() == text
+
+
+def test_peek_reads_one_entry_of_the_canonical_file_and_declines_any_other_form(auto_home):
+    home = Home(auto_home)
+    names = ["web", "processes", 'odd "name"', 'a": {b', "ünï", "we"]
+    with state.transaction(home) as data:
+        for i, n in enumerate(names):
+            data["processes"][n] = {"command": f"sleep {i}", "starting_since": 100.5 + i,
+                                    "env": {"K": "a\nb"}}
+        data["extra"] = {"web": {"command": "not this one"}}
+    peek = state.Peek(home)
+    for i, n in enumerate(names):
+        assert peek.entry(n) == {"command": f"sleep {i}", "starting_since": 100.5 + i, "env": {"K": "a\nb"}}
+    assert peek.entry("missing") is None and peek.entry("w") is None
+    # Another layout of the same content: Peek cannot tell, so it says nothing.
+    home.state_file.write_text(json.dumps(json.loads(home.state_file.read_text()), indent=4))
+    assert all(state.Peek(home).entry(n) is None for n in names)
+    home.state_file.write_text(json.dumps(json.loads(home.state_file.read_text())))
+    assert state.Peek(home).entry("web") is None
+    home.state_file.unlink()
+    assert state.Peek(home).entry("web") is None
+
+
+def test_dump_reuses_a_line_only_for_the_exact_same_value():
+    """The per-entry line cache is type-strict: 1, 1.0 and True are equal in Python but not
+    in the file."""
+    texts = []
+    for value in (1, 1, 1.0, True, 1, {"k": [1, "a"]}, {"k": [1, "a"]}, {"k": [True, "a"]}):
+        out = state.dump({"processes": {"p": {"command": "x", "v": value}}}).decode()
+        texts.append(json.loads(out)["processes"]["p"]["v"])
+        assert type(texts[-1]) is type(value) and texts[-1] == value
+    assert texts[3] is True and texts[7] == {"k": [True, "a"]} and texts[7]["k"][0] is True
