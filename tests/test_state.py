@@ -10,6 +10,8 @@ import sys
 import textwrap
 
 from helpers import auto, free_port, pid_alive, read_state, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auto_core import state
 from auto_core.paths import Home
@@ -217,3 +219,31 @@ def test_dump_reuses_a_line_only_for_the_exact_same_value():
         texts.append(json.loads(out)["processes"]["p"]["v"])
         assert type(texts[-1]) is type(value) and texts[-1] == value
     assert texts[3] is True and texts[7] == {"k": [True, "a"]} and texts[7]["k"][0] is True
+
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _typed(value):
+    """``value`` with every scalar tagged by its type: 1, 1.0 and True compare unequal."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@given(runs=st.lists(st.dictionaries(st.text(), st.dictionaries(st.text(), _json_values, max_size=4),
+                                     max_size=4), min_size=1, max_size=4),
+       extra=st.dictionaries(st.text().filter(lambda k: k != "processes"), _json_values, max_size=2))
+@settings(max_examples=200, deadline=None)
+def test_dump_round_trips_every_value_through_its_line_cache(runs, extra):
+    """Successive dumps (the cache filled by the previous one) always encode what is there."""
+    for procs in runs:
+        data = dict(extra, processes=procs)
+        assert _typed(json.loads(state.dump(data))) == _typed(data)
