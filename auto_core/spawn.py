@@ -50,12 +50,13 @@ class Child:
     """A spawned child to reap: ``poll()`` and ``wait(timeout)`` as ``subprocess.Popen`` has
     them (returncode negative for a signal; 0 if something else reaped it first)."""
 
-    __slots__ = ("pid", "returncode", "_lock")
+    __slots__ = ("pid", "returncode", "_lock", "_popen")
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, popen: object = None):
         self.pid = pid
         self.returncode: int | None = None
         self._lock = _thread.allocate_lock()  # the TUI reaps from two threads
+        self._popen = popen  # the fallback's Popen: told the code, so it never waits itself
 
     def poll(self) -> int | None:
         with self._lock:
@@ -67,6 +68,8 @@ class Child:
                 else:
                     if pid:
                         self.returncode = os.waitstatus_to_exitcode(status)
+                if self.returncode is not None and self._popen is not None:
+                    self._popen.returncode = self.returncode
             return self.returncode
 
     def wait(self, timeout: float) -> int:
@@ -155,20 +158,37 @@ class Spawner:
             raise SpawnError(errno.ENOENT, f"workdir {workdir} is missing or not a directory")
         full_env = build_env(env, self.base)
         full_env[b"AUTO_SERVICE"] = os.fsencode(name)
-        actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                   (os.POSIX_SPAWN_DUP2, log_fd, 2)]
         attempt = 0
         while True:
             try:
-                pid = os.posix_spawn(SHELL, argv(name, command, when, workdir), full_env,
-                                     file_actions=actions, setsid=True, setsigdef=_SIGDEF, setsigmask=())
-                return Spawned(pid, Child(pid))
+                child = self._start(argv(name, command, when, workdir), full_env, log_fd)
+                return Spawned(child.pid, child)
             except OSError as exc:
                 if exc.errno in TRANSIENT and attempt < retries:
                     time.sleep(0.05 * (2**attempt))
                     attempt += 1
                     continue
                 raise SpawnError(exc.errno, exc.strerror or str(exc)) from exc
+
+
+    def _start(self, args: list[str], env: dict[bytes, bytes], log_fd: int) -> Child:
+        global _setsid_spawn
+        if _setsid_spawn:
+            actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                       (os.POSIX_SPAWN_DUP2, log_fd, 2)]
+            try:
+                return Child(os.posix_spawn(SHELL, args, env, file_actions=actions, setsid=True,
+                                            setsigdef=_SIGDEF, setsigmask=()))
+            except NotImplementedError:  # a Python built without POSIX_SPAWN_SETSID (older macOS)
+                _setsid_spawn = False
+        import subprocess
+
+        popen = subprocess.Popen(args, env=env, stdin=self.devnull, stdout=log_fd, stderr=log_fd,
+                                 start_new_session=True, close_fds=True)
+        return Child(popen.pid, popen)
+
+
+_setsid_spawn = True  # False once os.posix_spawn said it cannot start a new session
 
 
 def created(pid: int) -> float:
