@@ -15,7 +15,18 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from auto_core import backoff, identity, logs, model, ports, procgroup, spawn, state, validate
+from auto_core import (
+    backoff,
+    identity,
+    logs,
+    model,
+    ports,
+    procgroup,
+    spawn,
+    state,
+    validate,
+    views,
+)
 from auto_core.errors import AutoError, NotFound, UsageError
 from auto_core.model import ProcessView
 from auto_core.paths import Home
@@ -79,48 +90,11 @@ class Api:
 
     def view(self, name: str, entry: dict | None = None, now: float | None = None) -> ProcessView:
         entry = entry if entry is not None else self.entry(name)
-        now = self.clock() if now is None else now
-        pid, ct = entry.get("pid"), entry.get("create_time")
-        alive = identity.is_ours(pid, ct)
-        if alive:
-            status = model.RUNNING
-        elif entry.get("explicitly_stopped"):
-            status = model.STOPPED
-        else:
-            status = model.DEAD
-        next_in = None
-        due = entry.get("next_restart_at")
-        if status == model.DEAD and isinstance(due, (int, float)):
-            next_in = max(0.0, due - now)
-        port = entry.get("port")
-        return ProcessView(
-            name=name,
-            status=status,
-            pid=pid if alive else None,
-            port=port if isinstance(port, int) else None,
-            command=entry.get("command", ""),
-            workdir=model.workdir(entry),
-            uptime_s=max(0.0, now - ct) if alive else None,
-            restarts=model.count(entry, "restarts"),
-            next_restart_in_s=next_in,
-            log_path=entry.get("log_path"),
-            last_exit=model.last_exit(entry),
-            env=model.env(entry),
-            restart_attempt=model.count(entry, "restart_attempt"),
-            restart_every=model.restart_every(entry),
-            backoff_max=model.backoff_max(entry),
-            backoff_base=model.backoff_base(entry),
-            stop_timeout=model.stop_timeout(entry),
-            stop_signal=model.stop_signal(entry),
-            create_time=ct if alive else None,
-            starting=model.claim_fresh(entry, now) and not alive,
-        )
+        return views.view(name, entry, self.clock() if now is None else now)
 
     def snapshot(self) -> list[ProcessView]:
         """Every process, sorted by name, with its live status."""
-        procs = state.processes(self.load())
-        now = self.clock()
-        return [self.view(name, procs[name], now) for name in sorted(procs)]
+        return views.snapshot(self.load(), self.clock())
 
     def log_path(self, name: str) -> str | None:
         entry = self.entry(name)
@@ -654,21 +628,6 @@ def exit_description(code: int | None) -> dict:
     return {"code": code, "signal": None}
 
 
-def describe_exit(last_exit: dict | None) -> str:
-    if not last_exit:
-        return "-"
-    if last_exit.get("error"):
-        return str(last_exit["error"])
-    if last_exit.get("signal"):
-        try:
-            return f"killed by {signal.Signals(last_exit['signal']).name}"
-        except ValueError:
-            return f"killed by signal {last_exit['signal']}"
-    if last_exit.get("code") is not None:
-        return f"exit code {last_exit['code']}"
-    return "exit status unknown"
-
-
 _OWNER: list | None = None
 
 
@@ -680,4 +639,4 @@ def _owner() -> list:
     return _OWNER
 
 
-__all__ = ["Api", "Outcome", "backoff", "describe_exit", "exit_description"]
+__all__ = ["Api", "Outcome", "backoff", "exit_description"]

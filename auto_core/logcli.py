@@ -34,7 +34,7 @@ def pick(all_runs: list[logs.Run], number: int) -> logs.Run:
 
 def show_runs(api, args, out) -> int:
     """``auto log NAME --runs`` (a table) or ``auto log NAME --run N`` (that run's text)."""
-    from auto_core.lifecycle import describe_exit
+    from auto_core.views import describe_exit
 
     validate.name(args.name)
     entry = state.processes(api.load()).get(args.name)

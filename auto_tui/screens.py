@@ -18,8 +18,8 @@ from textual.widgets import Button, Input, Label, Static
 from auto_core import validate
 from auto_core.errors import AutoError
 from auto_core.humanize import countdown, duration
-from auto_core.lifecycle import describe_exit
 from auto_core.model import ProcessView
+from auto_core.views import describe_exit
 from auto_tui.rows import status_label
 
 

@@ -1,0 +1,71 @@
+"""What `ps`, `show` and the TUI display: a process's live status from its state entry.
+
+Read-only and small on purpose: `auto ps` imports this, ``state``, ``model`` and ``identity``,
+not the lifecycle API with its spawning, logs and ports (~4 ms of imports).
+"""
+
+from __future__ import annotations
+
+import signal
+
+from auto_core import identity, model, state
+from auto_core.model import ProcessView
+
+
+def view(name: str, entry: dict, now: float) -> ProcessView:
+    pid, ct = entry.get("pid"), entry.get("create_time")
+    alive = identity.is_ours(pid, ct)
+    if alive:
+        status = model.RUNNING
+    elif entry.get("explicitly_stopped"):
+        status = model.STOPPED
+    else:
+        status = model.DEAD
+    next_in = None
+    due = entry.get("next_restart_at")
+    if status == model.DEAD and isinstance(due, (int, float)):
+        next_in = max(0.0, due - now)
+    port = entry.get("port")
+    return ProcessView(
+        name=name,
+        status=status,
+        pid=pid if alive else None,
+        port=port if isinstance(port, int) else None,
+        command=entry.get("command", ""),
+        workdir=model.workdir(entry),
+        uptime_s=max(0.0, now - ct) if alive else None,
+        restarts=model.count(entry, "restarts"),
+        next_restart_in_s=next_in,
+        log_path=entry.get("log_path"),
+        last_exit=model.last_exit(entry),
+        env=model.env(entry),
+        restart_attempt=model.count(entry, "restart_attempt"),
+        restart_every=model.restart_every(entry),
+        backoff_max=model.backoff_max(entry),
+        backoff_base=model.backoff_base(entry),
+        stop_timeout=model.stop_timeout(entry),
+        stop_signal=model.stop_signal(entry),
+        create_time=ct if alive else None,
+        starting=model.claim_fresh(entry, now) and not alive,
+    )
+
+
+def snapshot(data: dict, now: float) -> list[ProcessView]:
+    """Every process of a loaded state, sorted by name, with its live status."""
+    procs = state.processes(data)
+    return [view(name, procs[name], now) for name in sorted(procs)]
+
+
+def describe_exit(last_exit: dict | None) -> str:
+    if not last_exit:
+        return "-"
+    if last_exit.get("error"):
+        return str(last_exit["error"])
+    if last_exit.get("signal"):
+        try:
+            return f"killed by {signal.Signals(last_exit['signal']).name}"
+        except ValueError:
+            return f"killed by signal {last_exit['signal']}"
+    if last_exit.get("code") is not None:
+        return f"exit code {last_exit['code']}"
+    return "exit status unknown"
