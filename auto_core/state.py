@@ -169,12 +169,38 @@ def save(home: Home, data: dict, loaded_from: str = "main", payload: bytes | Non
             os.rename(home.state_file, broken)
         except OSError as exc:
             raise StateError(f"cannot move aside the unreadable {home.state_file}: {exc.strerror}") from exc
+    global _last_saved
+    _last_saved = None
     try:
         _write_atomic(home.local, home.state_file, payload)
         _fsync_dir(home.local)
+        sig = signature(str(home.state_file))  # the lock is held: nobody replaced it since
         _write_atomic(home.local, home.state_bak, payload, sync=False)
     except OSError as exc:
         raise StateError(f"cannot write {home.state_file}: {exc.strerror or exc}") from exc
+    _last_saved = (str(home.state_file), sig, data)
+
+
+_last_saved: tuple[str, tuple[int, int, int] | None, dict] | None = None
+
+
+def signature(path: str) -> tuple[int, int, int] | None:
+    """What tells one version of the file from another: every write renames a new file in."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def saved(path: str, sig: tuple[int, int, int] | None) -> dict | None:
+    """The data this process last wrote to ``path``, if the file is still that version: the
+    watcher then takes what it just wrote instead of parsing it again (~1 ms at 200
+    services, right after each restart's spawn). Shared: read it, never change it."""
+    last = _last_saved
+    if last is not None and sig is not None and last[0] == path and last[1] == sig:
+        return last[2]
+    return None
 
 
 @contextlib.contextmanager

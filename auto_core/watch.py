@@ -246,25 +246,25 @@ class Watcher:
     # --- state -----------------------------------------------------------------------------
 
     def _check_state(self) -> None:
-        """Stat first; parse only when the file was replaced (every write renames a new file)."""
-        try:
-            st = os.stat(self._state_path)
-            sig = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            sig = None
+        """Stat first; parse only when the file was replaced (every write renames a new file),
+        and not even then when the new version is the one this watcher just wrote."""
+        sig = state.signature(self._state_path)
         if sig == self.stat_sig and self.stat_sig is not None:
             return
-        try:
-            loaded = state.load(self.home)
-        except StateError as exc:
-            self.log(f"error: {exc}")
-            self.stat_sig = sig  # do not re-read a broken file every tick
-            return
-        if loaded.problem:
-            self.log(f"warning: {loaded.problem}")
+        data = state.saved(self._state_path, sig)
+        if data is None:
+            try:
+                loaded = state.load(self.home)
+            except StateError as exc:
+                self.log(f"error: {exc}")
+                self.stat_sig = sig  # do not re-read a broken file every tick
+                return
+            if loaded.problem:
+                self.log(f"warning: {loaded.problem}")
+            data = loaded.data
         self.stat_sig = sig
         self._live_logs = None
-        fresh = state.processes(loaded.data)
+        fresh = dict(state.processes(data))  # our own dict: `saved` data is shared
         for name in set(self.entries) | set(fresh):
             if self.entries.get(name) != fresh.get(name):
                 self.dirty.add(name)

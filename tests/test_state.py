@@ -247,3 +247,19 @@ def test_dump_round_trips_every_value_through_its_line_cache(runs, extra):
     for procs in runs:
         data = dict(extra, processes=procs)
         assert _typed(json.loads(state.dump(data))) == _typed(data)
+
+
+def test_saved_hands_back_this_process_s_last_write_only_while_the_file_is_that_version(auto_home):
+    home = Home(auto_home)
+    path = str(home.state_file)
+    with state.transaction(home) as data:
+        data["processes"]["a"] = {"command": "true"}
+    mine = state.saved(path, state.signature(path))
+    assert mine == json.loads(home.state_file.read_text())
+    # Another writer (here a hand edit through a rename, as every writer does) replaces it.
+    tmp = home.local / "edit.tmp"
+    tmp.write_text(json.dumps({"version": 1, "processes": {"b": {"command": "true"}}}))
+    os.replace(tmp, home.state_file)
+    assert state.saved(path, state.signature(path)) is None
+    assert state.saved(path, None) is None
+    assert state.saved(str(home.state_bak), state.signature(str(home.state_bak))) is None
