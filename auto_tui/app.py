@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 from auto_core import logs, watchlock
 from auto_core.errors import AutoError
@@ -73,6 +74,20 @@ class ProcessTable(DataTable):
         Binding("enter", "app.details", "Details"),
         Binding("/", "app.filter", "Filter"),
     ]
+
+    def update_cells(self, changes: list[tuple[str, str, object]]) -> None:
+        """``update_cell`` for many cells with one refresh. ``update_cell`` refreshes the
+        widget on every call: ~70% of a 500-row tick in which every uptime changes (Textual
+        8.2). The same bookkeeping as ``update_cell`` (data, update count), then one refresh."""
+        keyed = [(RowKey(row), ColumnKey(column), value) for row, column, value in changes]
+        for row_key, column_key, _ in keyed:  # all or nothing
+            if row_key not in self._row_locations or column_key not in self._column_locations:
+                raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+        for row_key, column_key, value in keyed:
+            self._data[row_key][column_key] = value
+        if keyed:
+            self._update_count += 1
+            self.refresh()
 
 
 class AutoApp(App[int]):
@@ -266,16 +281,17 @@ class AutoApp(App[int]):
             for name in [n for n in self._shown if n not in wanted]:
                 table.remove_row(name)
                 del self._shown[name]
+            changes = []
             for name, row in wanted.items():
                 old = self._shown.get(name)
                 if old is None:
                     table.add_row(*row, key=name)
                     added = True
                 elif old != row:
-                    for column, before, after in zip(COLUMN_KEYS, old, row, strict=True):
-                        if before != after:
-                            table.update_cell(name, column, after)
+                    changes.extend((name, column, after) for column, before, after
+                                   in zip(COLUMN_KEYS, old, row, strict=True) if before != after)
                 self._shown[name] = row
+            table.update_cells(changes)
             if added:
                 table.sort("name")
             if keep in self._shown:

@@ -231,3 +231,25 @@ async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_
         await until(pilot, lambda: app.screen.query("HelpPanel"), message="help panel")
         await pilot.press("question_mark")
         await until(pilot, lambda: not app.screen.query("HelpPanel"), message="help closed")
+
+
+async def test_a_tick_updates_changed_cells_on_screen_in_one_batch(home, tmp_path, quiet_api):
+    """``ProcessTable.update_cells``: what ``update_cell`` did per cell, with one refresh; the
+    new value is what the screen shows, and an unknown cell is refused without a change."""
+    import pytest
+    from textual.widgets.data_table import CellDoesNotExist
+
+    from auto_tui.app import ProcessTable
+
+    quiet_api.add("web", "sleep 300", start=False)
+    app = make_app(home, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
+        table = app.query_one(ProcessTable)
+        table.update_cells([("web", "status", "zz-updated")])
+        await pilot.pause()
+        assert cell(app, "web", "status") == "zz-updated"
+        assert any("zz-updated" in strip.text for strip in table.render_lines(table.region.reset_offset))
+        with pytest.raises(CellDoesNotExist):
+            table.update_cells([("web", "status", "no"), ("ghost", "status", "no")])
+        assert cell(app, "web", "status") == "zz-updated"
