@@ -78,7 +78,10 @@ class ProcessTable(DataTable):
     def update_cells(self, changes: list[tuple[str, str, object]]) -> None:
         """``update_cell`` for many cells with one refresh. ``update_cell`` refreshes the
         widget on every call: ~70% of a 500-row tick in which every uptime changes (Textual
-        8.2). The same bookkeeping as ``update_cell`` (data, update count), then one refresh."""
+        8.2). The same bookkeeping as ``update_cell`` (data, update count), then one refresh.
+        It touches DataTable's private ``_data``/``_row_locations``/``_update_count``, which is
+        why pyproject pins Textual exactly; ``test_a_tick_updates_changed_cells_on_screen_in_one_batch``
+        and the tmux test read the rendered table, so an upgrade that breaks this fails there."""
         keyed = [(RowKey(row), ColumnKey(column), value) for row, column, value in changes]
         for row_key, column_key, _ in keyed:  # all or nothing
             if row_key not in self._row_locations or column_key not in self._column_locations:
