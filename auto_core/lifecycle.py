@@ -574,18 +574,24 @@ class Api:
         return int(signal.Signals[model.stop_signal(entry)])
 
     def _terminate(self, targets: dict[str, dict], log_line: str) -> set[str]:
-        """TERM/KILL each target's group; return the names whose group survived."""
+        """TERM/KILL each target's group; return the names whose group survived.
+
+        ``log_line`` goes into each run's log before the signal: then the service's own
+        shutdown output, and the watcher's line on how the run ended, follow it in order.
+        """
         by_policy: dict[tuple[int, float], list[str]] = {}
         for name, entry in targets.items():
             by_policy.setdefault((self._signal(entry), model.stop_timeout(entry)), []).append(name)
+            if entry.get("log_path"):
+                logs.append_line(entry["log_path"], log_line)
         survivors: set[str] = set()
         for (sig, timeout), group_names in by_policy.items():
             pgids = {targets[n]["pid"]: n for n in group_names}
             left = procgroup.terminate_groups(pgids, sig, timeout, self.reap)
             survivors.update(pgids[p] for p in left)
-        for name, entry in targets.items():
-            if entry.get("log_path") and name not in survivors:
-                logs.append_line(entry["log_path"], log_line)
+        for name in survivors:
+            if targets[name].get("log_path"):
+                logs.append_line(targets[name]["log_path"], f"[auto] process group {targets[name]['pid']} survived SIGKILL")
         return survivors
 
     # --- children --------------------------------------------------------------------------

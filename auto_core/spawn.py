@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _thread  # a lock without importing threading (~1 ms on every one-shot command)
 import errno
+import fcntl
 import os
 import signal
 import time
@@ -109,6 +110,7 @@ def argv(name: str, command: str, when: datetime, workdir: str) -> list[str]:
 
 
 _inherited_closed = False
+_setsid_spawn = True  # False once os.posix_spawn said it cannot start a new session
 
 
 def _no_inherit() -> None:
@@ -140,7 +142,9 @@ class Spawner:
     def __init__(self) -> None:
         self.base = base_env()
         _no_inherit()
-        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.devnull = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)  # above 0-2: see _start
+        os.close(fd)
 
     def __enter__(self) -> Spawner:
         return self
@@ -170,25 +174,27 @@ class Spawner:
                     continue
                 raise SpawnError(exc.errno, exc.strerror or str(exc)) from exc
 
-
     def _start(self, args: list[str], env: dict[bytes, bytes], log_fd: int) -> Child:
         global _setsid_spawn
         if _setsid_spawn:
-            actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                       (os.POSIX_SPAWN_DUP2, log_fd, 2)]
+            # Run with its own 0-2 closed, this process may hold the log on fd 0 to 2, where
+            # the dup2 actions would overwrite it before using it: lift it above 2 first.
+            out = log_fd if log_fd > 2 else fcntl.fcntl(log_fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+                       (os.POSIX_SPAWN_DUP2, out, 2)]
             try:
                 return Child(os.posix_spawn(SHELL, args, env, file_actions=actions, setsid=True,
                                             setsigdef=_SIGDEF, setsigmask=()))
             except NotImplementedError:  # a Python built without POSIX_SPAWN_SETSID (older macOS)
                 _setsid_spawn = False
+            finally:
+                if out != log_fd:
+                    os.close(out)
         import subprocess
 
         popen = subprocess.Popen(args, env=env, stdin=self.devnull, stdout=log_fd, stderr=log_fd,
                                  start_new_session=True, close_fds=True)
         return Child(popen.pid, popen)
-
-
-_setsid_spawn = True  # False once os.posix_spawn said it cannot start a new session
 
 
 def created(pid: int) -> float:

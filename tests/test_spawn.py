@@ -41,3 +41,32 @@ def test_without_posix_spawn_setsid_services_start_through_popen_in_their_own_se
     api.stop(["two"])
     wait_until(lambda: child.poll() is not None, 5, message="two reaped")
     assert child._popen.returncode == child.returncode
+
+
+
+def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home, tmp_path):
+    """With 0-2 closed in the caller, its log file can be fd 0 and /dev/null fd 1 there: the
+    service must still get /dev/null as stdin and the log as stdout and stderr."""
+    import subprocess
+    import sys
+
+    log, pidfile = tmp_path / "svc.log", tmp_path / "svc.pid"
+    script = (
+        "import os, sys\n"
+        "from datetime import datetime\n"
+        "from auto_core import spawn\n"
+        "for fd in (0, 1, 2): os.close(fd)\n"
+        f"log = os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
+        "assert log == 0\n"
+        "with spawn.Spawner() as sp:\n"
+        "    s = sp.spawn('svc', 'echo out-line; echo err-line >&2; exec sleep 40969', '/', {}, log, datetime.now())\n"
+        f"open({str(pidfile)!r}, 'w').write(str(s.pid))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(home.root)), timeout=30)
+    assert r.returncode == 0
+    pid = int(pidfile.read_text())
+    wait_until(lambda: "err-line" in log.read_text(), 5, message="the service's output in its log")
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith(f"[auto] start svc pid {pid} ") and lines[1:3] == ["out-line", "err-line"]
+    assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+    os.killpg(pid, signal.SIGKILL)
