@@ -160,6 +160,8 @@ class Spawner:
         workdir = os.path.abspath(workdir)
         if not os.path.isdir(workdir):
             raise SpawnError(errno.ENOENT, f"workdir {workdir} is missing or not a directory")
+        if not os.access(workdir, os.X_OK):  # the prologue's cd would fail: say so now, no crash loop
+            raise SpawnError(errno.EACCES, f"workdir {workdir} cannot be entered (permission denied)")
         full_env = build_env(env, self.base)
         full_env[b"AUTO_SERVICE"] = os.fsencode(name)
         attempt = 0

@@ -222,3 +222,16 @@ def test_read_only_local_dir_for_a_non_root_user(nobody_home):
     # start failed before spawning: no process of this home exists
     assert not (nobody_home / "output").exists() or not list((nobody_home / "output").rglob("*.log"))
     assert json.loads(before)["processes"]["web"]["explicitly_stopped"] is True
+
+
+def test_a_workdir_the_user_cannot_enter_is_an_error_at_start_not_a_crash_loop(nobody_home):
+    workdir = nobody_home.parent / "wd"
+    workdir.mkdir(mode=0o755)
+    r = run_as_nobody(nobody_home, "add", "web", SLEEP, "--no-start", "--workdir", str(workdir))
+    assert r.returncode == 0, r.stderr
+    os.chmod(workdir, 0o700)  # root's now: nobody cannot enter it
+    r = run_as_nobody(nobody_home, "start", "web")
+    line = assert_one_error(r.returncode, r.stderr)
+    assert f"workdir {workdir} cannot be entered" in line, line
+    entry = json.loads((nobody_home / "local" / "state.json").read_text())["processes"]["web"]
+    assert entry["pid"] is None and "cannot be entered" in entry["last_exit"]["error"]
