@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from auto_core import __version__
-from auto_core.errors import AutoError, ExitCode, UsageError
+from auto_core.errors import AutoError, ExitCode, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration
 from auto_core.paths import Home
 
@@ -70,11 +70,6 @@ class _Out:
     @staticmethod
     def error(message: str) -> None:
         print(f"auto: error: {message}", file=sys.stderr)
-
-    @staticmethod
-    def warning(message: str) -> None:
-        """As the lifecycle API warns (an unreadable state file, read from its backup)."""
-        print(f"auto: warning: {message}", file=sys.stderr)
 
 
 class _Ignored:
@@ -237,7 +232,7 @@ def cmd_ps(args, out: _Out) -> int:
 
     loaded = state.load(Home.resolve(args.home))
     if loaded.problem:
-        out.warning(loaded.problem)
+        warn_stderr(loaded.problem)
     views = snapshot(loaded.data, time.time())
     if args.json:
         fields = ("name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",

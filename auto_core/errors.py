@@ -1,6 +1,12 @@
 """Errors the lifecycle API raises; every face shows them as one line."""
 
+import sys
 from enum import IntEnum
+
+
+def warn_stderr(message: str) -> None:
+    """A warning as every face prints it: one ``auto: warning:`` line on stderr."""
+    print(f"auto: warning: {message}", file=sys.stderr)
 
 
 class ExitCode(IntEnum):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -27,17 +26,13 @@ from auto_core import (
     validate,
     views,
 )
-from auto_core.errors import AutoError, NotFound, UsageError
+from auto_core.errors import AutoError, NotFound, UsageError, warn_stderr
 from auto_core.model import ProcessView
 from auto_core.paths import Home
 from auto_core.record import Record
 
 PORT_WAIT = 10.0  # bounded wait for a port to be released on restart
 EARLY_MAX = 8  # up to this many starts spawn before the state file is parsed (state.Peek)
-
-
-def _stderr_warn(message: str) -> None:
-    print(f"auto: warning: {message}", file=sys.stderr)
 
 
 class Outcome(Record):
@@ -67,7 +62,7 @@ class Api:
     ):
         self.home = home or Home.resolve()
         self.clock = clock
-        self.warn = warn or _stderr_warn
+        self.warn = warn or warn_stderr
         # Children this process spawned, kept so long-lived faces can reap them (no zombies).
         self.children: dict[int, tuple[str, spawn.Child]] = {}
 

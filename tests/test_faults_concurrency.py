@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, procs_with_argv, wait_until
+from helpers import ROOT, pid_alive, procs_with_argv, wait_until
 
 WORKERS = 8
 OPS = 50
@@ -89,13 +89,9 @@ def marker_copies() -> dict[str, list[int]]:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 cmd = fh.read()
-            if cmd not in want:
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read()
         except OSError:
             continue
-        if raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] in (b"Z", b"X"):
+        if cmd not in want or not pid_alive(int(entry)):
             continue
         try:  # only this test's AUTO_HOME: another run of the suite may be going on
             with open(f"/proc/{entry}/environ", "rb") as fh:

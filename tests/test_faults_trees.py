@@ -21,6 +21,7 @@ import time
 import pytest
 from helpers import wait_until
 
+from auto_core import procfs
 from auto_core.lifecycle import Api
 
 STOP_TIMEOUT = 1.5
@@ -36,16 +37,6 @@ VARIANTS = [
     ("sh -c 'trap \"\" TERM; setsid sleep 1001 & sleep 1000 & wait' & wait", 4, 1, True),
 ]
 ESCAPE_ARGVS = ([b"sleep", b"1001"], [b"sh", b"-c", b"sleep 1001 & wait"])
-
-
-def _stat(pid: str) -> tuple[bytes, int] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[0], int(fields[2])
 
 
 def tree_members(home: str) -> dict[str, list[tuple[int, int, list[bytes]]]]:
@@ -65,10 +56,10 @@ def tree_members(home: str) -> dict[str, list[tuple[int, int, list[bytes]]]]:
         if want_home not in env:
             continue
         service = next((v[len(b"AUTO_SERVICE="):].decode() for v in env if v.startswith(b"AUTO_SERVICE=")), None)
-        st = _stat(entry)
-        if service is None or st is None or st[0] in (b"Z", b"X"):
+        fields = procfs.stat_fields(entry)
+        if service is None or fields is None or procfs.is_zombie(fields):
             continue
-        found.setdefault(service, []).append((int(entry), st[1], argv))
+        found.setdefault(service, []).append((int(entry), int(fields[procfs.PGRP]), argv))
     return found
 
 
