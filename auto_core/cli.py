@@ -304,6 +304,7 @@ def cmd_remove(args, out: _Out) -> int:
 
 
 def cmd_show(args, out: _Out) -> int:
+    from auto_core import logs
     from auto_core.views import describe_exit
 
     api = _api(args)
@@ -325,7 +326,7 @@ def cmd_show(args, out: _Out) -> int:
         ("port", str(v.port) if v.port else "-"),
         ("env", env),
         ("PATH", v.env.get("PATH", "-")),
-        ("log", api.log_path(v.name) or "-"),
+        ("log", str(logs.current_log(api.home, v.name, v.log_path) or "-")),
         ("last exit", describe_exit(v.last_exit)),
         ("restarts", f"{v.restarts} (backoff attempt {v.restart_attempt}, max {duration(v.backoff_max)})"),
         ("restart every", duration(v.restart_every) if v.restart_every else "-"),
@@ -369,11 +370,7 @@ def cmd_log(args, out: _Out) -> int:
 
     def resolve():
         # stat before parse: re-read the state only when state.json changed.
-        try:
-            st = os.stat(api.home.state_file)
-            key = (st.st_mtime_ns, st.st_ino, st.st_size)
-        except OSError:
-            key = None
+        key = state.signature(str(api.home.state_file))
         if key != stat_key[0]:
             stat_key[0] = key
             entry = state.processes(state.load(api.home).data).get(args.name)

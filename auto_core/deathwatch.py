@@ -47,10 +47,14 @@ class Notifier:
             pass  # the pipe is full: a wakeup is already pending
 
     def _drain(self) -> None:
+        self._drain_fd(self._wake_r)
+
+    @staticmethod
+    def _drain_fd(fd: int) -> None:
         try:
-            while os.read(self._wake_r, 512):
+            while os.read(fd, 4096):
                 pass
-        except BlockingIOError:
+        except (BlockingIOError, OSError):
             pass
 
     def watch(self, pid: int, create_time: float | None = None) -> bool:
@@ -97,14 +101,6 @@ class _SelectorWakers(Notifier):
         os.set_blocking(fd, False)
         self._sel.register(fd, selectors.EVENT_READ, self._WAKER)
         return True
-
-    @staticmethod
-    def _drain_fd(fd: int) -> None:
-        try:
-            while os.read(fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
 
 class PidfdNotifier(_SelectorWakers):

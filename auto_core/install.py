@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from auto_core import state, watchlock
-from auto_core.errors import AutoError, StateError
+from auto_core import identity, state, watchlock
+from auto_core.errors import AutoError, StateError, warn_stderr
 from auto_core.paths import Home, ensure_dir
 
 PLATFORMS = {"darwin": "macos", "linux": "linux"}
@@ -233,7 +233,7 @@ def wrapper_is_ours(path: Path) -> bool:
 def _install_wrapper(ctx: Ctx) -> None:
     path = wrapper_path(ctx)
     if os.path.lexists(path) and not wrapper_is_ours(path):
-        print(f"auto: warning: {path} exists and was not written by auto; left alone", file=sys.stderr)
+        warn_stderr(f"{path} exists and was not written by auto; left alone")
         return
     ctx.write(path, wrapper_text(ctx), 0o755)
     bin_dir = os.path.normpath(path.parent)
@@ -315,17 +315,14 @@ def status(home: Home, out, *, sys_platform: str = sys.platform) -> int:
 def _describe_pid(pid: int) -> str:
     if pid < 0:
         return "pid unknown"
-    import psutil
-
-    try:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(psutil.Process(pid).create_time()))
-    except (psutil.Error, OSError):
+    created = identity.create_time(pid)
+    if created is None:
         return f"pid {pid}"
-    return f"pid {pid}, since {since}"
+    return f"pid {pid}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}"
 
 
 def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
-    from auto_core.lifecycle import Api
+    from auto_core import views
     from auto_core.model import DEAD
 
     try:
@@ -337,9 +334,8 @@ def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
     out.data(f"state:    {home.state_file} ({len(procs)} process{'es' if len(procs) != 1 else ''})")
     problems = [loaded.problem] if loaded.problem else []
     if not watcher_running:
-        api = Api(home, warn=lambda _msg: None)
-        views = [api.view(name, procs[name]) for name in sorted(procs)]
-        stale = [v.name for v in views if v.status == DEAD and not v.starting]
+        now = time.time()
+        stale = [n for n in sorted(procs) if (v := views.view(n, procs[n], now)).status == DEAD and not v.starting]
         if stale:
             problems.append(f"stale: {', '.join(stale)} dead and not stopped, and no watcher"
                             " restarts them (auto start NAME, or run the watcher)")

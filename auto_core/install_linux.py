@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from auto_core.errors import AutoError
+from auto_core.errors import AutoError, warn_stderr
 from auto_core.install import Ctx, read_text, render
 
 UNIT = "auto-watch"
@@ -117,8 +116,7 @@ def uninstall(ctx: Ctx) -> None:
     _, unusable = _probe(ctx)
     if unusable and not ctx.dry_run:
         # No user manager to ask, so none runs this unit: removing the file is all there is.
-        print(f"auto: warning: systemctl --user cannot be used here ({unusable});"
-              " removing the unit file only", file=sys.stderr)
+        warn_stderr(f"systemctl --user cannot be used here ({unusable}); removing the unit file only")
         ctx.remove(path)
         return
     # KillMode=process: stopping the unit stops the watcher only, never the services.

@@ -484,7 +484,7 @@ class Api:
                 return
             old = self._old_group(entry)
             leftovers = {h.pgid for h in holders if old is not None and h.pgid == old
-                         and (identity.create_time(h.pid) or 0) >= entry["create_time"] - 1}
+                         and (identity.create_time(h.pid) or 0) >= entry["create_time"] - identity.CREATE_TIME_TOLERANCE}
             if leftovers and len(leftovers) == len({h.pgid for h in holders}):
                 # The old instance's group still listens (a reloader or worker): stop it like the service.
                 procgroup.terminate_groups(leftovers, self._signal(entry), model.stop_timeout(entry), self.reap)

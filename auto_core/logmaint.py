@@ -327,11 +327,7 @@ class Maintainer:
 
     def _refresh_state(self) -> None:
         """Re-read the state file only when it changed (stat before parse, LESSONS 17)."""
-        try:
-            st = os.stat(self.home.state_file)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            key = None
+        key = state.signature(str(self.home.state_file))
         if key == self._state_key:
             return
         try:

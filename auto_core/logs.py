@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,10 +81,6 @@ def write_line(fd: int, text: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def header(name: str, pid: int | str, when: datetime, command: str) -> str:
-    return f"[auto] start {name} pid {pid} at {when.isoformat(timespec='seconds')}: {command}"
 
 
 class Run(Record, frozen=True):
@@ -202,15 +197,6 @@ class CorruptLog(OSError):
 
 def is_gz(path: str | os.PathLike) -> bool:
     return str(path).endswith(".gz")
-
-
-def open_log(path: str | os.PathLike):
-    """A binary reader of ``path``; ``.gz`` files are decompressed transparently."""
-    if is_gz(path):
-        import gzip
-
-        return gzip.open(path, "rb")
-    return open(path, "rb")
 
 
 def iter_raw_lines(path: str | os.PathLike) -> Iterator[bytes]:
@@ -462,13 +448,3 @@ def follow(
         stop.wait(interval)
     if reader:
         reader.close()
-
-
-def mtime(path: Path) -> float:
-    with contextlib.suppress(OSError):
-        return path.stat().st_mtime
-    return 0.0
-
-
-def now_stamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

@@ -188,7 +188,7 @@ def signature(path: str) -> tuple[int, int, int] | None:
     """What tells one version of the file from another: every write renames a new file in."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # missing, or a file where local/ belongs: the parse will say what
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 

@@ -476,7 +476,7 @@ class Watcher:
             log_path = entry.get("log_path")
             started = _number(entry.get("started_at"))
             group = Api._old_group(entry) if pid is not None else None
-            stop_sig = int(signal.Signals[model.stop_signal(entry)])
+            stop_sig = Api._signal(entry)
             self.entries[name] = dict(entry)  # so a restart due now is not taken for a new death
         self.txn_cost = 0.8 * self.txn_cost + 0.2 * (time.perf_counter() - t0)
         # started_at (our clock, just after the spawn) is finer than the kernel's create time.
