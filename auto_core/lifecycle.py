@@ -518,7 +518,7 @@ class Api:
         reuses the number is never signalled.
         """
         pgid = self._old_group(entry)
-        if pgid is None or identity.is_ours(pgid, entry["create_time"]) or not procgroup.live_groups([pgid]):
+        if pgid is None or identity.is_ours(pgid, entry["create_time"]) or not procgroup.exists(pgid):
             return None
         born = [t for t in map(identity.create_time, procgroup.members(pgid)) if t is not None]
         if born and all(t >= entry["create_time"] - identity.CREATE_TIME_TOLERANCE for t in born):

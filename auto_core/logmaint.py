@@ -292,10 +292,10 @@ class Maintainer:
                 self._next_size_check = now + self.size_interval
                 self._refresh_state()
                 self._check_sizes(live, watcher_log, events)
-            if self._walk is None and not self._compress_queue and self._compressing is None:
+            if not self.busy:
                 if self._pass_due(now):
                     self._begin_pass(now)
-            if self._walk is not None or self._compress_queue or self._compressing is not None:
+            if self.busy:
                 self._advance(now, live, watcher_log, events)
         except Exception as exc:  # noqa: BLE001 - the watcher loop must go on (LESSONS 11)
             self._abandon_pass()
@@ -341,6 +341,11 @@ class Maintainer:
         self._state_key = key
         self._settings = {name: settings(entry) for name, entry in procs.items()}
         self._recorded = {str(e["log_path"]) for e in procs.values() if isinstance(e.get("log_path"), str)}
+
+    @property
+    def busy(self) -> bool:
+        """A retention pass is under way (walking, or compressing what it found)."""
+        return self._walk is not None or bool(self._compress_queue) or self._compressing is not None
 
     def settings_for(self, name: str) -> Settings:
         return self._settings.get(name, Settings())
@@ -440,7 +445,7 @@ class Maintainer:
             elif action == "compress":
                 self._compress_queue.append(Path(entry.path))
         self._compress(live_paths, events)
-        if self._walk is None and not self._compress_queue and self._compressing is None:
+        if not self.busy:
             self._remove_empty_dirs(now)
             self.passes_done += 1
 
@@ -560,7 +565,7 @@ class Maintainer:
         self._reported = {}
         try:
             self._walk = self._entries()
-            while self._walk is not None or self._compress_queue or self._compressing is not None:
+            while self.busy:
                 self._advance(now, live, watcher_log, events)
         finally:
             self.scan_batch, self.delete_batch, self.compress_budget, self._reported = saved

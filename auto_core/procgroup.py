@@ -47,17 +47,20 @@ def _live_groups_generic(pgids: set[int]) -> set[int]:
     return found
 
 
+def exists(pgid: int) -> bool:
+    """Whether group ``pgid`` has any member (maybe only a zombie); no /proc scan."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's: it exists
+    return True
+
+
 def live_groups(pgids: Iterable[int]) -> set[int]:
     """The subset of ``pgids`` that still has a non-zombie member."""
-    wanted = set()
-    for pgid in pgids:
-        try:
-            os.killpg(pgid, 0)
-            wanted.add(pgid)  # something (maybe only a zombie) is in the group
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            wanted.add(pgid)
+    wanted = {pgid for pgid in pgids if exists(pgid)}
     if not wanted:
         return set()
     if procfs.AVAILABLE:

@@ -239,9 +239,7 @@ class Watcher:
 
     def _maintenance_busy(self) -> bool:
         """A retention pass advances a batch per iteration: keep iterations coming while it runs."""
-        m = self.maintainer
-        return (getattr(m, "_walk", None) is not None or bool(getattr(m, "_compress_queue", None))
-                or getattr(m, "_compressing", None) is not None)
+        return self.maintainer.busy
 
     # --- state -----------------------------------------------------------------------------
 
