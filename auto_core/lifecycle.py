@@ -457,7 +457,7 @@ class Api:
                 env = dict(model.env(entry), AUTO_CLAIM=repr(claims[name]["starting_since"]))
                 workdir = model.workdir(entry) or os.path.expanduser("~")
                 try:
-                    spawned = spawner.spawn(name, entry["command"], workdir, env, fd, when)
+                    spawned = spawner.spawn(name, entry["command"], workdir, env, fd, when, log_path=str(path))
                 except spawn.SpawnError as exc:
                     logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror}")
                     failed[name] = f"cannot start {name}: {exc.strerror}"

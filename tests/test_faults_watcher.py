@@ -195,9 +195,11 @@ def test_watcher_never_signals_a_recycled_pid(home, tmp_path):
         home.state_file.write_text(json.dumps(data))
         watcher = Watcher(home.root, tmp_path / "watch.out")
         try:
-            wait_until(lambda: markers().get(999), 10, message="a fresh copy")
-            new_pid = read_state(home.root)["processes"]["svc"]["pid"]
-            assert new_pid != sentinel.pid
+            copy = wait_until(lambda: markers().get(999), 10, message="a fresh copy")
+            # The copy runs from its spawn on; the watcher records its pid just after.
+            wait_until(lambda: read_state(home.root)["processes"]["svc"]["pid"] == copy[0], 10,
+                       message="the fresh copy recorded")
+            assert copy[0] != sentinel.pid
             assert api.stop(["svc"])[0].ok
             wait_until(lambda: not markers().get(999), 10, message="svc stopped")
         finally:

@@ -1,9 +1,12 @@
 """Spawning without posix_spawn's setsid: the Popen path some macOS Pythons take."""
 
 import os
+import re
 import signal
+import subprocess
+import sys
 
-from helpers import pid_alive, read_state, wait_until
+from helpers import pid_alive, read_state, run_cli, wait_until
 
 from auto_core import spawn
 from auto_core.lifecycle import Api
@@ -47,9 +50,6 @@ def test_without_posix_spawn_setsid_services_start_through_popen_in_their_own_se
 def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home, tmp_path):
     """With 0-2 closed in the caller, its log file can be fd 0 and /dev/null fd 1 there: the
     service must still get /dev/null as stdin and the log as stdout and stderr."""
-    import subprocess
-    import sys
-
     log, pidfile = tmp_path / "svc.log", tmp_path / "svc.pid"
     script = (
         "import os, sys\n"
@@ -70,3 +70,147 @@ def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home
     assert lines[0].startswith(f"[auto] start svc pid {pid} ") and lines[1:3] == ["out-line", "err-line"]
     assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
     os.killpg(pid, signal.SIGKILL)
+
+
+# --- a plain command spawned directly (no shell prologue) ---------------------------------------
+# The CLI and the watcher run no other thread, so they spawn plain commands themselves: these
+# tests go through the real CLI. The header the spawner writes is padded to a 7-digit pid; the
+# prologue's is not, which tells the two ways apart.
+
+HEADER = re.compile(r"\[auto\] start (\S+) pid (\d+) at [0-9T:-]{19}: (.*)")
+
+
+def _header(line: str, name: str, pid: int, command: str) -> str:
+    """'direct' or 'shell': who wrote this exact header line for ``pid``."""
+    m = HEADER.fullmatch(line)
+    assert m and m.group(1) == name and int(m.group(2)) == pid, line
+    if m.group(3) == command:
+        return "shell"
+    assert m.group(3) == command + " " * (7 - len(str(pid))), line
+    return "direct"
+
+
+def _add(home, name: str, command: str, workdir, *extra: str) -> dict:
+    r = run_cli("add", name, command, "--workdir", str(workdir), *extra, home=home.root)
+    assert r.returncode == 0, r.stderr
+    return read_state(home.root)["processes"][name]
+
+
+def test_a_plain_command_that_prints_at_once_still_has_its_header_first(home, tmp_path):
+    """`env` writes as soon as it runs: its output must still follow a complete header with the
+    real pid, in every run; the environment says where it runs (`cd -P`'s PWD) and for whom."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    entry = _add(home, "env", "env", tmp_path / "link")
+    for run in range(12):
+        if run:
+            assert run_cli("start", "env", home=home.root).returncode == 0
+            entry = read_state(home.root)["processes"]["env"]
+        log = entry["log_path"]
+        wait_until(lambda log=log: "AUTO_SERVICE=env\n" in open(log).read(), 5, message="env's output")
+        lines = open(log).read().splitlines()
+        assert _header(lines[0], "env", entry["pid"], "env") == "direct"
+        assert f"PWD={real}" in lines and "AUTO_SERVICE=env" in lines
+        assert not any(line.startswith("[auto] start") for line in lines[1:])
+
+
+def test_a_plain_command_runs_the_program_the_services_path_finds(home, tmp_path):
+    """The search is sh's: the service's recorded PATH, not the caller's, and the first
+    executable regular file (a non-executable one earlier on PATH is passed over)."""
+    first, second = tmp_path / "bin1", tmp_path / "bin2"
+    for d in (first, second):
+        d.mkdir()
+        (d / "mytool").write_text(f"#!/bin/sh\necho ran {d.name}\nexec sleep 40990\n")
+    (second / "mytool").chmod(0o755)  # bin1's copy is not executable
+    (first / "subdir").mkdir()
+    (second / "subdir").write_text("#!/bin/sh\necho ran the file\nexec sleep 40991\n")
+    (second / "subdir").chmod(0o755)  # bin1's is a directory
+    path = f"{first}:{second}:/usr/bin:/bin"
+    for name, word in (("tool", "mytool"), ("dir", "subdir")):
+        entry = _add(home, name, word, tmp_path, "--env", f"PATH={path}")
+        log = entry["log_path"]
+        wait_until(lambda log=log: "ran" in open(log).read(), 5, message=f"{name}'s output")
+        lines = open(log).read().splitlines()
+        assert _header(lines[0], name, entry["pid"], word) == "direct"
+        assert lines[1] == {"tool": "ran bin2", "dir": "ran the file"}[name]
+    # A caller whose own PATH lacks bin2 restarts it: the service's recorded PATH still finds it.
+    r = run_cli("restart", "tool", home=home.root, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    entry = read_state(home.root)["processes"]["tool"]
+    wait_until(lambda: "ran" in open(entry["log_path"]).read(), 5, message="the restarted tool's output")
+    assert open(entry["log_path"]).read().splitlines()[1] == "ran bin2"
+
+
+def test_a_relative_program_is_found_in_the_workdir_and_a_script_without_shebang_runs_through_sh(home, tmp_path):
+    (tmp_path / "serve").write_text("#!/bin/sh\necho serving from $(pwd)\nexec sleep 40992\n")
+    (tmp_path / "serve").chmod(0o755)
+    (tmp_path / "legacy").write_text("echo legacy script\nexec sleep 40993\n")  # ENOEXEC for exec(2)
+    (tmp_path / "legacy").chmod(0o755)
+    for name, word, how, out in (("serve", "./serve", "direct", f"serving from {tmp_path}"),
+                                 ("legacy", "./legacy", "shell", "legacy script")):
+        entry = _add(home, name, word, tmp_path)
+        log = entry["log_path"]
+        wait_until(lambda log=log, out=out: out in open(log).read(), 5, message=f"{name}'s output")
+        lines = open(log).read().splitlines()
+        assert _header(lines[0], name, entry["pid"], word) == how
+        assert lines[1:] == [out], "one header: the refused direct spawn left nothing in the log"
+        assert pid_alive(entry["pid"]) and os.getpgid(entry["pid"]) == entry["pid"]
+
+
+def test_a_process_running_threads_never_changes_its_cwd_to_spawn(home, tmp_path):
+    """The TUI spawns from worker threads while others run: the direct spawn's chdir would be
+    seen by them, so there the prologue does the cd. The caller's cwd never moves."""
+    import threading
+
+    here = os.getcwd()
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch_cwd() -> None:
+        while not stop.is_set():
+            seen.add(os.getcwd())
+
+    watcher = threading.Thread(target=watch_cwd)
+    watcher.start()
+    try:
+        api = Api(home, warn=lambda m: None)
+        for i in range(10):
+            api.add(f"t{i}", f"sleep {40980 + i}", workdir=str(tmp_path))
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen == {here} and os.getcwd() == here
+    procs = read_state(home.root)["processes"]
+    for i in range(10):
+        entry = procs[f"t{i}"]
+        log = entry["log_path"]
+        wait_until(lambda log=log: open(log).read(), 5, message="the header")
+        assert _header(open(log).read().splitlines()[0], f"t{i}", entry["pid"], f"sleep {40980 + i}") == "shell"
+        assert os.readlink(f"/proc/{entry['pid']}/cwd") == str(tmp_path)
+
+
+def test_a_single_threaded_caller_gets_its_cwd_back_after_direct_spawns(home, tmp_path):
+    script = (
+        "import os, sys\n"
+        "from datetime import datetime\n"
+        "from auto_core import spawn\n"
+        "before = os.getcwd()\n"
+        "with spawn.Spawner() as sp:\n"
+        "    for i in range(3):\n"
+        f"        log = {str(tmp_path)!r} + f'/s{{i}}.log'\n"
+        "        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
+        "        s = sp.spawn(f's{i}', 'sleep 40995', '/', {}, fd, datetime.now(), log_path=log)\n"
+        "        os.close(fd)\n"
+        "        print(s.pid, os.getcwd() == before)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, AUTO_HOME=str(home.root)), timeout=30)
+    assert r.returncode == 0, r.stderr
+    for i, line in enumerate(r.stdout.splitlines()):
+        pid, same = line.split()
+        assert same == "True"
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        text = wait_until(lambda i=i: (tmp_path / f"s{i}.log").read_text(), 5, message="header")
+        assert _header(text.splitlines()[0], f"s{i}", int(pid), "sleep 40995") == "direct"
+        os.killpg(int(pid), signal.SIGKILL)
