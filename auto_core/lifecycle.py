@@ -260,7 +260,8 @@ class Api:
         return self._launch(list(names), mode="restart")
 
     def start_all(self) -> list[Outcome]:
-        return self.start(self.names(), skip_running=True)
+        # Every name the state holds when the claims are taken (one parse of it, not two).
+        return self._launch(None, mode="start", skip_running=True)
 
     def revive(self, name: str, reason: str = "restart", not_before: float | None = None) -> Outcome | None:
         """Automatic restart for the watcher: only if dead, not stopped and not claimed.
@@ -278,10 +279,11 @@ class Api:
         return outcomes[0] if outcomes else None
 
     def _launch(
-        self, names: list[str], *, mode: str, skip_running: bool = False, reason: str = "",
+        self, names: list[str] | None, *, mode: str, skip_running: bool = False, reason: str = "",
         not_before: float | None = None,
     ) -> list[Outcome]:
-        for name in names:
+        """``names`` None: every process of the state."""
+        for name in names or ():
             validate.name(name)
         now = self.clock()
         claims: dict[str, dict] = {}  # name -> copy of the entry as claimed
@@ -289,6 +291,8 @@ class Api:
         orphans: dict[str, float] = {}  # name -> claim of a starter that died
         with self._txn() as data:
             procs = state.processes(data)
+            if names is None:
+                names = sorted(procs)
             missing = [n for n in names if n not in procs]
             if missing and mode != "auto":
                 raise NotFound(missing[0])

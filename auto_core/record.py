@@ -27,6 +27,7 @@ class Factory:
 
 class Record:
     _fields: tuple[str, ...] = ()
+    _field_set: frozenset[str] = frozenset()
     _defaults: dict = {}
     _frozen = False
 
@@ -42,12 +43,16 @@ class Record:
             if name in cls.__dict__:
                 defaults[name] = cls.__dict__[name]
         cls._fields = tuple(fields)
+        cls._field_set = frozenset(fields)
         cls._defaults = defaults
         cls._frozen = frozen or cls._frozen
         cls.__hash__ = Record._hash if cls._frozen else None
 
     def __init__(self, *args, **kwargs):
         fields = self._fields
+        if not args and len(kwargs) == len(fields) and kwargs.keys() == self._field_set:
+            self.__dict__.update(kwargs)  # every field by keyword (`ps` makes 200 views): no checks left
+            return
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__}() takes {len(fields)} arguments, got {len(args)}")
         values = dict(zip(fields, args, strict=False))  # length checked above

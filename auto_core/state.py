@@ -14,11 +14,14 @@ import marshal
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from auto_core.errors import StateError
 from auto_core.paths import FILE_MODE, Home, ensure_dir
 from auto_core.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VERSION = 1
 
@@ -44,10 +47,11 @@ def _shape_error(data: object) -> str | None:
     return None
 
 
-def _parse(path: Path) -> tuple[dict | None, str | None, bytes | None]:
+def _parse(path: str) -> tuple[dict | None, str | None, bytes | None]:
     """Return (data, None, raw) or (None, reason, None). A missing file is (None, None, None)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return None, None, None
     except IsADirectoryError:
@@ -68,16 +72,21 @@ def _parse(path: Path) -> tuple[dict | None, str | None, bytes | None]:
 
 def load(home: Home) -> Loaded:
     """Read the state without locking. Falls back to ``.bak``; raises StateError if neither parses."""
-    data, problem, raw = _parse(home.state_file)
+    return load_files(str(home.state_file), str(home.state_bak))
+
+
+def load_files(state_file: str, bak_file: str) -> Loaded:
+    """``load`` given the two files' paths (``paths.state_files``): no ``Home``, no pathlib."""
+    data, problem, raw = _parse(state_file)
     if data is not None:
         return Loaded(data, "main", raw=raw)
-    if problem is None and not home.state_file.exists():
+    if problem is None and not os.path.exists(state_file):
         return Loaded({"version": VERSION, "processes": {}}, "empty")
-    bak, _, _ = _parse(home.state_bak)
+    bak, _, _ = _parse(bak_file)
     if bak is not None:
-        return Loaded(bak, "bak", f"{home.state_file} is unreadable ({problem}); using {home.state_bak.name}")
+        return Loaded(bak, "bak", f"{state_file} is unreadable ({problem}); using {os.path.basename(bak_file)}")
     raise StateError(
-        f"state file {home.state_file} is unreadable ({problem}) and there is no usable backup;"
+        f"state file {state_file} is unreadable ({problem}) and there is no usable backup;"
         " fix or move it away (auto will not overwrite it)"
     )
 

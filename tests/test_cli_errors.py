@@ -202,3 +202,34 @@ def test_unquoted_command_with_options_gets_a_hint(auto_home, capsys):
     # The hint's two ways both work.
     assert auto(capsys, "add", "web", "--no-start", "--", "python3", "-m", "http.server")[0] == 0
     assert auto(capsys, "add", "web2", "python3 -m http.server", "--no-start")[0] == 0
+
+
+# --- the command lines argparse does not see ---------------------------------------------------
+
+PLAIN_LINES = [
+    ["ps"], ["ps", "--json"], ["-q", "ps"], ["--quiet", "ps", "--json", "--json"], ["--home", "/x", "ps"],
+    ["--home=/x", "-q", "stop-all"], ["-q", "--home", "/x", "-q", "start-all"], ["start-all"],
+    ["status"], ["tui"], ["watch"], ["watch", "--poll"], ["--home=", "ps"],
+]
+NOT_PLAIN = [
+    [], ["-h"], ["ps", "-h"], ["ps", "--js"], ["ps", "--json", "x"], ["ps", "-q"], ["--qu", "ps"],
+    ["--home"], ["--home", "-q", "ps"], ["--", "ps"], ["start", "x"], ["add", "a", "b"], ["--version"],
+    ["stop-all", "--poll"], ["watch", "--json"], ["logs", "prune"], ["install"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN_LINES)
+def test_a_plain_command_line_parses_as_argparse_would(argv):
+    from auto_core import cli
+    from auto_core.cliparse import build_parser
+
+    plain = cli._plain_args(argv)
+    assert plain is not None
+    assert vars(plain) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", NOT_PLAIN)
+def test_anything_else_goes_through_argparse(argv):
+    from auto_core import cli
+
+    assert cli._plain_args(argv) is None

@@ -20,10 +20,18 @@ def test_add_ps_stop_roundtrip(auto_home):
     assert run_cli("-q", "ps", home=auto_home).stdout.splitlines()[1].split()[1] == "stopped"
 
 
-def test_cli_does_not_import_textual(auto_home):
-    code = "import sys, auto_core.cli as c; c.main(['-q', 'ps']); print('textual' in sys.modules, 'rich' in sys.modules)"
+def test_ps_imports_nothing_heavy(auto_home):
+    """`auto ps` is a read (docs/benchmarks.md, Core CLI): no Textual, no psutil, no spawning,
+    no pathlib (~4.5 ms), no argparse (~4 ms with gettext), no dataclasses (~10 ms), with a
+    running and a stopped service."""
+    assert run_cli("add", "on", "sleep 40961", home=auto_home).returncode == 0
+    assert run_cli("add", "off", "sleep 40962", "--no-start", home=auto_home).returncode == 0
+    heavy = ["textual", "rich", "psutil", "pathlib", "dataclasses", "subprocess", "argparse", "auto_core.lifecycle"]
+    code = (f"import sys, auto_core.cli as c; c.main(['-q', 'ps']); c.main(['ps', '--json'])\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False False"
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "[]" and lines[1].split()[0] == "off" and lines[2].split()[0] == "on"
 
 
 def test_tests_cannot_reach_the_real_home(auto_home, tmp_path, monkeypatch):

@@ -1,0 +1,141 @@
+"""The CLI's argparse parser (DESIGN.md §6): built only for command lines that need it.
+
+``auto ps`` and the other commands without arguments skip it (``cli._plain_args``): argparse
+with gettext and locale cost ~4 ms of a ~45 ms `auto ps` (docs/benchmarks.md, Core CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from auto_core import __version__
+from auto_core.errors import UsageError
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized like ``shutil.get_terminal_size`` without importing shutil
+    (and through it bz2 and lzma: ~3 ms of every command, as every ``add_argument`` makes one)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "0"))
+            except ValueError:
+                width = 0
+            if width <= 0:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2."""
+
+    command: str | None = None  # the command word being parsed, for a better hint
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        # The top-level parser reports a sub-command's leftovers, so ask which command it was.
+        if "unrecognized arguments" in message and self.command == "add":
+            message += " (quote the command, or put it after --)"
+        raise UsageError(message)
+
+
+class _Ignored:
+    """Stands in for the sub-parser of a command that is not being run: every call is a no-op."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+def build_parser(only: str | None = None) -> _Parser:
+    """The full parser, or with ``only`` just that command's sub-parser.
+
+    Building all 17 sub-parsers costs about 7 ms, a sixth of `auto ps` (docs/benchmarks.md).
+    """
+    p = _Parser(prog="auto", description="Keep your local services running.")
+    p.add_argument("--home", metavar="DIR", help="state and logs root (default: $AUTO_HOME or the user state dir)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but the command's own output")
+    p.add_argument("--version", action="version", version=f"auto {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    if only is not None:
+        add_parser = sub.add_parser
+        sub.add_parser = lambda name, **kw: add_parser(name, **kw) if name == only else _Ignored()
+
+    ps = sub.add_parser("ps", help="list processes")
+    ps.add_argument("--json", action="store_true", help="machine-readable list")
+
+    add = sub.add_parser("add", help="define a process and start it")
+    add.add_argument("name")
+    add.add_argument("command", nargs="+", help="shell command (quote it, or put it after --)")
+    _definition_flags(add)
+    add.add_argument("--no-start", action="store_true", help="define it but do not start it")
+
+    for verb, text in (("start", "start processes"), ("stop", "stop processes (they stay stopped)"),
+                       ("restart", "stop and start processes")):
+        sp = sub.add_parser(verb, help=text)
+        sp.add_argument("names", nargs="+", metavar="NAME")
+
+    show = sub.add_parser("show", help="show a process's definition and state")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+
+    upd = sub.add_parser("update", help="edit a definition (takes effect on next start)")
+    upd.add_argument("name")
+    upd.add_argument("--command", dest="new_command", metavar="C")
+    _definition_flags(upd)
+    upd.add_argument("--unset-env", action="append", default=[], metavar="KEY")
+
+    rm = sub.add_parser("remove", help="stop and delete a definition (logs stay)")
+    rm.add_argument("name")
+
+    log = sub.add_parser("log", help="print or follow a process's current log")
+    log.add_argument("name")
+    log.add_argument("-f", "--follow", "--tail", action="store_true", help="follow new output (and new runs)")
+    log.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                     help="last N lines (0: all), default 100 (with --run: all)")
+    log.add_argument("--path", "--file", action="store_true", help="print the log file's path only")
+    log.add_argument("--runs", action="store_true", help="list the runs: start time, size, how each ended")
+    log.add_argument("--run", type=int, metavar="N",
+                     help="print run N: -1 the current or last, -2 the previous...; 1 the oldest")
+
+    logs_cmd = sub.add_parser("logs", help="log maintenance")
+    logs_sub = logs_cmd.add_subparsers(dest="logs_cmd", metavar="ACTION", parser_class=_Parser, required=True)
+    prune = logs_sub.add_parser("prune", help="apply log retention now: delete old files, compress finished runs")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+
+    sub.add_parser("start-all", help="start every process that is not running")
+    sub.add_parser("stop-all", help="stop every process")
+    watch = sub.add_parser("watch", help="run the watcher in the foreground")
+    watch.add_argument("--poll", action="store_true", help=argparse.SUPPRESS)  # force the 1 s poll path
+    for verb in ("install", "uninstall"):
+        sp = sub.add_parser(verb, help=f"{verb} the login service and ~/bin/auto wrapper")
+        sp.add_argument("--dry-run", action="store_true", help="print what would be written and run")
+        sp.add_argument("--platform", choices=("macos", "linux"), help="render for this platform")
+    sub.add_parser("status", help="check the watcher, login service, state and logs")
+    sub.add_parser("tui", help="open the full-screen app")
+    return p
+
+
+def _definition_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", metavar="DIR")
+    p.add_argument("--port", metavar="P", help="1-65535 (update: 'off' clears it)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--restart-every", metavar="I", help="periodic restart, e.g. 30m, 2h (update: 'off')")
+    p.add_argument("--backoff-max", metavar="S", help="cap of the restart delay in seconds (default 7200)")
+    p.add_argument("--backoff-base", metavar="S", help="first restart delay in seconds (default 1)")
+    p.add_argument("--stop-timeout", metavar="S", help="seconds between the stop signal and SIGKILL (default 10)")
+    p.add_argument("--stop-signal", metavar="SIG", help="signal sent first on stop (default SIGTERM)")
+    p.add_argument("--log-max-bytes", metavar="SIZE", help="roll the run's log past this size, e.g. 50M (default 50M)")
+    p.add_argument("--log-keep-parts", metavar="N", help="rolled parts kept per run (default 5)")
+    p.add_argument("--log-keep-days", metavar="D", help="delete log files older than D days (default 30)")
+
+
