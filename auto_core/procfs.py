@@ -17,11 +17,16 @@ STATE, PGRP, UTIME, STIME, STARTTIME, RSS = 0, 2, 11, 12, 19, 21
 
 def stat_fields(pid: int | str) -> list[bytes] | None:
     """The fields of ``/proc/PID/stat`` after the command name, or None if there is no such pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
+    try:  # os.open/os.read: a file object cost twice as much (`ps` reads 200 of these)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     fields = raw[raw.rfind(b")") + 2 :].split()
     return fields if len(fields) > RSS else None
 
