@@ -293,6 +293,8 @@ class Api:
             procs = state.processes(data)
             if names is None:
                 names = sorted(procs)
+                for name in names:  # a hand-edited state must not name paths outside the home
+                    validate.name(name)
             missing = [n for n in names if n not in procs]
             if missing and mode != "auto":
                 raise NotFound(missing[0])

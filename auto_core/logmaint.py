@@ -88,20 +88,6 @@ def _why(exc: OSError) -> str:
 
 # --- rolling -----------------------------------------------------------------------------------
 
-def _parts_of(path: Path) -> dict[int, list[Path]]:
-    """Existing rolled parts of ``path`` (``name.log.K`` and ``name.log.K.gz``) by number."""
-    found: dict[int, list[Path]] = {}
-    prefix = path.name + "."
-    with os.scandir(path.parent) as it:
-        for entry in it:
-            if not entry.name.startswith(prefix) or entry.name.endswith(_TMP):
-                continue
-            rest = entry.name[len(prefix):].removesuffix(".gz")
-            if rest.isdigit():
-                found.setdefault(int(rest), []).append(Path(entry.path))
-    return found
-
-
 def _create(path: Path) -> int:
     """A new file for writing; a stale one (an interrupted roll) is replaced, never followed."""
     with contextlib.suppress(FileNotFoundError):
@@ -128,7 +114,7 @@ def roll(path: str | os.PathLike, keep_parts: int = DEFAULT_KEEP_PARTS) -> tuple
     first. Returns the new part and the deleted parts. On any error nothing is truncated.
     """
     path = Path(path)
-    existing = _parts_of(path)
+    existing = logs.parts_by_number(path)
     number = max(existing, default=0) + 1
     part = path.with_name(f"{path.name}.{number}")
     tmp = path.with_name(f"{part.name}{_TMP}")

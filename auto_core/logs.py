@@ -285,22 +285,28 @@ def tail_lines(path: str | os.PathLike, n: int, block: int = 65536) -> tuple[lis
     return [decode(line).rstrip("\r") for line in lines[-n:]], end
 
 
-def rolled_parts(path: str | os.PathLike) -> list[Path]:
-    """The parts rolled off a log file (``<file>.K``, ``<file>.K.gz``), oldest first."""
-    path = Path(path)
+def parts_by_number(path: Path) -> dict[int, list[Path]]:
+    """The parts rolled off ``path`` (``<file>.K``, ``<file>.K.gz``) by number K; raises
+    OSError when its directory cannot be read."""
     prefix = path.name + "."
-    found: dict[int, Path] = {}
+    found: dict[int, list[Path]] = {}
+    with os.scandir(path.parent) as it:
+        for entry in it:
+            if entry.name.startswith(prefix):
+                number = entry.name[len(prefix):].removesuffix(".gz")
+                if number.isdigit():  # not a ``.tmp`` of an interrupted roll or compression
+                    found.setdefault(int(number), []).append(Path(entry.path))
+    return found
+
+
+def rolled_parts(path: str | os.PathLike) -> list[Path]:
+    """The parts rolled off a log file, oldest first; while a part is being compressed both
+    files exist, and the plain one is the whole part."""
     try:
-        with os.scandir(path.parent) as it:
-            for entry in it:
-                if entry.name.startswith(prefix):
-                    rest = entry.name[len(prefix):]
-                    number = rest.removesuffix(".gz")
-                    if number.isdigit() and (int(number) not in found or not rest.endswith(".gz")):
-                        found[int(number)] = Path(entry.path)
+        found = parts_by_number(Path(path))
     except OSError:
         return []
-    return [found[k] for k in sorted(found)]
+    return [min(found[k], key=lambda p: p.name.endswith(".gz")) for k in sorted(found)]
 
 
 def _part_number(parts: list[Path]) -> int:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+LOCAL_DIR = "local"  # state, its lock and backup, the watcher's lock
 STATE_NAME = "state.json"
 BAK_NAME = "state.json.bak"
 
@@ -26,12 +27,15 @@ def home_dir(root: str | os.PathLike | None = None) -> str:
 
             root = platformdirs.user_state_dir("auto")
     root = os.path.expanduser(os.fspath(root))
-    return root if os.path.isabs(root) else os.path.join(os.getcwd(), root)  # as Path.absolute()
+    if not os.path.isabs(root):
+        root = os.path.join(os.getcwd(), root)
+    # As Path(root).absolute(): empty and "." parts dropped, ".." kept (a symlink may precede it).
+    return "/" + "/".join(part for part in root.split("/") if part and part != ".")
 
 
 def state_files(root: str) -> tuple[str, str]:
     """``state.json`` and its ``.bak`` under the home ``root`` (what ``Home`` names, as strings)."""
-    local = os.path.join(root, "local")
+    local = os.path.join(root, LOCAL_DIR)
     return os.path.join(local, STATE_NAME), os.path.join(local, BAK_NAME)
 
 
@@ -52,7 +56,7 @@ class Home(Record, frozen=True):
 
     @property
     def local(self) -> Path:
-        return self.root / "local"
+        return self.root / LOCAL_DIR
 
     @property
     def state_file(self) -> Path:

@@ -94,6 +94,16 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def ask_group(pgid: int, sig: int) -> bool:
+    """Send a stop signal to the group, then SIGCONT unless it was SIGKILL: a stopped (^Z)
+    member would never see it. False if the group no longer exists."""
+    if not signal_group(pgid, sig):
+        return False
+    if sig not in (signal.SIGKILL, signal.SIGCONT):
+        signal_group(pgid, signal.SIGCONT)
+    return True
+
+
 def wait_gone(
     pgids: Iterable[int], timeout: float, reap: Callable[[], None] | None = None
 ) -> set[int]:
@@ -123,8 +133,7 @@ def terminate_groups(
     """
     groups = {g for g in pgids if g > 1}
     for pgid in groups:
-        if signal_group(pgid, sig) and sig not in (signal.SIGKILL, signal.SIGCONT):
-            signal_group(pgid, signal.SIGCONT)  # a stopped (^Z) member would never see sig
+        ask_group(pgid, sig)
     survivors = wait_gone(groups, timeout, reap)
     if not survivors:
         return set()

@@ -27,6 +27,7 @@ its two internal signals (32 and 33) start ignored; libc re-installs them where 
 from __future__ import annotations
 
 import _thread  # a lock without importing threading (~1 ms on every one-shot command)
+import contextlib
 import errno
 import fcntl
 import os
@@ -40,13 +41,15 @@ from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
 SHELL = "/bin/sh"
 # $1 name, $2 time, $3 command, $4 workdir. printf's format is constant; data goes through %s.
 # The header comes first, so a failing `cd` (the workdir vanished after our check) is logged
 # after it; `-P` resolves symlinks as chdir(2) does.
-_HEADER = 'printf "[auto] start %s pid %s at %s: %s\\n" "$1" "$$" "$2" "$3"; cd -P -- "$4" || exit 126; '
+HEADER_FORMAT = "[auto] start %s pid %s at %s: %s"  # name, pid, time, command
+_HEADER = f'printf "{HEADER_FORMAT}\\n" "$1" "$$" "$2" "$3"; cd -P -- "$4" || exit 126; '
 _PROLOGUE = _HEADER + 'exec ' + SHELL + ' -c "$3"'
 # $5... the command's own words (a command with no shell syntax).
 _PROLOGUE_ARGV = _HEADER + 'shift 4; exec "$@"'
@@ -120,12 +123,11 @@ def build_env(extra: dict | None, base: dict[bytes, bytes]) -> dict[bytes, bytes
 def header(name: str, pid: str, stamp: str, command: str) -> bytes:
     """The header line as the prologue prints it, padded for a pid of up to ``PID_ROOM`` digits."""
     pad = " " * max(0, PID_ROOM - len(pid))
-    return os.fsencode(f"[auto] start {name} pid {pid} at {stamp}: {command}{pad}\n")
+    return os.fsencode(HEADER_FORMAT % (name, pid, stamp, command) + pad + "\n")
 
 
-def argv(name: str, command: str, when: datetime, workdir: str, words: list[str] | None) -> list[str]:
+def argv(name: str, command: str, stamp: str, workdir: str, words: list[str] | None) -> list[str]:
     """The prologue's argv; ``words`` is ``shellwords.simple_argv(command)``."""
-    stamp = when.isoformat(timespec="seconds")
     if words is None:
         return [SHELL, "-c", _PROLOGUE, "auto", name, stamp, command, workdir]
     return [SHELL, "-c", _PROLOGUE_ARGV, "auto", name, stamp, command, workdir, *words]
@@ -217,29 +219,34 @@ class Spawner:
         program = None
         if words is not None and log_path is not None and self._cwd is not None and _setsid_spawn:
             program = self._program(words[0], full_env, workdir)
+        stamp = when.isoformat(timespec="seconds")
         attempt = 0
         while True:
             try:
                 if program is not None:
                     try:
                         child = self._direct(program, words, full_env, log_fd, log_path, workdir,
-                                             name, command, when)
+                                             header(name, "?", stamp, command),
+                                             lambda pid: header(name, str(pid), stamp, command))
                     except OSError as exc:
                         if exc.errno in TRANSIENT:
                             raise
-                        # The shell's way instead: its exec handles what ours refused (a script
-                        # without #!) and says in the log what cannot run.
+                        # Nothing was started. The shell's way instead: its exec handles what
+                        # ours refused (a script without #!) and says in the log what cannot run.
                         os.ftruncate(log_fd, 0)
                         program = None
                         continue
                 else:
-                    child = self._start(SHELL, argv(name, command, when, workdir, words), full_env, log_fd)
+                    child = self._start(SHELL, argv(name, command, stamp, workdir, words), full_env, log_fd)
                 return Spawned(child.pid, child)
             except OSError as exc:
                 if exc.errno in TRANSIENT and attempt < retries:
                     time.sleep(0.05 * (2**attempt))
                     attempt += 1
                     continue
+                if program is not None:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(log_fd, 0)  # no "pid ?" header for a run that never started
                 raise SpawnError(exc.errno, exc.strerror or str(exc)) from exc
 
     def _program(self, word: str, env: dict[bytes, bytes], workdir: str) -> str | None:
@@ -265,18 +272,20 @@ class Spawner:
 
     def _direct(
         self, program: str, words: list[str], env: dict[bytes, bytes], log_fd: int, log_path: str,
-        workdir: str, name: str, command: str, when: datetime,
+        workdir: str, room: bytes, line: Callable[[int], bytes],
     ) -> Child:
-        """Header with room for the pid, spawn in ``workdir``, then the pid into its place.
+        """``room`` (the header with room for the pid) into the empty log, spawn in
+        ``workdir``, then ``line(pid)`` in its place.
 
         An error raised here means no process was started (the caller falls back to the
-        prologue); once the child exists nothing after it may raise.
+        prologue): once the child exists nothing may raise, or a second copy would start.
         """
-        stamp = when.isoformat(timespec="seconds")
-        room = header(name, "?", stamp, command)
         at = os.open(log_path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)  # not O_APPEND: pwrite at 0
         try:
-            if os.fstat(at).st_size == 0:  # a retry after a transient error finds it written
+            mine, theirs = os.fstat(at), os.fstat(log_fd)
+            if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+                raise OSError(errno.ESTALE, f"{log_path} was replaced")
+            if mine.st_size == 0:  # a retry after a transient error finds it written
                 os.write(at, room)
             os.chdir(workdir)
             try:
@@ -284,24 +293,29 @@ class Spawner:
                 child = self._start(program, words, env, log_fd)
             finally:
                 self._come_back()
-            line = header(name, str(child.pid), stamp, command)
-            try:
-                os.pwrite(at, line if len(line) == len(room) else room, 0)
-            except OSError:
-                pass  # the header keeps "pid ?"; the state has the pid
-        finally:
+        except BaseException:
+            os.close(at)
+            raise
+        try:
+            done = line(child.pid)
+            os.pwrite(at, done if len(done) == len(room) else room, 0)
+        except OSError:
+            pass  # the header keeps "pid ?"; the state has the pid
+        with contextlib.suppress(OSError):
             os.close(at)
         return child
 
     def _come_back(self) -> None:
-        """Back to this process's own cwd; if it cannot be entered any more, to ``/`` and no
-        more direct spawns (every path auto uses is absolute)."""
+        """Back to this process's own cwd. Never raises: if it cannot be entered any more, to
+        ``/`` and no more direct spawns (every path auto uses is absolute)."""
         try:
             os.fchdir(self._cwd)
         except OSError:
-            os.close(self._cwd)
+            with contextlib.suppress(OSError):
+                os.close(self._cwd)
+            with contextlib.suppress(OSError):
+                os.chdir("/")
             self._cwd = None
-            os.chdir("/")
 
     def _start(self, path: str, args: list[str], env: dict[bytes, bytes], log_fd: int) -> Child:
         global _setsid_spawn
@@ -318,7 +332,8 @@ class Spawner:
                 _setsid_spawn = False
             finally:
                 if out != log_fd:
-                    os.close(out)
+                    with contextlib.suppress(OSError):
+                        os.close(out)
         if path != SHELL:  # no direct spawn without a new session: the prologue then, via Popen
             raise OSError(errno.ENOSYS, "posix_spawn cannot start a new session here")
         import subprocess

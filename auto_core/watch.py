@@ -556,13 +556,9 @@ def _signal_leftovers(group: int, sig: int) -> bool:
     """
     if group <= 1 or identity.create_time(group) is not None:
         return False
-    if not procgroup.signal_group(group, 0) or not procgroup.live_groups({group}):
+    if not procgroup.live_groups({group}):
         return False  # gone, or only zombies waiting for init
-    if not procgroup.signal_group(group, sig):
-        return False
-    if sig not in (signal.SIGKILL, signal.SIGCONT):
-        procgroup.signal_group(group, signal.SIGCONT)  # a stopped member would never see sig
-    return True
+    return procgroup.ask_group(group, sig)
 
 
 def _number(value: object) -> float | None:

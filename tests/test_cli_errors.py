@@ -233,3 +233,18 @@ def test_anything_else_goes_through_argparse(argv):
     from auto_core import cli
 
     assert cli._plain_args(argv) is None
+
+
+def test_start_all_refuses_a_hand_edited_name_that_is_a_path(auto_home):
+    """start-all takes its names from the state inside the claim: a name no `add` would accept
+    (here `../evil`, which would put its log directory outside the logs) stops it before
+    anything is claimed, spawned or created."""
+    assert run_cli("add", "good", "sleep 40960", "--no-start", home=auto_home).returncode == 0
+    data = json.loads((auto_home / "local" / "state.json").read_text())
+    data["processes"]["../evil"] = dict(data["processes"]["good"], command="sleep 40959")
+    (auto_home / "local" / "state.json").write_text(json.dumps(data))
+    before = state_bytes(auto_home)
+    r = run_cli("start-all", home=auto_home)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid name '../evil'" in r.stderr
+    assert state_bytes(auto_home) == before
+    assert not (auto_home / "output" / "evil").exists() and not (auto_home / "output" / "logs").exists()

@@ -207,10 +207,96 @@ def test_a_single_threaded_caller_gets_its_cwd_back_after_direct_spawns(home, tm
     r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                        env=dict(os.environ, AUTO_HOME=str(home.root)), timeout=30)
     assert r.returncode == 0, r.stderr
-    for i, line in enumerate(r.stdout.splitlines()):
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3  # the services are this AUTO_HOME's: the fixture kills them whatever happens
+    for i, line in enumerate(lines):
         pid, same = line.split()
         assert same == "True"
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
         text = wait_until(lambda i=i: (tmp_path / f"s{i}.log").read_text(), 5, message="header")
         assert _header(text.splitlines()[0], f"s{i}", int(pid), "sleep 40995") == "direct"
         os.killpg(int(pid), signal.SIGKILL)
+
+
+def test_a_transient_spawn_error_is_retried_with_one_header(home, tmp_path, monkeypatch):
+    """EAGAIN from the direct spawn is retried (as fork's EAGAIN always was): the header with
+    its pid room is written once, and the pid of the spawn that worked fills it."""
+    from datetime import datetime
+
+    real = os.posix_spawn
+    calls = []
+
+    def busy_once(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, "posix_spawn", busy_once)
+    log = str(tmp_path / "svc.log")
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        with spawn.Spawner(direct=True) as sp:
+            s = sp.spawn("svc", "sleep 40996", str(tmp_path), {"PATH": "/usr/bin:/bin"}, fd, datetime.now(),
+                         log_path=log)
+    finally:
+        os.close(fd)
+    try:
+        assert len(calls) == 2 and calls[0] == calls[1] and calls[0].endswith("/sleep")
+        text = wait_until(lambda: open(log).read(), 5, message="the header")
+        assert text.count("[auto] start") == 1 and text.endswith("\n")
+        assert _header(text.splitlines()[0], "svc", s.pid, "sleep 40996") == "direct"
+        assert os.readlink(f"/proc/{s.pid}/cwd") == str(tmp_path)
+    finally:
+        os.killpg(s.pid, signal.SIGKILL)
+        s.child.wait(5)
+
+
+def _sleepers(arg: str) -> list[int]:
+    """Live processes running ``sleep ARG``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if fh.read().split(b"\0")[:2] == [b"sleep", arg.encode()] and pid_alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_failure_after_the_direct_spawn_never_starts_a_second_copy(home, tmp_path, monkeypatch):
+    """Once the child exists, nothing may send the spawner to its shell fallback: a header
+    that cannot be completed keeps "pid ?", a cwd that cannot be re-entered sends the caller
+    to / and later spawns through the prologue; one copy each time."""
+    from datetime import datetime
+
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    pids = []
+    with spawn.Spawner(direct=True) as sp:
+        for i, (what, how) in enumerate((("pwrite", "direct"), ("fchdir", "direct"), (None, "shell"))):
+            log = str(tmp_path / f"s{i}.log")
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                with monkeypatch.context() as m:
+                    if what:
+                        m.setattr(os, what, refuse)
+                    s = sp.spawn(f"s{i}", f"sleep {40986 + i}", "/", {"PATH": "/usr/bin:/bin"}, fd, datetime.now(),
+                                 log_path=log)
+            finally:
+                os.close(fd)
+            pids.append(s.pid)
+            assert wait_until(lambda i=i: _sleepers(str(40986 + i)), 5, message=f"s{i} running") == [s.pid]
+            first = wait_until(lambda log=log: open(log).read(), 5, message="the header").splitlines()[0]
+            if what == "pwrite":  # the placeholder stays, with its room for 7 digits
+                assert re.fullmatch(r"\[auto\] start s0 pid \? at [0-9T:-]{19}: sleep 40986 {6}", first), first
+            else:
+                assert _header(first, f"s{i}", s.pid, f"sleep {40986 + i}") == how
+    assert os.getcwd() == "/"  # fchdir back failed: the caller was sent to /
+    for pid in pids:
+        os.killpg(pid, signal.SIGKILL)
