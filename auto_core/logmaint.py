@@ -304,8 +304,7 @@ class Maintainer:
         self._last_pass = now
         self._last_pass_day = date.fromtimestamp(now)
         self.pass_started_at = now
-        self._state_key = _UNREAD  # a pass always starts from the current state file
-        self._refresh_state()
+        self._refresh_state()  # a pass starts from the current state file
         if self._state_ok:
             self._walk = self._entries()
 
@@ -323,6 +322,11 @@ class Maintainer:
             # a pass does not start without knowing every recorded log path.
             self._state_ok = False
             return
+        self.take_state(procs, key)
+
+    def take_state(self, procs: Mapping[str, Mapping], key: object) -> None:
+        """The processes of the state file's version ``key`` (its ``state.signature``), parsed
+        by the caller: the watcher hands over what it read, so it is not parsed twice."""
         self._state_ok = True
         self._state_key = key
         self._settings = {name: settings(entry) for name, entry in procs.items()}
@@ -527,14 +531,13 @@ class Maintainer:
         ``live`` defaults to every service that the state file names and that is alive by
         identity; the recorded log path of every process is protected in any case.
         """
+        key = state.signature(str(self.home.state_file))
+        procs = state.processes(state.load(self.home).data)  # a StateError says what is wrong
+        self.take_state(procs, key)
         if live is None:
-            live = live_logs(self.home)
+            live = live_logs(procs)
         watcher_log = watcher_log or self.home.watcher_log
         now = self.clock()
-        self._state_key = _UNREAD
-        self._refresh_state()
-        if not self._state_ok:
-            state.load(self.home)  # raises the StateError that says what is wrong
         live_paths = {str(p) for p in live.values() if p} | {str(watcher_log)}
         events: list[Event] = []
         if dry_run:
@@ -593,9 +596,8 @@ def _files(name: str, path: Path) -> Iterator[tuple[str, os.DirEntry | _Problem]
         yield name, entry
 
 
-def live_logs(home: Home) -> dict[str, str]:
+def live_logs(procs: Mapping[str, Mapping]) -> dict[str, str]:
     """name -> recorded log path of every process alive by identity (for callers without a watcher)."""
-    procs = state.processes(state.load(home).data)
     return {
         name: entry["log_path"]
         for name, entry in procs.items()
