@@ -76,21 +76,24 @@ def count_running_auto(env: dict) -> int:
     return sum(1 for line in out.splitlines()[1:] if line.split()[1].isdigit())
 
 
-# The same 200 starts with no bookkeeping: a fresh Python that posix_spawns `sh -c 'exec sleep'`
-# (two execs per service, as auto's header prologue) in new sessions, output to a file, then
-# exits. auto's start-all is measured against this in the same rounds.
+# The same 200 starts with no bookkeeping: a fresh Python that posix_spawns them in new
+# sessions, output to a file, then exits. Two floors: `sh -c 'exec sleep'` (a command line run
+# the usual way: two execs per service, as auto's prologue), and `sleep` exec'd directly (one
+# exec, as auto now spawns a plain command). auto's start-all is measured against both in the
+# same rounds.
 FLOOR = """
-import os, sys
-n, out = int(sys.argv[1]), sys.argv[2]
+import os, shutil, sys
+n, out, direct = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "direct"
 fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 acts = [(os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
+path, argv = (shutil.which("sleep"), ["sleep", "100000"]) if direct else ("/bin/sh", ["/bin/sh", "-c", "exec sleep 100000"])
 for i in range(n):
-    os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "exec sleep 100000"], os.environ, file_actions=acts, setsid=True)
+    os.posix_spawn(path, argv, os.environ, file_actions=acts, setsid=True)
 """
 
 
-def floor_round(n: int, env: dict, tmp: Path) -> float:
-    wall = timed([sys.executable, "-c", FLOOR, str(n), str(tmp / "floor.out")], env)
+def floor_round(n: int, env: dict, tmp: Path, how: str = "sh") -> float:
+    wall = timed([sys.executable, "-c", FLOOR, str(n), str(tmp / "floor.out"), how], env)
     kill_tagged("BENCH_FLOOR", str(tmp))
     return wall * 1000
 
@@ -110,10 +113,11 @@ def bench_auto(n: int, runs: int, tmp: Path, rounds: int = 5) -> dict:
         api.add(f"svc{i:03d}", SLEEP, workdir=str(tmp), start=False)
     res: dict = {}
     try:
-        starts, stops, start_cpu, stop_cpu, floors = [], [], [], [], []
+        starts, stops, start_cpu, stop_cpu, floors, direct_floors = [], [], [], [], [], []
         floor_env = dict(env, BENCH_FLOOR=str(tmp))
         for _ in range(rounds):
             floors.append(floor_round(n, floor_env, tmp))
+            direct_floors.append(floor_round(n, floor_env, tmp, "direct"))
             wall, cpu = timed_cpu([AUTO, "start-all"], env)
             starts.append(wall)
             start_cpu.append(cpu)
@@ -127,6 +131,8 @@ def bench_auto(n: int, runs: int, tmp: Path, rounds: int = 5) -> dict:
         res["start_all_samples"] = starts
         res["floor_ms"] = statistics.median(floors)
         res["floor_samples"] = floors
+        res["floor_direct_ms"] = statistics.median(direct_floors)
+        res["floor_direct_samples"] = direct_floors
         res["ps_ms"] = median_ms([AUTO, "ps"], env, runs)
         res["ps_json_ms"] = median_ms([AUTO, "ps", "--json"], env, runs)
         wall, cpu = timed_cpu([AUTO, "stop-all"], env)
@@ -219,8 +225,11 @@ def main() -> None:
     print(f"auto ps --json           median {fmt(a['ps_json_ms'])}")
     print(f"auto ps (all stopped)    median {fmt(a['ps_stopped_ms'])}")
     print(f"auto start-all           median {a['start_all_ms']:.0f} ms {[round(x) for x in a['start_all_samples']]} cpu {a['start_all_cpu']:.0f}   target <= 250 ms")
-    print(f"floor: {args.n} bare spawns median {a['floor_ms']:.0f} ms {[round(x) for x in a['floor_samples']]}"
+    print(f"floor: {args.n} bare spawns of sh -c 'exec sleep' median {a['floor_ms']:.0f} ms {[round(x) for x in a['floor_samples']]}"
           f"   ratio start-all/floor = {a['start_all_ms'] / a['floor_ms']:.2f}")
+    print(f"floor: {args.n} bare spawns of sleep itself median {a['floor_direct_ms']:.0f} ms "
+          f"{[round(x) for x in a['floor_direct_samples']]}"
+          f"   ratio start-all/floor = {a['start_all_ms'] / a['floor_direct_ms']:.2f}")
     print(f"auto stop-all            median {a['stop_all_ms']:.0f} ms {[round(x) for x in a['stop_all_samples']]} cpu {a['stop_all_cpu']:.0f}   target <= 1000 ms")
     if s:
         print(f"supervisorctl status     median {fmt(s['status_ms'])}   ratio auto/supervisorctl = {a['ps_ms'][0] / s['status_ms'][0]:.2f}")
