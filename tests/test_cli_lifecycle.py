@@ -145,13 +145,13 @@ def test_remove_stops_deletes_definition_and_keeps_logs(auto_home, capsys):
     assert auto(capsys, "add", "svc", "echo hello; exec sleep 1000")[0] == 0
     entry = read_state(auto_home)["processes"]["svc"]
     log = entry["log_path"]
-    wait_until(lambda: "hello" in open(log).read(), message="output in log")
+    wait_until(lambda: "hello" in open(log).read().splitlines(), message="output in log")  # not the header's
     code, out, err = auto(capsys, "remove", "svc")
     assert code == 0, err
     assert "removed svc" in out
     assert not pid_alive(entry["pid"])
     assert "svc" not in read_state(auto_home)["processes"]
-    assert os.path.isfile(log) and "hello" in open(log).read()
+    assert os.path.isfile(log) and "hello" in open(log).read().splitlines()
     assert auto(capsys, "show", "svc")[0] == 1
 
 

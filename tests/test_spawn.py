@@ -65,7 +65,8 @@ def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home
     r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(home.root)), timeout=30)
     assert r.returncode == 0
     pid = int(pidfile.read_text())
-    wait_until(lambda: "err-line" in log.read_text(), 5, message="the service's output in its log")
+    # (the header names the command, so wait for the line itself)
+    wait_until(lambda: "err-line" in log.read_text().splitlines(), 5, message="the service's output in its log")
     lines = log.read_text().splitlines()
     assert lines[0].startswith(f"[auto] start svc pid {pid} ") and lines[1:3] == ["out-line", "err-line"]
     assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
