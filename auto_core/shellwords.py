@@ -2,9 +2,9 @@
 
 ``/bin/sh -c COMMAND`` costs a second shell ``exec`` and, with dash, leaves that shell as the
 service's leader with the program as its child. For a command that is one simple command
-without any shell syntax the result is the same as ``exec`` of its words, so the spawn
-prologue execs the words directly: the recorded pid is the program's own, one exec and one
-fork fewer per start. Anything else (``$``, globs, redirections, ``;``, ``&&``, a builtin,
+without any shell syntax the result is the same as ``exec`` of its words, so the spawner
+execs the words directly (itself, or from its header prologue): the recorded pid is the
+program's own, one exec (or two) and one fork fewer per start. Anything else (``$``, globs, redirections, ``;``, ``&&``, a builtin,
 a variable assignment, backslashes, a newline outside quotes ...) returns None and goes
 through ``sh -c`` unchanged. The check is deliberately conservative: a false "needs a shell"
 only costs the exec it would have saved.
