@@ -3,8 +3,6 @@ recorded (DESIGN.md §4, LESSONS 3-4). Numbers are compared, never formatted tex
 
 from __future__ import annotations
 
-import os
-
 from auto_core import procfs
 
 # psutil derives create_time from the boot time, which the kernel reports to the second and
@@ -15,7 +13,6 @@ CREATE_TIME_TOLERANCE = 1.0
 # `auto ps` checks every service, and importing psutil plus three /proc reads per pid was
 # the largest cost of a 200-service `ps` (docs/benchmarks.md, Core CLI).
 _BOOT: list[float] = []
-_TICKS = os.sysconf("SC_CLK_TCK") if procfs.AVAILABLE else 100
 
 
 def _boot_time() -> float:
@@ -36,7 +33,7 @@ def _proc_stat(pid: int) -> tuple[bytes, float] | None:
     if fields is None:
         return None
     try:
-        return fields[procfs.STATE], int(fields[procfs.STARTTIME]) / _TICKS + _boot_time()
+        return fields[procfs.STATE], int(fields[procfs.STARTTIME]) / procfs.TICKS + _boot_time()
     except (ValueError, OSError):
         return None
 

@@ -396,23 +396,22 @@ class Api:
         created: dict[str, float] = {}
 
         def early(peek: state.Peek) -> None:
-            if len(claims) > EARLY_MAX:
-                return  # a batch parses anyway; 200 peeks would cost ~5 ms more than they save
             entries = {name: peek.entry(name) for name in claims}
-            if all(e is not None and e.get("starting_since") == claims[n]["starting_since"] and not errors.get(n)
-                   for n, e in entries.items()):
+            if all(_claim_stands(e, claims[n]) and not errors.get(n) for n, e in entries.items()):
                 self._launch_entries(entries, claims, spawner, launched, failed)
                 # Reading a child's start time waits while it is still exec'ing: waiting here,
                 # before the parse and the write, leaves the CPU to the new process's start.
                 created.update((n, spawn.created(s.pid)) for n, (s, _, _) in launched.items())
 
         try:
-            with spawn.Spawner() as spawner, state.transaction(self.home, self.warn, early) as data:
+            # A batch parses the file anyway: peeking at 200 lines would cost more than it saves.
+            peek = early if len(claims) <= EARLY_MAX else None
+            with spawn.Spawner() as spawner, state.transaction(self.home, self.warn, peek) as data:
                 procs = state.processes(data)
                 pending: dict[str, dict] = {}
                 for name, claim in claims.items():
                     entry = procs.get(name)
-                    stands = entry is not None and entry.get("starting_since") == claim["starting_since"]
+                    stands = _claim_stands(entry, claim)
                     if name in launched and not stands:  # the file changed behind the lock
                         procgroup.terminate_groups([launched.pop(name)[0].pid], timeout=2.0, reap=self.reap)
                     if not stands:
@@ -627,6 +626,11 @@ class Api:
 
     def _txn(self):
         return state.transaction(self.home, self.warn)
+
+
+def _claim_stands(entry: dict | None, claim: dict) -> bool:
+    """Whether ``entry`` still holds the claim taken as ``claim`` (no stop or remove since)."""
+    return entry is not None and entry.get("starting_since") == claim["starting_since"]
 
 
 def exit_description(code: int | None) -> dict:

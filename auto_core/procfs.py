@@ -13,6 +13,11 @@ from collections.abc import Iterator
 
 AVAILABLE = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
 STATE, PGRP, UTIME, STIME, STARTTIME, RSS = 0, 2, 11, 12, 19, 21
+try:  # the units of the time and size fields
+    TICKS = os.sysconf("SC_CLK_TCK")
+    PAGE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # not POSIX sysconf: psutil paths only
+    TICKS, PAGE = 100, 4096
 
 
 def stat_fields(pid: int | str) -> list[bytes] | None:

@@ -234,23 +234,31 @@ class Peek:
     one line in ~0.01). ``entry`` is None when the file is not in that form: ask ``load``."""
 
     def __init__(self, home: Home):
-        try:
-            self.raw: bytes | None = home.state_file.read_bytes()
-        except OSError:
-            self.raw = None
+        self.home = home
+        self.raw: bytes | None = None
+        self._first = -1  # where the "processes" object starts in ``raw``
+
+    def _read(self) -> bytes | None:
+        """The file, read on the first ``entry`` (a caller that asks nothing reads nothing)."""
+        if self.raw is None:
+            try:
+                self.raw = self.home.state_file.read_bytes()
+            except OSError:
+                return None
+            self._first = self.raw.find(b'\n  "processes": {\n')
+        return self.raw
 
     def entry(self, name: str) -> dict | None:
-        raw = self.raw
-        if raw is None:
+        raw = self._read()
+        if raw is None or self._first < 0:
             return None
         # In dump's layout only a process starts a line with four spaces and a quote (every
         # other value is one line at two), so the first match is the entry. In another layout
         # a match is a line that does not parse, or a value whose claim will not match, and
         # the caller checks again on the parsed file anyway.
-        first = raw.find(b'\n  "processes": {\n')
         key = b"\n    " + json.dumps(name).encode() + b": {"
-        at = raw.find(key, first)
-        if first < 0 or at < 0:
+        at = raw.find(key, self._first)
+        if at < 0:
             return None
         start = at + len(key) - 1
         line = raw[start:raw.find(b"\n", start)].rstrip(b",")

@@ -7,15 +7,7 @@ per call; elsewhere psutil walks each leader's descendants.
 
 from __future__ import annotations
 
-import os
-
 from auto_core import procfs
-
-try:
-    _TICK = os.sysconf("SC_CLK_TCK")
-    _PAGE = os.sysconf("SC_PAGE_SIZE")
-except (ValueError, OSError, AttributeError):  # not POSIX sysconf: psutil path only
-    _TICK, _PAGE = 100, 4096
 
 
 def group_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
@@ -36,7 +28,7 @@ def _proc_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
         acc = totals.setdefault(pgrp, [0, 0])
         acc[0] += int(fields[procfs.UTIME]) + int(fields[procfs.STIME])
         acc[1] += int(fields[procfs.RSS])
-    return {g: (ticks / _TICK, pages * _PAGE) for g, (ticks, pages) in totals.items()}
+    return {g: (ticks / procfs.TICKS, pages * procfs.PAGE) for g, (ticks, pages) in totals.items()}
 
 
 def _psutil_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:
