@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from auto_core import paths
-from auto_core.errors import AutoError, ExitCode, UsageError, warn_stderr
+from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration
 
 
@@ -251,7 +251,7 @@ def cmd_show(args, out: _Out) -> int:
 
 
 def cmd_log(args, out: _Out) -> int:
-    from auto_core import logs, state
+    from auto_core import logs
 
     if args.runs or args.run is not None:
         from auto_core import logcli
@@ -278,18 +278,14 @@ def cmd_log(args, out: _Out) -> int:
                 out.data(line)
         return ExitCode.OK
 
-    stat_key: list = [None, None]
+    last = [path]
 
     def resolve():
-        # stat before parse: re-read the state only when state.json changed.
-        key = state.signature(str(api.home.state_file))
-        if key != stat_key[0]:
-            stat_key[0] = key
-            entry = state.processes(state.load(api.home).data).get(args.name)
-            recorded = entry.get("log_path") if entry else None
-            found = logs.current_log(api.home, args.name, recorded)
-            stat_key[1] = found
-        return stat_key[1]
+        try:
+            last[0] = api.log_path(args.name)  # parses the state only when it changed
+        except NotFound:
+            pass  # removed while followed: its last file stays
+        return last[0]
 
     import threading  # only `log -f` needs it; `auto ps` stays lean
 

@@ -65,6 +65,7 @@ class Api:
         self.warn = warn or warn_stderr
         # Children this process spawned, kept so long-lived faces can reap them (no zombies).
         self.children: dict[int, tuple[str, spawn.Child]] = {}
+        self._log_paths: dict[str, tuple[tuple, str | None]] = {}  # name -> (state signature, log)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -93,9 +94,17 @@ class Api:
         return views.snapshot(self.load(), self.clock())
 
     def log_path(self, name: str) -> str | None:
+        """The current log file of ``name``. Followers ask often (``log -f``, the TUI's log pane
+        every 0.1 s): the state is parsed again only when ``state.json`` changed (stat first)."""
+        key = state.signature(str(self.home.state_file))
+        cached = self._log_paths.get(name)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
         entry = self.entry(name)
         path = logs.current_log(self.home, name, entry.get("log_path"))
-        return str(path) if path else None
+        found = str(path) if path else None
+        self._log_paths[name] = (key, found)
+        return found
 
     # --- definitions -----------------------------------------------------------------------
 

@@ -258,6 +258,7 @@ class Maintainer:
         self._emptied: set[str] = set()  # directories a deletion of this pass may have emptied
         self._state_ok = False
         self._state_key: object = _UNREAD
+        self._offered: tuple[object, dict] | None = None  # see offer_state
         self._reported: dict[str, str] = {}  # path -> last error, so a stuck error is said once
         self.pass_started_at: float | None = None
         self.passes_done = 0
@@ -315,18 +316,25 @@ class Maintainer:
         key = state.signature(str(self.home.state_file))
         if key == self._state_key:
             return
-        try:
-            procs = state.processes(state.load(self.home).data)
-        except AutoError:
-            # Unreadable: keep the last settings (the watcher reports the state file itself);
-            # a pass does not start without knowing every recorded log path.
-            self._state_ok = False
-            return
-        self.take_state(procs, key)
+        if key is not None and self._offered is not None and self._offered[0] == key:
+            procs = self._offered[1]
+        else:
+            try:
+                procs = state.processes(state.load(self.home).data)
+            except AutoError:
+                # Unreadable: keep the last settings (the watcher reports the state file itself);
+                # a pass does not start without knowing every recorded log path.
+                self._state_ok = False
+                return
+        self._use_state(procs, key)
 
-    def take_state(self, procs: Mapping[str, Mapping], key: object) -> None:
-        """The processes of the state file's version ``key`` (its ``state.signature``), parsed
-        by the caller: the watcher hands over what it read, so it is not parsed twice."""
+    def offer_state(self, procs: Mapping[str, Mapping], key: object) -> None:
+        """The processes of the state file's version ``key`` (its ``state.signature``), as the
+        watcher just parsed them: used instead of parsing the file again if it is still that
+        version when the state is next needed. Cheap: the watcher offers after every change."""
+        self._offered = (key, dict(procs))
+
+    def _use_state(self, procs: Mapping[str, Mapping], key: object) -> None:
         self._state_ok = True
         self._state_key = key
         self._settings = {name: settings(entry) for name, entry in procs.items()}
@@ -533,7 +541,7 @@ class Maintainer:
         """
         key = state.signature(str(self.home.state_file))
         procs = state.processes(state.load(self.home).data)  # a StateError says what is wrong
-        self.take_state(procs, key)
+        self._use_state(procs, key)
         if live is None:
             live = live_logs(procs)
         watcher_log = watcher_log or self.home.watcher_log

@@ -267,7 +267,7 @@ class Watcher:
             if self.entries.get(name) != fresh.get(name):
                 self.dirty.add(name)
         self.entries = fresh
-        self.maintainer.take_state(fresh, sig)
+        self.maintainer.offer_state(fresh, sig)
 
     # --- evaluation ------------------------------------------------------------------------
 
