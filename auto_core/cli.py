@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace  # loaded at start-up anyway (enum imports it)
 
 from auto_core import paths
 from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
@@ -66,14 +67,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 _PLAIN = {"ps": ("--json",), "start-all": (), "stop-all": (), "status": (), "tui": (), "watch": ("--poll",)}
 
 
-class _Args:
-    """What argparse's ``Namespace`` would hold for a plain command line."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
-
-
-def _plain_args(argv: Sequence[str]) -> _Args | None:
+def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
     """The parsed arguments of a command line argparse need not see: global options, then one
     of ``_PLAIN``'s commands with only its own flags, spelled out. None for anything else
     (``-h``, abbreviations, ``--``, an unknown flag): argparse parses it and words the error."""
@@ -84,7 +78,7 @@ def _plain_args(argv: Sequence[str]) -> _Args | None:
     given = argv[i + 1:]
     if any(flag not in flags for flag in given):
         return None
-    return _Args(home=home, quiet=quiet, cmd=argv[i], **{f[2:].replace("-", "_"): f in given for f in flags})
+    return SimpleNamespace(home=home, quiet=quiet, cmd=argv[i], **{f[2:].replace("-", "_"): f in given for f in flags})
 
 
 # --- formatting ----------------------------------------------------------------------------

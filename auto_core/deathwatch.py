@@ -137,9 +137,7 @@ class PidfdNotifier(_SelectorWakers):
     def wait(self, timeout: float) -> list[int]:
         dead = []
         for key, _ in self._sel.select(max(0.0, timeout)):
-            if key.data is None:
-                self._drain()
-            elif key.data == self._WAKER:
+            if key.data is None or key.data == self._WAKER:  # the signal pipe or a waker
                 self._drain_fd(key.fd)
             else:
                 dead.append(key.data)
@@ -175,10 +173,7 @@ class PollNotifier(_SelectorWakers):
         now = time.monotonic()
         block = max(0.0, min(timeout, self._next_check - now))
         for key, _ in self._sel.select(block):
-            if key.data == self._WAKER:
-                self._drain_fd(key.fd)
-            else:
-                self._drain()
+            self._drain_fd(key.fd)  # the signal pipe or a waker
         if time.monotonic() < self._next_check:
             return []
         self._next_check = time.monotonic() + self.interval

@@ -334,8 +334,7 @@ def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
     out.data(f"state:    {home.state_file} ({len(procs)} process{'es' if len(procs) != 1 else ''})")
     problems = [loaded.problem] if loaded.problem else []
     if not watcher_running:
-        now = time.time()
-        stale = [n for n in sorted(procs) if (v := views.view(n, procs[n], now)).status == DEAD and not v.starting]
+        stale = [v.name for v in views.snapshot(loaded.data, time.time()) if v.status == DEAD and not v.starting]
         if stale:
             problems.append(f"stale: {', '.join(stale)} dead and not stopped, and no watcher"
                             " restarts them (auto start NAME, or run the watcher)")

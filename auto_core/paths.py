@@ -39,12 +39,6 @@ def state_files(root: str) -> tuple[str, str]:
     return os.path.join(local, STATE_NAME), os.path.join(local, BAK_NAME)
 
 
-def default_home() -> Path:
-    from pathlib import Path
-
-    return Path(home_dir())
-
-
 class Home(Record, frozen=True):
     root: Path
 

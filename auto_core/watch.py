@@ -234,12 +234,9 @@ class Watcher:
         if self.dirty:
             return 0.0  # more starts are due than one iteration allows
         nearest = min(self.timers.values(), default=math.inf)
-        tick = TICK if self._maintenance_busy() else self.tick
+        # A retention pass advances a batch per iteration: keep iterations coming while it runs.
+        tick = TICK if self.maintainer.busy else self.tick
         return max(0.0, min(tick, nearest - self.clock()))
-
-    def _maintenance_busy(self) -> bool:
-        """A retention pass advances a batch per iteration: keep iterations coming while it runs."""
-        return self.maintainer.busy
 
     # --- state -----------------------------------------------------------------------------
 

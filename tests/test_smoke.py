@@ -42,7 +42,7 @@ def test_tests_cannot_reach_the_real_home(auto_home, tmp_path, monkeypatch):
 
     assert Path(os.environ["HOME"]).is_relative_to(tmp_path)
     monkeypatch.delenv("AUTO_HOME")
-    assert paths.default_home().is_relative_to(tmp_path)
+    assert Path(paths.home_dir()).is_relative_to(tmp_path)
 
 
 def test_durations_and_countdowns():
