@@ -299,19 +299,17 @@ def parts_by_number(path: Path) -> dict[int, list[Path]]:
     return found
 
 
-def rolled_parts(path: str | os.PathLike) -> list[Path]:
-    """The parts rolled off a log file, oldest first; while a part is being compressed both
-    files exist, and the plain one is the whole part."""
+def _newest_part(path: Path) -> tuple[int, Path | None]:
+    """(K, file) of the newest part rolled off ``path`` (the plain file while it is being
+    compressed); (0, None) when there is none."""
     try:
-        found = parts_by_number(Path(path))
+        found = parts_by_number(path)
     except OSError:
-        return []
-    return [min(found[k], key=lambda p: p.name.endswith(".gz")) for k in sorted(found)]
-
-
-def _part_number(parts: list[Path]) -> int:
-    """The number K of ``[<file>.K[.gz]]``, 0 for ``[]``."""
-    return int(parts[0].name.removesuffix(".gz").rsplit(".", 1)[1]) if parts else 0
+        return 0, None
+    if not found:
+        return 0, None
+    number = max(found)
+    return number, min(found[number], key=lambda p: p.name.endswith(".gz"))
 
 
 class LineReader:
@@ -344,7 +342,7 @@ class LineReader:
             self._ino = os.fstat(self._fh.fileno()).st_ino
             with contextlib.suppress(OSError):
                 self._dir_stamp = os.stat(self.path.parent).st_mtime_ns
-            self._last_part = _part_number(rolled_parts(self.path)[-1:])
+            self._last_part = _newest_part(self.path)[0]
         return True
 
     def read(self) -> list[str]:
@@ -352,9 +350,10 @@ class LineReader:
             return []
         size = os.fstat(self._fh.fileno()).st_size
         carry = b""
-        if size < self.offset or self._new_part():  # truncated (rolled by copy-then-truncate)
+        newest = self._new_part()
+        if size < self.offset or newest is not None:  # truncated (rolled by copy-then-truncate)
             # What was written after our last read went into the newest rolled part.
-            carry = self._rolled_rest()
+            carry = self._rolled_rest(newest or _newest_part(self.path))
             if not carry:
                 self._partial = b""
             self.offset = 0
@@ -373,28 +372,28 @@ class LineReader:
             self._partial = b""
         return [decode(p).rstrip("\r") for p in parts]
 
-    def _new_part(self) -> bool:
-        """Whether a part was rolled off since we last looked: the file may have been truncated
-        and have grown past our offset again. One stat of the directory per read; its listing
-        only when the directory changed."""
+    def _new_part(self) -> tuple[int, Path | None] | None:
+        """The newest rolled part if one was rolled off since we last looked (the file may have
+        been truncated and have grown past our offset again), else None. One stat of the
+        directory per read; its listing only when the directory changed."""
         try:
             stamp = os.stat(self.path.parent).st_mtime_ns
         except OSError:
-            return False
+            return None
         if stamp == self._dir_stamp:
-            return False
+            return None
         self._dir_stamp = stamp
-        return _part_number(rolled_parts(self.path)[-1:]) > self._last_part
+        newest = _newest_part(self.path)
+        return newest if newest[0] > self._last_part else None
 
-    def _rolled_rest(self) -> bytes:
+    def _rolled_rest(self, newest: tuple[int, Path | None]) -> bytes:
         """The bytes of the newest rolled part past our offset (b"" if there is no such part)."""
-        parts = rolled_parts(self.path)
-        newest, self._last_part = self._last_part, _part_number(parts[-1:])
+        seen, (self._last_part, part) = self._last_part, newest
         # Only the one roll since we last looked holds exactly the bytes we missed.
-        if not parts or is_gz(parts[-1]) or self._last_part != newest + 1:
+        if part is None or is_gz(part) or self._last_part != seen + 1:
             return b""
         try:
-            with open(parts[-1], "rb") as fh:
+            with open(part, "rb") as fh:
                 if os.fstat(fh.fileno()).st_size < self.offset:
                     return b""
                 fh.seek(self.offset)
