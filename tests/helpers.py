@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -125,3 +126,17 @@ def group_members(pgid: int) -> dict[int, list[bytes]]:
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             found[int(entry)] = argv
     return found
+
+
+_HEADER = re.compile(r"\[auto\] start (\S+) pid (\d+) at [0-9T:-]{19}: (.*)")
+
+
+def header_by(line: str, name: str, pid: int, command: str) -> str:
+    """Who wrote this exact run-log header for ``pid``: "shell" (the spawn prologue's printf)
+    or "direct" (auto itself, padded for a 7-digit pid); fails for anything else."""
+    m = _HEADER.fullmatch(line)
+    assert m and m.group(1) == name and int(m.group(2)) == pid, line
+    if m.group(3) == command:
+        return "shell"
+    assert m.group(3) == command + " " * (7 - len(str(pid))), line
+    return "direct"

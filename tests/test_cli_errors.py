@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import auto, run_cli, state_bytes
+from helpers import auto, read_state, run_cli, state_bytes
 
 BAD_NAMES = ["a/b", "..", ".hidden", "-x", "a b", "a\nb", "a\x01b", "a\tb", "", "x" * 65, "é"]
 COMMANDS_WITH_NAME = {
@@ -240,7 +240,7 @@ def test_start_all_refuses_a_hand_edited_name_that_is_a_path(auto_home):
     (here `../evil`, which would put its log directory outside the logs) stops it before
     anything is claimed, spawned or created."""
     assert run_cli("add", "good", "sleep 40960", "--no-start", home=auto_home).returncode == 0
-    data = json.loads((auto_home / "local" / "state.json").read_text())
+    data = read_state(auto_home)
     data["processes"]["../evil"] = dict(data["processes"]["good"], command="sleep 40959")
     (auto_home / "local" / "state.json").write_text(json.dumps(data))
     before = state_bytes(auto_home)

@@ -284,6 +284,10 @@ def test_service_inherits_no_fd_signal_mask_or_ignored_signal_of_the_caller(auto
         assert os.readlink(f"/proc/{p}/cwd") == str(workdir.resolve())
         env = dict(e.split("=", 1) for e in open(f"/proc/{p}/environ").read().split("\0") if "=" in e)
         assert env["PWD"] == str(workdir.resolve())
-    # The pipe's only writer was the caller: the read end sees EOF, nobody else holds it.
-    assert os.read(read_end, 1) == b""
-    os.close(read_end)
+    # The pipe's only writer was the caller: the read end sees EOF, nobody else holds it (a
+    # leaked writer makes the non-blocking read raise BlockingIOError instead of hanging).
+    os.set_blocking(read_end, False)
+    try:
+        assert os.read(read_end, 1) == b""
+    finally:
+        os.close(read_end)

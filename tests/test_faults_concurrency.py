@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, pid_alive, procs_with_argv, wait_until
+from helpers import ROOT, pid_alive, procs_with_argv, read_state, wait_until
 
 WORKERS = 8
 OPS = 50
@@ -248,8 +248,13 @@ def test_a_start_whose_entry_vanishes_behind_the_lock_leaves_no_copy(home, monke
             return found
 
     monkeypatch.setattr(state, "Peek", EditingPeek)
+    spawned, real_spawn = [], os.posix_spawn
+    monkeypatch.setattr(os, "posix_spawn", lambda *a, **k: spawned.append(real_spawn(*a, **k)) or spawned[-1])
     outcomes = api.start(["svc"])
     assert [(o.ok, o.message) for o in outcomes] == [(False, "svc was stopped or removed while starting")]
+    # A copy was spawned before the parse, and it is gone again.
+    assert len(spawned) == 1
+    wait_until(lambda: not pid_alive(spawned[0]), 5, message="the spawned copy gone")
     wait_until(lambda: not procs_with_argv(["sleep", "30998"]), 5, message="the spawned copy gone")
-    assert "svc" not in json.loads(home.state_file.read_text())["processes"]
+    assert "svc" not in read_state(home.root)["processes"]
 

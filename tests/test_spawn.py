@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from helpers import pid_alive, read_state, run_cli, wait_until
+from helpers import header_by, pid_alive, procs_with_argv, read_state, run_cli, wait_until
 
 from auto_core import spawn
 from auto_core.lifecycle import Api
@@ -76,20 +76,7 @@ def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home
 # --- a plain command spawned directly (no shell prologue) ---------------------------------------
 # The CLI and the watcher run no other thread, so they spawn plain commands themselves: these
 # tests go through the real CLI. The header the spawner writes is padded to a 7-digit pid; the
-# prologue's is not, which tells the two ways apart.
-
-HEADER = re.compile(r"\[auto\] start (\S+) pid (\d+) at [0-9T:-]{19}: (.*)")
-
-
-def _header(line: str, name: str, pid: int, command: str) -> str:
-    """'direct' or 'shell': who wrote this exact header line for ``pid``."""
-    m = HEADER.fullmatch(line)
-    assert m and m.group(1) == name and int(m.group(2)) == pid, line
-    if m.group(3) == command:
-        return "shell"
-    assert m.group(3) == command + " " * (7 - len(str(pid))), line
-    return "direct"
-
+# prologue's is not, which tells the two ways apart (helpers.header_by).
 
 def _add(home, name: str, command: str, workdir, *extra: str) -> dict:
     r = run_cli("add", name, command, "--workdir", str(workdir), *extra, home=home.root)
@@ -111,7 +98,7 @@ def test_a_plain_command_that_prints_at_once_still_has_its_header_first(home, tm
         log = entry["log_path"]
         wait_until(lambda log=log: "AUTO_SERVICE=env\n" in open(log).read(), 5, message="env's output")
         lines = open(log).read().splitlines()
-        assert _header(lines[0], "env", entry["pid"], "env") == "direct"
+        assert header_by(lines[0], "env", entry["pid"], "env") == "direct"
         assert f"PWD={real}" in lines and "AUTO_SERVICE=env" in lines
         assert not any(line.startswith("[auto] start") for line in lines[1:])
 
@@ -133,7 +120,7 @@ def test_a_plain_command_runs_the_program_the_services_path_finds(home, tmp_path
         log = entry["log_path"]
         wait_until(lambda log=log: "ran" in open(log).read(), 5, message=f"{name}'s output")
         lines = open(log).read().splitlines()
-        assert _header(lines[0], name, entry["pid"], word) == "direct"
+        assert header_by(lines[0], name, entry["pid"], word) == "direct"
         assert lines[1] == {"tool": "ran bin2", "dir": "ran the file"}[name]
     # A caller whose own PATH lacks bin2 restarts it: the service's recorded PATH still finds it.
     r = run_cli("restart", "tool", home=home.root, env={"PATH": "/usr/bin:/bin"})
@@ -154,7 +141,7 @@ def test_a_relative_program_is_found_in_the_workdir_and_a_script_without_shebang
         log = entry["log_path"]
         wait_until(lambda log=log, out=out: out in open(log).read(), 5, message=f"{name}'s output")
         lines = open(log).read().splitlines()
-        assert _header(lines[0], name, entry["pid"], word) == how
+        assert header_by(lines[0], name, entry["pid"], word) == how
         assert lines[1:] == [out], "one header: the refused direct spawn left nothing in the log"
         assert pid_alive(entry["pid"]) and os.getpgid(entry["pid"]) == entry["pid"]
 
@@ -187,7 +174,7 @@ def test_a_process_running_threads_never_changes_its_cwd_to_spawn(home, tmp_path
         entry = procs[f"t{i}"]
         log = entry["log_path"]
         wait_until(lambda log=log: open(log).read(), 5, message="the header")
-        assert _header(open(log).read().splitlines()[0], f"t{i}", entry["pid"], f"sleep {40980 + i}") == "shell"
+        assert header_by(open(log).read().splitlines()[0], f"t{i}", entry["pid"], f"sleep {40980 + i}") == "shell"
         assert os.readlink(f"/proc/{entry['pid']}/cwd") == str(tmp_path)
 
 
@@ -215,7 +202,7 @@ def test_a_single_threaded_caller_gets_its_cwd_back_after_direct_spawns(home, tm
         assert same == "True"
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
         text = wait_until(lambda i=i: (tmp_path / f"s{i}.log").read_text(), 5, message="header")
-        assert _header(text.splitlines()[0], f"s{i}", int(pid), "sleep 40995") == "direct"
+        assert header_by(text.splitlines()[0], f"s{i}", int(pid), "sleep 40995") == "direct"
         os.killpg(int(pid), signal.SIGKILL)
 
 
@@ -246,25 +233,11 @@ def test_a_transient_spawn_error_is_retried_with_one_header(home, tmp_path, monk
         assert len(calls) == 2 and calls[0] == calls[1] and calls[0].endswith("/sleep")
         text = wait_until(lambda: open(log).read(), 5, message="the header")
         assert text.count("[auto] start") == 1 and text.endswith("\n")
-        assert _header(text.splitlines()[0], "svc", s.pid, "sleep 40996") == "direct"
+        assert header_by(text.splitlines()[0], "svc", s.pid, "sleep 40996") == "direct"
         assert os.readlink(f"/proc/{s.pid}/cwd") == str(tmp_path)
     finally:
         os.killpg(s.pid, signal.SIGKILL)
         s.child.wait(5)
-
-
-def _sleepers(arg: str) -> list[int]:
-    """Live processes running ``sleep ARG``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if fh.read().split(b"\0")[:2] == [b"sleep", arg.encode()] and pid_alive(int(entry)):
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def test_a_failure_after_the_direct_spawn_never_starts_a_second_copy(home, tmp_path, monkeypatch):
@@ -292,12 +265,12 @@ def test_a_failure_after_the_direct_spawn_never_starts_a_second_copy(home, tmp_p
             finally:
                 os.close(fd)
             pids.append(s.pid)
-            assert wait_until(lambda i=i: _sleepers(str(40986 + i)), 5, message=f"s{i} running") == [s.pid]
+            assert wait_until(lambda i=i: procs_with_argv(["sleep", str(40986 + i)]), 5, message=f"s{i} running") == [s.pid]
             first = wait_until(lambda log=log: open(log).read(), 5, message="the header").splitlines()[0]
             if what == "pwrite":  # the placeholder stays, with its room for 7 digits
                 assert re.fullmatch(r"\[auto\] start s0 pid \? at [0-9T:-]{19}: sleep 40986 {6}", first), first
             else:
-                assert _header(first, f"s{i}", s.pid, f"sleep {40986 + i}") == how
+                assert header_by(first, f"s{i}", s.pid, f"sleep {40986 + i}") == how
     assert os.getcwd() == "/"  # fchdir back failed: the caller was sent to /
     for pid in pids:
         os.killpg(pid, signal.SIGKILL)
