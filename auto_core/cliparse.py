@@ -1,7 +1,7 @@
 """The CLI's argparse parser (DESIGN.md §6): built only for command lines that need it.
 
 ``auto ps`` and the other commands without arguments skip it (``cli._plain_args``): argparse
-with gettext and locale cost ~4 ms of a ~45 ms `auto ps` (docs/benchmarks.md, Core CLI).
+with gettext and locale cost ~5 ms of `auto ps` (docs/benchmarks.md, Core CLI, import costs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from auto_core.errors import UsageError
 
 class _Formatter(argparse.HelpFormatter):
     """argparse's formatter, sized like ``shutil.get_terminal_size`` without importing shutil
-    (and through it bz2 and lzma: ~3 ms of every command, as every ``add_argument`` makes one)."""
+    (and through it bz2 and lzma: ~2 ms of every command, as every ``add_argument`` makes one)."""
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
         if width is None:
@@ -59,7 +59,7 @@ class _Ignored:
 def build_parser(only: str | None = None) -> _Parser:
     """The full parser, or with ``only`` just that command's sub-parser.
 
-    Building all 17 sub-parsers costs about 7 ms, a sixth of `auto ps` (docs/benchmarks.md).
+    All 17 sub-parsers cost ~2 ms more than one (docs/benchmarks.md, Core CLI, import costs).
     """
     p = _Parser(prog="auto", description="Keep your local services running.")
     p.add_argument("--home", metavar="DIR", help="state and logs root (default: $AUTO_HOME or the user state dir)")

@@ -1,7 +1,7 @@
 """A light stand-in for ``@dataclass`` on the import path of every one-shot command.
 
-``dataclasses`` imports ``inspect`` (and with it ``ast``, ``dis``, ``tokenize``): about 10 ms
-of the ~50 ms budget of `auto ps` (docs/benchmarks.md, Core CLI). A ``Record`` subclass lists
+``dataclasses`` imports ``inspect`` (and with it ``ast``, ``dis``, ``tokenize``): about 9 ms
+of the 50 ms budget of `auto ps` (docs/benchmarks.md, Core CLI, import costs). A ``Record`` subclass lists
 its fields as annotations, as a dataclass does, and gets ``__init__`` (positional or keyword,
 class-level defaults, ``Factory`` for per-instance ones), ``__eq__``, ``__repr__``, ``to_dict``
 and, with ``frozen=True``, immutability and ``__hash__``.

@@ -7,7 +7,7 @@ the service's first byte. Two ways to get there:
   service's PATH is spawned as its own words, by this process: the header is written first
   with room for the pid, the pid is put in its place as soon as the spawn returns, and the
   service's output is appended after it. One exec per start; the extra ``sh`` exec cost ~0.4
-  ms of CPU per service (``start-all`` of 200: 135 ms of spawning instead of 225). This needs
+  ms per service (200 spawns, side by side: 132 to 137 ms instead of 223 to 240). This needs
   the workdir as this process's cwd for the moment of the spawn (``os.posix_spawn`` has no
   chdir), so it is done only where no other thread can see the change (the CLI, the watcher).
 - Anything else, and whatever the direct spawn refuses (a script without ``#!``, a program
@@ -17,7 +17,7 @@ the service's first byte. Two ways to get there:
   is not found gets the shell's own message and exit code 127.
 
 ``os.posix_spawn`` (a vfork in the C library) starts it: ``subprocess.Popen`` cost ~0.2 ms
-more per service in Python code, and its import ~5 ms. What Popen did besides is done here:
+more per service in Python code, and its import ~4 ms. What Popen did besides is done here:
 ignored SIGPIPE/SIGXFSZ are reset (Python ignores them), stdin is /dev/null, and no file
 descriptor leaks into the service (``_no_inherit``; posix_spawn has no ``close_fds``). One
 difference remains, as with glibc's own system() and popen(), which use posix_spawn too:
@@ -26,7 +26,7 @@ its two internal signals (32 and 33) start ignored; libc re-installs them where 
 
 from __future__ import annotations
 
-import _thread  # a lock without importing threading (~1 ms on every one-shot command)
+import _thread  # a lock without importing threading (~0.7 ms on every one-shot command)
 import contextlib
 import errno
 import fcntl
@@ -172,8 +172,8 @@ def _no_inherit() -> None:
 
 
 class Spawner:
-    """What a batch of spawns shares: the environment (made once: ``start-all`` of 200 paid
-    ~0.1 ms per service re-reading ``os.environ``), /dev/null, the inheritance pass, the
+    """What a batch of spawns shares: the environment (made once per batch, not re-read from
+    ``os.environ`` for each service), /dev/null, the inheritance pass, the
     programs found on PATH.
 
     ``direct``: spawn plain commands without the shell prologue (see the module's docstring);
@@ -346,7 +346,7 @@ class Spawner:
 def created(pid: int) -> float:
     """A spawned child's create time, for its identity. Read it after a batch's spawns, not
     between them: just after its exec a child's ``/proc/PID/stat`` took 0.25 to 0.4 ms to read,
-    ~0.03 ms once it had run (200 services: 50 to 70 ms of ``start-all``). Unreaped, the
+    ~0.03 ms once it had run (200 services: 50 to 80 ms of ``start-all``). Unreaped, the
     child is at worst a zombie, which still has its start time."""
     create_time = identity.start_time(pid)
     return time.time() if create_time is None else create_time

@@ -1,7 +1,7 @@
 """What `ps`, `show` and the TUI display: a process's live status from its state entry.
 
 Read-only and small on purpose: `auto ps` imports this, ``state``, ``model`` and ``identity``,
-not the lifecycle API with its spawning, logs and ports (~4 ms of imports).
+not the lifecycle API with its spawning, logs and ports (~5.5 ms more of imports).
 """
 
 from __future__ import annotations
