@@ -64,7 +64,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 # Commands whose every form is a bare word with on/off flags, and those flags.
-_PLAIN = {"ps": ("--json",), "start-all": (), "stop-all": (), "status": (), "tui": (), "watch": ("--poll",)}
+_PLAIN = {"ps": ("--json",), "start-all": (), "stop-all": (), "status": (), "tui": (), "watch": ("--poll", "--login")}
 
 
 def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
@@ -126,8 +126,15 @@ def _report(out: _Out, outcomes) -> int:
             out.info(o.message)
         else:
             out.error(o.message)
+            for line in o.detail:  # the failed run's last log lines, under its error
+                print(f"  | {line}", file=sys.stderr)
             code = ExitCode.FAILURE
     return code
+
+
+def _wait(args) -> dict:
+    wait = getattr(args, "wait", None)
+    return {} if wait is None else {"wait": wait}
 
 
 def cmd_ps(args, out: _Out) -> int:
@@ -172,7 +179,9 @@ def cmd_add(args, out: _Out) -> int:
         workdir=args.workdir,
         port=args.port,
         env=_env_pairs(args.env),
+        env_file=args.env_file,
         start=not args.no_start,
+        **_wait(args),
         **_options(args),
     )
     return _report(out, [result])
@@ -185,7 +194,9 @@ def cmd_update(args, out: _Out) -> int:
         workdir=args.workdir,
         port=args.port,
         env=_env_pairs(args.env),
+        env_file=args.env_file,
         unset_env=args.unset_env,
+        update_env=args.update_env,
         **_options(args),
     )
     return _report(out, [result])
@@ -193,13 +204,16 @@ def cmd_update(args, out: _Out) -> int:
 
 def cmd_lifecycle(args, out: _Out) -> int:
     api = _api(args)
-    method = {"start": api.start, "stop": api.stop, "restart": api.restart}[args.cmd]
-    return _report(out, method(dict.fromkeys(args.names)))
+    names = list(dict.fromkeys(args.names))
+    if args.cmd == "stop":
+        return _report(out, api.stop(names))
+    method = api.start if args.cmd == "start" else api.restart
+    return _report(out, method(names, **_wait(args)))
 
 
 def cmd_all(args, out: _Out) -> int:
     api = _api(args)
-    outcomes = api.start_all() if args.cmd == "start-all" else api.stop_all()
+    outcomes = api.start_all(**_wait(args)) if args.cmd == "start-all" else api.stop_all()
     if not outcomes:
         out.info("no processes defined")
     return _report(out, outcomes)
@@ -213,17 +227,22 @@ def cmd_show(args, out: _Out) -> int:
     from auto_core import logs
     from auto_core.views import describe_exit
 
+    from auto_core import environ
+
     api = _api(args)
     v = api.view(args.name)
+    full_env = api.environment(args.name)
+    shown = full_env if getattr(args, "show_secrets", False) else environ.masked(full_env)
     if args.json:
-        out.data(json.dumps(v.to_json(), indent=2))
+        out.data(json.dumps(dict(v.to_json(), environment=shown), indent=2))
         return ExitCode.OK
     status = v.status
     if v.status == "running":
         status += f" (pid {v.pid}, up {duration(v.uptime_s)})"
     elif v.next_restart_in_s is not None:
         status += f" (restart in {countdown(v.next_restart_in_s)})"
-    env = " ".join(f"{k}={shlex.quote(val)}" for k, val in sorted(v.env.items()) if k != "PATH") or "-"
+    own = environ.masked(v.env) if not getattr(args, "show_secrets", False) else v.env
+    env = " ".join(f"{k}={shlex.quote(val)}" for k, val in sorted(own.items()) if k != "PATH") or "-"
     rows = [
         ("name", v.name),
         ("command", v.command),
@@ -231,7 +250,7 @@ def cmd_show(args, out: _Out) -> int:
         ("workdir", v.workdir or "-"),
         ("port", str(v.port) if v.port else "-"),
         ("env", env),
-        ("PATH", v.env.get("PATH", "-")),
+        ("PATH", full_env.get("PATH", "-")),
         ("log", str(logs.current_log(api.home, v.name, v.log_path) or "-")),
         ("last exit", describe_exit(v.last_exit)),
         ("restarts", f"{v.restarts} (backoff attempt {v.restart_attempt}, max {duration(v.backoff_max)})"),
@@ -241,6 +260,9 @@ def cmd_show(args, out: _Out) -> int:
     width = max(len(k) for k, _ in rows) + 1
     for key, value in rows:
         out.data(f"{key + ':':<{width}} {value}")
+    out.data("environment:")
+    for key in sorted(shown):
+        out.data(f"  {key}={shown[key]}")
     return ExitCode.OK
 
 
@@ -306,7 +328,8 @@ def cmd_logs(args, out: _Out) -> int:
 def cmd_watch(args, out: _Out) -> int:
     from auto_core import watch
 
-    return watch.main(paths.Home.resolve(args.home), poll_only=args.poll)
+    return watch.main(paths.Home.resolve(args.home), poll_only=args.poll,
+                      login=getattr(args, "login", False))
 
 
 def cmd_install(args, out: _Out) -> int:

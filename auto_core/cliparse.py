@@ -78,21 +78,28 @@ def build_parser(only: str | None = None) -> _Parser:
     add.add_argument("command", nargs="+", help="shell command (quote it, or put it after --)")
     _definition_flags(add)
     add.add_argument("--no-start", action="store_true", help="define it but do not start it")
+    _wait_flag(add)
 
     for verb, text in (("start", "start processes"), ("stop", "stop processes (they stay stopped)"),
                        ("restart", "stop and start processes")):
         sp = sub.add_parser(verb, help=text)
         sp.add_argument("names", nargs="+", metavar="NAME")
+        if verb != "stop":
+            _wait_flag(sp)
 
     show = sub.add_parser("show", help="show a process's definition and state")
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
+    show.add_argument("--show-secrets", action="store_true",
+                      help="show the values of variables that look secret (KEY, TOKEN, PASSWORD...)")
 
     upd = sub.add_parser("update", help="edit a definition (takes effect on next start)")
     upd.add_argument("name")
     upd.add_argument("--command", dest="new_command", metavar="C")
     _definition_flags(upd)
     upd.add_argument("--unset-env", action="append", default=[], metavar="KEY")
+    upd.add_argument("--update-env", action="store_true",
+                     help="capture the current environment again for the service's next runs")
 
     rm = sub.add_parser("remove", help="stop and delete a definition (logs stay)")
     rm.add_argument("name")
@@ -112,10 +119,12 @@ def build_parser(only: str | None = None) -> _Parser:
     prune = logs_sub.add_parser("prune", help="apply log retention now: delete old files, compress finished runs")
     prune.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
-    sub.add_parser("start-all", help="start every process that is not running")
+    _wait_flag(sub.add_parser("start-all", help="start every process that is not running"))
     sub.add_parser("stop-all", help="stop every process")
     watch = sub.add_parser("watch", help="run the watcher in the foreground")
     watch.add_argument("--poll", action="store_true", help=argparse.SUPPRESS)  # force the 1 s poll path
+    watch.add_argument("--login", action="store_true",
+                       help="run as the login service's watcher (takes over from one started on demand)")
     for verb in ("install", "uninstall"):
         sp = sub.add_parser(verb, help=f"{verb} the login service and ~/bin/auto wrapper")
         sp.add_argument("--dry-run", action="store_true", help="print what would be written and run")
@@ -125,10 +134,25 @@ def build_parser(only: str | None = None) -> _Parser:
     return p
 
 
+def _wait_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                   help="report a service that exits within this many seconds of its start as failed"
+                        " (default 0.5; 0 returns at once)")
+
+
+def _seconds(text: str) -> float:
+    from auto_core import validate
+
+    return validate.seconds(text, "wait", 0)
+
+
 def _definition_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", metavar="DIR")
     p.add_argument("--port", metavar="P", help="1-65535 (update: 'off' clears it)")
-    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="a variable for the service (repeatable); it overrides the captured environment")
+    p.add_argument("--env-file", metavar="FILE",
+                   help="variables from a dotenv file (comments, 'export ', quotes)")
     p.add_argument("--restart-every", metavar="I", help="periodic restart, e.g. 30m, 2h (update: 'off')")
     p.add_argument("--backoff-max", metavar="S", help="cap of the restart delay in seconds (default 7200)")
     p.add_argument("--backoff-base", metavar="S", help="first restart delay in seconds (default 1)")

@@ -100,7 +100,7 @@ class Ctx:
     @property
     def watch_argv(self) -> list[str]:
         # -u: the watcher's stdout is a log file; unbuffered lines reach it as they happen.
-        return [self.python, "-u", "-m", "auto_core", "watch"]
+        return [self.python, "-u", "-m", "auto_core", "watch", "--login"]
 
     # --- side effects ----------------------------------------------------------------------
 
@@ -285,9 +285,11 @@ def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = Non
 def status(home: Home, out, *, sys_platform: str = sys.platform) -> int:
     """Print the watcher, login service, state and logs; 0 if all is well, 1 otherwise."""
     problems: list[str] = []
-    pid = watchlock.holder(home)
-    if pid:
-        out.data(f"watcher:  running ({_describe_pid(pid)})")
+    info = watchlock.holder_info(home)
+    pid = info[0] if info else None
+    if info:
+        kind = "started at login" if info[1] == watchlock.LOGIN else "started on demand"
+        out.data(f"watcher:  running, {kind} ({_describe_pid(info[0])})")
     else:
         out.data("watcher:  not running")
         problems.append("no watcher is running, so nothing restarts dead services"

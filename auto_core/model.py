@@ -111,3 +111,28 @@ class ProcessView(Record, frozen=True):
 
     def to_json(self) -> dict:
         return self.to_dict()
+
+
+# --- requests: how a face asks the watcher to act ------------------------------------------
+# A face writes ``request`` = {"id", "op", ...} into the entry under the state lock; the
+# watcher carries it out and, in the transaction that records what it did, removes the request
+# and writes ``outcome`` = {"id", "ok", "message", "pid"} with the same id.
+
+START, STOP, RESTART, REMOVE = "start", "stop", "restart", "remove"
+OPS = (START, STOP, RESTART, REMOVE)
+
+
+def request(entry: dict) -> dict | None:
+    """The pending request, when it is well formed."""
+    value = entry.get("request")
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and value.get("op") in OPS:
+        return value
+    return None
+
+
+def outcome(entry: dict, request_id: str) -> dict | None:
+    """The watcher's answer to request ``request_id``, once written."""
+    value = entry.get("outcome")
+    if isinstance(value, dict) and value.get("id") == request_id:
+        return value
+    return None

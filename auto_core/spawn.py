@@ -133,6 +133,21 @@ def argv(name: str, command: str, stamp: str, workdir: str, words: list[str] | N
     return [SHELL, "-c", _PROLOGUE_ARGV, "auto", name, stamp, command, workdir, *words]
 
 
+def find_program(word: str, search: str | None, workdir: str) -> str | None:
+    """The file ``exec word`` runs in ``workdir`` with PATH ``search`` (sh's search: the first
+    executable regular file), or None. An entry of PATH relative to the workdir ends the
+    search: that is the shell's business."""
+    if "/" in word:
+        path = os.path.join(workdir, word)
+        return path if _runnable(path) else None
+    for directory in (search or "").split(":"):
+        if not directory.startswith("/"):
+            break
+        if _runnable(f"{directory}/{word}"):
+            return f"{directory}/{word}"
+    return None
+
+
 def _single_threaded() -> bool:
     threading = sys.modules.get("threading")  # never imported: no thread of ours runs
     return threading is None or threading.active_count() == 1
@@ -180,8 +195,10 @@ class Spawner:
     by default when this process runs no other thread.
     """
 
-    def __init__(self, direct: bool | None = None) -> None:
-        self.base = base_env()
+    def __init__(self, direct: bool | None = None, inherit: bool = True) -> None:
+        # ``inherit`` False: the caller gives each service its whole environment (the watcher
+        # does, so a run never depends on the environment of whoever started the watcher).
+        self.base = base_env() if inherit else {}
         _no_inherit()
         fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.devnull = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)  # above 0-2: see _start
@@ -253,21 +270,13 @@ class Spawner:
         """The file ``exec word`` runs in ``workdir`` with the service's PATH (sh's search:
         the first executable regular file), or None to leave the search to the shell."""
         if "/" in word:
-            path = os.path.join(workdir, word)
-            return path if _runnable(path) else None
+            return find_program(word, None, workdir)
         search = env.get(b"PATH")
         if search is None:
             return None
         key = (search, word)
         if key not in self._found:
-            found = None
-            for directory in os.fsdecode(search).split(":"):
-                if not directory.startswith("/"):
-                    break  # an entry relative to the workdir: the shell's business
-                if _runnable(f"{directory}/{word}"):
-                    found = f"{directory}/{word}"
-                    break
-            self._found[key] = found
+            self._found[key] = find_program(word, os.fsdecode(search), workdir)
         return self._found[key]
 
     def _direct(

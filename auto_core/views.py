@@ -59,6 +59,11 @@ def snapshot(data: dict, now: float) -> list[ProcessView]:
 def describe_exit(last_exit: dict | None) -> str:
     if not last_exit:
         return "-"
+    if last_exit.get("stopped"):
+        killed = last_exit.get("killed_after")
+        if isinstance(killed, (int, float)) and not isinstance(killed, bool):
+            return f"stopped by user (SIGKILL after {killed:g} s)"
+        return "stopped by user"
     if last_exit.get("error"):
         return str(last_exit["error"])
     if last_exit.get("signal"):

@@ -1,21 +1,27 @@
-"""The watcher, ``auto watch`` (DESIGN.md §5): restart what died and was not stopped on purpose.
+"""The watcher, ``auto watch``: the one process that starts, stops and restarts services.
 
-A foreground loop (launchd/systemd run it; it never daemonizes) built on the lifecycle API:
+Faces (the CLI, the TUI) never spawn or signal a service. They write a request into the
+service's entry under the state lock and wait for its outcome (``lifecycle``); the watcher
+carries requests out and keeps services alive. Because it is the parent of every run it
+started, every such run's exit status is known.
 
-- Deaths arrive as events (``deathwatch``: pidfd, kqueue, or a 1 s poll where neither works).
-- ``state.json`` is stat'ed every iteration and parsed only when it changed (LESSONS 17); a
-  change marks the affected names for evaluation, so a start from another face is watched
-  within a second.
-- Everything else is a timer per name: the next restart (``next_restart_at``, written to the
-  state so ``ps`` shows the countdown), the backoff reset after 60 s of uptime (LESSONS 7), the
-  next periodic restart, the expiry of a stale start claim.
-- The loop blocks in the notifier with a timeout of the next timer, at most 1 s.
+The loop blocks in the death notifier (pidfd on Linux, kqueue on macOS, a 1 s poll
+elsewhere), woken by deaths, by inotify on ``local/`` when ``state.json`` is replaced (a stat
+every second where inotify is missing), by signals, and by its own timers:
 
-Races are settled by the lifecycle API under the state lock, never by the watcher's cache: a
-death is recorded only if the entry still names that pid, a restart only happens if the entry
-is dead, not stopped and not claimed (LESSONS 13, 14). An exception in one iteration is logged
-with its traceback and the loop goes on (LESSONS 11). SIGTERM/SIGINT end the loop and leave
-every service running (LESSONS 18).
+- a restart due after its backoff delay, a periodic restart, the backoff reset after 60 s of
+  uptime;
+- a stop in progress: the stop signal goes to the process group at once, SIGKILL when the
+  stop timeout passes; the group is looked at every ``STOP_POLL`` until it is gone. No step
+  waits for a service, so one slow stop never delays another service's restart.
+
+An automatic restart spawns before it writes: the decision is taken on the parsed state after
+a stat shows the file unchanged, and the new run is recorded right after the spawn. A run
+spawned by a watcher that died before recording it carries its marks in its environment
+(``launch``), by which the next watcher finds it (``recover``).
+
+An exception in one iteration is logged with its traceback and the loop goes on. SIGTERM and
+SIGINT end the loop and leave every service running; the next watcher adopts them.
 """
 
 from __future__ import annotations
@@ -34,47 +40,29 @@ from typing import TextIO
 from auto_core import (
     backoff,
     deathwatch,
+    environ,
     identity,
+    launch,
     logmaint,
     logs,
+    marks,
     model,
+    ports,
     procgroup,
     state,
     watchlock,
 )
 from auto_core.errors import StateError
-from auto_core.lifecycle import Api, exit_description
 from auto_core.paths import Home, ensure_dir
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
-MAX_STARTS_PER_TICK = 8  # fresh starts per iteration (LESSONS 10); the rest follow at once
+STOP_POLL = 0.02  # how often a stopping process group is looked at
+KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
+MIN_START_INTERVAL = 0.1  # a crash loop restarts at most this often, whatever the backoff
+PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
-NEW_GRACE = 5.0  # a definition never started yet: its adder's start is probably in flight
-MAX_LEAD = 0.25  # the most a restart's claim is taken ahead of its due time
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
-
-
-class _WatchApi(Api):
-    """The lifecycle API, keeping the exit codes of children reaped inside lifecycle calls
-    (e.g. while a periodic restart waits for the old group) so no status is lost."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.exit_codes: dict[int, int] = {}
-
-    def reap(self) -> list[tuple[str, int, int]]:
-        done = super().reap()
-        for _name, pid, code in done:
-            self.exit_codes[pid] = code
-        return done
-
-
-@dataclass
-class Watched:
-    name: str
-    pid: int
-    create_time: float
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -83,15 +71,73 @@ def fmt_seconds(seconds: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_fields(code: int | None) -> dict:
+    """``last_exit`` fields from a returncode (negative: killed by that signal)."""
+    if code is None:
+        return {"code": None, "signal": None}
+    if code < 0:
+        return {"code": None, "signal": -code}
+    return {"code": code, "signal": None}
+
+
 def exit_text(code: int | None, known: bool) -> str:
     if not known:
-        return "exited (exit status unknown: not started by this watcher)"
+        return "exited (exit status unknown: adopted from an earlier watcher)"
     if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
+        return f"killed by {signal_name(-code)}"
     return f"exited with code {code}"
+
+
+@dataclass
+class Run:
+    """A live run the watcher watches. ``child`` is None for a run it adopted."""
+
+    pid: int
+    create_time: float
+    started_at: float
+    child: object | None = None  # spawn.Child
+    log_path: str | None = None
+
+
+@dataclass
+class Stopping:
+    """A stop in progress: signal sent, waiting for the group to go."""
+
+    pgid: int
+    signal: int
+    timeout: float
+    began: float  # monotonic
+    deadline: float  # monotonic: SIGKILL (or, once killed, give up) at this time
+    then: str | None = None  # "start" (restart, periodic), "remove", or None (stop)
+    request: dict | None = None
+    periodic: bool = False
+    killed: bool = False
+    code: int | None = None
+    known: bool = False
+    leader_gone: bool = False
+
+
+@dataclass
+class Service:
+    """What the watcher knows of one service besides its entry."""
+
+    name: str
+    run: Run | None = None
+    stopping: Stopping | None = None
+    handled: str | None = None  # id of the last request carried out
+    wake: float | None = None  # clock time to evaluate it again
+    periodic_anchor: float | None = None
+    leftover: int | None = None  # process group a dead leader left members in
+    last_start: float = 0.0  # monotonic time of the last spawn (crash-loop floor)
+    port_wait_until: float | None = None  # monotonic: a start waiting for its port
+    waiting: tuple | None = None  # (request, periodic, ended) of that start
 
 
 class Watcher:
@@ -115,32 +161,23 @@ class Watcher:
         self.home = home
         self.clock = clock
         self.out = out if out is not None else sys.stdout
-        self.api = _WatchApi(home, clock=clock, warn=lambda m: self.log(f"warning: {m}"))
         self.notifier = deathwatch.make(poll_only)
+        self.launcher = launch.Launcher(home)
         # Linux: inotify on local/ wakes us when state.json is replaced, so an idle watcher
-        # need not wake every second to stat it (the stat-before-parse rule still holds).
+        # need not wake every second to stat it.
         self._dir_fd = None if poll_only else self._watch_state_dir()
         self.tick = IDLE_TICK if self._dir_fd is not None else TICK
         self.entries: dict[str, dict] = {}
-        self.watched: dict[str, Watched] = {}
+        self.services: dict[str, Service] = {}
         self.by_pid: dict[int, str] = {}
-        self.timers: dict[str, float] = {}  # name -> when to evaluate it again
-        self.periodic_anchor: dict[str, float] = {}
         self.dirty: set[str] = set()
         self.dead_pids: list[int] = []
         self.stat_sig: tuple | None = None
         self.stopping = False
-        self._starts = 0
         self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
-        self._live_logs: dict[str, str | None] | None = None  # rebuilt only when something changed
-        self._unwatched_children: set[int] = set()  # ours, but another face replaced them
-        self._state_path = str(home.state_file)  # stat'ed every tick: no Path arithmetic there
-        self.first_seen: dict[str, float] = {}  # never-started definitions -> when we saw them
-        self.leftovers: dict[str, int] = {}  # name -> process group its dead leader left behind
-        # Restarts land on schedule instead of two state transactions late: the claim (the
-        # bookkeeping) is taken ahead of the due time by ``lead``, then the spawn waits for the
-        # due time itself, so a restart is never early.
-        self.txn_cost = 0.002
+        self._state_path = str(home.state_file)
+        self._started = False
+        self._launched: list[tuple] = []  # spawns not yet recorded: (service, request, result, periodic, ended)
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -169,6 +206,9 @@ class Watcher:
         except (OSError, ValueError):
             pass  # a closed terminal must not stop supervision
 
+    def warn(self, message: str) -> None:
+        self.log(f"warning: {message}")
+
     # --- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -179,7 +219,7 @@ class Watcher:
             while not self.stopping:
                 try:
                     timeout = self.iterate()
-                except Exception:  # LESSONS 11: log, keep supervising
+                except Exception:  # one bad iteration must not end supervision
                     self.log("error: iteration failed\n" + traceback.format_exc().rstrip())
                     timeout = TICK
                 if self.stopping:
@@ -206,357 +246,637 @@ class Watcher:
             signal.signal(sig, handler)
 
     def iterate(self) -> float:
-        """One pass: deaths, state changes, due timers. Returns how long to block next."""
-        self._starts = 0
+        """One pass: state changes, deaths, stops, due timers. Returns how long to block next."""
         self._check_state()
+        if not self._started:
+            self._started = True
+            self._recover()
         while self.dead_pids:
             pid = self.dead_pids.pop(0)
             name = self.by_pid.get(pid)
             try:
-                self._on_pid_exit(pid)
+                self._on_exit(pid)
             except Exception:
                 self.log(f"error: {name}: handling the exit of pid {pid} failed\n" + traceback.format_exc().rstrip())
-                if name:
-                    self.timers[name] = self.clock() + ERROR_RETRY  # looked at again, as dead
+                if name in self.services:
+                    self.services[name].wake = self.clock() + ERROR_RETRY
+        self._record()
+        self._advance_stops()
+        self._record()
         now = self.clock()
-        self.dirty.update(name for name, when in self.timers.items() if when <= now)
-        for name in sorted(self.dirty):
+        self.dirty.update(n for n, s in self.services.items() if s.wake is not None and s.wake <= now)
+        while self.dirty:
+            name = min(self.dirty)
             self.dirty.discard(name)
             try:
-                self._evaluate(name, self.clock())
+                self._evaluate(name)
             except Exception:
                 self.log(f"error: {name}: evaluation failed\n" + traceback.format_exc().rstrip())
-                self.timers[name] = self.clock() + ERROR_RETRY
-        if self._unwatched_children:
-            self._reap_unwatched()
-        self._prune_exit_codes()
+                if name in self.services:
+                    self.services[name].wake = self.clock() + ERROR_RETRY
+            if not self.dirty:
+                self._record()  # one write for every start of this pass; it may dirty more
+        self._record()
         self._maintain_logs()
-        if self.dirty:
-            return 0.0  # more starts are due than one iteration allows
-        nearest = min(self.timers.values(), default=math.inf)
-        # A retention pass advances a batch per iteration: keep iterations coming while it runs.
+        wakes = [s.wake for s in self.services.values() if s.wake is not None]
+        nearest = min(wakes, default=math.inf) - self.clock()
         tick = TICK if self.maintainer.busy else self.tick
-        return max(0.0, min(tick, nearest - self.clock()))
+        if any(s.stopping or s.waiting for s in self.services.values()):
+            tick = STOP_POLL
+        return max(0.0, min(tick, nearest))
 
     # --- state -----------------------------------------------------------------------------
 
     def _check_state(self) -> None:
-        """Stat first; parse only when the file was replaced (every write renames a new file),
-        and not even then when the new version is the one this watcher just wrote."""
+        """Stat first; parse only when the file was replaced (every write renames a new file)."""
         sig = state.signature(self._state_path)
         if sig == self.stat_sig and self.stat_sig is not None:
             return
-        data = state.saved(self._state_path, sig)
-        if data is None:
-            try:
-                loaded = state.load(self.home)
-            except StateError as exc:
-                self.log(f"error: {exc}")
-                self.stat_sig = sig  # do not re-read a broken file every tick
-                return
-            if loaded.problem:
-                self.log(f"warning: {loaded.problem}")
-            data = loaded.data
+        try:
+            loaded = state.load(self.home)
+        except StateError as exc:
+            self.log(f"error: {exc}")
+            self.stat_sig = sig  # do not re-read a broken file every tick
+            return
+        if loaded.problem:
+            self.warn(loaded.problem)
         self.stat_sig = sig
-        self._live_logs = None
-        fresh = dict(state.processes(data))  # our own dict: `saved` data is shared
+        self._take(state.processes(loaded.data))
+
+    def _take(self, fresh: dict[str, dict]) -> None:
         for name in set(self.entries) | set(fresh):
             if self.entries.get(name) != fresh.get(name):
                 self.dirty.add(name)
-        self.entries = fresh
-        self.maintainer.offer_state(fresh, sig)
+                self.services.setdefault(name, Service(name))
+        self.entries = dict(fresh)
+        self._live_logs = None
+
+    def _txn(self):
+        return state.transaction(self.home, self.warn)
+
+    def _commit(self, data: dict) -> None:
+        """After a transaction of ours: take its data as the parsed state (no second parse)."""
+        self.stat_sig = state.signature(self._state_path)
+        self._take(state.processes(data))
+
+    def _fresh(self) -> None:
+        """Make sure a decision is taken on the current file: a stat, a parse only if changed."""
+        self._check_state()
+
+    # --- adoption and recovery -------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """At start: adopt every recorded service that still runs, then deal with runs that
+        carry this home's marks but that no entry records (a watcher died between a spawn
+        and its record): adopt one when its service is down and wanted, stop the others."""
+        for name in sorted(self.entries):
+            entry = self.entries[name]
+            pid, ct = entry.get("pid"), entry.get("create_time")
+            if identity.is_ours(pid, ct):
+                self._adopt(name, pid, float(ct), _number(entry.get("started_at")) or float(ct),
+                            entry.get("log_path"))
+        recorded = {n: e.get("run") if isinstance(e.get("run"), str) else None
+                    for n, e in self.entries.items()}
+        for found in marks.find(self.home, recorded):
+            if found.pid in self.by_pid:
+                continue
+            entry = self.entries.get(found.service)
+            svc = self.services.get(found.service)
+            wanted = (entry is not None and not entry.get("explicitly_stopped")
+                      and svc is not None and svc.run is None and model.request(entry) is None)
+            if wanted and found.pgid == found.pid:
+                ct = identity.create_time(found.pid)
+                if ct is not None:
+                    self._record_adopted(found.service, found.pid, ct, found.run_id)
+                    continue
+            if found.pgid > 1 and procgroup.exists(found.pgid):
+                self.log(f"stray run of {found.service} (pid {found.pid}, not recorded): stopping it")
+                procgroup.ask_group(found.pgid, signal.SIGKILL)
+
+    def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None) -> None:
+        svc = self.services.setdefault(name, Service(name))
+        if not self.notifier.watch(pid, ct):
+            return  # died meanwhile: evaluated as dead
+        svc.run = Run(pid, ct, started_at, None, log_path)
+        self.by_pid[pid] = name
+        self._live_logs = None
+        self.log(f"adopt {name} pid {pid}")
+
+    def _record_adopted(self, name: str, pid: int, ct: float, run_id: str) -> None:
+        with self._txn() as data:
+            entry = state.processes(data).get(name)
+            if entry is None:
+                return
+            entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id)
+            entry.pop("next_restart_at", None)
+        self._commit(data)
+        self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"))
 
     # --- evaluation ------------------------------------------------------------------------
 
-    def _evaluate(self, name: str, now: float) -> None:
+    def _evaluate(self, name: str) -> None:
         entry = self.entries.get(name)
-        w = self.watched.get(name)
-        if entry is None:  # removed
-            if w:
-                self._unwatch(name)
-            self.first_seen.pop(name, None)
-            self.timers.pop(name, None)
-            self.periodic_anchor.pop(name, None)
+        svc = self.services.get(name)
+        if svc is None:
             return
-        pid, ct = entry.get("pid"), entry.get("create_time")
-        if w and (w.pid != pid or not identity.same_time(w.create_time, ct)):
-            self._unwatch(name)  # another face restarted it: the old instance is not the service
-            w = None
-        if w is None and identity.is_ours(pid, ct):
-            if self.notifier.watch(pid, ct):
-                w = self._watch(name, pid, ct)
-                if pid not in self.api.children:
-                    self.log(f"adopt {name} pid {pid}")
-            # else: it died between the two checks; handled as dead below
-        if w is not None:
-            self._evaluate_alive(name, entry, w, now)
+        if entry is None:  # removed by hand: forget it, leave its process alone
+            if svc.run is not None:
+                self._unwatch(svc)
+            if svc.stopping is None:
+                del self.services[name]
+            return
+        svc.wake = None
+        if svc.stopping is not None:
+            return  # a stop in progress: its end decides what comes next
+        req = model.request(entry)
+        if req is not None and req["id"] != svc.handled:
+            self._carry_out(svc, entry, req)
+            return
+        if svc.waiting is not None and svc.run is None:  # a start waiting for its port
+            held, periodic, ended = svc.waiting
+            self._start(svc, entry, held, periodic=periodic, ended=ended)
+            return
+        if svc.run is not None:
+            self._evaluate_alive(svc, entry)
         else:
-            self._evaluate_dead(name, entry, now)
+            self._evaluate_dead(svc, entry)
 
-    def _evaluate_alive(self, name: str, entry: dict, w: Watched, now: float) -> None:
+    def _evaluate_alive(self, svc: Service, entry: dict) -> None:
+        run = svc.run
+        assert run is not None
+        if entry.get("pid") != run.pid:
+            # A hand edit (or an old face) named another process: follow the state.
+            self._unwatch(svc)
+            self.dirty.add(svc.name)
+            return
+        now = self.clock()
         if entry.get("explicitly_stopped"):
-            self.timers.pop(name, None)
             return
         wake: list[float] = []
         if model.count(entry, "restart_attempt") > 0:
-            reset_at = w.create_time + backoff.RESET_AFTER
+            reset_at = run.started_at + backoff.RESET_AFTER
             if now >= reset_at:
-                self._reset_backoff(name, w)
+                self._reset_backoff(svc.name, run)
             else:
                 wake.append(reset_at)
         every = model.restart_every(entry)
         if every:
-            anchor = self.periodic_anchor.get(name)
+            anchor = svc.periodic_anchor
             if anchor is None:
-                anchor = _number(entry.get("last_periodic_restart")) or w.create_time
+                anchor = _number(entry.get("last_periodic_restart")) or run.started_at
             due = anchor + every
-            if due <= now and w.create_time > due:
+            if due <= now and run.started_at > due:
                 # It was not running when the restart fell due (crashed, waiting for backoff):
                 # skip that slot; a crash restart does not move the schedule.
                 anchor += every * math.ceil((now - anchor) / every)
                 due = anchor + every
-            self.periodic_anchor[name] = anchor
+            svc.periodic_anchor = anchor
             if due <= now:
-                if self._may_start(name):
-                    self._periodic(name, w)
+                svc.periodic_anchor = now
+                self._begin_stop(svc, entry, then="start", marker="[auto] periodic restart",
+                                 periodic=True)
                 return
             wake.append(due)
         else:
-            self.periodic_anchor.pop(name, None)
-        if wake:
-            self.timers[name] = min(wake)
-        else:
-            self.timers.pop(name, None)
+            svc.periodic_anchor = None
+        svc.wake = min(wake) if wake else None
 
-    def _evaluate_dead(self, name: str, entry: dict, now: float) -> None:
+    def _evaluate_dead(self, svc: Service, entry: dict) -> None:
         if entry.get("explicitly_stopped"):
-            self.timers.pop(name, None)
             return
-        if model.claim_fresh(entry, now):
-            # Another face is starting it; its pid will show up in the state. If that face
-            # died, the claim expires and we look again.
-            # Look again soon: the claim's owner may die (model.claim_fresh checks it).
-            self.timers[name] = min(entry["starting_since"] + model.CLAIM_TTL, now + 1.0)
-            return
+        now = self.clock()
         due = _number(entry.get("next_restart_at"))
-        if due is not None:
-            if due - self.lead > now:
-                self.timers[name] = due - self.lead
-            elif self._may_start(name):
-                self._revive(name, due)
-            return
-        if entry.get("pid") is None and model.last_exit(entry) is None:
-            # `add` writes the definition, then starts it in a second transaction: do not take
-            # that window for a crash. If the adder died in between, start it after a grace.
-            seen = self.first_seen.setdefault(name, now)
-            if now - seen < NEW_GRACE:
-                self.timers[name] = seen + NEW_GRACE
+        if due is None:
+            if entry.get("pid") is None and model.last_exit(entry) is None:
+                due = now  # defined but never started (a hand-written or older state file)
+            else:
+                self._schedule(svc, entry, "not running")
                 return
-        self.first_seen.pop(name, None)
-        # A death nobody has handled: one we saw by state, or one from before this watcher.
-        self._died(name, entry.get("pid"), entry.get("create_time"))
+        if svc.port_wait_until is None:
+            floor = svc.last_start + MIN_START_INTERVAL - time.monotonic()
+            if floor > 0:
+                due = max(due, now + floor)
+        if due > now:
+            svc.wake = due
+            return
+        self._start(svc, entry, None)
 
-    @property
-    def lead(self) -> float:
-        # A state write with fsync takes several times its average now and then (a shared
-        # disk): a claim taken too late makes the restart late, one taken a few tens of ms
-        # early costs nothing (the claim says the truth: the service is about to start).
-        return min(MAX_LEAD, 3 * self.txn_cost + 0.02)
+    def _schedule(self, svc: Service, entry: dict, why: str) -> None:
+        """A death nobody has scheduled a restart for (one from before this watcher)."""
+        now = self.clock()
+        delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
+        delay += backoff.jitter(svc.name, delay)
+        with self._txn() as data:
+            current = state.processes(data).get(svc.name)
+            if current is None or current.get("explicitly_stopped") or model.request(current):
+                self._commit(data)
+                return
+            current["next_restart_at"] = now + delay
+        self._commit(data)
+        svc.wake = now + delay
+        last = model.last_exit(entry)
+        if last and last.get("error"):
+            why = str(last["error"])
+        self.log(f"schedule {svc.name}: {why}; restarting in {fmt_seconds(delay)} s")
 
-    def _may_start(self, name: str) -> bool:
-        if self._starts >= MAX_STARTS_PER_TICK:
-            self.dirty.add(name)
-            return False
-        self._starts += 1
-        return True
+    # --- requests --------------------------------------------------------------------------
 
-    # --- watching --------------------------------------------------------------------------
+    def _carry_out(self, svc: Service, entry: dict, req: dict) -> None:
+        op, name = req["op"], svc.name
+        svc.handled = req["id"]
+        if svc.waiting is not None:  # a newer request replaces a start waiting for its port
+            old = svc.waiting[0]
+            svc.waiting = svc.port_wait_until = None
+            if old is not None:
+                self._answer(name, old, False, f"{name}: another command came first", None)
+        if op == model.START:
+            if svc.run is not None:
+                self._answer(name, req, bool(req.get("skip_running")),
+                             f"{name} is already running (pid {svc.run.pid})", svc.run.pid)
+            else:
+                self._start(svc, entry, req)
+        elif op == model.RESTART:
+            if svc.run is not None:
+                self._begin_stop(svc, entry, then="start", marker="[auto] restarting", request=req)
+            else:
+                self._start(svc, entry, req)
+        elif op in (model.STOP, model.REMOVE):
+            then = "remove" if op == model.REMOVE else None
+            if svc.run is not None:
+                self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
+            elif svc.leftover is not None and procgroup.live_groups({svc.leftover}):
+                self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
+                                 request=req, pgid=svc.leftover)
+            elif then == "remove":
+                self._remove(svc, req)
+            else:
+                self._answer(name, req, True, f"stopped {name} (it was not running)", None)
 
-    def _watch(self, name: str, pid: int, ct: float) -> Watched:
-        w = Watched(name, pid, float(ct))
-        self.watched[name] = w
-        self.by_pid[pid] = name
-        self._live_logs = None
-        return w
+    def _answer(self, name: str, req: dict, ok: bool, message: str, pid: int | None,
+                **fields: object) -> None:
+        """Write the outcome of ``req`` (and ``fields``) if the entry still holds that request."""
+        with self._txn() as data:
+            entry = state.processes(data).get(name)
+            if entry is not None:
+                entry.update(fields)
+                _settle(entry, req, ok, message, pid)
+        self._commit(data)
 
-    def _unwatch(self, name: str) -> None:
-        w = self.watched.pop(name, None)
-        if w is not None:
-            self.by_pid.pop(w.pid, None)
-            self.notifier.unwatch(w.pid)
+    def _remove(self, svc: Service, req: dict, **fields: object) -> None:
+        name = svc.name
+        with self._txn() as data:
+            procs = state.processes(data)
+            entry = procs.get(name)
+            if entry is not None:
+                held = model.request(entry)
+                if held is not None and held["id"] == req["id"]:
+                    del procs[name]
+                else:  # another request came meanwhile (a start): it wins
+                    entry.update(fields)
+        self._commit(data)
+        if name not in self.entries:
+            environ.delete(self.home, name)
+            self.services.pop(name, None)
+            self.log(f"removed {name}")
+
+    # --- starting --------------------------------------------------------------------------
+
+    def _start(self, svc: Service, entry: dict, req: dict | None, *, periodic: bool = False,
+               ended: dict | None = None) -> None:
+        """Spawn a run; it is recorded with the other spawns of this iteration (``_record``).
+        ``req``: the request it answers (None: an automatic restart). ``ended``: fields about
+        the run a restart just ended, written in the same transaction."""
+        name = svc.name
+        if req is None and not periodic:
+            self._fresh()  # an automatic restart: decide on the current file
+            entry = self.entries.get(name) or {}
+            if not entry or entry.get("explicitly_stopped") or model.request(entry) is not None:
+                self.dirty.add(name)
+                return
+        if svc.leftover is not None:
+            if procgroup.live_groups({svc.leftover}):
+                procgroup.signal_group(svc.leftover, signal.SIGKILL)
+                self.log(f"leftovers of {name} in process group {svc.leftover}: sent SIGKILL")
+            svc.leftover = None
+        busy = self._port_busy(svc, entry)
+        if busy is not None:
+            if svc.port_wait_until is None:
+                svc.port_wait_until = time.monotonic() + (PORT_WAIT if ended is not None else 0.0)
+            if time.monotonic() < svc.port_wait_until:
+                svc.waiting = (req, periodic, ended)
+                svc.wake = self.clock() + STOP_POLL
+                return
+            svc.port_wait_until = None
+            svc.waiting = None
+            self._launched.append((svc, req, busy, periodic, ended))
+            return
+        svc.port_wait_until = None
+        svc.waiting = None
+        svc.last_start = time.monotonic()
+        launched = self.launcher.launch(name, entry)
+        if isinstance(launched, launch.Launched):
+            # Watched at once, so nothing in this iteration takes it for dead and starts another.
+            svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
+                          launched.log_path)
+            self.by_pid[launched.pid] = name
             self._live_logs = None
-            if w.pid in self.api.children:
-                self._unwatched_children.add(w.pid)
+            if not self.notifier.watch(launched.pid, launched.create_time):
+                self.dead_pids.append(launched.pid)  # already gone: handled as its exit
+        self._launched.append((svc, req, launched, periodic, ended))
 
-    def _reap_unwatched(self) -> None:
-        """Reap children we stopped watching (another face restarted them): no zombies."""
-        for pid in list(self._unwatched_children):
-            child = self.api.children.get(pid)
-            if child is None:
-                self._unwatched_children.discard(pid)
-            elif child[1].poll() is not None:
-                del self.api.children[pid]
-                self._unwatched_children.discard(pid)
+    def _port_busy(self, svc: Service, entry: dict) -> str | None:
+        port = entry.get("port")
+        if not isinstance(port, int) or isinstance(port, bool):
+            return None
+        holders = ports.listeners(port)
+        if not holders:
+            return None
+        who = ", ".join(identity.describe(h.pid) for h in holders if h.pid) or "another process"
+        return f"port {port} is in use by {who}; not starting {svc.name}"
 
-    def _on_pid_exit(self, pid: int) -> None:
+    def _record(self) -> None:
+        """Record every run spawned (or start that failed) since the last call, in one write."""
+        if not self._launched:
+            return
+        batch, self._launched = self._launched, []
+        now = self.clock()
+        orphans = []
+        lines = []
+        with self._txn() as data:
+            procs = state.processes(data)
+            for svc, req, launched, periodic, ended in batch:
+                name = svc.name
+                ok = isinstance(launched, launch.Launched)
+                entry = procs.get(name)
+                if entry is None:
+                    if ok:  # removed while starting: a run without a definition must not live
+                        orphans.append((svc, launched))
+                    continue
+                verb = "started" if req is not None and req["op"] == model.START else "restarted"
+                if ended:
+                    entry.update(ended)
+                entry.pop("next_restart_at", None)
+                if req is not None:
+                    entry["restart_attempt"] = 0
+                elif periodic:
+                    entry["last_periodic_restart"] = now
+                else:
+                    entry["restart_attempt"] = model.count(entry, "restart_attempt") + 1
+                    entry["restarts"] = model.count(entry, "restarts") + 1
+                    entry["last_restart_time"] = now
+                if ok:
+                    entry.update(pid=launched.pid, create_time=launched.create_time,
+                                 started_at=launched.started_at, log_path=launched.log_path,
+                                 run=launched.run_id)
+                    entry.pop("starting_since", None)
+                    message, pid = f"{verb} {name} (pid {launched.pid})", launched.pid
+                    why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
+                    lines.append(f"start {name} pid {launched.pid} ({why})")
+                else:
+                    entry["last_exit"] = {"code": None, "signal": None, "at": now, "error": launched}
+                    message, pid = launched, None
+                    lines.append(f"error: {message}")
+                if req is not None:
+                    _settle(entry, req, ok, message, pid)
+        self._commit(data)
+        for svc, launched in orphans:
+            self._unwatch(svc)
+            procgroup.terminate_groups([launched.pid], timeout=2.0)
+            self._reap(launched.child)
+        for line in lines:
+            self.log(line)
+        for svc, *_ in batch:
+            self.dirty.add(svc.name)
+
+    # --- stopping --------------------------------------------------------------------------
+
+    def _begin_stop(self, svc: Service, entry: dict, *, then: str | None, marker: str,
+                    request: dict | None = None, periodic: bool = False,
+                    pgid: int | None = None) -> None:
+        sig = int(signal.Signals[model.stop_signal(entry)])
+        timeout = model.stop_timeout(entry)
+        group = pgid if pgid is not None else svc.run.pid  # type: ignore[union-attr]
+        log_path = svc.run.log_path if svc.run is not None else entry.get("log_path")
+        if log_path:
+            # Before the signal: the service's shutdown output then follows it in order.
+            logs.append_line(log_path, marker)
+        began = time.monotonic()
+        svc.stopping = Stopping(group, sig, timeout, began, began + timeout, then=then,
+                                request=request, periodic=periodic, leader_gone=svc.run is None)
+        if not procgroup.ask_group(group, sig):
+            svc.stopping.leader_gone = svc.run is None
+        self.log(f"stop {svc.name} process group {group}: sent {signal_name(sig)}")
+
+    def _advance_stops(self) -> None:
+        stopping = [s for s in self.services.values() if s.stopping is not None]
+        if not stopping:
+            return
+        live = procgroup.live_groups({s.stopping.pgid for s in stopping})  # type: ignore[union-attr]
+        now = time.monotonic()
+        for svc in stopping:
+            st = svc.stopping
+            assert st is not None
+            if svc.run is not None and svc.run.pid == st.pgid and svc.run.child is not None:
+                code = svc.run.child.poll()  # type: ignore[attr-defined]
+                if code is not None:  # reaped here when the exit event is still on its way
+                    self._leader_exited(svc, code, True)
+            alive = st.pgid in live or (svc.run is not None and svc.run.pid == st.pgid)
+            if not alive:
+                self._finish_stop(svc, ok=True)
+            elif now >= st.deadline:
+                if not st.killed:
+                    st.killed = True
+                    st.deadline = now + KILL_WAIT
+                    procgroup.signal_group(st.pgid, signal.SIGKILL)
+                    self.log(f"stop {svc.name}: still running after {fmt_seconds(st.timeout)} s: sent SIGKILL")
+                else:
+                    self._finish_stop(svc, ok=False)
+
+    def _leader_exited(self, svc: Service, code: int | None, known: bool) -> None:
+        st = svc.stopping
+        run = svc.run
+        if st is None or run is None:
+            return
+        self._unwatch(svc)
+        st.code, st.known, st.leader_gone = code, known, True
+
+    def _finish_stop(self, svc: Service, ok: bool) -> None:
+        st = svc.stopping
+        assert st is not None
+        name = svc.name
+        entry = self.entries.get(name) or {}
+        log_path = entry.get("log_path")
+        if svc.run is not None and svc.run.pid == st.pgid:
+            # The group is gone but the exit event has not arrived yet: take the status now.
+            code, known = self._reap(svc.run.child)
+            self._unwatch(svc)
+            st.code, st.known = code, known
+        svc.stopping = None
+        elapsed = time.monotonic() - st.began
+        if not ok:
+            message = f"{name}: process group {st.pgid} survived SIGKILL"
+            if log_path:
+                logs.append_line(log_path, f"[auto] process group {st.pgid} survived SIGKILL")
+            self.log(f"error: {message}")
+            if st.request is not None:
+                self._answer(name, st.request, False, message, None)
+            return
+        how = f"SIGKILL after {fmt_seconds(st.timeout)} s" if st.killed else f"{signal_name(st.signal)}, {elapsed:.1f} s"
+        ended = dict(exit_fields(st.code), at=self.clock(), pid=st.pgid, stopped=True)
+        if not st.known:
+            ended["unknown"] = True
+        if st.killed:
+            ended["killed_after"] = st.timeout
+        what = exit_text(st.code, True) if st.known else "ended"
+        if log_path:
+            logs.append_line(log_path, f"[auto] {what} after {fmt_seconds(elapsed)} s ({how})")
+        self.log(f"exit {name} pid {st.pgid} {what} ({how})")
+        fields = {"last_exit": ended}
+        if st.then == "start":
+            entry = self.entries.get(name)
+            if entry is None:
+                return
+            req = st.request
+            if req is not None:
+                held = model.request(entry)
+                if held is None or held["id"] != req["id"]:
+                    # Another command replaced the restart (a stop): record the end only.
+                    self._answer(name, req, False, f"{name}: interrupted by another command", None, **fields)
+                    return
+            elif entry.get("explicitly_stopped"):
+                self._answer_none(name, fields)
+                return
+            self._start(svc, entry, req, periodic=st.periodic, ended=fields)
+        elif st.then == "remove":
+            assert st.request is not None
+            self._remove(svc, st.request, **fields)
+        elif st.request is not None:
+            self._answer(name, st.request, True, f"stopped {name} ({how})", None, **fields)
+        else:
+            self._answer_none(name, fields)
+
+    def _answer_none(self, name: str, fields: dict) -> None:
+        with self._txn() as data:
+            entry = state.processes(data).get(name)
+            if entry is not None:
+                entry.update(fields)
+        self._commit(data)
+
+    # --- deaths ----------------------------------------------------------------------------
+
+    def _unwatch(self, svc: Service) -> None:
+        run = svc.run
+        if run is None:
+            return
+        svc.run = None
+        self.by_pid.pop(run.pid, None)
+        self.notifier.unwatch(run.pid)
+        self._live_logs = None
+
+    @staticmethod
+    def _reap(child: object | None) -> tuple[int | None, bool]:
+        """(returncode, known). Known only for children this watcher spawned."""
+        if child is None:
+            return None, False
+        code = child.poll()  # type: ignore[attr-defined]
+        if code is None:
+            try:  # the exit event can precede the moment waitpid sees the zombie
+                code = child.wait(timeout=1.0)  # type: ignore[attr-defined]
+            except TimeoutError:
+                return None, False
+        return code, True
+
+    def _on_exit(self, pid: int) -> None:
         name = self.by_pid.get(pid)
         if name is None:
             return
-        w = self.watched[name]
-        self._unwatch(name)
-        self._died(name, pid, w.create_time)
-
-    def _exit_code(self, pid: int | None) -> tuple[int | None, bool]:
-        """(returncode, known). Known only for children this watcher spawned and reaps."""
-        if pid is None:
-            return None, False
-        child = self.api.children.pop(pid, None)
-        if child is not None:
-            proc = child[1]
-            code = proc.poll()
-            if code is None:
-                try:  # the exit event can precede the moment waitpid sees the zombie
-                    code = proc.wait(timeout=1.0)
-                except Exception:
-                    self.api.children[pid] = child
-                    return None, False
-            return code, True
-        if pid in self.api.exit_codes:
-            return self.api.exit_codes.pop(pid), True
-        return None, False
-
-    def _prune_exit_codes(self) -> None:
-        """Forget codes nobody will ask for (bounded memory over many restarts)."""
-        if not self.api.exit_codes:
+        svc = self.services[name]
+        run = svc.run
+        if run is None or run.pid != pid:
             return
-        recorded = {e.get("pid") for e in self.entries.values()}
-        for pid in [p for p in self.api.exit_codes if p not in self.by_pid and p not in recorded]:
-            del self.api.exit_codes[pid]
+        code, known = self._reap(run.child)
+        if svc.stopping is not None and svc.stopping.pgid == pid:
+            self._leader_exited(svc, code, known)
+            return
+        self._unwatch(svc)
+        self._crashed(svc, run, code, known)
 
-    # --- actions ---------------------------------------------------------------------------
-
-    def _died(self, name: str, pid: int | None, ct: float | None) -> None:
-        """Record the end of a run and schedule the restart, if the entry still names ``pid``."""
-        code, known = self._exit_code(pid)
-        ct = _number(ct)
+    def _crashed(self, svc: Service, run: Run, code: int | None, known: bool) -> None:
+        """A run ended that nobody asked to end: record it, restart it after its backoff."""
+        name = svc.name
         now = self.clock()
-        t0 = time.perf_counter()
-        with state.transaction(self.home, self.api.warn) as data:
-            entry = state.processes(data).get(name)
-            if entry is None or entry.get("pid") != pid:
-                return  # stale: removed, or another face already started a new instance
-            last = model.last_exit(entry)
-            recorded = last is not None and (
-                (pid is not None and last.get("pid") == pid)
-                or (bool(last.get("error")) and (_number(last.get("at")) or 0) >= (_number(entry.get("started_at")) or 0))
-            )
-            if not recorded and pid is not None:
-                last = dict(exit_description(code), at=now, pid=pid)
-                if not known:
-                    last["unknown"] = True
-                entry["last_exit"] = last
-            if entry.get("explicitly_stopped"):
-                outcome, delay = "stopped by user", None
-            elif model.claim_fresh(entry, now):
-                outcome, delay = "being restarted", None
-            else:
-                due = _number(entry.get("next_restart_at"))
-                if due is None:
-                    base = backoff.delay(
-                        entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry)
-                    )
-                    due = now + base + backoff.jitter(name, base)
-                    entry["next_restart_at"] = due
-                delay = max(0.0, due - now)
-                outcome = f"restarting in {fmt_seconds(delay)} s"
-            log_path = entry.get("log_path")
-            started = _number(entry.get("started_at"))
-            group = Api._old_group(entry) if pid is not None else None
-            stop_sig = Api._signal(entry)
-            self.entries[name] = dict(entry)  # so a restart due now is not taken for a new death
-        self.txn_cost = 0.8 * self.txn_cost + 0.2 * (time.perf_counter() - t0)
-        # started_at (our clock, just after the spawn) is finer than the kernel's create time.
-        if started is None or ct is None or abs(started - ct) > 2:
-            started = _number(ct)
-        uptime = f" after {fmt_seconds(max(0.0, now - started))} s" if started is not None else ""
-        if delay is not None:
-            self.timers[name] = now + delay - self.lead
-        else:
-            self.timers.pop(name, None)
-        if group is not None and _signal_leftovers(group, stop_sig):
+        self._fresh()
+        entry = self.entries.get(name)
+        if entry is None:
+            return
+        stop_sig = int(signal.Signals[model.stop_signal(entry)])
+        if procgroup.live_groups({run.pid}):
             # The leader died but members of its group live on (workers, a reloader): they
-            # would hold its port and duplicate its work (LESSONS 1). Ask now, SIGKILL at restart.
-            self.leftovers[name] = group
-            self.log(f"leftovers of {name} in process group {group}: sent {signal.Signals(stop_sig).name}")
-        if recorded or pid is None:
-            why = last.get("error") if last and last.get("error") else "not running"
-            self.log(f"schedule {name}: {why}; {outcome}")
-            return
+            # would hold its port and duplicate its work. Ask now, SIGKILL at the restart.
+            procgroup.ask_group(run.pid, stop_sig)
+            svc.leftover = run.pid
+            self.log(f"leftovers of {name} in process group {run.pid}: sent {signal_name(stop_sig)}")
+        ended = dict(exit_fields(code), at=now, pid=run.pid)
+        if not known:
+            ended["unknown"] = True
+        uptime = max(0.0, now - run.started_at)
+        ended["ran_s"] = round(uptime, 3)
         what = exit_text(code, known)
-        if log_path:
-            # `stop` already wrote "[auto] stopped by user" to the run's log: add how it ended only.
-            tail = "" if outcome == "stopped by user" else f"; {outcome}"
-            logs.append_line(log_path, f"[auto] {what}{uptime}{tail}")
-        self.log(f"exit {name} pid {pid} {what}{uptime}; {outcome}")
-
-    def _revive(self, name: str, due: float) -> None:
-        group = self.leftovers.pop(name, None)
-        if group is not None and _signal_leftovers(group, signal.SIGKILL):
-            self.log(f"leftovers of {name} in process group {group}: sent SIGKILL")
-        outcome = self.api.revive(name, not_before=due)
-        if outcome is None:
-            return  # stopped, claimed or already running: the state change will tell us
-        if outcome.ok:
-            self.log(f"start {name} pid {outcome.pid} (automatic restart)")
+        stopped = bool(entry.get("explicitly_stopped"))
+        if stopped:
+            outcome, delay = "stopped", None
         else:
-            self.log(f"error: {outcome.message}")
-        self.dirty.add(name)  # watch the new pid, or schedule the next try (a failed spawn is a crash)
-        self._check_state()
-
-    def _periodic(self, name: str, w: Watched) -> None:
-        self._unwatch(name)  # its death is ours, not a crash
-        self.api.exit_codes.pop(w.pid, None)
-        outcome = self.api.periodic_restart(name)
-        self.periodic_anchor[name] = self.clock()
-        if outcome is None:
-            self.dirty.add(name)
+            delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
+            delay += backoff.jitter(name, delay)
+            delay = max(delay, svc.last_start + MIN_START_INTERVAL - time.monotonic())
+            outcome = f"restarting in {fmt_seconds(delay)} s"
+        if run.log_path:
+            tail = "" if stopped else f"; {outcome}"
+            logs.append_line(run.log_path, f"[auto] {what} after {fmt_seconds(uptime)} s{tail}")
+        self.log(f"exit {name} pid {run.pid} {what} after {fmt_seconds(uptime)} s; {outcome}")
+        if delay is not None and delay <= 0 and model.request(entry) is None:
+            self._start(svc, entry, None, ended={"last_exit": ended})  # spawn first, then record
             return
-        if outcome.ok:
-            self.log(f"start {name} pid {outcome.pid} (periodic restart, was pid {w.pid})")
-        else:
-            self.log(f"error: periodic restart: {outcome.message}")
-        self.dirty.add(name)
-        self._check_state()
+        with self._txn() as data:
+            current = state.processes(data).get(name)
+            if current is not None and current.get("pid") == run.pid:
+                current["last_exit"] = ended
+                if delay is not None:
+                    current["next_restart_at"] = now + delay
+        self._commit(data)
+        if delay is not None:
+            svc.wake = now + delay
+
+    def _reset_backoff(self, name: str, run: Run) -> None:
+        with self._txn() as data:
+            entry = state.processes(data).get(name)
+            if entry is None or entry.get("pid") != run.pid or not entry.get("restart_attempt"):
+                self._commit(data)
+                return
+            entry["restart_attempt"] = 0
+        self._commit(data)
+        self.log(f"reset {name}: up {fmt_seconds(backoff.RESET_AFTER)} s, backoff counter cleared")
+
+    # --- logs ------------------------------------------------------------------------------
+
+    _live_logs: dict[str, str | None] | None = None
 
     def _maintain_logs(self) -> None:
-        """Bounded log maintenance (issue 7): cheap unless something is due."""
+        """Bounded log maintenance: cheap unless something is due."""
         if self._live_logs is None:
-            self._live_logs = {w.name: self.entries.get(w.name, {}).get("log_path") for w in self.watched.values()}
+            self._live_logs = {n: s.run.log_path for n, s in self.services.items() if s.run is not None}
             self._watcher_log = self.home.watcher_log if self.home.watcher_log.exists() else None
         for event in self.maintainer.tick(self._live_logs, self._watcher_log):
             if event.error or event.kind == "rolled":
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
 
-    def _reset_backoff(self, name: str, w: Watched) -> None:
-        with state.transaction(self.home, self.api.warn) as data:
-            entry = state.processes(data).get(name)
-            if entry is None or entry.get("pid") != w.pid or not entry.get("restart_attempt"):
-                return
-            entry["restart_attempt"] = 0
-        self.log(f"reset {name}: up {fmt_seconds(backoff.RESET_AFTER)} s, backoff counter cleared")
 
-
-def _signal_leftovers(group: int, sig: int) -> bool:
-    """Signal what is left of a dead leader's group; False if nothing is left.
-
-    Only while no process holds the leader's pid: the kernel never reuses a pid that still
-    names a process group, so such a group can only be the old service's.
-    """
-    if group <= 1 or identity.create_time(group) is not None:
-        return False
-    if not procgroup.live_groups({group}):
-        return False  # gone, or only zombies waiting for init
-    return procgroup.ask_group(group, sig)
+def _settle(entry: dict, req: dict, ok: bool, message: str, pid: int | None) -> None:
+    """Replace ``req`` by its outcome, when the entry still holds that request."""
+    held = model.request(entry)
+    if held is not None and held["id"] == req["id"]:
+        entry.pop("request", None)
+        entry["outcome"] = {"id": req["id"], "ok": ok, "message": message, "pid": pid}
 
 
 def _number(value: object) -> float | None:
@@ -566,9 +886,10 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def main(home: Home, poll_only: bool = False) -> int:
-    """``auto watch``: exit 1 (via WatcherRunning) if another watcher holds the lock."""
-    fd = watchlock.acquire(home)
+def main(home: Home, poll_only: bool = False, login: bool = False) -> int:
+    """``auto watch``: exit 1 (via WatcherRunning) if another watcher holds the lock. A watcher
+    run by the login service (``login``) takes over from one started on demand."""
+    fd = watchlock.acquire(home, kind="login" if login else "on-demand", take_over=login)
     try:
         return Watcher(home, poll_only=poll_only).run()
     finally:

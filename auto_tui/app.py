@@ -139,7 +139,8 @@ class AutoApp(App[int]):
         cwd: str | None = None,
     ) -> None:
         super().__init__()
-        self.api = api if api is not None else Api(home, warn=self._warn)
+        self.api = api if api is not None else Api(
+            home, warn=self._warn, say=lambda text: self._warn(text, "information"))
         self.poll_interval = poll_interval
         self.clock = clock
         self.sampler = sampler or Sampler()
@@ -186,8 +187,22 @@ class AutoApp(App[int]):
         self.query_one("#empty").display = False
         self.query_one(LogPane).show(None)
         self.query_one(ProcessTable).focus()
+        self._bring_watcher()
         self._poll()
         self.call_after_refresh(self._mount_footer)
+
+    @work(thread=True, group="watcher", exit_on_error=False)
+    def _bring_watcher(self) -> None:
+        """The watcher is what keeps services alive and carries out the keys' actions: start
+        one when none runs, as every CLI command that needs one does."""
+        ensure = getattr(self.api, "ensure_watcher", None)
+        if ensure is None:
+            return
+        try:
+            ensure()
+        except Exception as exc:  # shown, never fatal: the table still works without it
+            self.post_message(Notice(f"cannot start the watcher: {exc}", "error"))
+        self.refresh_now()
 
     def on_unmount(self) -> None:
         self._shutdown_workers()
