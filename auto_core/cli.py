@@ -64,7 +64,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 # Commands whose every form is a bare word with on/off flags, and those flags.
-_PLAIN = {"ps": ("--json",), "start-all": (), "stop-all": (), "status": (), "tui": (), "watch": ("--poll", "--login")}
+_PLAIN = {"ps": ("--json",), "stop-all": (), "status": (), "tui": (), "watch": ("--poll", "--login")}
 
 
 def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
@@ -224,10 +224,8 @@ def cmd_remove(args, out: _Out) -> int:
 
 
 def cmd_show(args, out: _Out) -> int:
-    from auto_core import logs
+    from auto_core import environ, logs
     from auto_core.views import describe_exit
-
-    from auto_core import environ
 
     api = _api(args)
     v = api.view(args.name)

@@ -38,6 +38,7 @@ def ensure(home: Home, say: Callable[[str], None]) -> int | None:
 
     ensure_dir(home.watcher_log.parent)
     log = os.open(home.watcher_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(log, FILE_MODE)  # O_CREAT's mode is masked by the umask
     env = dict(os.environ, AUTO_HOME=str(home.root))
     for mark in ("AUTO_SERVICE", "AUTO_RUN", "AUTO_CLAIM"):
         env.pop(mark, None)  # a watcher started from inside a service is not part of it

@@ -722,15 +722,21 @@ class Watcher:
                 self._answer(name, st.request, False, message, None)
             return
         how = f"SIGKILL after {fmt_seconds(st.timeout)} s" if st.killed else f"{signal_name(st.signal)}, {elapsed:.1f} s"
-        ended = dict(exit_fields(st.code), at=self.clock(), pid=st.pgid, stopped=True)
+        now = self.clock()
+        ended = dict(exit_fields(st.code), at=now, pid=st.pgid, stopped=True)
         if not st.known:
             ended["unknown"] = True
         if st.killed:
             ended["killed_after"] = st.timeout
+        started = _number(entry.get("started_at"))
+        if started is not None:
+            ended["ran_s"] = round(max(0.0, now - started), 3)
         what = exit_text(st.code, True) if st.known else "ended"
+        ran = f" after {fmt_seconds(ended['ran_s'])} s" if "ran_s" in ended else ""
+        escalated = f" (still running {fmt_seconds(st.timeout)} s after {signal_name(st.signal)})" if st.killed else ""
         if log_path:
-            logs.append_line(log_path, f"[auto] {what} after {fmt_seconds(elapsed)} s ({how})")
-        self.log(f"exit {name} pid {st.pgid} {what} ({how})")
+            logs.append_line(log_path, f"[auto] {what}{ran}{escalated}")
+        self.log(f"exit {name} pid {st.pgid} {what}{ran} ({how})")
         fields = {"last_exit": ended}
         if st.then == "start":
             entry = self.entries.get(name)
