@@ -36,9 +36,15 @@ def ensure(home: Home, say: Callable[[str], None]) -> int | None:
         return pid
     import subprocess
 
-    ensure_dir(home.watcher_log.parent)
-    log = os.open(home.watcher_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    os.fchmod(log, FILE_MODE)  # O_CREAT's mode is masked by the umask
+    try:
+        ensure_dir(home.watcher_log.parent)
+        log = os.open(home.watcher_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        os.fchmod(log, FILE_MODE)  # O_CREAT's mode is masked by the umask
+    except OSError as exc:
+        # Supervision matters more than the watcher's own log: start it all the same.
+        say(f"cannot open the watcher's log {home.watcher_log}: {exc.strerror or exc};"
+            " its output is lost")
+        log = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     env = dict(os.environ, AUTO_HOME=str(home.root))
     for mark in ("AUTO_SERVICE", "AUTO_RUN", "AUTO_CLAIM"):
         env.pop(mark, None)  # a watcher started from inside a service is not part of it
