@@ -138,6 +138,7 @@ class Service:
     last_start: float = 0.0  # monotonic time of the last spawn (crash-loop floor)
     port_wait_until: float | None = None  # monotonic: a start waiting for its port
     waiting: tuple | None = None  # (request, periodic, ended) of that start
+    unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
 
 
 class Watcher:
@@ -177,7 +178,7 @@ class Watcher:
         self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
         self._state_path = str(home.state_file)
         self._started = False
-        self._launched: list[tuple] = []  # spawns not yet recorded: (service, request, result, periodic, ended)
+        self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -260,9 +261,9 @@ class Watcher:
                 self.log(f"error: {name}: handling the exit of pid {pid} failed\n" + traceback.format_exc().rstrip())
                 if name in self.services:
                     self.services[name].wake = self.clock() + ERROR_RETRY
-        self._record()
+        self._flush()
         self._advance_stops()
-        self._record()
+        self._flush()
         now = self.clock()
         self.dirty.update(n for n, s in self.services.items() if s.wake is not None and s.wake <= now)
         while self.dirty:
@@ -275,8 +276,8 @@ class Watcher:
                 if name in self.services:
                     self.services[name].wake = self.clock() + ERROR_RETRY
             if not self.dirty:
-                self._record()  # one write for every start of this pass; it may dirty more
-        self._record()
+                self._flush()  # one write for every start of this pass; it may dirty more
+        self._flush()
         self._maintain_logs()
         wakes = [s.wake for s in self.services.values() if s.wake is not None]
         nearest = min(wakes, default=math.inf) - self.clock()
@@ -363,13 +364,13 @@ class Watcher:
         self.log(f"adopt {name} pid {pid}")
 
     def _record_adopted(self, name: str, pid: int, ct: float, run_id: str) -> None:
-        with self._txn() as data:
-            entry = state.processes(data).get(name)
-            if entry is None:
-                return
-            entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id)
-            entry.pop("next_restart_at", None)
-        self._commit(data)
+        def change(procs: dict) -> None:
+            entry = procs.get(name)
+            if entry is not None:
+                entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id)
+                entry.pop("next_restart_at", None)
+
+        self._write(change)
         self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"))
 
     # --- evaluation ------------------------------------------------------------------------
@@ -385,6 +386,8 @@ class Watcher:
             if svc.stopping is None:
                 del self.services[name]
             return
+        if svc.unrecorded:
+            return  # looked at again once its start is written
         svc.wake = None
         if svc.stopping is not None:
             return  # a stop in progress: its end decides what comes next
@@ -466,18 +469,31 @@ class Watcher:
         now = self.clock()
         delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
         delay += backoff.jitter(svc.name, delay)
-        with self._txn() as data:
-            current = state.processes(data).get(svc.name)
-            if current is None or current.get("explicitly_stopped") or model.request(current):
-                self._commit(data)
-                return
-            current["next_restart_at"] = now + delay
-        self._commit(data)
-        svc.wake = now + delay
         last = model.last_exit(entry)
-        if last and last.get("error"):
+        pid = entry.get("pid")
+        unseen = isinstance(pid, int) and (last is None or last.get("pid") != pid)
+        if unseen:
+            # It ended while no watcher ran: when and how are unknown, and said so.
+            why = "ended while no watcher ran (exit status unknown)"
+        elif last and last.get("error"):
             why = str(last["error"])
-        self.log(f"schedule {svc.name}: {why}; restarting in {fmt_seconds(delay)} s")
+
+        def change(procs: dict) -> bool:
+            current = procs.get(svc.name)
+            if current is None or current.get("explicitly_stopped") or model.request(current):
+                return False
+            if unseen and current.get("pid") == pid:
+                current["last_exit"] = {"code": None, "signal": None, "at": now, "pid": pid,
+                                        "unknown": True}
+            current["next_restart_at"] = now + delay
+            return True
+
+        def then(done: object) -> None:
+            if done:
+                svc.wake = now + delay
+                self.log(f"schedule {svc.name}: {why}; restarting in {fmt_seconds(delay)} s")
+
+        self._write(change, then)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -515,35 +531,42 @@ class Watcher:
     def _answer(self, name: str, req: dict, ok: bool, message: str, pid: int | None,
                 **fields: object) -> None:
         """Write the outcome of ``req`` (and ``fields``) if the entry still holds that request."""
-        with self._txn() as data:
-            entry = state.processes(data).get(name)
+        def change(procs: dict) -> None:
+            entry = procs.get(name)
             if entry is not None:
                 entry.update(fields)
                 _settle(entry, req, ok, message, pid)
-        self._commit(data)
+
+        self._write(change)
 
     def _remove(self, svc: Service, req: dict, **fields: object) -> None:
         name = svc.name
-        with self._txn() as data:
-            procs = state.processes(data)
+
+        def change(procs: dict) -> bool:
             entry = procs.get(name)
-            if entry is not None:
-                held = model.request(entry)
-                if held is not None and held["id"] == req["id"]:
-                    del procs[name]
-                else:  # another request came meanwhile (a start): it wins
-                    entry.update(fields)
-        self._commit(data)
-        if name not in self.entries:
-            environ.delete(self.home, name)
-            self.services.pop(name, None)
-            self.log(f"removed {name}")
+            if entry is None:
+                return False
+            held = model.request(entry)
+            if held is not None and held["id"] == req["id"]:
+                del procs[name]
+                return True
+            entry.update(fields)  # another request came meanwhile (a start): it wins
+            return False
+
+        def then(removed: object) -> None:
+            if removed:
+                environ.delete(self.home, name)
+                if self.services.get(name) is svc and svc.run is None and svc.stopping is None:
+                    del self.services[name]
+                self.log(f"removed {name}")
+
+        self._write(change, then)
 
     # --- starting --------------------------------------------------------------------------
 
     def _start(self, svc: Service, entry: dict, req: dict | None, *, periodic: bool = False,
                ended: dict | None = None) -> None:
-        """Spawn a run; it is recorded with the other spawns of this iteration (``_record``).
+        """Spawn a run; it is recorded with the other changes of this phase (``_flush``).
         ``req``: the request it answers (None: an automatic restart). ``ended``: fields about
         the run a restart just ended, written in the same transaction."""
         name = svc.name
@@ -568,7 +591,7 @@ class Watcher:
                 return
             svc.port_wait_until = None
             svc.waiting = None
-            self._launched.append((svc, req, busy, periodic, ended))
+            self._queue_start(svc, req, busy, periodic, ended)
             return
         svc.port_wait_until = None
         svc.waiting = None
@@ -582,7 +605,7 @@ class Watcher:
             self._live_logs = None
             if not self.notifier.watch(launched.pid, launched.create_time):
                 self.dead_pids.append(launched.pid)  # already gone: handled as its exit
-        self._launched.append((svc, req, launched, periodic, ended))
+        self._queue_start(svc, req, launched, periodic, ended)
 
     def _port_busy(self, svc: Service, entry: dict) -> str | None:
         port = entry.get("port")
@@ -594,59 +617,84 @@ class Watcher:
         who = ", ".join(identity.describe(h.pid) for h in holders if h.pid) or "another process"
         return f"port {port} is in use by {who}; not starting {svc.name}"
 
-    def _record(self) -> None:
-        """Record every run spawned (or start that failed) since the last call, in one write."""
-        if not self._launched:
-            return
-        batch, self._launched = self._launched, []
+    def _queue_start(self, svc: Service, req: dict | None, launched: launch.Launched | str,
+                     periodic: bool, ended: dict | None) -> None:
+        """Queue the record of a run just spawned (or of a start that failed)."""
+        name = svc.name
         now = self.clock()
-        orphans = []
-        lines = []
-        with self._txn() as data:
-            procs = state.processes(data)
-            for svc, req, launched, periodic, ended in batch:
-                name = svc.name
-                ok = isinstance(launched, launch.Launched)
-                entry = procs.get(name)
-                if entry is None:
-                    if ok:  # removed while starting: a run without a definition must not live
-                        orphans.append((svc, launched))
-                    continue
-                verb = "started" if req is not None and req["op"] == model.START else "restarted"
-                if ended:
-                    entry.update(ended)
-                entry.pop("next_restart_at", None)
-                if req is not None:
-                    entry["restart_attempt"] = 0
-                elif periodic:
-                    entry["last_periodic_restart"] = now
-                else:
-                    entry["restart_attempt"] = model.count(entry, "restart_attempt") + 1
-                    entry["restarts"] = model.count(entry, "restarts") + 1
-                    entry["last_restart_time"] = now
-                if ok:
-                    entry.update(pid=launched.pid, create_time=launched.create_time,
-                                 started_at=launched.started_at, log_path=launched.log_path,
-                                 run=launched.run_id)
-                    entry.pop("starting_since", None)
-                    message, pid = f"{verb} {name} (pid {launched.pid})", launched.pid
-                    why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
-                    lines.append(f"start {name} pid {launched.pid} ({why})")
-                else:
-                    entry["last_exit"] = {"code": None, "signal": None, "at": now, "error": launched}
-                    message, pid = launched, None
-                    lines.append(f"error: {message}")
-                if req is not None:
-                    _settle(entry, req, ok, message, pid)
+        ok = isinstance(launched, launch.Launched)
+        verb = "started" if req is not None and req["op"] == model.START else "restarted"
+        svc.unrecorded = True
+
+        def change(procs: dict) -> bool:
+            entry = procs.get(name)
+            if entry is None:
+                return False  # removed while starting
+            if ended:
+                entry.update(ended)
+            entry.pop("next_restart_at", None)
+            if req is not None:
+                entry["restart_attempt"] = 0
+            elif periodic:
+                entry["last_periodic_restart"] = now
+            else:
+                entry["restart_attempt"] = model.count(entry, "restart_attempt") + 1
+                entry["restarts"] = model.count(entry, "restarts") + 1
+                entry["last_restart_time"] = now
+            if isinstance(launched, launch.Launched):
+                entry.update(pid=launched.pid, create_time=launched.create_time,
+                             started_at=launched.started_at, log_path=launched.log_path,
+                             run=launched.run_id)
+                entry.pop("starting_since", None)
+                message, pid = f"{verb} {name} (pid {launched.pid})", launched.pid
+            else:
+                entry["last_exit"] = {"code": None, "signal": None, "at": now, "error": launched}
+                message, pid = launched, None
+            if req is not None:
+                _settle(entry, req, ok, message, pid)
+            return True
+
+        def then(recorded: object) -> None:
+            svc.unrecorded = False
+            self.dirty.add(name)
+            if not isinstance(launched, launch.Launched):
+                self.log(f"error: {launched}")
+            elif not recorded:  # a run without a definition must not live
+                if svc.run is not None and svc.run.pid == launched.pid:
+                    self._unwatch(svc)
+                procgroup.terminate_groups([launched.pid], timeout=2.0)
+                self._reap(launched.child)
+                self.log(f"{name} was removed while starting: stopped pid {launched.pid}")
+            else:
+                why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
+                self.log(f"start {name} pid {launched.pid} ({why})")
+
+        self._write(change, then)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _write(self, change: Callable[[dict], object],
+               then: Callable[[object], None] | None = None) -> None:
+        """Queue a change of the processes of the state; ``then(change's result)`` runs once
+        it is written. What one phase of an iteration queues goes into one write (``_flush``),
+        so ``start-all`` of 200 or a ``stop-all`` costs a write, not 200."""
+        self._queue.append((change, then))
+
+    def _flush(self) -> None:
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, []
+        try:
+            with self._txn() as data:
+                procs = state.processes(data)
+                results = [change(procs) for change, _ in queue]
+        except BaseException:
+            self._queue[:0] = queue  # tried again on the next flush
+            raise
         self._commit(data)
-        for svc, launched in orphans:
-            self._unwatch(svc)
-            procgroup.terminate_groups([launched.pid], timeout=2.0)
-            self._reap(launched.child)
-        for line in lines:
-            self.log(line)
-        for svc, *_ in batch:
-            self.dirty.add(svc.name)
+        for (_, then), result in zip(queue, results, strict=True):
+            if then is not None:
+                then(result)
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -762,11 +810,12 @@ class Watcher:
             self._answer_none(name, fields)
 
     def _answer_none(self, name: str, fields: dict) -> None:
-        with self._txn() as data:
-            entry = state.processes(data).get(name)
+        def change(procs: dict) -> None:
+            entry = procs.get(name)
             if entry is not None:
                 entry.update(fields)
-        self._commit(data)
+
+        self._write(change)
 
     # --- deaths ----------------------------------------------------------------------------
 
@@ -843,25 +892,30 @@ class Watcher:
         if delay is not None and delay <= 0 and model.request(entry) is None:
             self._start(svc, entry, None, ended={"last_exit": ended})  # spawn first, then record
             return
-        with self._txn() as data:
-            current = state.processes(data).get(name)
+        def change(procs: dict) -> None:
+            current = procs.get(name)
             if current is not None and current.get("pid") == run.pid:
                 current["last_exit"] = ended
                 if delay is not None:
                     current["next_restart_at"] = now + delay
-        self._commit(data)
+
+        self._write(change)
         if delay is not None:
             svc.wake = now + delay
 
     def _reset_backoff(self, name: str, run: Run) -> None:
-        with self._txn() as data:
-            entry = state.processes(data).get(name)
+        def change(procs: dict) -> bool:
+            entry = procs.get(name)
             if entry is None or entry.get("pid") != run.pid or not entry.get("restart_attempt"):
-                self._commit(data)
-                return
+                return False
             entry["restart_attempt"] = 0
-        self._commit(data)
-        self.log(f"reset {name}: up {fmt_seconds(backoff.RESET_AFTER)} s, backoff counter cleared")
+            return True
+
+        def then(done: object) -> None:
+            if done:
+                self.log(f"reset {name}: up {fmt_seconds(backoff.RESET_AFTER)} s, backoff counter cleared")
+
+        self._write(change, then)
 
     # --- logs ------------------------------------------------------------------------------
 

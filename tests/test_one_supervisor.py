@@ -226,3 +226,45 @@ def test_stop_without_a_watcher_needs_none(auto_home):
     assert watchlock.holder(Home(auto_home)) is None
     out = run_cli("remove", "idle")
     assert out.returncode == 0 and watchlock.holder(Home(auto_home)) is None
+
+
+def test_the_login_watcher_takes_over_from_an_on_demand_one(auto_home):
+    import subprocess
+
+    assert run_cli("add", "kept", "sleep 1000", "--wait", "0").returncode == 0
+    on_demand = _watcher(auto_home)
+    pid = _entry(auto_home, "kept")["pid"]
+    assert "started on demand" in run_cli("status").stdout
+    login = subprocess.Popen([sys.executable, "-m", "auto_core", "watch", "--login"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: watchlock.holder(Home(auto_home)) == login.pid, timeout=20,
+                   message="the login watcher holding the lock")
+        assert not pid_alive(on_demand) and login.poll() is None
+        assert watchlock.holder_info(Home(auto_home)) == (login.pid, "login")
+        assert _entry(auto_home, "kept")["pid"] == pid and pid_alive(pid)  # untouched
+        assert "started at login" in run_cli("status").stdout
+        # A second login watcher does not take over from a login one.
+        second = run_cli("watch", "--login", timeout=30)
+        assert second.returncode == 1 and "already running" in second.stderr
+        stop = run_cli("stop", "kept")
+        assert stop.returncode == 0 and "started the watcher" not in stop.stderr
+    finally:
+        login.terminate()
+        login.wait(timeout=10)
+
+
+def test_a_death_while_no_watcher_ran_is_recorded_as_unknown(auto_home):
+    assert run_cli("add", "gone", "sleep 1000", "--wait", "0").returncode == 0
+    watcher = _watcher(auto_home)
+    pid = _entry(auto_home, "gone")["pid"]
+    os.kill(watcher, signal.SIGTERM)
+    wait_until(lambda: not pid_alive(watcher), message="the watcher gone")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid), message="the service gone")
+    assert run_cli("add", "other", "sleep 1000", "--wait", "0").returncode == 0  # a new watcher
+    wait_until(lambda: _entry(auto_home, "gone")["pid"] != pid, timeout=15, message="restarted")
+    last = _entry(auto_home, "gone")["last_exit"]
+    assert last["pid"] == pid and last["unknown"] is True and "ran_s" not in last
+    log = (auto_home / "output" / "logs" / "auto" / "auto.log").read_text()
+    assert "schedule gone: ended while no watcher ran (exit status unknown); restarting in 1 s" in log
