@@ -1,4 +1,4 @@
-"""Restart delays (DESIGN.md §5): ``min(base * 2**attempt, cap)``, exponent bounded."""
+"""Restart delays: ``min(base * 2**attempt, cap)``, exponent bounded."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def delay(attempt: object, base: float = DEFAULT_BASE, cap: float = DEFAULT_MAX)
 
 def jitter(name: str, seconds: float) -> float:
     """A small per-name offset (up to 5 % of the delay, none for short delays), so services
-    that crashed together do not all restart in the same instant (LESSONS 10)."""
+    that crashed together do not all restart in the same instant."""
     if seconds < 4:
         return 0.0
     fraction = (zlib.crc32(name.encode()) % 1000) / 1000.0

@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from auto_core.cliparse import build_parser
 
             command = _command_of(argv)
-            parser = build_parser(command)
+            parser = build_parser()
             parser.command = command
             args = parser.parse_args(argv)
             if args.cmd is None:

@@ -1,46 +1,21 @@
-"""The CLI's argparse parser (DESIGN.md §6): built only for command lines that need it.
+"""The CLI's argparse parser: built only for command lines that need it.
 
-``auto ps`` and the other commands without arguments skip it (``cli._plain_args``): argparse
-with gettext and locale cost ~5 ms of `auto ps` (docs/benchmarks.md, Core CLI, import costs).
+``auto ps`` and the other commands without arguments skip it (``cli._plain_args``): scripts
+and status bars run ``auto -q ps`` often, and argparse's imports are a good part of its cost.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from auto_core import __version__
 from auto_core.errors import UsageError
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, sized like ``shutil.get_terminal_size`` without importing shutil
-    (and through it bz2 and lzma: ~2 ms of every command, as every ``add_argument`` makes one)."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
-        if width is None:
-            try:
-                width = int(os.environ.get("COLUMNS", "0"))
-            except ValueError:
-                width = 0
-            if width <= 0:
-                try:
-                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
-                except (AttributeError, ValueError, OSError):
-                    width = 80
-            width -= 2
-        super().__init__(prog, indent_increment, max_help_position, width)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit 2."""
 
     command: str | None = None  # the command word being parsed, for a better hint
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         # The top-level parser reports a sub-command's leftovers, so ask which command it was.
@@ -49,26 +24,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class _Ignored:
-    """Stands in for the sub-parser of a command that is not being run: every call is a no-op."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: self
-
-
-def build_parser(only: str | None = None) -> _Parser:
-    """The full parser, or with ``only`` just that command's sub-parser.
-
-    All 17 sub-parsers cost ~2 ms more than one (docs/benchmarks.md, Core CLI, import costs).
-    """
+def build_parser() -> _Parser:
+    """The whole CLI: every command, its arguments and help."""
     p = _Parser(prog="auto", description="Keep your local services running.")
     p.add_argument("--home", metavar="DIR", help="state and logs root (default: $AUTO_HOME or the user state dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but the command's own output")
     p.add_argument("--version", action="version", version=f"auto {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
-    if only is not None:
-        add_parser = sub.add_parser
-        sub.add_parser = lambda name, **kw: add_parser(name, **kw) if name == only else _Ignored()
 
     ps = sub.add_parser("ps", help="list processes")
     ps.add_argument("--json", action="store_true", help="machine-readable list")

@@ -1,4 +1,5 @@
-"""Learning that a process died, by events rather than a busy poll (DESIGN.md §5, LESSONS 17).
+"""Learning that a process died, by events rather than a busy poll: an idle watcher then costs
+no CPU, and a death is seen at once (docs/architecture.md, the watcher's loop).
 
 One interface, three back ends:
 

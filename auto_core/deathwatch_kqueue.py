@@ -1,4 +1,4 @@
-"""macOS/BSD death notifier: ``select.kqueue`` with ``EVFILT_PROC``/``NOTE_EXIT`` (DESIGN.md §5).
+"""macOS/BSD death notifier: ``select.kqueue`` with ``EVFILT_PROC``/``NOTE_EXIT``.
 
 Kept apart from ``deathwatch`` because it cannot run on Linux; the interface is the same.
 """

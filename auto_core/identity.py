@@ -1,5 +1,6 @@
 """Process identity: a pid is ours only if it is alive, not a zombie, and was created when we
-recorded (DESIGN.md §4, LESSONS 3-4). Numbers are compared, never formatted text."""
+recorded: pids are recycled, and signalling a stranger is the worst thing a process manager
+can do (docs/decisions.md, 9). Numbers are compared, never formatted text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`auto install` / `auto uninstall` / `auto status` (DESIGN.md §8).
+"""`auto install` / `auto uninstall` / `auto status`: the login service that runs the watcher.
 
 The platform parts (what file, which commands) live in ``install_macos`` and ``install_linux``;
 both take the ``Ctx`` built here, which owns every side effect: writing files, running

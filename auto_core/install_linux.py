@@ -1,4 +1,4 @@
-"""Linux: a systemd user unit started with ``systemctl --user`` (DESIGN.md §8)."""
+"""Linux: a systemd user unit started with ``systemctl --user``."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def install(ctx: Ctx) -> None:
     active = state == "active"
     enabled = _ask(ctx, "is-enabled") == "enabled"
     if not changed and active and enabled:
-        # LESSONS 18: never bounce a healthy watcher just because install ran again.
+        # Never bounce a healthy watcher just because install ran again: a new one would only
+        # adopt the running services, whose exit status it can then no longer learn.
         ctx.out.info(f"{path} is unchanged and {unit} is active: watcher left running")
     else:
         if changed:

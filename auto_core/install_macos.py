@@ -1,4 +1,4 @@
-"""macOS: a LaunchAgent in ``~/Library/LaunchAgents`` loaded with ``launchctl`` (DESIGN.md §8).
+"""macOS: a LaunchAgent in ``~/Library/LaunchAgents`` loaded with ``launchctl``.
 
 Untested on a real Mac in this project's CI: the tests drive this code against a recording fake
 ``launchctl`` (see docs/platforms.md).
@@ -67,7 +67,8 @@ def install(ctx: Ctx) -> None:
     is_loaded = loaded(ctx)
     ctx.ensure_log_dir()
     if read_text(path) == content and is_loaded:
-        # LESSONS 18: never bounce a healthy watcher just because install ran again.
+        # Never bounce a healthy watcher just because install ran again: a new one would only
+        # adopt the running services, whose exit status it can then no longer learn.
         ctx.out.info(f"{path} is unchanged and {label(ctx)} is loaded: watcher left running")
         return
     ctx.write(path, content, 0o644)

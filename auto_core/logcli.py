@@ -1,4 +1,4 @@
-"""CLI handlers for browsing previous runs and pruning logs (issue 7).
+"""CLI handlers for browsing previous runs and pruning logs.
 
 Kept apart from cli.py so that file stays a thin dispatcher: ``auto log NAME --runs``,
 ``auto log NAME --run N`` and ``auto logs prune [--dry-run]``.

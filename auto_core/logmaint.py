@@ -1,7 +1,8 @@
-"""Log maintenance (issue 7): size cap by copy-then-truncate, retention, compression.
+"""Log maintenance: size cap by copy-then-truncate, retention, compression.
 
 The watcher builds one ``Maintainer`` and calls ``tick(live, watcher_log)`` every loop. A tick
-is cheap when nothing is due: a clock read and two comparisons. Work is spread out (LESSONS 17):
+is cheap when nothing is due: a clock read and two comparisons. Work is spread out, so
+that no tick holds up the watcher's restarts:
 
 - every ``size_interval`` seconds (5 s) one ``os.stat`` per live log (and the watcher's own
   log) decides whether a file passed its ``log_max_bytes`` and must be rolled;
@@ -10,8 +11,9 @@ is cheap when nothing is due: a clock read and two comparisons. Work is spread o
   tick, deletes at most ``delete_batch`` files per tick and gzips at most ``compress_budget``
   bytes per tick (one file is compressed across several ticks when it is large).
 
-Never touched (LESSONS 16): a file a live service writes (``live``, verified by identity by the
-caller), every ``log_path`` recorded in the state file, and the watcher's own ``auto.log``.
+Never touched, since a roll or delete there would lose lines still being written or the log
+a service's entry points to: a file a live service writes (``live``, verified by identity by
+the caller), every ``log_path`` recorded in the state file, and the watcher's own ``auto.log``.
 Compression re-checks the source before replacing it and gives up if it changed.
 """
 
@@ -284,7 +286,7 @@ class Maintainer:
                     self._begin_pass(now)
             if self.busy:
                 self._advance(now, live, watcher_log, events)
-        except Exception as exc:  # noqa: BLE001 - the watcher loop must go on (LESSONS 11)
+        except Exception as exc:  # noqa: BLE001 - the watcher loop must go on
             self._abandon_pass()
             self._report(events, str(self.home.logs), f"log maintenance failed, retried later: {exc!r}")
         return events
@@ -312,7 +314,7 @@ class Maintainer:
     # --- state: per-process settings and recorded log paths ---------------------------------------
 
     def _refresh_state(self) -> None:
-        """Re-read the state file only when it changed (stat before parse, LESSONS 17)."""
+        """Re-read the state file only when it changed (a stat first: parsing is the costly part)."""
         key = state.signature(str(self.home.state_file))
         if key == self._state_key:
             return

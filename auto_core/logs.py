@@ -1,4 +1,4 @@
-"""Per-run log files (DESIGN.md §2, §4): naming, creation, markers, tail and follow.
+"""Per-run log files: naming, creation, markers, tail and follow.
 
 Layout: ``output/logs/<name>/<YYYY>/<MM>/<name>_<YYMMDD_HHMMSS>[_N].log``, one file per start.
 Pure stdlib, no UI: the CLI's ``log -f`` and the TUI's log pane both use ``follow``.

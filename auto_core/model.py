@@ -26,7 +26,7 @@ def stop_signal(entry: dict) -> str:
 
 
 # Tolerant readers for fields a hand-edited or foreign state file may hold with the wrong
-# type: a bad value reads as the default instead of crashing every face (issue 6).
+# type: a bad value reads as the default instead of crashing every face.
 
 
 def count(entry: dict, key: str) -> int:

@@ -1,4 +1,4 @@
-"""Where auto keeps its files (DESIGN.md §2). Directories 0700, files 0600."""
+"""Where auto keeps its files (docs/architecture.md, Files). Directories 0700, files 0600."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Who listens on a TCP port (DESIGN.md §4, LESSONS 19: only listeners count)."""
+"""Who listens on a TCP port. Only listeners count: a process merely connected to the port
+(a client of the service) does not keep it from being bound."""
 
 from __future__ import annotations
 

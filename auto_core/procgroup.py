@@ -1,4 +1,5 @@
-"""Signalling and waiting for whole process groups (DESIGN.md §4, LESSONS 1, 6).
+"""Signalling and waiting for whole process groups: a stop must reach a service's children
+(the program of a ``sh -c`` wrapper, a reloader's workers), not only its leader.
 
 A service runs in its own session, so its process group id is its leader's pid. A group is
 "alive" while it has a member that is not a zombie.

@@ -26,14 +26,13 @@ its two internal signals (32 and 33) start ignored; libc re-installs them where 
 
 from __future__ import annotations
 
-import _thread  # a lock without importing threading (~0.7 ms on every one-shot command)
 import contextlib
 import errno
 import fcntl
 import os
 import signal
 import stat
-import sys
+import threading
 import time
 
 from auto_core import identity, shellwords
@@ -74,7 +73,7 @@ class Child:
     def __init__(self, pid: int, popen: object = None):
         self.pid = pid
         self.returncode: int | None = None
-        self._lock = _thread.allocate_lock()  # the TUI reaps from two threads
+        self._lock = threading.Lock()  # poll and wait may come from two threads
         self._popen = popen  # the fallback's Popen: told the code, so it never waits itself
 
     def poll(self) -> int | None:
@@ -149,8 +148,7 @@ def find_program(word: str, search: str | None, workdir: str) -> str | None:
 
 
 def _single_threaded() -> bool:
-    threading = sys.modules.get("threading")  # never imported: no thread of ours runs
-    return threading is None or threading.active_count() == 1
+    return threading.active_count() == 1
 
 
 def _runnable(path: str) -> bool:

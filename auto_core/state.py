@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import marshal
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -124,45 +123,19 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-# A process's encoded line by the exact value it encodes (``marshal`` bytes: type-strict, so
-# True, 1 and 1.0 never share a line). ``marshal`` takes ~1.7 us an entry where ``json`` with
-# sorted keys takes ~9: at 200 services a dump of which one entry changed is ~0.6 ms, against ~1.9 ms with every
-# entry encoded again (measured in session 3), and a restart's bookkeeping competes less with the new process starting. Holds the lines of
-# the last dump only.
-_LINES: dict[bytes, str] = {}
-
-
 def dump(data: dict) -> bytes:
-    """The file's canonical bytes: sorted keys, one line per process.
-
-    Each value is encoded without ``indent``, so ``json`` uses its C encoder (``indent=2``, the
-    pure-Python encoder, took ~2.5 ms at 200 services before the line cache), and a change is
-    detected by comparing these bytes with the file's (no second encoding of the old state).
-    """
-    global _LINES
+    """The file's canonical bytes: sorted keys, one line per process (easy to grep and diff;
+    any valid JSON layout is read). A change is detected by comparing these bytes with the
+    file's, so nothing is written when nothing changed."""
     enc = json.dumps
-    used: dict[bytes, str] = {}
     lines = []
     for key in sorted(data):
         value = data[key]
         if key == "processes" and isinstance(value, dict) and value:
-            body = []
-            for name in sorted(value):
-                entry = value[name]
-                try:
-                    exact = marshal.dumps(entry, 2)  # version 2: no back-references, so no
-                except ValueError:                    # dependence on reference counts
-                    exact = None
-                text = _LINES.get(exact) if exact is not None else None
-                if text is None:
-                    text = enc(entry, sort_keys=True)
-                if exact is not None:
-                    used[exact] = text
-                body.append(f"    {enc(name)}: {text}")
+            body = [f"    {enc(name)}: {enc(value[name], sort_keys=True)}" for name in sorted(value)]
             lines.append('  "processes": {\n' + ",\n".join(body) + "\n  }")
         else:
             lines.append(f"  {enc(key)}: {enc(value, sort_keys=True)}")
-    _LINES = used
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
 
 
@@ -178,19 +151,12 @@ def save(home: Home, data: dict, loaded_from: str = "main", payload: bytes | Non
             os.rename(home.state_file, broken)
         except OSError as exc:
             raise StateError(f"cannot move aside the unreadable {home.state_file}: {exc.strerror}") from exc
-    global _last_saved
-    _last_saved = None
     try:
         _write_atomic(home.local, home.state_file, payload)
         _fsync_dir(home.local)
-        sig = signature(str(home.state_file))  # the lock is held: nobody replaced it since
         _write_atomic(home.local, home.state_bak, payload, sync=False)
     except OSError as exc:
         raise StateError(f"cannot write {home.state_file}: {exc.strerror or exc}") from exc
-    _last_saved = (str(home.state_file), sig, data)
-
-
-_last_saved: tuple[str, tuple[int, int, int] | None, dict] | None = None
 
 
 def signature(path: str) -> tuple[int, int, int] | None:
@@ -200,16 +166,6 @@ def signature(path: str) -> tuple[int, int, int] | None:
     except OSError:  # missing, or a file where local/ belongs: the parse will say what
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def saved(path: str, sig: tuple[int, int, int] | None) -> dict | None:
-    """The data this process last wrote to ``path``, if the file is still that version: the
-    watcher then takes what it just wrote instead of parsing it again (~1 ms at 200
-    services, right after each restart's spawn). Shared: read it, never change it."""
-    last = _last_saved
-    if last is not None and sig is not None and last[0] == path and last[1] == sig:
-        return last[2]
-    return None
 
 
 @contextlib.contextmanager
@@ -228,59 +184,13 @@ def locked(home: Home) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-class Peek:
-    """Single entries of ``state.json``, read without parsing the whole file: the one line
-    ``    "NAME": {...},`` that ``dump`` writes per process (a 200-service file parses in ~1 ms;
-    one line in ~0.01). ``entry`` is None when the file is not in that form: ask ``load``."""
-
-    def __init__(self, home: Home):
-        self.home = home
-        self.raw: bytes | None = None
-        self._first = -1  # where the "processes" object starts in ``raw``
-
-    def _read(self) -> bytes | None:
-        """The file, read on the first ``entry`` (a caller that asks nothing reads nothing)."""
-        if self.raw is None:
-            try:
-                self.raw = self.home.state_file.read_bytes()
-            except OSError:
-                return None
-            self._first = self.raw.find(b'\n  "processes": {\n')
-        return self.raw
-
-    def entry(self, name: str) -> dict | None:
-        raw = self._read()
-        if raw is None or self._first < 0:
-            return None
-        # In dump's layout only a process starts a line with four spaces and a quote (every
-        # other value is one line at two), so the first match is the entry. In another layout
-        # a match is a line that does not parse, or a value whose claim will not match, and
-        # the caller checks again on the parsed file anyway.
-        key = b"\n    " + json.dumps(name).encode() + b": {"
-        at = raw.find(key, self._first)
-        if at < 0:
-            return None
-        start = at + len(key) - 1
-        line = raw[start:raw.find(b"\n", start)].rstrip(b",")
-        try:
-            value = json.loads(line)
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-
 @contextlib.contextmanager
-def transaction(
-    home: Home, warn: Callable[[str], None] | None = None, early: Callable[[Peek], None] | None = None,
-) -> Iterator[dict]:
+def transaction(home: Home, warn: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Lock, re-read, yield the state dict to change in place, then save it if it changed.
 
-    An exception inside the block discards the change. ``early`` runs under the lock before
-    the file is parsed (the watcher's restart spawns there, off the parse's time).
+    An exception inside the block discards the change.
     """
     with locked(home):
-        if early is not None:
-            early(Peek(home))
         loaded = load(home)
         if loaded.problem and warn:
             warn(loaded.problem)

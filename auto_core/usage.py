@@ -1,4 +1,4 @@
-"""CPU time and memory of whole services (a service is its process group: DESIGN.md §4).
+"""CPU time and memory of whole services (a service is its process group).
 
 A ``sh -c`` wrapper, a reloader and its workers all count: the leader alone can be a 1 MiB
 shell while the real work happens in its children. Linux reads every ``/proc/PID/stat`` once
