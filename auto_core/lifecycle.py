@@ -46,7 +46,7 @@ class Outcome(Record):
     ok: bool
     message: str
     pid: int | None = None
-    detail: tuple = Factory(tuple)  # the last lines of the run's log, for a failed start
+    detail: tuple = Factory(factory=tuple)  # the last lines of the run's log, for a failed start
 
 
 class Api:

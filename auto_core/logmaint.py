@@ -1,8 +1,8 @@
 """Log maintenance: size cap by copy-then-truncate, retention, compression.
 
 The watcher builds one ``Maintainer`` and calls ``tick(live, watcher_log)`` every loop. A tick
-is cheap when nothing is due: a clock read and two comparisons. Work is spread out, so
-that no tick holds up the watcher's restarts:
+is cheap when nothing is due: a clock read and two comparisons. Work is spread out, so no
+tick holds up the watcher's restarts:
 
 - every ``size_interval`` seconds (5 s) one ``os.stat`` per live log (and the watcher's own
   log) decides whether a file passed its ``log_max_bytes`` and must be rolled;
@@ -314,7 +314,7 @@ class Maintainer:
     # --- state: per-process settings and recorded log paths ---------------------------------------
 
     def _refresh_state(self) -> None:
-        """Re-read the state file only when it changed (a stat first: parsing is the costly part)."""
+        """Re-read the state file only when it changed (a stat first: the parse is what costs)."""
         key = state.signature(str(self.home.state_file))
         if key == self._state_key:
             return

@@ -99,7 +99,7 @@ class ProcessView(Record, frozen=True):
     next_restart_in_s: float | None
     log_path: str | None
     last_exit: dict | None
-    env: dict = Factory(dict)
+    env: dict = Factory(factory=dict)
     restart_attempt: int = 0
     restart_every: float | None = None
     backoff_max: float = backoff.DEFAULT_MAX

@@ -1,5 +1,5 @@
-"""Who listens on a TCP port. Only listeners count: a process merely connected to the port
-(a client of the service) does not keep it from being bound."""
+"""Who listens on a TCP port. Only listeners count: a connection still open on the port (or in
+TIME_WAIT) does not keep a new server from binding it."""
 
 from __future__ import annotations
 

@@ -21,10 +21,19 @@ class Factory:
 
     __slots__ = ("make",)
 
-    def __init__(self, make):
-        self.make = make
+    def __init__(self, *, factory):
+        self.make = factory
 
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import dataclass_transform
+else:
+    def dataclass_transform(**_kwargs):
+        return lambda cls: cls
+
+
+@dataclass_transform(field_specifiers=(Factory,))
 class Record:
     _fields: tuple[str, ...] = ()
     _field_set: frozenset[str] = frozenset()
