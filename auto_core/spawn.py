@@ -56,8 +56,11 @@ _PROLOGUE_ARGV = _HEADER + 'shift 4; exec "$@"'
 # is 4194304, macOS's pids stay below 100000. What the pid leaves free trails the line as blanks.
 PID_ROOM = 7
 TRANSIENT = {errno.EAGAIN, errno.ENOMEM, errno.EDEADLK, errno.EINTR}
-# Popen's restore_signals: Python ignores these; an exec keeps an ignored signal ignored.
-_SIGDEF = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, n))
+# Every signal a service can receive starts with its default action, whatever the watcher's
+# starter ignored: a command run with `&` or under `nohup` ignores SIGINT, SIGQUIT or SIGHUP,
+# an exec keeps an ignored signal ignored, and a service with `--stop-signal SIGINT` would
+# then never stop gracefully. (Python itself ignores SIGPIPE and SIGXFSZ.)
+_SIGDEF = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 
 
 class SpawnError(OSError):

@@ -268,3 +268,30 @@ def test_a_death_while_no_watcher_ran_is_recorded_as_unknown(auto_home):
     assert last["pid"] == pid and last["unknown"] is True and "ran_s" not in last
     log = (auto_home / "output" / "logs" / "auto" / "auto.log").read_text()
     assert "schedule gone: ended while no watcher ran (exit status unknown); restarting in 1 s" in log
+
+
+def _ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("SigIgn:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigIgn line")
+
+
+def test_signals_the_starter_ignored_are_default_in_the_service(auto_home):
+    # A script that runs `auto add ... &` (or nohup) ignores SIGINT, SIGQUIT and SIGHUP; the
+    # watcher it brings up inherits that, and an exec would pass it on to the service.
+    script = (f"trap '' INT QUIT HUP; exec {sys.executable} -m auto_core add graceful "
+              "--stop-signal SIGINT --stop-timeout 20 --wait 0 -- sleep 1000")
+    import subprocess
+
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, AUTO_HOME=str(auto_home)))
+    assert done.returncode == 0, done.stderr
+    watcher = _watcher(auto_home)
+    assert _ignored_signals(watcher) & (1 << (signal.SIGHUP - 1))  # the starter's ignores...
+    pid = _entry(auto_home, "graceful")["pid"]
+    # ...never reach the service (above 31: the C library's own real-time signals).
+    assert _ignored_signals(pid) & ((1 << 31) - 1) == 0
+    stop = run_cli("stop", "graceful")
+    assert stop.returncode == 0 and stop.stdout.startswith("stopped graceful (SIGINT, "), stop.stdout
