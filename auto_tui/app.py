@@ -1,4 +1,4 @@
-"""``auto tui``: the process table, lifecycle keys and the live log pane (DESIGN.md §7).
+"""``auto tui``: the process table, lifecycle keys and the live log pane.
 
 Layering: the app only talks to ``auto_core.lifecycle.Api`` (or any object with the same
 ``snapshot()``/``log_path()``/``home`` surface, for snapshot tests). Everything that can block

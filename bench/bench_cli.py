@@ -1,4 +1,4 @@
-"""Core CLI benchmark (issue 2): `auto ps`, `start-all`, `stop-all` with 200 services,
+"""Core CLI benchmark: `auto ps`, `start-all`, `stop-all` with 200 services,
 side by side with supervisord/supervisorctl managing the same 200 sleeps.
 
 Run: .venv/bin/python bench/bench_cli.py [--n 200] [--runs 15]

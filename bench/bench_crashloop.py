@@ -1,9 +1,9 @@
-"""Crash-loop soak (issue 6, scenario 9): a service that exits immediately, under the real
-``auto watch``, for a stretch of wall time with small backoff settings so the cap is reached
+"""Crash-loop soak (docs/reliability.md, scenario 9): a service that exits immediately, under the
+real ``auto watch``, for a stretch of wall time with small backoff settings so the cap is reached
 quickly. Reports the sequence of restart delays the watcher scheduled (they must double up to
-``backoff_max`` and stay there), the measured gaps between restarts (never earlier than
-scheduled), and the watcher's own CPU use (utime + stime of its threads, ns precision from
-schedstat) per wall second once the loop runs at the cap.
+``backoff_max`` and stay there), the measured gaps between restarts (never earlier than scheduled),
+and the watcher's own CPU use (utime + stime of its threads, ns precision from schedstat) per wall
+second once the loop runs at the cap.
 
 Time scale: the default cap is 7200 s and the first delay 1 s. With ``--base 0.05 --max 5`` the
 delays run 0.05, 0.1, ... 3.2, 5, 5, ...: the same doubling, 1440 times faster at the cap, so

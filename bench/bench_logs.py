@@ -1,4 +1,4 @@
-"""Benchmark of log maintenance (issue 7): 200 services, 50,000 old log files.
+"""Benchmark of log maintenance: 200 services, 50,000 old log files.
 
 Measures, in CPU seconds of this process (user + system, ``time.process_time``):
 - a whole retention pass over the tree with nothing to do (every file already compressed

@@ -1,7 +1,7 @@
-"""TUI benchmark (issue 4): first paint, refresh tick cost, huge-log open, fast-log input lag.
+"""TUI benchmark: first paint, refresh tick cost, huge-log open, fast-log input lag.
 
 Run: .venv/bin/python bench/bench_tui.py [--runs 7] [--gib 1]
-Everything runs in temp dirs (cleaned up). Numbers go to docs/benchmarks.md, "TUI (issue 4)".
+Everything runs in temp dirs (cleaned up). Numbers go to docs/benchmarks.md, section "TUI".
 
 1. First paint: a child process is timed from spawn until the app's first refresh has run
    (headless driver), for a bare Textual app with a DataTable and for ``auto tui``'s app on a

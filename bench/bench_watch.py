@@ -1,4 +1,4 @@
-"""Watcher benchmark (issue 3): ``auto watch`` side by side with supervisord (and PM2 when
+"""Watcher benchmark: ``auto watch`` side by side with supervisord (and PM2 when
 its binary is available), for N = 10 and 200 supervised services, in one run.
 
 Measured per manager and N:
