@@ -72,15 +72,13 @@ class Api:
         self.clock = clock
         self.warn = warn or warn_stderr
         self.say = say or _say_stderr
-        self._log_paths: dict[str, tuple[tuple, str | None]] = {}
+        self.state = state.StateFile(self.home, self.warn)
 
     # --- reading ---------------------------------------------------------------------------
 
     def load(self) -> dict:
-        loaded = state.load(self.home)
-        if loaded.problem:
-            self.warn(loaded.problem)
-        return loaded.data
+        """The state as last changed (parsed again only when the file was replaced)."""
+        return self.state.read()
 
     def names(self) -> list[str]:
         return sorted(state.processes(self.load()))
@@ -114,17 +112,10 @@ class Api:
         return ondemand.ensure(self.home, self.say)
 
     def log_path(self, name: str) -> str | None:
-        """The current log file of ``name``. Followers ask often (``log -f``, the TUI's log
-        pane): the state is parsed again only when ``state.json`` changed (stat first)."""
-        key = state.signature(str(self.home.state_file))
-        cached = self._log_paths.get(name)
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        entry = self.entry(name)
-        path = logs.current_log(self.home, name, entry.get("log_path"))
-        found = str(path) if path else None
-        self._log_paths[name] = (key, found)
-        return found
+        """The current log file of ``name`` (followers ask often: a ``stat`` while the state
+        is unchanged)."""
+        path = logs.current_log(self.home, name, self.entry(name).get("log_path"))
+        return str(path) if path else None
 
     # --- definitions -----------------------------------------------------------------------
 
@@ -393,15 +384,13 @@ class Api:
 
     def _await(self, asked: dict[str, str], rid: str) -> list[Outcome]:
         deadline = time.monotonic() + self._timeout(asked)
-        path = str(self.home.state_file)
-        seen: tuple | None = None
         pending = dict(asked)
         done: dict[str, Outcome] = {}
         next_check = time.monotonic() + 1.0
+        first = True
         while pending:
-            sig = state.signature(path)
-            if sig != seen:
-                seen = sig
+            if first or self.state.changed():
+                first = False
                 procs = state.processes(self.load())
                 for name, op in list(pending.items()):
                     entry = procs.get(name)
@@ -434,13 +423,11 @@ class Api:
         deadline = time.monotonic() + wait
         grace = deadline + 1.0  # a death the watcher has not recorded yet
         failed: dict[str, Outcome] = {}
-        path = str(self.home.state_file)
-        seen: tuple | None = None
         watching = dict(started)
+        first = True
         while watching:
-            sig = state.signature(path)
-            if sig != seen:
-                seen = sig
+            if first or self.state.changed():
+                first = False
                 procs = state.processes(self.load())
                 for name, outcome in list(watching.items()):
                     entry = procs.get(name) or {}
@@ -473,7 +460,7 @@ class Api:
         return Outcome(name, False, f"{name} exited at once ({how}{after})", last.get("pid"), detail)
 
     def _txn(self):
-        return state.transaction(self.home, self.warn)
+        return self.state.transaction()
 
 
 def check_program(name: str, command: str, env: Mapping[str, str], workdir: str) -> None:

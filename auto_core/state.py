@@ -184,27 +184,64 @@ def locked(home: Home) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-@contextlib.contextmanager
-def transaction(home: Home, warn: Callable[[str], None] | None = None) -> Iterator[dict]:
+def transaction(home: Home, warn: Callable[[str], None] | None = None):
     """Lock, re-read, yield the state dict to change in place, then save it if it changed.
+    An exception inside the block discards the change. (``StateFile.transaction``.)"""
+    return StateFile(home, warn).transaction()
 
-    An exception inside the block discards the change.
+
+class StateFile:
+    """One home's ``state.json`` as this process last read or wrote it.
+
+    The one cache of the file: ``read`` parses it again only when it was replaced (every
+    write renames a new file in, so a ``stat`` tells), so the watcher's loop, a face waiting
+    for an outcome and the TUI's refresh pay a ``stat``, not a parse, while nothing changes.
     """
-    with locked(home):
-        loaded = load(home)
-        if loaded.problem and warn:
-            warn(loaded.problem)
-        if loaded.source == "bak":  # always written: the broken file is moved aside
-            yield loaded.data
-            save(home, loaded.data, loaded.source)
-            return
-        # What the file holds now, in canonical bytes (read, not re-encoded, for "main").
-        before = loaded.raw if loaded.source == "main" else dump(loaded.data)
-        yield loaded.data
-        loaded.data["version"] = VERSION
-        payload = dump(loaded.data)
-        if payload != before:
-            save(home, loaded.data, loaded.source, payload)
+
+    def __init__(self, home: Home, warn: Callable[[str], None] | None = None):
+        self.home = home
+        self.path = str(home.state_file)
+        self.warn = warn
+        self.data: dict | None = None
+        self.sig: tuple[int, int, int] | None = None
+
+    def changed(self) -> bool:
+        """Whether the file is not the version last read or written (or none was)."""
+        return self.data is None or self.sig is None or signature(self.path) != self.sig
+
+    def read(self) -> dict:
+        """The state (shared: change it only inside ``transaction``). Raises StateError."""
+        sig = signature(self.path)
+        if self.data is None or sig is None or sig != self.sig:
+            loaded = load(self.home)
+            if loaded.problem and self.warn:
+                self.warn(loaded.problem)
+            self.data, self.sig = loaded.data, sig
+        return self.data
+
+    def processes(self) -> dict[str, dict]:
+        return processes(self.read())
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict]:
+        """Lock, re-read, yield the state to change in place, then save it if it changed."""
+        with locked(self.home):
+            loaded = load(self.home)
+            if loaded.problem and self.warn:
+                self.warn(loaded.problem)
+            data = loaded.data
+            if loaded.source == "bak":  # always written: the broken file is moved aside
+                yield data
+                save(self.home, data, loaded.source)
+            else:
+                # What the file holds now, in canonical bytes (read, not re-encoded, for "main").
+                before = loaded.raw if loaded.source == "main" else dump(data)
+                yield data
+                data["version"] = VERSION
+                payload = dump(data)
+                if payload != before:
+                    save(self.home, data, loaded.source, payload)
+            self.data, self.sig = data, signature(self.path)  # under the lock: this version
 
 
 def processes(data: dict) -> dict[str, dict]:

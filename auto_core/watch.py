@@ -173,10 +173,10 @@ class Watcher:
         self.by_pid: dict[int, str] = {}
         self.dirty: set[str] = set()
         self.dead_pids: list[int] = []
-        self.stat_sig: tuple | None = None
+        self.state = state.StateFile(home, self.warn)
+        self._bad: tuple | None = None  # the version of a state file that did not parse
         self.stopping = False
         self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
-        self._state_path = str(home.state_file)
         self._started = False
         self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
 
@@ -290,19 +290,19 @@ class Watcher:
 
     def _check_state(self) -> None:
         """Stat first; parse only when the file was replaced (every write renames a new file)."""
-        sig = state.signature(self._state_path)
-        if sig == self.stat_sig and self.stat_sig is not None:
+        if not self.state.changed():
             return
+        sig = state.signature(self.state.path)
+        if sig is not None and sig == self._bad:
+            return  # said once: a broken file is not read again every tick
         try:
-            loaded = state.load(self.home)
+            data = self.state.read()
         except StateError as exc:
             self.log(f"error: {exc}")
-            self.stat_sig = sig  # do not re-read a broken file every tick
+            self._bad = sig
             return
-        if loaded.problem:
-            self.warn(loaded.problem)
-        self.stat_sig = sig
-        self._take(state.processes(loaded.data))
+        self._bad = None
+        self._take(state.processes(data))
 
     def _take(self, fresh: dict[str, dict]) -> None:
         for name in set(self.entries) | set(fresh):
@@ -311,14 +311,6 @@ class Watcher:
                 self.services.setdefault(name, Service(name))
         self.entries = dict(fresh)
         self._live_logs = None
-
-    def _txn(self):
-        return state.transaction(self.home, self.warn)
-
-    def _commit(self, data: dict) -> None:
-        """After a transaction of ours: take its data as the parsed state (no second parse)."""
-        self.stat_sig = state.signature(self._state_path)
-        self._take(state.processes(data))
 
     def _fresh(self) -> None:
         """Make sure a decision is taken on the current file: a stat, a parse only if changed."""
@@ -685,13 +677,13 @@ class Watcher:
             return
         queue, self._queue = self._queue, []
         try:
-            with self._txn() as data:
+            with self.state.transaction() as data:
                 procs = state.processes(data)
                 results = [change(procs) for change, _ in queue]
         except BaseException:
             self._queue[:0] = queue  # tried again on the next flush
             raise
-        self._commit(data)
+        self._take(state.processes(data))
         for (_, then), result in zip(queue, results, strict=True):
             if then is not None:
                 then(result)
