@@ -439,7 +439,8 @@ class Api:
                         del watching[name]  # restarted or stopped by someone else
             now = time.monotonic()
             if now >= deadline:
-                alive = {n for n, o in watching.items() if identity.create_time(o.pid) is not None}
+                alive = {n for n, o in watching.items()
+                         if o.pid is not None and identity.create_time(o.pid) is not None}
                 if now >= grace or all(n in alive for n in watching):
                     break
             time.sleep(POLL * 2)

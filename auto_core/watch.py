@@ -236,14 +236,13 @@ class Watcher:
         def on_signal(signum, _frame):
             self.stopping = True  # the wakeup fd has already interrupted the wait
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        previous["wakeup"] = signal.set_wakeup_fd(self.notifier.wakeup_fd)
-        return previous
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return {"handlers": handlers, "wakeup": signal.set_wakeup_fd(self.notifier.wakeup_fd)}
 
     @staticmethod
     def _restore_signals(previous: dict) -> None:
-        signal.set_wakeup_fd(previous.pop("wakeup"))
-        for sig, handler in previous.items():
+        signal.set_wakeup_fd(previous["wakeup"])
+        for sig, handler in previous["handlers"].items():
             signal.signal(sig, handler)
 
     def iterate(self) -> float:
@@ -324,19 +323,19 @@ class Watcher:
         and its record): adopt one when its service is down and wanted, stop the others."""
         for name in sorted(self.entries):
             entry = self.entries[name]
-            pid, ct = entry.get("pid"), entry.get("create_time")
-            if identity.is_ours(pid, ct):
-                self._adopt(name, pid, float(ct), _number(entry.get("started_at")) or float(ct),
+            pid, ct = entry.get("pid"), _number(entry.get("create_time"))
+            if isinstance(pid, int) and ct is not None and identity.is_ours(pid, ct):
+                self._adopt(name, pid, ct, _number(entry.get("started_at")) or ct,
                             entry.get("log_path"))
         recorded = {n: e.get("run") if isinstance(e.get("run"), str) else None
                     for n, e in self.entries.items()}
         for found in marks.find(self.home, recorded):
             if found.pid in self.by_pid:
                 continue
-            entry = self.entries.get(found.service)
+            known = self.entries.get(found.service)
             svc = self.services.get(found.service)
-            wanted = (entry is not None and not entry.get("explicitly_stopped")
-                      and svc is not None and svc.run is None and model.request(entry) is None)
+            wanted = (known is not None and not known.get("explicitly_stopped")
+                      and svc is not None and svc.run is None and model.request(known) is None)
             if wanted and found.pgid == found.pid:
                 ct = identity.create_time(found.pid)
                 if ct is not None:
@@ -779,9 +778,10 @@ class Watcher:
         self.log(f"exit {name} pid {st.pgid} {what}{ran} ({how})")
         fields = {"last_exit": ended}
         if st.then == "start":
-            entry = self.entries.get(name)
-            if entry is None:
+            current = self.entries.get(name)
+            if current is None:
                 return
+            entry = current
             req = st.request
             if req is not None:
                 held = model.request(entry)
