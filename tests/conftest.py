@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import procs_with_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import procs_with_env  # noqa: E402
-
-from auto_core.lifecycle import Api  # noqa: E402
-from auto_core.paths import Home  # noqa: E402
+from auto_core.lifecycle import Api
+from auto_core.paths import Home
 
 _MACHINE_VARS = ("TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR")
 
