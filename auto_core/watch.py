@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
@@ -59,7 +59,12 @@ TICK = 1.0  # longest block without inotify: bounds how late a state change is n
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
 STOP_POLL = 0.02  # how often a stopping process group is looked at
 KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
-MIN_START_INTERVAL = 0.1  # a crash loop restarts at most this often, whatever the backoff
+# A crash loop costs little whatever the backoff settings (even a base of 0): two starts of
+# one service are at least MIN_START_INTERVAL apart, and once a service has started BURST
+# times within BURST_WINDOW, at least BURST_INTERVAL apart (one log file a second at most).
+MIN_START_INTERVAL = 0.1
+BURST, BURST_WINDOW, BURST_INTERVAL = 10, 10.0, 1.0
+SLOW_ITERATION = 0.1  # an iteration longer than this is logged: the loop must never stall
 PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
@@ -135,7 +140,15 @@ class Service:
     wake: float | None = None  # clock time to evaluate it again
     periodic_anchor: float | None = None
     leftover: int | None = None  # process group a dead leader left members in
-    last_start: float = 0.0  # monotonic time of the last spawn (crash-loop floor)
+    starts: list[float] = field(default_factory=list)  # monotonic times of recent spawns
+
+    def earliest_start(self) -> float:
+        """The monotonic time before which this service is not started again."""
+        if not self.starts:
+            return 0.0
+        recent = [t for t in self.starts if t > self.starts[-1] - BURST_WINDOW]
+        gap = BURST_INTERVAL if len(recent) >= BURST else MIN_START_INTERVAL
+        return self.starts[-1] + gap
     port_wait_until: float | None = None  # monotonic: a start waiting for its port
     waiting: tuple | None = None  # (request, periodic, ended) of that start
     unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
@@ -218,11 +231,15 @@ class Watcher:
         self.log(f"watcher started (pid {os.getpid()}, {self.notifier.kind}, state: {how}) for {self.home.root}")
         try:
             while not self.stopping:
+                began = time.monotonic()
                 try:
                     timeout = self.iterate()
                 except Exception:  # one bad iteration must not end supervision
                     self.log("error: iteration failed\n" + traceback.format_exc().rstrip())
                     timeout = TICK
+                took = time.monotonic() - began
+                if took > SLOW_ITERATION:
+                    self.warn(f"a loop iteration took {took * 1000:.0f} ms")
                 if self.stopping:
                     break
                 self.dead_pids.extend(self.notifier.wait(timeout))
@@ -447,7 +464,7 @@ class Watcher:
                 self._schedule(svc, entry, "not running")
                 return
         if svc.port_wait_until is None:
-            floor = svc.last_start + MIN_START_INTERVAL - time.monotonic()
+            floor = svc.earliest_start() - time.monotonic()
             if floor > 0:
                 due = max(due, now + floor)
         if due > now:
@@ -586,7 +603,7 @@ class Watcher:
             return
         svc.port_wait_until = None
         svc.waiting = None
-        svc.last_start = time.monotonic()
+        svc.starts = svc.starts[-(BURST - 1):] + [time.monotonic()]
         launched = self.launcher.launch(name, entry)
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
@@ -875,7 +892,7 @@ class Watcher:
         else:
             delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
             delay += backoff.jitter(name, delay)
-            delay = max(delay, svc.last_start + MIN_START_INTERVAL - time.monotonic())
+            delay = max(delay, svc.earliest_start() - time.monotonic())
             outcome = f"restarting in {fmt_seconds(delay)} s"
         if run.log_path:
             tail = "" if stopped else f"; {outcome}"
@@ -941,6 +958,9 @@ def _number(value: object) -> float | None:
 def main(home: Home, poll_only: bool = False, login: bool = False) -> int:
     """``auto watch``: exit 1 (via WatcherRunning) if another watcher holds the lock. A watcher
     run by the login service (``login``) takes over from one started on demand."""
+    # Whoever started this watcher may have blocked signals (a blocked SIGTERM would make a
+    # login watcher's take-over wait for nothing): the watcher's own mask starts empty.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     fd = watchlock.acquire(home, kind="login" if login else "on-demand", take_over=login)
     try:
         return Watcher(home, poll_only=poll_only).run()

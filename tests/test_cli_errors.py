@@ -170,16 +170,30 @@ def test_corrupt_state_falls_back_to_backup_and_moves_the_broken_file_aside(auto
     assert sorted(json.loads(state.read_text())["processes"]) == ["kept", "new"]
 
 
+def assert_error_after_watcher(code: int, err: str, want_code: int) -> str:
+    """A failure the watcher reports: the error line, after the notice that a watcher was
+    started on demand (when this command started it). Returns the error line."""
+    assert code == want_code, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) in (1, 2), err
+    if len(lines) == 2:
+        assert lines[0].startswith("auto: started the watcher (pid "), err
+    assert lines[-1].startswith("auto: error: "), err
+    return lines[-1]
+
+
 def test_unwritable_log_directory_is_a_clear_error(auto_home, capsys, existing):
     logs = auto_home / "output" / "logs"
     logs.mkdir(parents=True)
     (logs / "existing").write_text("a file where the log directory belongs")
     code, out, err = auto(capsys, "start", "existing")
-    assert_one_error(code, err, 1)
-    assert "cannot create the log file for existing" in err
+    line = assert_error_after_watcher(code, err, 1)
+    assert "cannot create the log file for existing" in line
     entry = json.loads(state_bytes(auto_home))["processes"]["existing"]
-    assert entry["pid"] is None and entry["starting_since"] is None
-    r = run_cli("add", "other", "sleep 1", home=auto_home)
+    assert entry["pid"] is None and "request" not in entry  # answered: nothing started
+    assert "cannot create the log file for existing" in entry["last_exit"]["error"]
+    r = run_cli("add", "other", "sleep 1000", home=auto_home)
     assert r.returncode == 0, r.stderr  # a different name is unaffected
 
 
@@ -188,9 +202,8 @@ def test_unwritable_log_directory_via_real_cli_add(auto_home):
     logs.mkdir(parents=True)
     (logs / "svc").write_text("not a directory")
     r = run_cli("add", "svc", "sleep 1000", home=auto_home)
-    assert r.returncode == 1
-    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("auto: error: ")
-    assert "cannot create the log file for svc" in r.stderr and "Traceback" not in r.stderr
+    line = assert_error_after_watcher(r.returncode, r.stderr, 1)
+    assert "cannot create the log file for svc" in line
 
 
 def test_unquoted_command_with_options_gets_a_hint(auto_home, capsys):
@@ -208,13 +221,14 @@ def test_unquoted_command_with_options_gets_a_hint(auto_home, capsys):
 
 PLAIN_LINES = [
     ["ps"], ["ps", "--json"], ["-q", "ps"], ["--quiet", "ps", "--json", "--json"], ["--home", "/x", "ps"],
-    ["--home=/x", "-q", "stop-all"], ["-q", "--home", "/x", "-q", "start-all"], ["start-all"],
-    ["status"], ["tui"], ["watch"], ["watch", "--poll"], ["--home=", "ps"],
+    ["--home=/x", "-q", "stop-all"], ["-q", "--home", "/x", "-q", "stop-all"], ["stop-all"],
+    ["status"], ["tui"], ["watch"], ["watch", "--poll"], ["watch", "--login"], ["--home=", "ps"],
 ]
 NOT_PLAIN = [
     [], ["-h"], ["ps", "-h"], ["ps", "--js"], ["ps", "--json", "x"], ["ps", "-q"], ["--qu", "ps"],
     ["--home"], ["--home", "-q", "ps"], ["--", "ps"], ["start", "x"], ["add", "a", "b"], ["--version"],
     ["stop-all", "--poll"], ["watch", "--json"], ["logs", "prune"], ["install"],
+    ["start-all"], ["-q", "--home", "/x", "-q", "start-all"], ["start-all", "--wait", "0"],
 ]
 
 
@@ -235,10 +249,22 @@ def test_anything_else_goes_through_argparse(argv):
     assert cli._plain_args(argv) is None
 
 
+@pytest.mark.parametrize("argv, wait", [
+    (["start-all"], None), (["-q", "--home", "/x", "-q", "start-all"], None),
+    (["start-all", "--wait", "0"], 0.0), (["start-all", "--wait", "2.5"], 2.5),
+])
+def test_start_all_goes_through_argparse_for_its_wait(argv, wait):
+    from auto_core.cliparse import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.cmd == "start-all" and args.wait == wait
+    assert args.quiet == ("-q" in argv) and args.home == ("/x" if "--home" in argv else None)
+
+
 def test_start_all_refuses_a_hand_edited_name_that_is_a_path(auto_home):
-    """start-all takes its names from the state inside the claim: a name no `add` would accept
-    (here `../evil`, which would put its log directory outside the logs) stops it before
-    anything is claimed, spawned or created."""
+    """start-all takes its names from the state inside its transaction: a name no `add` would
+    accept (here `../evil`, which would put its log directory outside the logs) stops it before
+    any request is written, any watcher started or anything created."""
     assert run_cli("add", "good", "sleep 40960", "--no-start", home=auto_home).returncode == 0
     data = read_state(auto_home)
     data["processes"]["../evil"] = dict(data["processes"]["good"], command="sleep 40959")

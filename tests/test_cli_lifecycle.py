@@ -12,7 +12,9 @@ import urllib.request
 import pytest
 from helpers import auto, free_port, group_members, pid_alive, read_state, run_cli, wait_until
 
-from auto_core import cli
+from auto_core import cli, watchlock
+from auto_core.lifecycle import Api
+from auto_core.paths import Home
 
 
 def ps_rows(capsys) -> dict[str, list[str]]:
@@ -61,8 +63,9 @@ def test_service_survives_death_of_the_shell_that_ran_auto(auto_home, tmp_path):
         # The terminal goes away: hang up the whole session of the caller, then kill it.
         os.killpg(parent.pid, signal.SIGHUP)
         parent.wait(timeout=10)
-        with pytest.raises(ProcessLookupError):
-            os.killpg(parent.pid, signal.SIGKILL)
+        # Everything in the caller's group is gone (`auto add` too, if still in its check
+        # window; its zombie may wait a while for a reaper, so only live members count).
+        wait_until(lambda: not group_members(parent.pid), message="the caller's group to be gone")
     finally:
         try:
             os.killpg(parent.pid, signal.SIGKILL)
@@ -71,6 +74,9 @@ def test_service_survives_death_of_the_shell_that_ran_auto(auto_home, tmp_path):
         parent.wait(timeout=10)
     assert pid_alive(pid)
     assert http_ok(port)
+    # The watcher that `auto add` started on demand outlives the session too: it supervises on.
+    watcher = watchlock.holder(Home(auto_home))
+    assert watcher is not None and pid_alive(watcher)
 
 
 def test_ps_json_has_documented_fields(auto_home, capsys, tmp_path):
@@ -95,25 +101,34 @@ def test_ps_json_has_documented_fields(auto_home, capsys, tmp_path):
 
 def test_ps_shows_stopped_dead_and_pid(auto_home, capsys):
     assert auto(capsys, "add", "runs", "sleep 1000")[0] == 0
-    assert auto(capsys, "add", "dies", "exit 3")[0] == 0
+    # --wait 0: it dies at once on purpose; a long backoff keeps it dead while ps looks.
+    assert auto(capsys, "add", "dies", "exit 3", "--wait", "0", "--backoff-base", "600")[0] == 0
     assert auto(capsys, "add", "halted", "sleep 1000")[0] == 0
     assert auto(capsys, "stop", "halted")[0] == 0
     dies_pid = read_state(auto_home)["processes"]["dies"]["pid"]
-    wait_until(lambda: not pid_alive(dies_pid), message="the dying service to exit")
+    wait_until(lambda: (read_state(auto_home)["processes"]["dies"].get("last_exit") or {}).get("pid") == dies_pid,
+               message="the watcher to record the dying service's exit")
     rows = ps_rows(capsys)
     assert rows["runs"][1] == str(read_state(auto_home)["processes"]["runs"]["pid"])
     assert rows["dies"][1] == "dead"
+    assert rows["dies"][-3:] == ["exit", "code", "3"]  # the watcher is its parent: the code is known
     assert rows["halted"][1] == "stopped"
+    assert rows["halted"][-3:] == ["stopped", "by", "user"]
 
 
 def test_start_of_running_process_is_an_error_naming_its_pid(auto_home, capsys):
     assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
-    pid = read_state(auto_home)["processes"]["svc"]["pid"]
-    before = (auto_home / "local" / "state.json").read_bytes()
+    before = read_state(auto_home)["processes"]["svc"]
+    pid = before["pid"]
     code, out, err = auto(capsys, "start", "svc")
     assert code == 1
     assert err.startswith("auto: error: ") and f"pid {pid}" in err and len(err.splitlines()) == 1
-    assert (auto_home / "local" / "state.json").read_bytes() == before
+    # The request and its answer go through the entry; nothing else about the service changes.
+    after = read_state(auto_home)["processes"]["svc"]
+    assert after["outcome"]["ok"] is False and "request" not in after
+    exchange = ("request", "outcome")
+    assert {k: v for k, v in after.items() if k not in exchange} == \
+        {k: v for k, v in before.items() if k not in exchange}
     assert pid_alive(pid)
 
 
@@ -189,7 +204,11 @@ def test_add_records_callers_path_and_cwd(auto_home, tmp_path):
     r = run_cli("add", "svc", "hello-auto", home=auto_home, cwd=tmp_path, env={"PATH": path})
     assert r.returncode == 0, r.stderr
     entry = read_state(auto_home)["processes"]["svc"]
-    assert entry["env"]["PATH"] == path
+    # The caller's PATH is in the captured environment, not among the user's own variables.
+    assert "PATH" not in entry["env"]
+    assert Api(Home(auto_home)).environment("svc")["PATH"] == path
+    captured = json.loads((auto_home / "local" / "env" / "svc.json").read_text())
+    assert captured["PATH"] == path
     assert entry["workdir"] == str(tmp_path)
     wait_until(lambda: "from-mybin" in open(entry["log_path"]).read(), message="the PATH-only program to run")
     assert os.readlink(f"/proc/{entry['pid']}/cwd") == str(tmp_path)
@@ -291,3 +310,20 @@ def test_service_inherits_no_fd_signal_mask_or_ignored_signal_of_the_caller(auto
         assert os.read(read_end, 1) == b""
     finally:
         os.close(read_end)
+
+
+def test_a_watcher_started_on_demand_stops_on_sigterm_whatever_its_caller_blocked(auto_home):
+    """The watcher a command brings up must not inherit that command's blocked signals: with
+    SIGTERM blocked it would never stop (`auto watch --login` asks it to hand over that way)."""
+    script = ("import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+              "from auto_core import cli; sys.exit(cli.main(['add', 'svc', 'sleep 40973', '--wait', '0']))")
+    r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(auto_home)),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    watcher = watchlock.holder(Home(auto_home))
+    assert watcher is not None and "started the watcher" in r.stderr
+    assert int(_proc_status(watcher)["SigBlk"], 16) & (1 << (signal.SIGTERM - 1)) == 0, "SIGTERM blocked"
+    service = read_state(auto_home)["processes"]["svc"]["pid"]
+    os.kill(watcher, signal.SIGTERM)
+    wait_until(lambda: not pid_alive(watcher), 10, message="the watcher to exit on SIGTERM")
+    assert pid_alive(service)  # services outlive their watcher

@@ -71,7 +71,8 @@ def test_install_writes_unit_and_wrapper_then_enables(fakes, auto_home):
     assert f"loginctl enable-linger {user()}" in r.stdout
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644
     text = unit.read_text()
-    assert f'ExecStart="{os.path.abspath(sys.executable)}" "-u" "-m" "auto_core" "watch"' in text
+    # A login watcher: it takes over from one a command started on demand.
+    assert f'ExecStart="{os.path.abspath(sys.executable)}" "-u" "-m" "auto_core" "watch" "--login"' in text.splitlines()
     for line in ("Restart=always", "KillMode=process", f'Environment="AUTO_HOME={auto_home}"',
                  f'Environment="PATH={fakes.path}"',
                  f"StandardOutput=append:{auto_home}/output/logs/auto/auto.log",

@@ -85,7 +85,8 @@ def test_install_writes_plist_and_bootstraps(fakes, monkeypatch, auto_home):
     data = plistlib.loads(plist.read_bytes())
     python = os.path.abspath(sys.executable)
     assert data["Label"] == label
-    assert data["ProgramArguments"] == [python, "-u", "-m", "auto_core", "watch"]
+    # A login watcher: it takes over from one a command started on demand.
+    assert data["ProgramArguments"] == [python, "-u", "-m", "auto_core", "watch", "--login"]
     assert os.path.isabs(python) and os.access(python, os.X_OK)
     assert data["RunAtLoad"] is True and data["KeepAlive"] is True
     assert data["ProcessType"] in ("Background", "Interactive")

@@ -1,7 +1,8 @@
 """`auto status` through the real CLI: watcher, login service, state and stale entries.
 
 The watcher is stood in for by a real process that holds ``local/watch.lock`` the way the
-watcher does (``watchlock.acquire``): status only relies on that contract.
+watcher does (``watchlock.acquire``): status only relies on that contract. Where a service must
+really start, the real watcher that ``auto add`` brings up on demand is used instead.
 """
 
 from __future__ import annotations
@@ -15,14 +16,24 @@ import pytest
 from fakes.harness import Fakes
 from helpers import pid_alive, read_state, run_cli, wait_until
 
+from auto_core import watchlock
+from auto_core.paths import Home
+
 HOLD_LOCK = (
     "import sys, time\n"
     "from auto_core import watchlock\n"
     "from auto_core.paths import Home\n"
-    "watchlock.acquire(Home.resolve())\n"
+    "watchlock.acquire(Home.resolve(), kind=sys.argv[1])\n"
     "print('locked', flush=True)\n"
     "time.sleep(600)\n"
 )
+
+
+def hold_lock(auto_home, kind: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, kind], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "AUTO_HOME": str(auto_home)})
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
 
 
 @pytest.fixture
@@ -35,10 +46,8 @@ def fakes(tmp_path, auto_home, monkeypatch):
 @pytest.fixture
 def watcher(auto_home):
     """A real process holding the watcher lock of this AUTO_HOME; killed afterwards."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "AUTO_HOME": str(auto_home)})
+    proc = hold_lock(auto_home, "on-demand")
     try:
-        assert proc.stdout.readline().strip() == "locked"
         yield proc
     finally:
         proc.kill()
@@ -61,11 +70,23 @@ def test_all_well_exits_0(fakes, watcher, auto_home):
     r = status(fakes)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith(f"watcher:  running (pid {watcher.pid}, since ")
+    assert lines[0].startswith(f"watcher:  running, started on demand (pid {watcher.pid}, since ")
     assert lines[1].startswith("service:  installed and active (auto-watch-")
     assert lines[2] == f"state:    {auto_home}/local/state.json (0 processes)"
     assert lines[3].startswith(f"logs:     {auto_home}/output/logs ")
     assert lines[-1] == "ok"
+
+
+def test_a_login_watcher_is_named_as_such(fakes, auto_home):
+    proc = hold_lock(auto_home, "login")
+    try:
+        r = status(fakes)
+        first = r.stdout.splitlines()[0]
+        assert first.startswith(f"watcher:  running, started at login (pid {proc.pid}, since "), r.stdout
+        assert "no watcher" not in r.stdout
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_no_watcher_exits_1(fakes):
@@ -98,6 +119,12 @@ def test_stale_entry_without_watcher(fakes, auto_home):
     assert run_cli("add", "svc", "sleep 600", env=env).returncode == 0
     assert run_cli("add", "--no-start", "idle", "sleep 600", env=env).returncode == 0
     pid = read_state(auto_home)["processes"]["svc"]["pid"]
+    # The watcher `add` started goes away (services keep running), then the service dies.
+    on_demand = watchlock.holder(Home(auto_home))
+    assert on_demand is not None
+    os.kill(on_demand, signal.SIGTERM)
+    wait_until(lambda: watchlock.holder(Home(auto_home)) is None, message="the watcher to exit")
+    assert pid_alive(pid)
     os.killpg(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), message="svc to die")
     r = status(fakes)
@@ -107,13 +134,19 @@ def test_stale_entry_without_watcher(fakes, auto_home):
     assert len(stale) == 1 and stale[0].startswith("problem:  stale: svc dead"), r.stdout
 
 
-def test_dead_entry_with_watcher_is_not_stale(fakes, watcher, auto_home):
+def test_dead_entry_with_watcher_is_not_stale(fakes, auto_home):
     env = fakes.env()
-    assert run_cli("add", "svc", "sleep 600", env=env).returncode == 0
+    # The real watcher `add` starts; a long backoff keeps the service dead while status looks.
+    assert run_cli("add", "svc", "sleep 600", "--backoff-base", "600", env=env).returncode == 0
+    on_demand = watchlock.holder(Home(auto_home))
+    assert on_demand is not None
     pid = read_state(auto_home)["processes"]["svc"]["pid"]
     os.killpg(pid, signal.SIGKILL)
-    wait_until(lambda: not pid_alive(pid), message="svc to die")
+    wait_until(lambda: (read_state(auto_home)["processes"]["svc"].get("last_exit") or {}).get("pid") == pid,
+               message="the watcher to record svc's death")
     r = status(fakes)
+    assert r.stdout.splitlines()[0].startswith(f"watcher:  running, started on demand (pid {on_demand}, ")
+    assert "(1 process)" in r.stdout and not pid_alive(pid)
     assert "stale" not in r.stdout
     assert r.returncode == 0, r.stdout
 

@@ -1,9 +1,11 @@
-"""Stop semantics (DESIGN.md §4): intent first, whole group, TERM then KILL, idempotent."""
+"""Stop semantics: intent first, whole group, TERM then KILL, idempotent."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import time
 
 from helpers import auto, group_members, pid_alive, read_state, wait_until
@@ -98,15 +100,20 @@ def test_stop_signal_override_is_sent_first(auto_home, capsys, tmp_path):
 
 
 def test_stopping_a_dead_process_still_records_the_stop(auto_home, capsys):
-    assert auto(capsys, "add", "brief", "exit 0")[0] == 0
+    # --wait 0: it exits at once on purpose; the long backoff keeps it dead until the stop.
+    assert auto(capsys, "add", "brief", "exit 0", "--wait", "0", "--backoff-base", "600")[0] == 0
     pid = read_state(auto_home)["processes"]["brief"]["pid"]
-    wait_until(lambda: not pid_alive(pid), message="the service to exit")
+    wait_until(lambda: (read_state(auto_home)["processes"]["brief"].get("last_exit") or {}).get("pid") == pid,
+               message="the watcher to record the exit")
+    assert read_state(auto_home)["processes"]["brief"]["next_restart_at"] is not None
     code, out, _ = auto(capsys, "-q", "ps")
     assert out.splitlines()[1].split()[1] == "dead"
     code, out, err = auto(capsys, "stop", "brief")
     assert code == 0, err
-    assert "not running" in out
-    assert read_state(auto_home)["processes"]["brief"]["explicitly_stopped"] is True
+    assert out.strip() == "stopped brief (it was not running)"
+    entry = read_state(auto_home)["processes"]["brief"]
+    assert entry["explicitly_stopped"] is True
+    assert "next_restart_at" not in entry  # the pending restart is cancelled
     code, out, _ = auto(capsys, "-q", "ps")
     assert out.splitlines()[1].split()[1] == "stopped"
     # and again: idempotent
@@ -116,10 +123,17 @@ def test_stopping_a_dead_process_still_records_the_stop(auto_home, capsys):
 def test_stop_marks_stopped_and_appends_marker_to_log(auto_home, capsys):
     assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
     entry = read_state(auto_home)["processes"]["svc"]
-    assert auto(capsys, "stop", "svc")[0] == 0
+    code, out, err = auto(capsys, "stop", "svc")
+    assert code == 0, err
+    assert re.fullmatch(r"stopped svc \(SIGTERM, \d+\.\d s\)", out.strip()), out
     assert not pid_alive(entry["pid"])
     with open(entry["log_path"]) as fh:
-        assert fh.read().splitlines()[-1] == "[auto] stopped by user"
+        lines = fh.read().splitlines()
+    # The marker is written before the signal, the end line once the group is gone.
+    assert lines[-2] == "[auto] stopped by user"
+    assert re.fullmatch(r"\[auto\] killed by SIGTERM after \d+(\.\d)? s", lines[-1]), lines[-1]
+    last = read_state(auto_home)["processes"]["svc"]["last_exit"]
+    assert last["stopped"] is True and last["pid"] == entry["pid"] and last["signal"] == signal.SIGTERM
 
 
 def test_start_all_and_stop_all(auto_home, capsys):
@@ -157,24 +171,34 @@ def test_process_view_is_an_immutable_value(auto_home, capsys):
     as_json = a.to_json()
     assert as_json["name"] == "svc" and as_json["status"] == "stopped" and as_json["stop_timeout"] == 10.0
     assert json.loads(json.dumps(as_json)) == as_json
-    assert Outcome("x", True, "m") == Outcome(name="x", ok=True, message="m", pid=None)
-    assert repr(Outcome("x", True, "m")) == "Outcome(name='x', ok=True, message='m', pid=None)"
+    assert Outcome("x", True, "m") == Outcome(name="x", ok=True, message="m", pid=None, detail=())
+    assert repr(Outcome("x", True, "m")) == "Outcome(name='x', ok=True, message='m', pid=None, detail=())"
+    o = Outcome("x", False, "m", 5, ("a line",))
+    assert o.detail == ("a line",) and Outcome("y", True, "m").detail == ()
     assert Home(auto_home) == Home.resolve(str(auto_home)) and len({Home(auto_home), Home(auto_home)}) == 1
 
 
-def test_record_exits_of_reaped_children(api, home):
-    api.add("quick", "exit 3", workdir=str(home.root.parent))
-    pid = read_state(home.root)["processes"]["quick"]["pid"]
-    reaped = wait_until(api.reap, message="the child to be reaped")
-    assert reaped == [("quick", pid, 3)]
-    # A watcher saw the death first but could not know the code: the reaper corrects it.
-    from auto_core import state
-
-    with state.transaction(home) as data:
-        data["processes"]["quick"]["last_exit"] = {"code": None, "signal": None, "at": 1.0, "pid": pid, "unknown": True}
-    api.record_exits(reaped)
+def test_the_watcher_records_the_exit_code_of_a_service_the_api_started(api, home, tmp_path):
+    go = tmp_path / "go"
+    command = f"while [ ! -e {go} ]; do sleep 0.05; done; exit 3"
+    started = api.add("quick", command, workdir=str(tmp_path), wait=0, backoff_base=600)
+    assert started.ok, started.message
+    pid = started.pid
+    assert pid == read_state(home.root)["processes"]["quick"]["pid"]
+    watcher = api.watcher()
+    assert watcher is not None and watcher != os.getpid()
+    assert _ppid(pid) == watcher, "the watcher, not the face, is the service's parent"
+    go.touch()
+    wait_until(lambda: (read_state(home.root)["processes"]["quick"].get("last_exit") or {}).get("pid") == pid,
+               message="the watcher to record the exit")
     last = read_state(home.root)["processes"]["quick"]["last_exit"]
-    assert (last["code"], last["signal"], last["pid"], "unknown" in last) == (3, None, pid, False)
-    # A known code is never overwritten, and a pid the entry no longer names is ignored.
-    api.record_exits([("quick", pid, -9), ("quick", pid + 1, 5)])
-    assert read_state(home.root)["processes"]["quick"]["last_exit"]["code"] == 3
+    assert (last["code"], last["signal"], "unknown" in last, "stopped" in last) == (3, None, False, False)
+    with open(read_state(home.root)["processes"]["quick"]["log_path"]) as fh:
+        assert re.fullmatch(r"\[auto\] exited with code 3 after \d+(\.\d)? s; restarting in \d+(\.\d)? s",
+                            fh.read().splitlines()[-1])
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read()
+    return int(raw[raw.rfind(b")") + 2:].split()[1])

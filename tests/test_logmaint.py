@@ -1,4 +1,4 @@
-"""Log maintenance (issue 7): rolling live files, retention, compression, faults.
+"""Log maintenance: rolling live files, retention, compression, faults.
 
 Real files in the per-test AUTO_HOME, ages set with os.utime, real services started via the Api.
 """
@@ -112,10 +112,11 @@ def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_copy_wi
     assert lost <= 2 * 20, f"lost {lost} lines"
     assert seen[-1] > numbers(parts[-1].read_bytes())[-1], "the writer kept writing after the roll"
     # The stop marker goes in before the signal: after it, only what the writer printed
-    # before SIGTERM ended it (maybe a line cut short).
+    # before SIGTERM ended it (maybe a line cut short), then the watcher's end line.
     before, marker, after = path.read_bytes().partition(b"[auto] stopped by user\n")
     assert marker and before.endswith(b"\n"), "the stop marker is a line of the run's log"
-    assert re.fullmatch(rb"(n \d+\n)*(n( \d*)?)?", after), after[:200]
+    assert re.fullmatch(rb"(n \d+\n)*(n( \d*)?)?\[auto\] killed by SIGTERM after \d+(\.\d)? s\n", after), \
+        after[-200:]
 
 
 def test_roll_function_numbers_parts_and_caps_them(home):
@@ -131,7 +132,8 @@ def test_roll_function_numbers_parts_and_caps_them(home):
 
 
 def test_service_running_across_midnight_keeps_its_file(api, home):
-    """LESSONS 16: the archiver compressed and deleted a live log after midnight."""
+    """A live log must never look finished: an archiver that went by the date alone compressed
+    and deleted a live log after midnight."""
     api.add("ticker", "while :; do echo tick; sleep 0.2; done")
     live_path = Path(read_state(home.root)["processes"]["ticker"]["log_path"])
     # A clock 40 days ahead, two seconds before local midnight: the live file looks 40 days old.
@@ -354,19 +356,27 @@ def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
     the service goes on writing to the same file; the roll is in the watcher's own log."""
     import subprocess
 
+    from auto_core import watchlock
+
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     api.add("writer", f"{sys.executable} -u {script}", workdir=str(tmp_path))
     set_entry(home, "writer", log_max_bytes=4096, log_keep_parts=2)
-    path = Path(read_state(home.root)["processes"]["writer"]["log_path"])
+    entry = read_state(home.root)["processes"]["writer"]
+    path = Path(entry["log_path"])
     wait_until(lambda: path.stat().st_size > 8192, 10, message="the log to pass log_max_bytes")
+    # The watcher `add` started on demand checked sizes when the log was small, and checks
+    # again only every LOG_SIZE_INTERVAL. A login watcher takes over from it; its first
+    # iteration adopts the writer and checks the sizes.
+    on_demand = watchlock.holder(home)
+    assert on_demand is not None
     wlog = home.watcher_log
-    wlog.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(wlog, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # as systemd's append:
-    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], stdout=fd, stderr=fd,
+    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch", "--login"], stdout=fd, stderr=fd,
                                env=dict(os.environ, AUTO_HOME=str(home.root)))
     os.close(fd)
     try:
+        wait_until(lambda: watchlock.holder(home) == watcher.pid, 20, message="the login watcher to take over")
         part = Path(str(path) + ".1")
         wait_until(part.exists, 20, message="the watcher to roll the live log")
         wait_until(lambda: f"logs: rolled {path}" in wlog.read_text(), 10, message="the roll in auto.log")
@@ -374,7 +384,8 @@ def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
         last_in_part = numbers(part.read_bytes())[-1]
         wait_until(lambda: (numbers(path.read_bytes()) or [0])[-1] > last_in_part + 100, 10,
                    message="the service to go on writing to its file")
-        assert read_state(home.root)["processes"]["writer"]["log_path"] == str(path)
+        after = read_state(home.root)["processes"]["writer"]
+        assert (after["log_path"], after["pid"]) == (str(path), entry["pid"]), "the same run, adopted"
     finally:
         watcher.terminate()
         watcher.wait(10)

@@ -1,4 +1,4 @@
-"""Per-run log files and `auto log` (DESIGN.md §2, §4, §6)."""
+"""Per-run log files and `auto log`."""
 
 from __future__ import annotations
 
@@ -84,8 +84,12 @@ def test_each_start_makes_a_new_log_file(auto_home, capsys):
     assert len({first, second, third}) == 3
     for path in (first, second, third):
         wait_until(lambda p=path: "run" in open(p).read().splitlines(), message=f"output in {path}")
-    assert open(first).read().splitlines()[-1] == "[auto] restarting"
-    assert open(second).read().splitlines()[-1] == "[auto] stopped by user"
+    # Each ended run names why it ended (written before the signal), then how (once gone).
+    end = r"\[auto\] killed by SIGTERM after \d+(\.\d)? s"
+    assert open(first).read().splitlines()[-2] == "[auto] restarting"
+    assert re.fullmatch(end, open(first).read().splitlines()[-1])
+    assert open(second).read().splitlines()[-2] == "[auto] stopped by user"
+    assert re.fullmatch(end, open(second).read().splitlines()[-1])
     assert [str(r.path) for r in logs.runs(Home(auto_home), "svc")] == [first, second, third]
 
 

@@ -295,3 +295,16 @@ def test_signals_the_starter_ignored_are_default_in_the_service(auto_home):
     assert _ignored_signals(pid) & ((1 << 31) - 1) == 0
     stop = run_cli("stop", "graceful")
     assert stop.returncode == 0 and stop.stdout.startswith("stopped graceful (SIGINT, "), stop.stdout
+
+
+def test_a_zero_backoff_crash_loop_is_bounded(auto_home):
+    out = run_cli("add", "spin", "false", "--backoff-base", "0", "--wait", "0")
+    assert out.returncode == 0, out.stderr
+    t0 = time.monotonic()
+    wait_until(lambda: len(_runs(auto_home, "spin")) >= 12, timeout=20, message="a dozen runs")
+    # Ten starts 0.1 s apart at least, then one a second: the twelfth run comes after
+    # about 0.9 s + 2 s; a loop without a floor would have made hundreds by then.
+    assert time.monotonic() - t0 > 2.0
+    time.sleep(2.0)  # the rate over a fixed window, not a condition to wait for
+    assert len(_runs(auto_home, "spin")) <= 12 + 3
+    assert run_cli("stop", "spin").returncode == 0

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 from helpers import header_by, read_state, run_cli, wait_until
 
+from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
 from auto_core.shellwords import simple_argv
 
@@ -60,15 +61,43 @@ def test_a_plain_service_is_its_own_leader_and_a_shell_one_keeps_the_shell(home,
         log = procs[name]["log_path"]
         wait_until(lambda log=log: open(log).read(), 5)
         first = open(log).read().splitlines()[0]
-        # The CLI spawns a plain command itself and writes its header, with room for a 7-digit pid.
+        # The watcher spawns a plain command itself and writes its header, with room for a 7-digit pid.
         assert header_by(first, name, pid, procs[name]["command"]) == {"plain": "direct", "shell": "shell"}[name]
     assert os.readlink(f"/proc/{procs['plain']['pid']}/cwd") == str(tmp_path)
 
 
-def test_a_plain_command_that_does_not_exist_exits_127_with_the_shells_message(home, tmp_path):
+def test_a_plain_command_that_does_not_exist_is_refused_by_add(home, tmp_path):
     api = Api(home, warn=lambda m: None)
-    api.add("nocmd", "no-such-program-xyz --flag", workdir=str(tmp_path))
-    log = read_state(home.root)["processes"]["nocmd"]["log_path"]
+    with pytest.raises(AutoError, match="program 'no-such-program-xyz' not found on the service's PATH"):
+        api.add("nocmd", "no-such-program-xyz --flag", workdir=str(tmp_path))
+    assert "nocmd" not in api.names()
+
+
+def test_a_plain_program_gone_after_add_exits_127_with_the_shells_message(home, tmp_path):
+    """`add` checks the program, but it may vanish before a start: the spawn falls back to
+    the shell's prologue, which logs the shell's own message, and the exit code is 127."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    program = bindir / "vanishing-prog-xyz"
+    program.write_text("#!/bin/sh\nexec sleep 1000\n")
+    program.chmod(0o755)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin"}
+    added = run_cli("add", "nocmd", "vanishing-prog-xyz --flag", "--no-start", "--backoff-base", "600",
+                    "--workdir", str(tmp_path), home=home.root, env=env)
+    assert added.returncode == 0, added.stderr
+    program.unlink()
+    started = run_cli("start", "nocmd", "--wait", "0", home=home.root, env=env)
+    assert started.returncode == 0, started.stderr
+    entry = read_state(home.root)["processes"]["nocmd"]
+    log = entry["log_path"]
     wait_until(lambda: "not found" in open(log).read(), 5, message="the shell's not-found line")
-    reaped = wait_until(lambda: api.reap(), 5, message="the exit")
-    assert [(name, code) for name, _pid, code in reaped] == [("nocmd", 127)]
+    lines = open(log).read().splitlines()
+    assert header_by(lines[0], "nocmd", entry["pid"], entry["command"]) == "shell"
+    assert "vanishing-prog-xyz" in lines[1] and "not found" in lines[1]
+
+    def recorded_exit():
+        last = read_state(home.root)["processes"]["nocmd"].get("last_exit") or {}
+        return last if last.get("pid") == entry["pid"] else None
+
+    last = wait_until(recorded_exit, 5, message="the exit recorded")
+    assert (last["code"], last["signal"], "unknown" in last) == (127, None, False)

@@ -1,4 +1,5 @@
-"""Spawning without posix_spawn's setsid: the Popen path some macOS Pythons take."""
+"""Spawning services: without posix_spawn's setsid (the Popen path some macOS Pythons take),
+with the caller's stdio closed, plain commands spawned directly, and the shell prologue."""
 
 import os
 import re
@@ -8,43 +9,107 @@ import sys
 
 from helpers import header_by, pid_alive, procs_with_argv, read_state, run_cli, wait_until
 
-from auto_core import spawn
-from auto_core.lifecycle import Api
+from auto_core import spawn, watchlock
+
+NO_SETSID_WATCHER = """\
+import os, sys
+from auto_core import cli
+real = os.posix_spawn
+def no_setsid(*args, **kwargs):
+    if kwargs.get("setsid"):
+        with open(sys.argv[1], "a") as fh:
+            fh.write("setsid\\n")
+        raise NotImplementedError("setsid not supported")  # what such a Python raises
+    return real(*args, **kwargs)
+os.posix_spawn = no_setsid
+sys.exit(cli.main(["watch"]))
+"""
 
 
-def test_without_posix_spawn_setsid_services_start_through_popen_in_their_own_session(home, monkeypatch):
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        raw = fh.read()
+    return int(raw[raw.rfind(b")") + 2:].split()[1])
+
+
+def test_without_posix_spawn_setsid_the_watcher_starts_services_through_popen_in_their_own_session(home, tmp_path):
+    """A watcher whose Python cannot posix_spawn into a new session: services still lead
+    their own session, are its children, and their exits are recorded with their status."""
+    calls = tmp_path / "setsid-calls"
+    out = open(tmp_path / "watcher.out", "wb")
+    watcher = subprocess.Popen([sys.executable, "-c", NO_SETSID_WATCHER, str(calls)], stdout=out, stderr=out,
+                               env=dict(os.environ, AUTO_HOME=str(home.root)))
+    out.close()
+    try:
+        wait_until(lambda: watchlock.holder(home) == watcher.pid, 10, message="the test's watcher to take the lock")
+        for name, command in (("one", "sleep 40971"), ("two", "sleep 40970; exit 3")):
+            r = run_cli("add", name, command, "--workdir", "/", "--wait", "0", home=home.root)
+            assert r.returncode == 0, r.stderr
+            assert "started the watcher" not in r.stderr
+        assert calls.read_text() == "setsid\n", "the first refusal is remembered: no second posix_spawn try"
+        procs = read_state(home.root)["processes"]
+        for name in ("one", "two"):
+            entry = procs[name]
+            pid = entry["pid"]
+            assert pid_alive(pid) and os.getsid(pid) == pid and os.getpgid(pid) == pid
+            assert _ppid(pid) == watcher.pid
+            log = entry["log_path"]
+            wait_until(lambda log=log: open(log).read(), 5, message=f"{name}'s header")
+            assert header_by(open(log).read().splitlines()[0], name, pid, entry["command"]) == "shell"
+        # The watcher reaps its Popen children: the status of a death is known.
+        one = procs["one"]["pid"]
+        os.kill(one, signal.SIGKILL)
+        wait_until(lambda: (read_state(home.root)["processes"]["one"].get("last_exit") or {}).get("pid") == one, 5,
+                   message="one's death recorded")
+        last = read_state(home.root)["processes"]["one"]["last_exit"]
+        assert last["signal"] == signal.SIGKILL and "unknown" not in last
+        stop = run_cli("stop", "two", home=home.root)
+        assert stop.returncode == 0 and stop.stdout.startswith("stopped two (SIGTERM, "), stop
+        last = read_state(home.root)["processes"]["two"]["last_exit"]
+        assert last["stopped"] is True and last["signal"] == signal.SIGTERM and "unknown" not in last
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    assert "Traceback" not in (tmp_path / "watcher.out").read_text()
+
+
+def test_a_popen_child_is_reaped_through_the_child_which_tells_its_popen(home, monkeypatch):
+    """Without posix_spawn's setsid the Spawner falls back to Popen; reaping goes through the
+    Child, which tells the Popen the code: its own cleanup never waits on that pid."""
+    from datetime import datetime
+
+    from auto_core import logs
+
     real = os.posix_spawn
     calls = []
 
     def no_setsid(*args, **kwargs):
         calls.append(kwargs.get("setsid"))
         if kwargs.get("setsid"):
-            raise NotImplementedError("setsid not supported")  # what such a Python raises
+            raise NotImplementedError("setsid not supported")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(os, "posix_spawn", no_setsid)
     monkeypatch.setattr(spawn, "_setsid_spawn", True)
-    api = Api(home, warn=lambda m: None)
-    api.add("one", "sleep 40971", workdir="/")
-    api.add("two", "sleep 40970; exit 3", workdir="/")
+    spawned = []
+    with spawn.Spawner() as sp:
+        for name, command in (("one", "sleep 40971"), ("two", "sleep 40970; exit 3")):
+            when = datetime.now()
+            path, fd = logs.create_run_log(home, name, when)
+            try:
+                spawned.append(sp.spawn(name, command, "/", {}, fd, when, log_path=str(path)))
+            finally:
+                os.close(fd)
     assert calls == [True], "the first refusal is remembered: no second posix_spawn try"
-    procs = read_state(home.root)["processes"]
-    for name in ("one", "two"):
-        pid = procs[name]["pid"]
-        assert pid_alive(pid) and os.getsid(pid) == pid and os.getpgid(pid) == pid
-        log = procs[name]["log_path"]
-        wait_until(lambda log=log: open(log).read(), 5, message=f"{name}'s header")
-        assert open(log).read().startswith(f"[auto] start {name} pid {pid} at ")
-    # Reaping goes through the Child, which tells the Popen: its own cleanup never waits on a pid.
-    os.kill(procs["one"]["pid"], signal.SIGKILL)
-    reaped = wait_until(lambda: api.reap(), 5, message="the exit reaped")
-    assert reaped == [("one", procs["one"]["pid"], -signal.SIGKILL)]
-    child = api.children[procs["two"]["pid"]][1]
-    assert child.poll() is None
-    api.stop(["two"])
-    wait_until(lambda: child.poll() is not None, 5, message="two reaped")
-    assert child._popen.returncode == child.returncode
-
+    for s in spawned:
+        assert s.child._popen is not None and s.child._popen.pid == s.pid
+        assert os.getsid(s.pid) == s.pid
+    one, two = spawned
+    os.kill(one.pid, signal.SIGKILL)
+    assert one.child.wait(5) == -signal.SIGKILL and one.child._popen.returncode == -signal.SIGKILL
+    assert two.child.poll() is None and two.child._popen.returncode is None
+    os.killpg(two.pid, signal.SIGTERM)
+    assert two.child.wait(5) == -signal.SIGTERM and two.child._popen.returncode == -signal.SIGTERM
 
 
 def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home, tmp_path):
@@ -74,9 +139,9 @@ def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home
 
 
 # --- a plain command spawned directly (no shell prologue) ---------------------------------------
-# The CLI and the watcher run no other thread, so they spawn plain commands themselves: these
-# tests go through the real CLI. The header the spawner writes is padded to a 7-digit pid; the
-# prologue's is not, which tells the two ways apart (helpers.header_by).
+# The watcher runs no other thread, so it spawns plain commands itself: these tests go through
+# the real CLI and the watcher it starts. The header the spawner writes is padded to a 7-digit
+# pid; the prologue's is not, which tells the two ways apart (helpers.header_by).
 
 def _add(home, name: str, command: str, workdir, *extra: str) -> dict:
     r = run_cli("add", name, command, "--workdir", str(workdir), *extra, home=home.root)
@@ -90,10 +155,14 @@ def test_a_plain_command_that_prints_at_once_still_has_its_header_first(home, tm
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    entry = _add(home, "env", "env", tmp_path / "link")
+    # It exits at once on purpose (--wait 0); the long backoff leaves every start to the test.
+    entry = _add(home, "env", "env", tmp_path / "link", "--wait", "0", "--backoff-base", "600")
     for run in range(12):
         if run:
-            assert run_cli("start", "env", home=home.root).returncode == 0
+            wait_until(lambda pid=entry["pid"]: (read_state(home.root)["processes"]["env"].get("last_exit")
+                                                 or {}).get("pid") == pid, 5, message="the last run's exit recorded")
+            r = run_cli("start", "env", "--wait", "0", home=home.root)
+            assert r.returncode == 0, r.stderr
             entry = read_state(home.root)["processes"]["env"]
         log = entry["log_path"]
         wait_until(lambda log=log: "AUTO_SERVICE=env\n" in open(log).read(), 5, message="env's output")
@@ -147,9 +216,12 @@ def test_a_relative_program_is_found_in_the_workdir_and_a_script_without_shebang
 
 
 def test_a_process_running_threads_never_changes_its_cwd_to_spawn(home, tmp_path):
-    """The TUI spawns from worker threads while others run: the direct spawn's chdir would be
-    seen by them, so there the prologue does the cd. The caller's cwd never moves."""
+    """A Spawner in a process that runs other threads: the direct spawn's chdir would be seen
+    by them, so there the prologue does the cd. The caller's cwd never moves."""
     import threading
+    from datetime import datetime
+
+    from auto_core import logs
 
     here = os.getcwd()
     seen: set[str] = set()
@@ -161,21 +233,32 @@ def test_a_process_running_threads_never_changes_its_cwd_to_spawn(home, tmp_path
 
     watcher = threading.Thread(target=watch_cwd)
     watcher.start()
+    spawned = []
     try:
-        api = Api(home, warn=lambda m: None)
-        for i in range(10):
-            api.add(f"t{i}", f"sleep {40980 + i}", workdir=str(tmp_path))
+        with spawn.Spawner() as sp:
+            for i in range(10):
+                when = datetime.now()
+                path, fd = logs.create_run_log(home, f"t{i}", when)
+                try:
+                    s = sp.spawn(f"t{i}", f"sleep {40980 + i}", str(tmp_path), {"PATH": "/usr/bin:/bin"}, fd, when,
+                                 log_path=str(path))
+                finally:
+                    os.close(fd)
+                spawned.append((s, str(path)))
     finally:
         stop.set()
         watcher.join()
-    assert seen == {here} and os.getcwd() == here
-    procs = read_state(home.root)["processes"]
-    for i in range(10):
-        entry = procs[f"t{i}"]
-        log = entry["log_path"]
-        wait_until(lambda log=log: open(log).read(), 5, message="the header")
-        assert header_by(open(log).read().splitlines()[0], f"t{i}", entry["pid"], f"sleep {40980 + i}") == "shell"
-        assert os.readlink(f"/proc/{entry['pid']}/cwd") == str(tmp_path)
+    try:
+        assert seen == {here} and os.getcwd() == here
+        for i, (s, log) in enumerate(spawned):
+            wait_until(lambda log=log: open(log).read(), 5, message="the header")
+            assert header_by(open(log).read().splitlines()[0], f"t{i}", s.pid, f"sleep {40980 + i}") == "shell"
+            wait_until(lambda s=s: os.readlink(f"/proc/{s.pid}/cwd") == str(tmp_path), 5,
+                       message="the prologue's cd")
+    finally:
+        for s, _log in spawned:
+            os.killpg(s.pid, signal.SIGKILL)
+            s.child.wait(5)
 
 
 def test_a_single_threaded_caller_gets_its_cwd_back_after_direct_spawns(home, tmp_path):

@@ -1,4 +1,4 @@
-"""The state file: seed compatibility, unknown fields kept, locked concurrent writers (DESIGN.md §3)."""
+"""The state file: seed compatibility, unknown fields kept, locked concurrent writers."""
 
 from __future__ import annotations
 
@@ -89,8 +89,14 @@ def test_files_are_private_and_backup_is_refreshed(auto_home, capsys):
     assert (local / "state.json.bak").read_bytes() == (local / "state.json").read_bytes()
     assert auto(capsys, "add", "two", "sleep 1000", "--no-start")[0] == 0
     assert "two" in json.loads((local / "state.json.bak").read_text())["processes"]
+    # The captured environments are private too: one file per service under env/.
+    env_dir = local / "env"
+    assert stat.S_IMODE(env_dir.stat().st_mode) == 0o700
+    assert sorted(p.name for p in env_dir.iterdir()) == ["svc.json", "two.json"]
+    for path in env_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     # no temp files left behind
-    assert sorted(p.name for p in local.iterdir()) == ["state.json", "state.json.bak", "state.lock"]
+    assert sorted(p.name for p in local.iterdir()) == ["env", "state.json", "state.json.bak", "state.lock"]
 
 
 def test_a_failed_transaction_changes_nothing(auto_home):
@@ -189,37 +195,14 @@ def test_state_file_is_sorted_json_with_one_line_per_process(auto_home):
     assert home.state_file.read_text() == text
 
 
-def test_peek_reads_one_entry_of_the_canonical_file_and_declines_any_other_form(auto_home):
-    home = Home(auto_home)
-    names = ["web", "processes", 'odd "name"', 'a": {b', "ünï", "we"]
-    with state.transaction(home) as data:
-        for i, n in enumerate(names):
-            data["processes"][n] = {"command": f"sleep {i}", "starting_since": 100.5 + i,
-                                    "env": {"K": "a\nb"}}
-        data["extra"] = {"web": {"command": "not this one"}}
-    peek = state.Peek(home)
-    for i, n in enumerate(names):
-        assert peek.entry(n) == {"command": f"sleep {i}", "starting_since": 100.5 + i, "env": {"K": "a\nb"}}
-    assert peek.entry("missing") is None and peek.entry("w") is None
-    # Another layout of the same content: Peek cannot tell, so it says nothing.
-    home.state_file.write_text(json.dumps(json.loads(home.state_file.read_text()), indent=4))
-    assert all(state.Peek(home).entry(n) is None for n in names)
-    home.state_file.write_text(json.dumps(json.loads(home.state_file.read_text())))
-    assert state.Peek(home).entry("web") is None
-    home.state_file.unlink()
-    assert state.Peek(home).entry("web") is None
-
-
-def test_dump_reuses_a_line_only_for_the_exact_same_value():
-    """The per-entry line cache is type-strict: 1, 1.0 and True are equal in Python but not
-    in the file."""
+def test_dump_keeps_equal_values_of_different_types_apart():
+    """1, 1.0 and True are equal in Python but not in the file: each dump writes what is there."""
     texts = []
     for value in (1, 1, 1.0, True, 1, {"k": [1, "a"]}, {"k": [1, "a"]}, {"k": [True, "a"]}):
         out = state.dump({"processes": {"p": {"command": "x", "v": value}}}).decode()
         texts.append(json.loads(out)["processes"]["p"]["v"])
         assert type(texts[-1]) is type(value) and texts[-1] == value
     assert texts[3] is True and texts[7] == {"k": [True, "a"]} and texts[7]["k"][0] is True
-
 
 
 _json_values = st.recursive(
@@ -242,24 +225,8 @@ def _typed(value):
                                      max_size=4), min_size=1, max_size=4),
        extra=st.dictionaries(st.text().filter(lambda k: k != "processes"), _json_values, max_size=2))
 @settings(max_examples=200, deadline=None)
-def test_dump_round_trips_every_value_through_its_line_cache(runs, extra):
-    """Successive dumps (the cache filled by the previous one) always encode what is there."""
+def test_dump_round_trips_every_value(runs, extra):
+    """Successive dumps always encode what is there, types included."""
     for procs in runs:
         data = dict(extra, processes=procs)
         assert _typed(json.loads(state.dump(data))) == _typed(data)
-
-
-def test_saved_hands_back_this_process_s_last_write_only_while_the_file_is_that_version(auto_home):
-    home = Home(auto_home)
-    path = str(home.state_file)
-    with state.transaction(home) as data:
-        data["processes"]["a"] = {"command": "true"}
-    mine = state.saved(path, state.signature(path))
-    assert mine == json.loads(home.state_file.read_text())
-    # Another writer (here a hand edit through a rename, as every writer does) replaces it.
-    tmp = home.local / "edit.tmp"
-    tmp.write_text(json.dumps({"version": 1, "processes": {"b": {"command": "true"}}}))
-    os.replace(tmp, home.state_file)
-    assert state.saved(path, state.signature(path)) is None
-    assert state.saved(path, None) is None
-    assert state.saved(str(home.state_bak), state.signature(str(home.state_bak))) is None
