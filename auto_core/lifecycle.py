@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from auto_core import (
     environ,
@@ -382,16 +382,22 @@ class Api:
             extra += PORT_WAIT
         return ACT_TIMEOUT + extra + 0.02 * len(asked)
 
+    def _changes(self) -> Iterator[dict | None]:
+        """The processes of the state when it changed since the last ``next``, else None
+        (the first ``next`` always gives them). A waiting face asks every few ms: a stat."""
+        yield state.processes(self.load())
+        while True:
+            yield state.processes(self.load()) if self.state.changed() else None
+
     def _await(self, asked: dict[str, str], rid: str) -> list[Outcome]:
         deadline = time.monotonic() + self._timeout(asked)
         pending = dict(asked)
         done: dict[str, Outcome] = {}
         next_check = time.monotonic() + 1.0
-        first = True
+        changes = self._changes()
         while pending:
-            if first or self.state.changed():
-                first = False
-                procs = state.processes(self.load())
+            procs = next(changes)
+            if procs is not None:
                 for name, op in list(pending.items()):
                     entry = procs.get(name)
                     result = _result(name, op, entry, rid)
@@ -424,11 +430,10 @@ class Api:
         grace = deadline + 1.0  # a death the watcher has not recorded yet
         failed: dict[str, Outcome] = {}
         watching = dict(started)
-        first = True
+        changes = self._changes()
         while watching:
-            if first or self.state.changed():
-                first = False
-                procs = state.processes(self.load())
+            procs = next(changes)
+            if procs is not None:
                 for name, outcome in list(watching.items()):
                     entry = procs.get(name) or {}
                     last = model.last_exit(entry)

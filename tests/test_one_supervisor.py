@@ -102,12 +102,18 @@ def test_a_stop_that_escalates_says_so(auto_home):
     assert "stopped by user (SIGKILL after 1 s)" in run_cli("ps").stdout
 
 
+def _add_then_end_the_watcher(home, name: str) -> tuple[int, int]:
+    """Add ``name`` (a long sleep), then SIGTERM the watcher: (service pid, watcher pid)."""
+    assert run_cli("add", name, "sleep 1000", "--wait", "0").returncode == 0
+    watcher = _watcher(home)
+    pid = _entry(home, name)["pid"]
+    os.kill(watcher, signal.SIGTERM)
+    wait_until(lambda: not pid_alive(watcher), message="the watcher gone")
+    return pid, watcher
+
+
 def test_a_new_watcher_adopts_and_still_restarts(auto_home):
-    assert run_cli("add", "keep", "sleep 1000", "--wait", "0").returncode == 0
-    first = _watcher(auto_home)
-    pid = _entry(auto_home, "keep")["pid"]
-    os.kill(first, signal.SIGTERM)
-    wait_until(lambda: not pid_alive(first), message="the watcher gone")
+    pid, first = _add_then_end_the_watcher(auto_home, "keep")
     assert pid_alive(pid)  # services outlive their watcher
     assert watchlock.holder(Home(auto_home)) is None
     # The next command that needs a watcher brings one; it adopts the service unchanged.
@@ -255,11 +261,7 @@ def test_the_login_watcher_takes_over_from_an_on_demand_one(auto_home):
 
 
 def test_a_death_while_no_watcher_ran_is_recorded_as_unknown(auto_home):
-    assert run_cli("add", "gone", "sleep 1000", "--wait", "0").returncode == 0
-    watcher = _watcher(auto_home)
-    pid = _entry(auto_home, "gone")["pid"]
-    os.kill(watcher, signal.SIGTERM)
-    wait_until(lambda: not pid_alive(watcher), message="the watcher gone")
+    pid, _ = _add_then_end_the_watcher(auto_home, "gone")
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), message="the service gone")
     assert run_cli("add", "other", "sleep 1000", "--wait", "0").returncode == 0  # a new watcher
