@@ -12,7 +12,9 @@ MAX_EXPONENT = 62  # 2**62 s is far past any cap; stops overflow for huge stored
 
 def delay(attempt: object, base: float = DEFAULT_BASE, cap: float = DEFAULT_MAX) -> float:
     try:
-        n = int(attempt)  # type: ignore[arg-type]
+        # Any stored value (JSON: a number, a string, null, garbage): int() of a wrong type
+        # raises TypeError, handled below, so no narrower type is wanted here.
+        n = int(attempt)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         n = 0
     n = min(max(n, 0), MAX_EXPONENT)

@@ -16,6 +16,10 @@ from auto_core import paths
 from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from argparse import Namespace  # argparse is imported only when a command line needs it
+
 
 class _Out:
     def __init__(self, quiet: bool):
@@ -305,12 +309,12 @@ def cmd_log(args, out: _Out) -> int:
 
     stop = threading.Event()
     try:
-        for kind, payload in logs.follow(resolve, stop, start_lines=args.lines):
-            if kind == "lines":
-                sys.stdout.write("".join(line + "\n" for line in payload))
+        for event in logs.follow(resolve, stop, start_lines=args.lines):
+            if event[0] == "lines":  # not unpacked: comparing event[0] types event[1]
+                sys.stdout.write("".join(line + "\n" for line in event[1]))
                 sys.stdout.flush()
-            elif kind == "switch":
-                out.data(f"----- new run: {payload} -----")
+            elif event[0] == "switch":
+                out.data(f"----- new run: {event[1]} -----")
                 sys.stdout.flush()
     except KeyboardInterrupt:
         stop.set()
@@ -378,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     out = _Out(quiet=False)
     try:
-        args = _plain_args(argv)
+        args: SimpleNamespace | Namespace | None = _plain_args(argv)
         if args is None:
             from auto_core.cliparse import build_parser
 

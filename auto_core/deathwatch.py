@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import selectors
+import sys
 import time
 
 from auto_core import identity
@@ -104,47 +105,52 @@ class _SelectorWakers(Notifier):
         return True
 
 
-class PidfdNotifier(_SelectorWakers):
-    kind = "pidfd"
+# os.pidfd_open exists only on Linux: type checkers skip the class elsewhere (typeshed's
+# condition) and ``make`` asks for it only there.
+if sys.platform == "linux":
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._fds: dict[int, int] = {}
+    class PidfdNotifier(_SelectorWakers):
+        kind = "pidfd"
 
-    def watch(self, pid: int, create_time: float | None = None) -> bool:
-        if pid in self.pids:
+        def __init__(self) -> None:
+            super().__init__()
+            self._fds: dict[int, int] = {}
+
+        def watch(self, pid: int, create_time: float | None = None) -> bool:
+            if pid in self.pids:
+                return True
+            try:
+                fd = os.pidfd_open(pid)  # close-on-exec by the kernel
+            except ProcessLookupError:
+                return False
+            # The pid may have been recycled between our identity check and pidfd_open: check again
+            # now that the fd pins this exact process.
+            if create_time is not None and not identity.same_time(identity.create_time(pid),
+                                                                  create_time):
+                os.close(fd)
+                return False
+            self._sel.register(fd, selectors.EVENT_READ, pid)
+            self._fds[pid] = fd
+            self.pids[pid] = create_time
             return True
-        try:
-            fd = os.pidfd_open(pid)  # close-on-exec by the kernel
-        except ProcessLookupError:
-            return False
-        # The pid may have been recycled between our identity check and pidfd_open: check again
-        # now that the fd pins this exact process.
-        if create_time is not None and not identity.same_time(identity.create_time(pid), create_time):
-            os.close(fd)
-            return False
-        self._sel.register(fd, selectors.EVENT_READ, pid)
-        self._fds[pid] = fd
-        self.pids[pid] = create_time
-        return True
 
-    def unwatch(self, pid: int) -> None:
-        self.pids.pop(pid, None)
-        fd = self._fds.pop(pid, None)
-        if fd is not None:
-            self._sel.unregister(fd)
-            os.close(fd)
+        def unwatch(self, pid: int) -> None:
+            self.pids.pop(pid, None)
+            fd = self._fds.pop(pid, None)
+            if fd is not None:
+                self._sel.unregister(fd)
+                os.close(fd)
 
-    def wait(self, timeout: float) -> list[int]:
-        dead = []
-        for key, _ in self._sel.select(max(0.0, timeout)):
-            if key.data is None or key.data == self._WAKER:  # the signal pipe or a waker
-                self._drain_fd(key.fd)
-            else:
-                dead.append(key.data)
-        for pid in dead:
-            self.unwatch(pid)
-        return dead
+        def wait(self, timeout: float) -> list[int]:
+            dead = []
+            for key, _ in self._sel.select(max(0.0, timeout)):
+                if key.data is None or key.data == self._WAKER:  # the signal pipe or a waker
+                    self._drain_fd(key.fd)
+                else:
+                    dead.append(key.data)
+            for pid in dead:
+                self.unwatch(pid)
+            return dead
 
 
 class PollNotifier(_SelectorWakers):
@@ -219,10 +225,12 @@ def pidfd_works() -> bool:
 def make(poll_only: bool = False) -> Notifier:
     """The best notifier this platform supports (or the 1 s poll when ``poll_only``)."""
     if not poll_only:
-        if pidfd_works():
-            return PidfdNotifier()
-        from auto_core import deathwatch_kqueue
+        if sys.platform == "linux":
+            if pidfd_works():
+                return PidfdNotifier()
+        elif sys.platform != "win32":
+            from auto_core import deathwatch_kqueue
 
-        if deathwatch_kqueue.available():
-            return deathwatch_kqueue.KqueueNotifier()
+            if deathwatch_kqueue.available():
+                return deathwatch_kqueue.KqueueNotifier()
     return PollNotifier()

@@ -108,7 +108,9 @@ def read_env_file(path: str | os.PathLike) -> dict[str, str]:
             raise UsageError(f"{where}: {key} has no value (write {key}= for an empty one)")
         if "\x00" in value:
             raise UsageError(f"{where}: the value of {key} contains a NUL byte")
-    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    # Every value was checked above (none is None); the filter says so to type checkers.
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _first_line(original) -> int:

@@ -22,6 +22,25 @@ from auto_core import identity, state, watchlock
 from auto_core.errors import AutoError, StateError, warn_stderr
 from auto_core.paths import Home, ensure_dir
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Output(Protocol):
+        """Where the commands print: the CLI's ``_Out`` (``info`` is silenced by -q)."""
+
+        def info(self, message: str, /) -> None: ...
+        def data(self, message: str, /) -> None: ...
+
+    class PlatformModule(Protocol):
+        """What ``install_linux`` and ``install_macos`` provide."""
+
+        def install(self, ctx: Ctx, /) -> None: ...
+        def uninstall(self, ctx: Ctx, /) -> None: ...
+        def installed_files(self, ctx: Ctx, /) -> list[Path]: ...
+        def service_file(self, ctx: Ctx, /) -> Path: ...
+        def service_status(self, ctx: Ctx, /) -> tuple[str, str | None]: ...
+
 PLATFORMS = {"darwin": "macos", "linux": "linux"}
 COMMAND_TIMEOUT = 60.0
 WRAPPER_MARK = "# auto wrapper written by `auto install`"
@@ -59,7 +78,7 @@ class Ctx:
     platform: str  # the platform rendered for
     can_query: bool  # False when rendering for another platform: its programs are not here
     dry_run: bool
-    out: object
+    out: Output
     python: str = field(default_factory=lambda: os.path.abspath(sys.executable))
     user_home: Path = field(default_factory=Path.home)
     path_env: str = field(default_factory=lambda: os.environ.get("PATH") or os.defpath)
@@ -192,15 +211,18 @@ def read_text(path: Path) -> str | None:
         return None
 
 
-def _module(platform: str):
+def _module(platform: str) -> PlatformModule:
     if platform == "macos":
-        from auto_core import install_macos as mod
-    else:
-        from auto_core import install_linux as mod
-    return mod
+        from auto_core import install_macos
+
+        return install_macos
+    from auto_core import install_linux
+
+    return install_linux
 
 
-def _context(home: Home, dry_run: bool, platform: str | None, out, sys_platform: str) -> Ctx:
+def _context(home: Home, dry_run: bool, platform: str | None, out: Output,
+             sys_platform: str) -> Ctx:
     host = platform_of(sys_platform)
     target = platform or host
     if target is None:
@@ -243,7 +265,7 @@ def _install_wrapper(ctx: Ctx) -> None:
                      "  to your shell profile to run auto from anywhere")
 
 
-def _uninstall_wrapper(ctx: Ctx, mod) -> None:
+def _uninstall_wrapper(ctx: Ctx, mod: PlatformModule) -> None:
     path = wrapper_path(ctx)
     if not wrapper_is_ours(path):
         return
@@ -256,8 +278,8 @@ def _uninstall_wrapper(ctx: Ctx, mod) -> None:
 
 # --- entry points ------------------------------------------------------------------------------
 
-def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = None, out=None,
-         *, sys_platform: str = sys.platform) -> int:
+def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = None, *,
+         out: Output, sys_platform: str = sys.platform) -> int:
     """Install or uninstall the login service and the wrapper.
 
     Args:
@@ -282,7 +304,7 @@ def main(cmd: str, home: Home, dry_run: bool = False, platform: str | None = Non
     return 0
 
 
-def status(home: Home, out, *, sys_platform: str = sys.platform) -> int:
+def status(home: Home, out: Output, *, sys_platform: str = sys.platform) -> int:
     """Print the watcher, login service, state and logs; 0 if all is well, 1 otherwise."""
     problems: list[str] = []
     info = watchlock.holder_info(home)
@@ -323,7 +345,7 @@ def _describe_pid(pid: int) -> str:
     return f"pid {pid}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}"
 
 
-def _state_report(home: Home, out, watcher_running: bool) -> list[str]:
+def _state_report(home: Home, out: Output, watcher_running: bool) -> list[str]:
     from auto_core import views
     from auto_core.model import DEAD
 

@@ -44,19 +44,21 @@ def show_runs(api, args, out) -> int:
             raise AutoError(f"no process named {args.name!r} and no logs of one (see 'auto ps')")
         raise AutoError(f"{args.name} has no log file yet")
     recorded = entry.get("log_path") if entry else None
-    alive = bool(entry) and identity.is_ours(entry.get("pid"), entry.get("create_time"))
+    last_exit = entry.get("last_exit") if entry else None
+    alive = identity.is_ours(entry.get("pid"), entry.get("create_time")) if entry else False
 
     if args.runs:
         rows = [["RUN", "STARTED", "SIZE", "PARTS", "ENDED", "FILE"]]
         for i, run in enumerate(all_runs):
             number = i - len(all_runs)
             current = recorded is not None and str(run.path) == recorded
+            ended: str | None
             if current and alive:
                 ended = "running"
             else:
                 ended = logs.run_end(run)
-                if ended is None and current and entry.get("last_exit"):
-                    ended = describe_exit(entry.get("last_exit"))
+                if ended is None and current and last_exit:
+                    ended = describe_exit(last_exit)
             rows.append([str(number), f"{run.started:%Y-%m-%d %H:%M:%S}", human_size(run.size),
                          str(len(run.parts)), ended or "-", str(run.path)])
         from auto_core.cli import table

@@ -252,7 +252,7 @@ class Maintainer:
         self._next_size_check = 0.0
         self._last_pass: float | None = None
         self._last_pass_day: date | None = None
-        self._walk: Iterator[tuple[str, os.DirEntry]] | None = None
+        self._walk: Iterator[tuple[str, os.DirEntry | _Problem]] | None = None
         self._compress_queue: list[Path] = []
         self._compressing: _Compression | None = None
         self._settings: dict[str, Settings] = {}

@@ -19,6 +19,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import threading
     from datetime import datetime
+    from typing import BinaryIO, Literal
+
+    # What ``follow`` yields: the file opened or switched to, or new lines.
+    FollowEvent = tuple[Literal["open", "switch"], Path] | tuple[Literal["lines"], list[str]]
 # datetime (~2.4 ms) is imported where a time is made or parsed: `auto ps` needs neither.
 # gzip (and zlib) are imported where a .gz is read: `auto ps` and `start-all` never do.
 
@@ -323,8 +327,8 @@ class LineReader:
         self.offset = offset
         self.max_read = max_read
         self._partial = b""
-        self._fh = None
-        self._ino = None
+        self._fh: BinaryIO | None = None
+        self._ino: int | None = None
         self._last_part = 0  # the newest rolled part when we opened or last saw a roll
         self._dir_stamp: int | None = None
 
@@ -333,22 +337,24 @@ class LineReader:
             self._fh.close()
             self._fh = None
 
-    def _open(self) -> bool:
+    def _open(self) -> BinaryIO | None:
+        """The open file (opened now if it was not), or None if it cannot be opened."""
         if self._fh is None:
             try:
                 self._fh = open(self.path, "rb")
             except OSError:
-                return False
+                return None
             self._ino = os.fstat(self._fh.fileno()).st_ino
             with contextlib.suppress(OSError):
                 self._dir_stamp = os.stat(self.path.parent).st_mtime_ns
             self._last_part = _newest_part(self.path)[0]
-        return True
+        return self._fh
 
     def read(self) -> list[str]:
-        if not self._open():
+        fh = self._open()
+        if fh is None:
             return []
-        size = os.fstat(self._fh.fileno()).st_size
+        size = os.fstat(fh.fileno()).st_size
         carry = b""
         newest = self._new_part()
         if size < self.offset or newest is not None:  # truncated (rolled by copy-then-truncate)
@@ -361,8 +367,8 @@ class LineReader:
             return []
         data = b""
         if size > self.offset:
-            self._fh.seek(self.offset)
-            data = self._fh.read(min(size - self.offset, self.max_read))
+            fh.seek(self.offset)
+            data = fh.read(min(size - self.offset, self.max_read))
             self.offset += len(data)
         data = self._partial + carry + data
         parts = data.split(b"\n")
@@ -413,7 +419,7 @@ def follow(
     stop: threading.Event,
     start_lines: int = 10,
     interval: float = 0.1,
-) -> Iterator[tuple[str, object]]:
+) -> Iterator[FollowEvent]:
     """Yield ``("open", path)``, ``("lines", [..])`` and ``("switch", path)`` events.
 
     ``resolve`` names the current log file; it is asked again when the file is idle, so a

@@ -53,11 +53,11 @@ def _candidates() -> list[tuple[int, dict[bytes, bytes]]]:
         if proc.pid == me:
             continue
         try:
-            env = proc.environ()
+            text_env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if "AUTO_RUN" in env:
-            found.append((proc.pid, {os.fsencode(k): os.fsencode(v) for k, v in env.items()}))
+        if "AUTO_RUN" in text_env:
+            found.append((proc.pid, {os.fsencode(k): os.fsencode(v) for k, v in text_env.items()}))
     return found
 
 

@@ -25,8 +25,8 @@ def stop_signal(entry: dict) -> str:
     return value if isinstance(value, str) and value in signal.Signals.__members__ else DEFAULT_STOP_SIGNAL
 
 
-# Tolerant readers for fields a hand-edited or foreign state file may hold with the wrong
-# type: a bad value reads as the default instead of crashing every face.
+# Tolerant readers for fields a hand-edited or foreign state file may hold with the
+# wrong type: a bad value reads as the default instead of crashing every face.
 
 
 def count(entry: dict, key: str) -> int:

@@ -16,21 +16,33 @@ class FrozenInstanceError(AttributeError):
     """Assignment to a field of a frozen record."""
 
 
-class Factory:
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar, dataclass_transform
+
+    _T = TypeVar("_T")
+else:
+    def dataclass_transform(**_kwargs):
+        return lambda cls: cls
+
+
+class _Factory:
     """A default built anew for each instance (like ``field(default_factory=...)``)."""
 
     __slots__ = ("make",)
 
-    def __init__(self, *, factory):
+    def __init__(self, *, factory: Callable[[], object]) -> None:
         self.make = factory
 
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import dataclass_transform
+    # What type checkers see: ``env: dict = Factory(factory=dict)`` has the factory's type,
+    # as ``field(default_factory=dict)`` has (attrs' ``Factory`` is typed the same way).
+    def Factory(*, factory: Callable[[], _T]) -> _T: ...
 else:
-    def dataclass_transform(**_kwargs):
-        return lambda cls: cls
+    Factory = _Factory
+    Factory.__name__ = Factory.__qualname__ = "Factory"
 
 
 @dataclass_transform(field_specifiers=(Factory,))
@@ -55,7 +67,9 @@ class Record:
         cls._field_set = frozenset(fields)
         cls._defaults = defaults
         cls._frozen = frozen or cls._frozen
-        cls.__hash__ = Record._hash if cls._frozen else None
+        # setattr: type checkers reject assigning to a method, which is the point here (a frozen
+        # record hashes its fields; a mutable one is unhashable, as with @dataclass).
+        setattr(cls, "__hash__", Record._hash if cls._frozen else None)  # noqa: B010
 
     def __init__(self, *args, **kwargs):
         fields = self._fields
@@ -76,7 +90,7 @@ class Record:
                 value = self._defaults.get(name, _MISSING)
                 if value is _MISSING:
                     raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
-                if isinstance(value, Factory):
+                if isinstance(value, _Factory):
                     value = value.make()
             put(self, name, value)
 

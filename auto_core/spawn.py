@@ -40,6 +40,7 @@ from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable
     from datetime import datetime
 
@@ -73,7 +74,7 @@ class Child:
 
     __slots__ = ("pid", "returncode", "_lock", "_popen")
 
-    def __init__(self, pid: int, popen: object = None):
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None):
         self.pid = pid
         self.returncode: int | None = None
         self._lock = threading.Lock()  # poll and wait may come from two threads
@@ -95,11 +96,11 @@ class Child:
 
     def wait(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
-        while self.poll() is None:
+        while (code := self.poll()) is None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"pid {self.pid} still running after {timeout} s")
             time.sleep(0.002)
-        return self.returncode
+        return code
 
 
 class Spawned(Record):
@@ -242,6 +243,8 @@ class Spawner:
         while True:
             try:
                 if program is not None:
+                    # program is set only with both
+                    assert words is not None and log_path is not None
                     try:
                         child = self._direct(program, words, full_env, log_fd, log_path, workdir,
                                              header(name, "?", stamp, command),
@@ -318,11 +321,15 @@ class Spawner:
     def _come_back(self) -> None:
         """Back to this process's own cwd. Never raises: if it cannot be entered any more, to
         ``/`` and no more direct spawns (every path auto uses is absolute)."""
+        cwd = self._cwd
         try:
-            os.fchdir(self._cwd)
+            if cwd is None:  # lost by an earlier call: to "/" again, as below
+                raise FileNotFoundError(errno.ENOENT, "no cwd to come back to")
+            os.fchdir(cwd)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.close(self._cwd)
+            if cwd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(cwd)
             with contextlib.suppress(OSError):
                 os.chdir("/")
             self._cwd = None

@@ -33,7 +33,7 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         port=port if isinstance(port, int) else None,
         command=entry.get("command", ""),
         workdir=model.workdir(entry),
-        uptime_s=max(0.0, now - ct) if alive else None,
+        uptime_s=max(0.0, now - ct) if alive and ct is not None else None,  # alive: ct is a number
         restarts=model.count(entry, "restarts"),
         next_restart_in_s=next_in,
         log_path=entry.get("log_path"),

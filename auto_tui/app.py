@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -35,6 +36,9 @@ from auto_tui.facts import Sampler
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells
 from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
 
 
 def _process_commands():
@@ -63,7 +67,7 @@ class SnapshotReady(Message):
 class Notice(Message):
     """A notification requested from a worker thread."""
 
-    def __init__(self, text: str, severity: str = "information") -> None:
+    def __init__(self, text: str, severity: SeverityLevel = "information") -> None:
         super().__init__()
         self.text = text
         self.severity = severity
@@ -234,10 +238,6 @@ class AutoApp(App[int]):
         error = None
         views: dict[str, ProcessView] | None = None
         try:
-            reap = getattr(self.api, "reap", None)
-            if reap is not None:
-                # Children this TUI started: no zombies, and their exit status is recorded.
-                self.api.record_exits(reap())
             views = {v.name: v for v in self.api.snapshot()}
         except AutoError as exc:
             error = str(exc)
@@ -253,7 +253,7 @@ class AutoApp(App[int]):
             facts = self.sampler.sample({v.pid: v.create_time for v in views.values() if v.pid})
         except Exception:
             facts = {}
-        rows = {name: cells(v, facts.get(v.pid)) for name, v in views.items()}
+        rows = {name: cells(v, facts.get(v.pid) if v.pid else None) for name, v in views.items()}
         return SnapshotReady(views, rows, watcher, error)
 
     def refresh_now(self) -> None:
@@ -299,7 +299,7 @@ class AutoApp(App[int]):
             for name in [n for n in self._shown if n not in wanted]:
                 table.remove_row(name)
                 del self._shown[name]
-            changes = []
+            changes: list[tuple[str, str, object]] = []
             for name, row in wanted.items():
                 old = self._shown.get(name)
                 if old is None:
@@ -354,7 +354,7 @@ class AutoApp(App[int]):
 
     # --- notifications from any thread -----------------------------------------------------
 
-    def _warn(self, text: str, severity: str = "warning") -> None:
+    def _warn(self, text: str, severity: SeverityLevel = "warning") -> None:
         # The Api warns on every read of a broken state file: say it once, not twice a second.
         last, when = self._last_warning
         now = time.monotonic()
@@ -363,7 +363,7 @@ class AutoApp(App[int]):
         self._last_warning = (text, now)
         self.post_message(Notice(text, severity))
 
-    def notify(self, message: str, *, severity: str = "information", **kwargs) -> None:
+    def notify(self, message: str, *, severity: SeverityLevel = "information", **kwargs) -> None:
         self.notices.append((str(message), severity))
         super().notify(message, severity=severity, **kwargs)
 
@@ -411,7 +411,9 @@ class AutoApp(App[int]):
             self._select(name)
             self.query_one(LogView).focus()
             return
-        call = {"start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}[verb]
+        calls: dict[str, Callable[[list[str]], object]] = {
+            "start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}
+        call = calls[verb]
         self.notify(f"{verb} {name}…", timeout=2)
         self._act(f"{verb} {name}", partial(call, [name]))
 

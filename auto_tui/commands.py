@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from auto_tui.app import AutoApp
 
 VERBS = ("Start", "Stop", "Restart", "Logs")
 
@@ -14,7 +18,7 @@ class ProcessCommands(Provider):
     """Offers each verb for each process the table currently knows."""
 
     def _commands(self) -> Iterator[tuple[str, Callable[[], None], str]]:
-        app = self.app
+        app = cast("AutoApp", self.app)  # AutoApp.COMMANDS is the only place this provider is used
         for name in sorted(getattr(app, "views", {})):
             for verb in VERBS:
                 help_text = f"show the log of {name}" if verb == "Logs" else f"{verb.lower()} {name}"

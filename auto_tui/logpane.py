@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +28,10 @@ from auto_tui.tail import Divider, run_tail
 
 OPEN_LINES = 100  # shown when a log is opened: a few screens' worth, cheap to render
 Entry = tuple[str, Text]  # (lower-cased plain text for filtering, rendered line)
+# A Batch's payload by its kind ("live" and "error": a str).
+Opened = tuple[Path, list[Entry]]  # "open": the file and its last lines
+RunShown = tuple[int, int, Path, list[Entry]]  # "run": offset, number of runs, file, lines
+Lines = tuple[list[Entry], Path | None]  # "lines": new lines, the file switched to if any
 
 
 def render_line(item: str | Divider) -> Entry:
@@ -150,15 +155,18 @@ class LogPane(Vertical, can_focus=False):
 
     @work(thread=True, group="tail", exit_on_error=False)
     def _load_run(self, name: str, offset: int, generation: int) -> None:
+        runs_of = self.runs_of
+        if runs_of is None:  # step_run, the only caller, checked it
+            return
         try:
-            runs = self.runs_of(name)
+            runs = runs_of(name)
             offset = max(offset, 1 - len(runs))  # no further back than the oldest run
             run = runs[len(runs) - 1 + offset] if runs else None
             lines = logs.tail_run(run, self.max_lines) if run is not None and offset < 0 else None
         except Exception as exc:  # a corrupt .gz or a vanished file: say so, keep going
             self.post_message(self.Batch(generation, "error", f"log of {name}: {exc}"))
             return
-        if lines is None:
+        if run is None or lines is None:  # no run: no lines either
             self.post_message(self.Batch(generation, "live", name))
             return
         entries = [render_line(line) for line in lines]
@@ -172,13 +180,17 @@ class LogPane(Vertical, can_focus=False):
     @work(thread=True, group="tail", exit_on_error=False)
     def _tail(self, name: str, generation: int, stop: threading.Event, ready: threading.Event) -> None:
         def emit(kind: str, payload: object) -> None:
+            # run_tail's payloads: "open" (path, str lines), "lines" [str or Divider, ...]
+            rendered: Opened | Lines
             if kind == "open":
-                path, lines = payload
-                payload = (path, [render_line(line) for line in lines])
+                path, lines = cast("tuple[Path, list[str]]", payload)
+                rendered = (path, [render_line(line) for line in lines])
             else:
-                switched = [i.path for i in payload if isinstance(i, Divider) and i.path]
-                payload = ([render_line(item) for item in payload], switched[-1] if switched else None)
-            self.post_message(self.Batch(generation, kind, payload))
+                items = cast("list[str | Divider]", payload)
+                switched = [i.path for i in items if isinstance(i, Divider) and i.path]
+                rendered = ([render_line(item) for item in items],
+                            switched[-1] if switched else None)
+            self.post_message(self.Batch(generation, kind, rendered))
 
         try:
             run_tail(lambda: self.resolver(name), stop, ready, emit, self.batch_lines,
@@ -193,21 +205,22 @@ class LogPane(Vertical, can_focus=False):
             return  # from the tail of a process no longer shown
         try:
             if message.kind == "open":
-                self.path, entries = message.payload
+                self.path, entries = cast(Opened, message.payload)
                 self.entries.clear()
                 self.view.clear()
                 self._set_title()
                 self._write(entries)
             elif message.kind == "run":
-                self.run_offset, self.run_total, self.path, entries = message.payload
+                shown = cast(RunShown, message.payload)
+                self.run_offset, self.run_total, self.path, entries = shown
                 self.entries.clear()
                 self.view.clear()
                 self._set_title()
                 self._write(entries)
             elif message.kind == "live":
-                self.show(message.payload, force=True)
+                self.show(cast(str, message.payload), force=True)
             elif message.kind == "lines":
-                entries, switched = message.payload
+                entries, switched = cast(Lines, message.payload)
                 self._write(entries)
                 if switched is not None:
                     self.path = switched

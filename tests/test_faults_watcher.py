@@ -1,9 +1,12 @@
-"""Issue 6, scenario 2 (and the watcher's side of scenarios 3 and 5).
+"""The watcher under faults: killed at random moments, a recycled pid, disk faults, a crash loop.
 
-Scenario 2: the watcher is SIGKILLed at random moments while services crash and restart and
-other faces stop, start, remove and add services; then a new watcher starts. Within 5 s every
-service that is not stopped runs exactly once, no stopped service runs, and nothing of a
-removed service remains.
+Killed at random moments: the watcher is SIGKILLed while services crash and restart and
+other faces stop, start, remove and add services (through it: it is the one that spawns and
+signals); then a new watcher starts. Within 5 s every service that is not stopped runs
+exactly once, no stopped service runs, and nothing of a removed service remains.
+
+Each test starts its own watcher before the first call that needs one, so no face starts
+one on demand; services that exit on purpose are added with ``wait=0``.
 
 Service ``sK`` runs ``exec sleep 40000+K``; that argv is its marker.
 """
@@ -27,7 +30,7 @@ from auto_core import state
 from auto_core.lifecycle import Api
 
 ROUNDS = 50
-SETTLE = 5.0  # the issue's bound for a new watcher to restore the invariant
+SETTLE = 5.0  # the bound for a new watcher to restore the invariant
 
 
 class Watcher:
@@ -114,20 +117,20 @@ def describe(home, bad: list[str]) -> str:
 @pytest.mark.slow
 def test_watcher_killed_at_random_points(home, tmp_path):
     rng = random.Random(2)
-    api = Api(home, warn=lambda m: None)
+    api = Api(home, warn=lambda m: None, say=lambda m: None)
     out = tmp_path / "watch.out"
     next_k = 0
 
     def add_one(start: bool = True) -> None:
         nonlocal next_k
         api.add(f"s{next_k}", f"exec sleep {40000 + next_k}", workdir="/", backoff_base=0.05,
-                backoff_max=1, stop_timeout=2, start=start)
+                backoff_max=1, stop_timeout=2, start=start, wait=0)
         next_k += 1
 
-    for _ in range(6):
-        add_one()
     removed: set[int] = set()
     watcher = Watcher(home.root, out)
+    for _ in range(6):
+        add_one()
     stats = {"rounds": 0, "service_kills": 0, "api_ops": 0, "worst_settle_s": 0.0}
     try:
         for rnd in range(ROUNDS):
@@ -148,10 +151,11 @@ def test_watcher_killed_at_random_points(home, tmp_path):
                         if api.remove(name).ok:
                             removed.add(int(name[1:]))
                         add_one()
+                    elif op == "start":
+                        api.start([name], wait=0)
                     else:
-                        getattr(api, op)([name])
+                        api.stop([name])
                     stats["api_ops"] += 1
-                    api.reap()
                 time.sleep(rng.uniform(0.0, 0.08))
             watcher.kill()  # SIGKILL, at a random moment of its work
             # Deaths meanwhile go unseen until the next watcher.
@@ -170,7 +174,6 @@ def test_watcher_killed_at_random_points(home, tmp_path):
                                      f"{watcher.text()[-4000:]}") from None
             stats["worst_settle_s"] = max(stats["worst_settle_s"], round(time.monotonic() - t0, 2))
             stats["rounds"] += 1
-            api.reap()
     finally:
         watcher.kill()
     text = out.read_text(errors="replace")
@@ -180,7 +183,7 @@ def test_watcher_killed_at_random_points(home, tmp_path):
 
 
 def test_watcher_never_signals_a_recycled_pid(home, tmp_path):
-    """Scenario 3, watcher side: an entry whose pid now belongs to an unrelated process (wrong
+    """A recycled pid: an entry whose pid now belongs to an unrelated process (wrong
     create time) is a dead service to the watcher: it starts a fresh copy and never signals
     the unrelated process."""
     from test_faults_pidreuse import Sentinel
@@ -211,16 +214,16 @@ def test_watcher_never_signals_a_recycled_pid(home, tmp_path):
 
 @pytest.mark.slow
 def test_watcher_survives_disk_faults(home, tmp_path):
-    """Scenario 5, watcher side: a service whose log cannot grow (SIGXFSZ), a log directory
+    """Disk faults: a service whose log cannot grow (SIGXFSZ), a log directory
     replaced by a file, state.json replaced by a directory and then garbage: the watcher keeps
     running, records what it can, and loses no definition."""
-    api = Api(home, warn=lambda m: None)
-    api.add("chatty", "ulimit -f 1; while :; do echo 0123456789abcdef; done", workdir="/",
-            backoff_base=0.2, backoff_max=1)
-    api.add("steady", "exec sleep 40998", workdir="/")
-    api.add("nolog", "exec sleep 40997", workdir="/", start=False, backoff_base=0.2, backoff_max=1)
+    api = Api(home, warn=lambda m: None, say=lambda m: None)
     watcher = Watcher(home.root, tmp_path / "watch.out")
     try:
+        api.add("chatty", "ulimit -f 1; while :; do echo 0123456789abcdef; done", workdir="/",
+                backoff_base=0.2, backoff_max=1, wait=0)
+        api.add("steady", "exec sleep 40998", workdir="/", wait=0)
+        api.add("nolog", "exec sleep 40997", workdir="/", start=False, backoff_base=0.2, backoff_max=1)
         # 1. RLIMIT_FSIZE in the child: killed by SIGXFSZ, recorded, restarted.
         wait_until(lambda: (read_state(home.root)["processes"]["chatty"].get("last_exit") or {}).get("signal")
                    == signal.SIGXFSZ, 10, message="SIGXFSZ recorded")
@@ -266,12 +269,12 @@ def test_watcher_survives_disk_faults(home, tmp_path):
 
 @pytest.mark.slow
 def test_crash_loop_backoff_reaches_the_cap(home, tmp_path):
-    """Scenario 9 in small: a service that exits at once; delays double up to backoff_max
+    """A crash loop in small: a service that exits at once; delays double up to backoff_max
     and stay there (the full soak with CPU numbers is bench/bench_crashloop.py)."""
-    api = Api(home, warn=lambda m: None)
-    api.add("crashy", "exit 3", workdir="/", backoff_base=0.05, backoff_max=1)
+    api = Api(home, warn=lambda m: None, say=lambda m: None)
     watcher = Watcher(home.root, tmp_path / "watch.out")
     try:
+        api.add("crashy", "exit 3", workdir="/", backoff_base=0.05, backoff_max=1, wait=0)
         wait_until(lambda: len(re.findall(r"exit crashy .*restarting in ([\d.]+) s", watcher.text())) >= 9,
                    20, message="8 crash-loop restarts")
     finally:

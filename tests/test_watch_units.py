@@ -1,6 +1,8 @@
 """The watcher's parts with real processes: death notifiers, the backoff formula, and the
-timing rules driven through ``Watcher.iterate`` with an injected clock (uptime reset after
-60 s, the bound on fresh starts per iteration)."""
+timing rules driven through a real in-process ``Watcher.iterate`` with an injected clock
+(uptime reset after 60 s, a never-started definition, the crash-loop floor, a slow stop that
+blocks nothing). Entries and requests are written the way faces write them: under the state
+lock, with ``state.transaction``."""
 
 from __future__ import annotations
 
@@ -14,15 +16,15 @@ import time
 import pytest
 from helpers import pid_alive, read_state, wait_until
 
-from auto_core import backoff, deathwatch, identity, state
-from auto_core.watch import MAX_STARTS_PER_TICK, Watcher, fmt_seconds
+from auto_core import backoff, deathwatch, identity, state, watch
+from auto_core.watch import Watcher, fmt_seconds
 
 # --- backoff ---------------------------------------------------------------------------------
 
 
 def test_backoff_formula_and_bounded_exponent():
     assert [backoff.delay(n) for n in range(5)] == [1, 2, 4, 8, 16]
-    assert backoff.delay(13) == 7200  # 8192 capped by the seed's default
+    assert backoff.delay(13) == 7200  # 8192 capped by the default maximum
     assert backoff.delay(1375) == 7200  # a huge stored counter still gives the cap
     assert backoff.delay(10**9, 0.5, 30) == 30
     assert backoff.delay(5, 0, 30) == 0
@@ -127,66 +129,6 @@ def test_wake_interrupts_wait(kind):
         notifier.close()
 
 
-# --- timing rules through iterate() with an injected clock -----------------------------------
-
-
-@pytest.fixture
-def make_watcher(home):
-    made: list[Watcher] = []
-
-    def make(offset: float = 0.0) -> tuple[Watcher, io.StringIO]:
-        out = io.StringIO()
-        w = Watcher(home, clock=lambda: time.time() + offset, out=out)
-        made.append(w)
-        return w, out
-
-    yield make
-    for w in made:
-        w.close()
-
-
-def test_backoff_counter_resets_after_60_s_of_uptime(api, home, make_watcher):
-    api.add("svc", "sleep 1000")
-    with state.transaction(home) as data:
-        data["processes"]["svc"]["restart_attempt"] = 3
-    ct = read_state(home.root)["processes"]["svc"]["create_time"]
-
-    w, out = make_watcher()  # real clock: up for a moment only
-    w.iterate()
-    assert read_state(home.root)["processes"]["svc"]["restart_attempt"] == 3
-    assert abs(w.timers["svc"] - (ct + backoff.RESET_AFTER)) < 0.01
-    assert "adopt svc pid" in out.getvalue()
-
-    w2, out2 = make_watcher(offset=61.0)  # the same process, 61 s later
-    w2.iterate()
-    assert read_state(home.root)["processes"]["svc"]["restart_attempt"] == 0
-    assert "reset svc" in out2.getvalue()
-
-
-def test_fresh_starts_per_iteration_are_bounded(api, home, make_watcher):
-    names = [f"s{i:02d}" for i in range(MAX_STARTS_PER_TICK + 4)]
-    for name in names:
-        api.add(name, "sleep 1000", start=False)
-    with state.transaction(home) as data:
-        for name in names:
-            entry = data["processes"][name]
-            entry["explicitly_stopped"] = False
-            entry["next_restart_at"] = time.time() - 1  # all due at once (e.g. after a reboot)
-            entry["last_exit"] = {"code": 1, "signal": None, "at": time.time() - 2}
-    w, out = make_watcher()
-
-    def started() -> int:
-        procs = read_state(home.root)["processes"]
-        return sum(1 for n in names if identity.is_ours(procs[n].get("pid"), procs[n].get("create_time")))
-
-    timeout = w.iterate()
-    assert started() == MAX_STARTS_PER_TICK
-    assert timeout == 0.0  # the rest follow in the next iteration, without waiting
-    w.iterate()
-    assert started() == len(names)
-    assert out.getvalue().count("(automatic restart)") == len(names)
-
-
 def test_inotify_fd_wakes_on_a_rename_into_the_directory(tmp_path):
     fd = deathwatch.dir_change_fd(str(tmp_path))
     if fd is None:
@@ -205,21 +147,165 @@ def test_inotify_fd_wakes_on_a_rename_into_the_directory(tmp_path):
         os.close(fd)
 
 
-def test_a_definition_not_started_yet_gets_a_grace_not_a_crash(api, home, make_watcher):
-    # `add` writes the entry, then starts it in a second transaction; a watcher looking in
-    # between must not count a crash. If the adder died there, the watcher starts it later.
-    api.add("svc", "sleep 1000", start=False)
+# --- timing rules through iterate() with an injected clock -----------------------------------
+
+
+class Clock:
+    """Wall clock plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def make_watcher(home):
+    made: list[Watcher] = []
+
+    def make() -> tuple[Watcher, io.StringIO, Clock]:
+        out, clock = io.StringIO(), Clock()
+        w = Watcher(home, clock=clock, out=out)
+        made.append(w)
+        return w, out, clock
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def define(home, name: str, command: str, **fields) -> None:
+    """A definition as ``add`` writes it, never started (no pid, no request)."""
+    entry = {"command": command, "workdir": "/", "env": {}, "explicitly_stopped": False,
+             "restart_attempt": 0, "restarts": 0, "last_restart_time": None, "pid": None,
+             "create_time": None, "log_path": None}
+    entry.update(fields)
     with state.transaction(home) as data:
-        data["processes"]["svc"]["explicitly_stopped"] = False
-    w, out = make_watcher()
+        state.processes(data)[name] = entry
+
+
+def ask(home, name: str, op: str, rid: str) -> None:
+    """A request as a face writes it (a stop records its intent in the same write)."""
+    with state.transaction(home) as data:
+        entry = state.processes(data)[name]
+        entry["request"] = {"id": rid, "op": op, "at": time.time(), "by": os.getpid()}
+        entry["explicitly_stopped"] = op == "stop"
+        entry.pop("next_restart_at", None)
+
+
+def entry_of(home, name: str) -> dict:
+    return read_state(home.root)["processes"][name]
+
+
+def drive(w: Watcher, until, timeout: float = 10.0, durations: list | None = None):
+    """Run the watcher's loop (iterate, then block in the notifier) until ``until()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        t0 = time.monotonic()
+        block = w.iterate()
+        if durations is not None:
+            durations.append(time.monotonic() - t0)
+        value = until()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out; watcher output:\n{w.out.getvalue()}"
+        w.dead_pids.extend(w.notifier.wait(min(block, 0.2)))
+
+
+def test_a_definition_never_started_is_started_at_once(home, make_watcher):
+    # No pid, not stopped, no request (a hand-written state file, or an older one): nothing
+    # crashed, so there is no backoff to wait for.
+    define(home, "svc", "sleep 1000")
+    w, out, _ = make_watcher()
     w.iterate()
-    entry = read_state(home.root)["processes"]["svc"]
-    assert entry.get("pid") is None and "next_restart_at" not in entry
-    assert entry.get("restart_attempt") == 0
-    w.clock = w.api.clock = lambda: time.time() + 6  # the grace is over
-    w.iterate()  # schedules (delay 1 s from "now")
-    assert "schedule svc: not running; restarting in 1 s" in out.getvalue()
-    w.clock = w.api.clock = lambda: time.time() + 8
+    e = entry_of(home, "svc")
+    assert identity.is_ours(e.get("pid"), e.get("create_time")), out.getvalue()
+    assert f"start svc pid {e['pid']} (automatic restart)" in out.getvalue()
+    assert "schedule svc" not in out.getvalue() and "next_restart_at" not in e
+    assert w.services["svc"].run.pid == e["pid"]
+    assert open(e["log_path"]).readline().startswith(f"[auto] start svc pid {e['pid']} at ")
+
+
+def test_backoff_counter_resets_after_60_s_of_uptime(home, make_watcher):
+    define(home, "svc", "sleep 1000")
+    w, out, clock = make_watcher()
     w.iterate()
-    entry = read_state(home.root)["processes"]["svc"]
-    assert identity.is_ours(entry.get("pid"), entry.get("create_time")), out.getvalue()
+    pid = entry_of(home, "svc")["pid"]
+    with state.transaction(home) as data:
+        data["processes"]["svc"]["restart_attempt"] = 3
+    w.iterate()  # up for a moment only: the counter stays, a timer is set for the reset
+    e = entry_of(home, "svc")
+    assert e["restart_attempt"] == 3 and e["pid"] == pid
+    assert abs(w.services["svc"].wake - (e["started_at"] + backoff.RESET_AFTER)) < 0.01
+    assert "reset svc" not in out.getvalue()
+
+    clock.offset = backoff.RESET_AFTER + 1  # the same run, 61 s later
+    w.iterate()
+    e = entry_of(home, "svc")
+    assert e["restart_attempt"] == 0 and e["pid"] == pid and pid_alive(pid)
+    assert "reset svc: up 60 s, backoff counter cleared" in out.getvalue()
+    assert w.services["svc"].wake is None
+
+
+def test_crash_loop_with_backoff_base_0_is_floored(home, make_watcher):
+    define(home, "crashy", "exit 1", backoff_base=0)
+    w, out, _ = make_watcher()
+    launches: list[float] = []
+    real_launch = w.launcher.launch
+
+    def launch(name, entry):
+        launches.append(time.monotonic())
+        return real_launch(name, entry)
+
+    w.launcher.launch = launch
+    drive(w, lambda: len(launches) >= 8)
+    gaps = [b - a for a, b in zip(launches, launches[1:], strict=False)]
+    # Never more often than the floor, though the backoff says "now" ...
+    assert min(gaps) >= watch.MIN_START_INTERVAL - 0.002, gaps
+    # ... and not held back by anything else (the default backoff would wait 1, 2, 4 s).
+    assert sum(gaps) / len(gaps) < 0.5, gaps
+    e = entry_of(home, "crashy")
+    assert e["restart_attempt"] >= 6 and e["last_exit"]["code"] == 1
+    assert out.getvalue().count("exit crashy pid ") >= 6
+
+
+def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
+    define(home, "stubborn", "trap '' TERM; echo ready; while :; do sleep 0.1; done", stop_timeout=3)
+    define(home, "other", "sleep 1000", explicitly_stopped=True)
+    w, out, _ = make_watcher()
+    w.iterate()
+    pid = entry_of(home, "stubborn")["pid"]
+    log_path = entry_of(home, "stubborn")["log_path"]
+    wait_until(lambda: "ready\n" in open(log_path).read(), message="the TERM trap set")
+
+    ask(home, "stubborn", "stop", "stop-1")
+    t0 = time.monotonic()
+    block = w.iterate()
+    assert time.monotonic() - t0 < 0.5  # SIGTERM sent; nobody waits for the group to go
+    assert block <= watch.STOP_POLL
+    assert w.services["stubborn"].stopping is not None and pid_alive(pid)
+    e = entry_of(home, "stubborn")
+    assert e["request"]["id"] == "stop-1" and "outcome" not in e
+
+    # Another service's request is carried out while the stop is in progress.
+    ask(home, "other", "start", "start-1")
+    drive(w, lambda: (entry_of(home, "other").get("outcome") or {}).get("id") == "start-1", timeout=2)
+    assert entry_of(home, "other")["outcome"]["ok"] is True
+    assert pid_alive(pid) and "outcome" not in entry_of(home, "stubborn")
+
+    durations: list[float] = []
+    done = drive(w, lambda: (entry_of(home, "stubborn").get("outcome") or {}).get("id") == "stop-1",
+                 durations=durations)
+    assert done
+    assert time.monotonic() - t0 >= 3.0  # SIGKILL only once the stop timeout passed
+    assert max(durations) < 1.0, max(durations)
+    e = entry_of(home, "stubborn")
+    assert e["outcome"] == {"id": "stop-1", "ok": True, "message": "stopped stubborn (SIGKILL after 3 s)",
+                            "pid": None}
+    assert e["last_exit"]["stopped"] is True and e["last_exit"]["killed_after"] == 3
+    assert e["last_exit"]["signal"] == signal.SIGKILL
+    assert not pid_alive(pid) and w.services["stubborn"].stopping is None
+    assert "stop stubborn: still running after 3 s: sent SIGKILL" in out.getvalue()
+    text = open(log_path).read()
+    assert "[auto] stopped by user\n" in text and "(still running 3 s after SIGTERM)" in text
