@@ -173,7 +173,9 @@ def locked(home: Home) -> Iterator[None]:
     """Hold the exclusive state lock. Not reentrant: keep transactions leaf-level."""
     try:
         ensure_dir(home.local)
-        fd = os.open(home.state_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        # Read-only is enough for flock, and closing it then tells no inotify watcher that
+        # something was written in local/ (the watcher wakes on writes there).
+        fd = os.open(home.state_lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask (issue 6, §8)
     except OSError as exc:
         raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc

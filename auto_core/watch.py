@@ -236,7 +236,11 @@ class Watcher:
                     timeout = self.iterate()
                 except Exception:  # one bad iteration must not end supervision
                     self.log("error: iteration failed\n" + traceback.format_exc().rstrip())
-                    timeout = TICK
+                    # Not again at once, whatever wakes the loop: deaths are collected meanwhile.
+                    until = time.monotonic() + TICK
+                    while not self.stopping and time.monotonic() < until:
+                        self.dead_pids.extend(self.notifier.wait(until - time.monotonic()))
+                    continue
                 took = time.monotonic() - began
                 if took > SLOW_ITERATION:
                     self.warn(f"a loop iteration took {took * 1000:.0f} ms")
@@ -479,7 +483,9 @@ class Watcher:
         delay += backoff.jitter(svc.name, delay)
         last = model.last_exit(entry)
         pid = entry.get("pid")
-        unseen = isinstance(pid, int) and (last is None or last.get("pid") != pid)
+        # A failed start's record names no pid: its crash before was seen and recorded.
+        unseen = isinstance(pid, int) and (last is None or (last.get("pid") != pid
+                                                           and not last.get("error")))
         if unseen:
             # It ended while no watcher ran: when and how are unknown, and said so.
             why = "ended while no watcher ran (exit status unknown)"
