@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import ROOT
 
 RUFF = [sys.executable, "-m", "ruff"]
@@ -49,3 +50,13 @@ def test_a_face_that_reaches_spawn_or_signal_code_breaks_the_layers(tmp_path: Pa
     out = subprocess.run([*LINT_IMPORTS, "--no-cache"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "auto_core.lifecycle -> auto_core.procgroup" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_types_check_on_linux_and_macos(platform: str, tmp_path: Path):
+    # macOS cannot run here: the type checker is the closest thing to running its code paths.
+    out = subprocess.run([sys.executable, "-m", "mypy", "--platform", platform,
+                          "--cache-dir", str(tmp_path / "cache")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Success: no issues found" in out.stdout
