@@ -1,4 +1,4 @@
-"""The one-shot CLI (DESIGN.md §6). ``main(argv) -> int``; errors are one ``auto: error:`` line.
+"""The one-shot CLI. ``main(argv) -> int``; errors are one ``auto: error:`` line.
 
 Never imports Textual: ``auto tui`` imports ``auto_tui`` inside its handler.
 """
@@ -364,7 +364,7 @@ HANDLERS = {
 
 def _tolerant_streams() -> None:
     """Never die of an unencodable character: an ASCII locale, or argv bytes that are not
-    UTF-8 (kept as surrogates), would otherwise turn a print into a traceback (issue 6)."""
+    UTF-8 (kept as surrogates), would otherwise turn a print into a traceback."""
     for stream in (sys.stdout, sys.stderr):
         errors = getattr(stream, "errors", None)
         utf8 = (getattr(stream, "encoding", None) or "").lower().replace("-", "") == "utf8"

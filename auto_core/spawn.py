@@ -1,4 +1,4 @@
-"""Starting a service's process (DESIGN.md §4) in a new session, output appended to its log.
+"""Starting a service's process in a new session, output appended to its log.
 
 Every run's log begins with the header ``[auto] start NAME pid PID at TIME: COMMAND``, before
 the service's first byte. Two ways to get there:

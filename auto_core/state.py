@@ -1,4 +1,4 @@
-"""The state file: locked, atomic read-modify-write (DESIGN.md §3).
+"""The state file: locked, atomic read-modify-write (docs/architecture.md, Files).
 
 Readers take no lock: ``state.json`` is only ever replaced by ``os.replace``. Writers hold an
 exclusive ``flock`` on ``local/state.lock`` (a file that is never renamed), re-read, change,
@@ -176,7 +176,7 @@ def locked(home: Home) -> Iterator[None]:
         # Read-only is enough for flock, and closing it then tells no inotify watcher that
         # something was written in local/ (the watcher wakes on writes there).
         fd = os.open(home.state_lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask (issue 6, §8)
+        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask
     except OSError as exc:
         raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc
     try:

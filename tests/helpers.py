@@ -58,7 +58,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def procs_with_env(key: str, value: str) -> list[int]:
-    """Pids (not zombies) whose environment has ``key=value`` (exact match, LESSONS 20)."""
+    """Pids (not zombies) whose environment has ``key=value`` (an exact match: a substring could name another home)."""
     needle = f"{key}={value}".encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -75,7 +75,7 @@ def procs_with_env(key: str, value: str) -> list[int]:
 
 
 def procs_with_argv(argv: list[str]) -> list[int]:
-    """Pids (not zombies) whose argv is exactly ``argv`` (never a substring match, LESSONS 20)."""
+    """Pids (not zombies) whose argv is exactly ``argv`` (never a substring match: that could be a stranger)."""
     want = b"\0".join(a.encode() for a in argv) + b"\0"
     found = []
     for entry in os.listdir("/proc"):

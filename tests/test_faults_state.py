@@ -1,4 +1,4 @@
-"""Issue 6, scenario 6: a corrupt state file is never overwritten, never crashes auto.
+"""A corrupt state file is never overwritten, never crashes auto.
 
 Cases: empty, truncated mid-write, random bytes, valid JSON of the wrong shape (file and
 field level), unknown extra fields (kept on write), a seed-era file. Without a usable

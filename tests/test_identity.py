@@ -1,4 +1,4 @@
-"""Identity = pid + kernel create time (DESIGN.md §4, LESSONS 3-4): a recycled pid is never ours."""
+"""Identity = pid + kernel create time: a recycled pid is never ours."""
 
 from __future__ import annotations
 
