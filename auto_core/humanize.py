@@ -24,3 +24,15 @@ def countdown(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return duration(math.ceil(seconds))
+
+
+def size(n: int | None) -> str:
+    """``512B``, ``12K``, ``3.4M``, ``1.2G`` (binary units); ``-`` for None."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M"):
+        if value < 1024:
+            return f"{value:.0f}{unit}" if unit in ("B", "K") else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}G"

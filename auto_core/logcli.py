@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from auto_core import identity, logmaint, logs, state, validate
+from auto_core import humanize, identity, logmaint, logs, state, validate
 from auto_core.errors import AutoError, ExitCode, UsageError
 from auto_core.paths import Home
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "K", "M", "G"):
-        if size < 1024 or unit == "G":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
 
 
 def pick(all_runs: list[logs.Run], number: int) -> logs.Run:
@@ -59,7 +50,7 @@ def show_runs(api, args, out) -> int:
                 ended = logs.run_end(run)
                 if ended is None and current and last_exit:
                     ended = describe_exit(last_exit)
-            rows.append([str(number), f"{run.started:%Y-%m-%d %H:%M:%S}", human_size(run.size),
+            rows.append([str(number), f"{run.started:%Y-%m-%d %H:%M:%S}", humanize.size(run.size),
                          str(len(run.parts)), ended or "-", str(run.path)])
         from auto_core.cli import table
 

@@ -44,13 +44,3 @@ class Sampler:
         self._last = last
         return found
 
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value:.0f}{unit}" if unit in ("B", "K") else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}G"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from auto_core import humanize
 from auto_core.humanize import countdown, duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
-from auto_tui.facts import Facts, human_bytes
+from auto_tui.facts import Facts
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("name", "NAME", 18),
@@ -38,7 +39,7 @@ def cells(view: ProcessView, facts: Facts | None) -> tuple:
     """One row's cells in ``COLUMN_KEYS`` order. Equal inputs give equal tuples (cheap diffs)."""
     label, style = status_label(view)
     cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
-    mem = human_bytes(facts.rss) if facts is not None else "-"
+    mem = humanize.size(facts.rss) if facts is not None else "-"
     return (
         view.name,
         Text(label, style=STYLES.get(style, "")),
