@@ -14,7 +14,7 @@ from types import SimpleNamespace  # loaded at start-up anyway (enum imports it)
 
 from auto_core import paths
 from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
-from auto_core.humanize import countdown, duration
+from auto_core.humanize import countdown, duration, table
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -86,12 +86,6 @@ def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
 
 
 # --- formatting ----------------------------------------------------------------------------
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
-    return "\n".join(lines)
-
 
 def ps_rows(views) -> list[list[str]]:
     from auto_core.views import describe_exit

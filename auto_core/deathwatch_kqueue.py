@@ -9,7 +9,7 @@ import select
 import sys
 
 from auto_core import identity
-from auto_core.deathwatch import Notifier
+from auto_core.notifier import Notifier
 
 
 def available() -> bool:

@@ -1,4 +1,4 @@
-"""Short human-readable quantities shared by the CLI and the TUI."""
+"""Short human-readable text shared by the CLI and the TUI: quantities, tables."""
 
 from __future__ import annotations
 
@@ -36,3 +36,10 @@ def size(n: int | None) -> str:
             return f"{value:.0f}{unit}" if unit in ("B", "K") else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f}G"
+
+
+def table(rows: list[list[str]]) -> str:
+    """Rows as columns separated by at least two spaces (what scripts parse in `auto -q ps`)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+    return "\n".join(lines)

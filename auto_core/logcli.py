@@ -52,9 +52,8 @@ def show_runs(api, args, out) -> int:
                     ended = describe_exit(last_exit)
             rows.append([str(number), f"{run.started:%Y-%m-%d %H:%M:%S}", humanize.size(run.size),
                          str(len(run.parts)), ended or "-", str(run.path)])
-        from auto_core.cli import table
 
-        out.data(table(rows))
+        out.data(humanize.table(rows))
         return ExitCode.OK
 
     run = pick(all_runs, args.run)

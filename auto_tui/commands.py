@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from auto_tui.app import AutoApp
+
+class _Verbs(Protocol):
+    """What this provider needs of the app (no import of the app: it imports this module)."""
+
+    views: dict
+
+    def run_verb(self, verb: str, name: str) -> None: ...
 
 VERBS = ("Start", "Stop", "Restart", "Logs")
 
@@ -18,7 +23,7 @@ class ProcessCommands(Provider):
     """Offers each verb for each process the table currently knows."""
 
     def _commands(self) -> Iterator[tuple[str, Callable[[], None], str]]:
-        app = cast("AutoApp", self.app)  # AutoApp.COMMANDS is the only place this provider is used
+        app = cast(_Verbs, self.app)  # AutoApp.COMMANDS is the only place this provider is used
         for name in sorted(getattr(app, "views", {})):
             for verb in VERBS:
                 help_text = f"show the log of {name}" if verb == "Logs" else f"{verb.lower()} {name}"

@@ -15,7 +15,7 @@ import sys
 import pytest
 from fakes.harness import Fakes
 
-from auto_core import install
+from auto_core import install, install_common
 from auto_core.errors import AutoError
 from auto_core.paths import Home
 
@@ -222,7 +222,7 @@ def test_default_home_uses_plain_label_and_unit_name(fakes, monkeypatch):
 
 
 def test_templates_found_in_dev_checkout():
-    text = install.template("watch.plist.template")
+    text = install_common.template("watch.plist.template")
     assert "${program_arguments}" in text
 
 
