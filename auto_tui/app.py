@@ -399,7 +399,10 @@ class AutoApp(App[int]):
                 message = getattr(outcome, "message", None)
                 if message:
                     ok = getattr(outcome, "ok", True)
-                    self.post_message(Notice(message, "information" if ok else "error"))
+                    # A start that failed at once brings the last lines of its log.
+                    detail = getattr(outcome, "detail", ())
+                    text = "\n".join([message, *(f"| {line}" for line in detail)])
+                    self.post_message(Notice(text, "information" if ok else "error"))
             if not outcomes:
                 self.post_message(Notice(f"{what}: nothing to do"))
         finally:
