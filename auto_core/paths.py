@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 
+from auto_core.errors import AutoError
 from auto_core.record import Record
 
 # pathlib is imported where a Home is made: `auto ps` reads with plain strings (~3.5 ms less).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
+
+class HomeNotPrivate(AutoError):
+    """The home, ``local/`` or ``state.json`` belongs to someone else or is writable by others."""
+
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -98,3 +103,25 @@ def ensure_dir(path: Path) -> Path:
     if not path.is_dir():
         raise NotADirectoryError(f"{path} is not a directory")
     return path
+
+
+def check_private(state_file: str) -> None:
+    """Refuse a home that is not the user's own, as ssh refuses such a ``~/.ssh``: the home,
+    its ``local/`` and ``state.json`` (those that exist) must be owned by this user and not
+    writable by group or others. A state file someone else can write names the commands the
+    watcher runs. Raises HomeNotPrivate with one line naming the path."""
+    local = os.path.dirname(state_file)
+    me = os.geteuid()
+    for path in (os.path.dirname(local), local, state_file):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue  # unreadable: the read that follows says why
+        if st.st_uid != me:
+            raise HomeNotPrivate(f"{path} is owned by uid {st.st_uid}, not by you (uid {me});"
+                                 " auto will not use it")
+        if st.st_mode & 0o022:
+            raise HomeNotPrivate(f"{path} is writable by others (mode {st.st_mode & 0o777:o});"
+                                 f" auto will not use it (chmod go-w {path})")

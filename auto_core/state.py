@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from auto_core.errors import StateError
-from auto_core.paths import FILE_MODE, Home, ensure_dir
+from auto_core.paths import FILE_MODE, Home, check_private, ensure_dir
 from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -76,6 +76,7 @@ def load(home: Home) -> Loaded:
 
 def load_files(state_file: str, bak_file: str) -> Loaded:
     """``load`` given the two files' paths (``paths.state_files``): no ``Home``, no pathlib."""
+    check_private(state_file)
     data, problem, raw = _parse(state_file)
     if data is not None:
         return Loaded(data, "main", raw=raw)
@@ -171,6 +172,7 @@ def signature(path: str) -> tuple[int, int, int] | None:
 @contextlib.contextmanager
 def locked(home: Home) -> Iterator[None]:
     """Hold the exclusive state lock. Not reentrant: keep transactions leaf-level."""
+    check_private(str(home.state_file))
     try:
         ensure_dir(home.local)
         # Read-only is enough for flock, and closing it then tells no inotify watcher that

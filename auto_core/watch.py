@@ -53,7 +53,7 @@ from auto_core import (
     watchlock,
 )
 from auto_core.errors import StateError
-from auto_core.paths import Home, ensure_dir
+from auto_core.paths import Home, check_private, ensure_dir
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
@@ -967,6 +967,7 @@ def main(home: Home, poll_only: bool = False, login: bool = False) -> int:
     # Whoever started this watcher may have blocked signals (a blocked SIGTERM would make a
     # login watcher's take-over wait for nothing): the watcher's own mask starts empty.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    check_private(str(home.state_file))  # a state file others can write names what we run
     fd = watchlock.acquire(home, kind="login" if login else "on-demand", take_over=login)
     try:
         return Watcher(home, poll_only=poll_only).run()
