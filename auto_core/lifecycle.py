@@ -384,10 +384,18 @@ class Api:
 
     def _changes(self) -> Iterator[dict | None]:
         """The processes of the state when it changed since the last ``next``, else None
-        (the first ``next`` always gives them). A waiting face asks every few ms: a stat."""
+        (the first ``next`` always gives them). A waiting face asks every few ms: a stat.
+        Each waiter keeps its own idea of the last version it saw: in the TUI another thread
+        may read the shared ``StateFile`` in between."""
+        seen = state.signature(self.state.path)
         yield state.processes(self.load())
         while True:
-            yield state.processes(self.load()) if self.state.changed() else None
+            now = state.signature(self.state.path)
+            if now != seen:
+                seen = now
+                yield state.processes(self.load())
+            else:
+                yield None
 
     def _await(self, asked: dict[str, str], rid: str) -> list[Outcome]:
         deadline = time.monotonic() + self._timeout(asked)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from auto_core import watchlock
+from auto_core.errors import AutoError
 from auto_core.paths import FILE_MODE, Home, ensure_dir
 
 STARTUP_WAIT = 5.0  # how long a new watcher may take to take its lock
@@ -51,6 +52,9 @@ def ensure(home: Home, say: Callable[[str], None]) -> int | None:
     try:
         proc = subprocess.Popen(watcher_command(home), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, env=env, cwd="/", start_new_session=True, close_fds=True)
+    except OSError as exc:
+        raise AutoError(f"cannot start the watcher ({sys.executable}): {exc.strerror or exc};"
+                        " what was asked stays recorded for the next watcher") from None
     finally:
         os.close(log)
     _started.append(proc)

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -208,6 +209,7 @@ class StateFile:
         self.warn = warn
         self.data: dict | None = None
         self.sig: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()  # the TUI reads from its poller and its action threads
 
     def changed(self) -> bool:
         """Whether the file is not the version last read or written (or none was)."""
@@ -215,13 +217,14 @@ class StateFile:
 
     def read(self) -> dict:
         """The state (shared: change it only inside ``transaction``). Raises StateError."""
-        sig = signature(self.path)
-        if self.data is None or sig is None or sig != self.sig:
-            loaded = load(self.home)
-            if loaded.problem and self.warn:
-                self.warn(loaded.problem)
-            self.data, self.sig = loaded.data, sig
-        return self.data
+        with self._lock:
+            sig = signature(self.path)
+            if self.data is None or sig is None or sig != self.sig:
+                loaded = load(self.home)
+                if loaded.problem and self.warn:
+                    self.warn(loaded.problem)
+                self.data, self.sig = loaded.data, sig
+            return self.data
 
     def processes(self) -> dict[str, dict]:
         return processes(self.read())
@@ -245,7 +248,8 @@ class StateFile:
                 payload = dump(data)
                 if payload != before:
                     save(self.home, data, loaded.source, payload)
-            self.data, self.sig = data, signature(self.path)  # under the lock: this version
+            with self._lock:  # under the state lock: the version this write made
+                self.data, self.sig = data, signature(self.path)
 
 
 def processes(data: dict) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""Issue 6, scenario 7: bad CLI input, property-based (Hypothesis).
+"""Bad CLI input, property-based (Hypothesis).
 
 Random names, commands, ports, env pairs, intervals, signals and flag combinations are fed
 to ``auto_core.cli.main(argv)`` in-process. Whatever the input:
@@ -6,8 +6,9 @@ to ``auto_core.cli.main(argv)`` in-process. Whatever the input:
 - nothing escapes ``main`` (no traceback);
 - a failure is exactly one ``auto: error:`` line on stderr with exit 1 or 2;
 - a failure leaves ``state.json`` and its backup byte for byte as they were;
-- nothing is spawned (``add`` always carries ``--no-start``; ``start``/``restart`` only ever
-  name processes that do not exist).
+- nothing is spawned, not even a watcher (``add`` always carries ``--no-start``;
+  ``start``/``restart`` only ever name processes that do not exist; a stop or remove of a
+  service that is not running needs no watcher).
 
 A handful of the same inputs also go through a real ``python -m auto_core`` process.
 """
@@ -162,8 +163,9 @@ def check_one(capsys, home, args: list[str]) -> tuple[int, str]:
 def test_random_cli_input(capsys, home, baseline, args):
     baseline()
     check_one(capsys, home, args)
-    # --no-start and missing names: nothing was ever spawned.
+    # --no-start and missing names: nothing was ever spawned, and no watcher was needed.
     assert not (home.root / "output" / "logs").exists() or not list((home.root / "output" / "logs").rglob("*.log"))
+    assert procs_with_env("AUTO_HOME", str(home.root)) == []
 
 
 @given(args=st.lists(weird_text, min_size=1, max_size=6))

@@ -1,4 +1,4 @@
-"""Issue 6, scenario 1: concurrent clients under a running watcher.
+"""Concurrent clients under a running watcher.
 
 8 worker processes each run 50 random lifecycle operations (add, start, stop, restart, update,
 remove) through the lifecycle API on 10 shared names, while a watcher runs, a reader parses
@@ -18,6 +18,7 @@ Service ``nK`` runs ``exec sleep 3000K``: its marker is the argv ``["sleep", "30
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -72,7 +73,6 @@ with open(out, "w") as fh:
         except BaseException as exc:
             rec["ok"], rec["msg"], rec["crash"] = False, repr(exc), True
         rec["t1"] = time.monotonic()
-        api.reap()
         fh.write(json.dumps(rec) + "\n")
         fh.flush()
 """
@@ -228,33 +228,61 @@ def test_concurrent_clients_with_watcher_reader_and_sampler(home, tmp_path):
     Path(tmp_path / "ops.json").write_text(json.dumps(ops))
 
 
-def test_a_start_whose_entry_vanishes_behind_the_lock_leaves_no_copy(home, monkeypatch):
-    """The spawn may come before the full parse (``state.Peek``). A writer that ignores the
-    lock (a hand edit) removing the service in between: the copy just spawned is killed and
-    the start reports it, instead of running unrecorded."""
-    from auto_core import state
+def test_a_remove_requested_while_the_watcher_starts_the_service_leaves_no_copy(home):
+    """Another face's ``remove`` lands after the watcher spawned a requested start and before
+    it recorded the run: the remove wins, the copy just spawned is stopped and the definition
+    goes, instead of a run without a definition living on. The watcher runs in this process
+    (holding the watch lock) so that the remove can be placed exactly in that window."""
+    from auto_core import watchlock
     from auto_core.lifecycle import Api
+    from auto_core.watch import Watcher
 
-    api = Api(home, warn=lambda m: None)
-    api.add("svc", "exec sleep 30998", workdir="/", start=False)
-    real_peek = state.Peek
+    Api(home, warn=lambda m: None).add("svc", "exec sleep 30998", workdir="/", start=False)
+    lock = watchlock.acquire(home)
+    watcher = Watcher(home, out=io.StringIO())
+    spawned: list[int] = []
+    removal: dict = {}
 
-    class EditingPeek(real_peek):
-        def entry(self, name):
-            found = super().entry(name)
-            data = json.loads(home.state_file.read_text())
-            del data["processes"]["svc"]
-            home.state_file.write_text(json.dumps(data))  # after the peek, before the parse
-            return found
+    def remove():
+        try:
+            removal["outcome"] = Api(home, warn=lambda m: None, say=lambda m: None).remove("svc")
+        except BaseException as exc:  # reported by the assertion below
+            removal["error"] = exc
 
-    monkeypatch.setattr(state, "Peek", EditingPeek)
-    spawned, real_spawn = [], os.posix_spawn
-    monkeypatch.setattr(os, "posix_spawn", lambda *a, **k: spawned.append(real_spawn(*a, **k)) or spawned[-1])
-    outcomes = api.start(["svc"])
-    assert [(o.ok, o.message) for o in outcomes] == [(False, "svc was stopped or removed while starting")]
-    # A copy was spawned before the parse, and it is gone again.
+    remover = threading.Thread(target=remove, daemon=True)
+    real_launch = watcher.launcher.launch
+
+    def launch(name, entry):
+        launched = real_launch(name, entry)
+        spawned.append(launched.pid)
+        remover.start()
+        wait_until(lambda: (read_state(home.root)["processes"]["svc"].get("request") or {}).get("op") == "remove",
+                   5, message="the remove request written")
+        return launched
+
+    watcher.launcher.launch = launch
+    done = threading.Event()
+
+    def loop():
+        while not done.is_set():
+            watcher.dead_pids.extend(watcher.notifier.wait(min(watcher.iterate(), 0.05)))
+
+    looper = threading.Thread(target=loop, daemon=True)
+    looper.start()
+    try:
+        outcomes = Api(home, warn=lambda m: None, say=lambda m: None).start(["svc"], wait=0)
+        assert spawned, f"the watcher did not spawn svc: {outcomes}"
+        remover.join(30)
+        assert not remover.is_alive()
+    finally:
+        done.set()
+        looper.join(10)
+        watcher.close()
+        os.close(lock)
+    assert [(o.ok, o.message) for o in outcomes] == [(False, "svc: another command came first")]
+    assert "error" not in removal, removal
+    assert removal["outcome"].ok and removal["outcome"].message.startswith("removed svc ")
     assert len(spawned) == 1
-    wait_until(lambda: not pid_alive(spawned[0]), 5, message="the spawned copy gone")
-    wait_until(lambda: not procs_with_argv(["sleep", "30998"]), 5, message="the spawned copy gone")
+    assert not pid_alive(spawned[0])
+    assert not procs_with_argv(["sleep", "30998"])
     assert "svc" not in read_state(home.root)["processes"]
-

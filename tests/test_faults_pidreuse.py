@@ -1,4 +1,4 @@
-"""Issue 6, scenario 3: a recycled pid is never signalled; a zombie counts as dead.
+"""A recycled pid is never signalled; a zombie counts as dead.
 
 A pid reused by an unrelated process is simulated with a live process of our own that is
 *not* the service (no AUTO_HOME, its own session so its pgid equals its pid, exactly like a
@@ -21,7 +21,7 @@ import psutil
 import pytest
 from helpers import auto, free_port, pid_alive, read_state, wait_until
 
-from auto_core import procgroup
+from auto_core import identity, procgroup, watchlock
 from auto_core.lifecycle import Api
 
 # Catches every signal it can, logs its number, keeps running. Optionally listens on a port.
@@ -140,20 +140,29 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_zombie_service_counts_as_dead(home):
-    """A service that exited but was not reaped yet (its parent is this process) is dead:
-    ps shows it dead, stop does not wait on it, start launches a fresh instance."""
-    api = Api(home)
-    api.add("z", "exit 3", workdir=str(home.root.parent))
-    pid = read_state(home.root)["processes"]["z"]["pid"]
-    wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, message="zombie")
-    assert api.view("z").status == "dead"
-    assert procgroup.live_groups([pid]) == set()
-    t0 = time.monotonic()
-    assert api.stop(["z"])[0].message == "stopped z (it was not running)"
-    assert time.monotonic() - t0 < 2
-    assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # still unreaped, never waited on
-    out = api.start(["z"])[0]
-    assert out.ok and out.pid != pid
-    api.reap()
-
+def test_zombie_service_counts_as_dead(home, tmp_path):
+    """A recorded pid that is a zombie (exited, not reaped yet) is dead: ps shows it dead, stop
+    does not wait on it, a watcher does not adopt it and start launches a fresh instance.
+    Services are the watcher's children and it reaps them, so the zombie here is a child of
+    this test that it does not reap, recorded as the entry's run with its true start time."""
+    api = Api(home, say=lambda m: None)
+    api.add("z", "sleep 1000", workdir=str(tmp_path), start=False)
+    zombie = subprocess.Popen(["sh", "-c", "exit 3"], start_new_session=True)
+    try:
+        pid = zombie.pid
+        wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, message="zombie")
+        point_at(home, "z", pid, identity.start_time(pid))
+        assert api.view("z").status == "dead"
+        assert procgroup.live_groups([pid]) == set()
+        t0 = time.monotonic()
+        assert api.stop(["z"])[0].message == "stopped z (it was not running)"
+        assert time.monotonic() - t0 < 2
+        assert watchlock.holder(home) is None  # nothing ran, so no watcher was needed
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # never waited on
+        out = api.start(["z"], wait=0)[0]
+        assert out.ok and out.pid not in (None, pid) and pid_alive(out.pid), out
+        watcher = watchlock.holder(home)
+        assert watcher and psutil.Process(out.pid).ppid() == watcher
+        assert f"adopt z pid {pid}" not in home.watcher_log.read_text()
+    finally:
+        zombie.wait()

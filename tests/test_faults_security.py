@@ -1,4 +1,4 @@
-"""Issue 6, scenario 8: file modes, names, symlinks and shell injection.
+"""File modes, names, symlinks and shell injection.
 
 - state and log files are 0600 and directories 0700 whatever the umask of the caller;
 - no name can place a file outside ``output/logs/<name>/``;
@@ -87,7 +87,7 @@ def test_bad_names_are_refused_and_create_nothing(capsys, home, tmp_path, name):
 
 def test_odd_but_valid_names_log_inside_their_dir(capsys, home):
     for name in ("a..b", "x" * 64, "A.-_9", "0"):
-        assert auto(capsys, "add", name, "true", "--workdir", "/")[0] == 0
+        assert auto(capsys, "add", name, "sleep 1000", "--workdir", "/", "--wait", "0")[0] == 0
         log = Path(read_state(home.root)["processes"][name]["log_path"])
         assert log.resolve().is_relative_to((home.root / "output" / "logs" / name).resolve())
 
@@ -180,7 +180,8 @@ def test_the_header_shows_the_command_without_running_it_twice(home, tmp_path):
 
 @pytest.mark.parametrize("umask", [0o000, 0o277])
 def test_watcher_files_modes_whatever_the_umask(home, tmp_path, umask):
-    """The watcher's own files (watch.lock, and the state it writes) follow the same rule."""
+    """The watcher's own files (watch.lock, the state it writes, the run logs and their
+    directories it creates for the services it spawns) follow the same rule."""
     r = run_with_umask(home.root, 0o022, "add", "web", "sleep 1000", "--workdir", "/", "--no-start")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "watch.out"
@@ -190,10 +191,11 @@ def test_watcher_files_modes_whatever_the_umask(home, tmp_path, umask):
                                    preexec_fn=lambda: os.umask(umask))
     try:
         wait_until(lambda: b"watcher started" in out.read_bytes(), 15, message="watcher started")
-        r = run_with_umask(home.root, umask, "start", "web")  # the watcher adopts and writes
+        r = run_with_umask(home.root, umask, "start", "web", "--wait", "0")  # the watcher spawns and writes
         assert r.returncode == 0, r.stderr
-        wait_until(lambda: b"adopt web" in out.read_bytes(), 10,
-                   message="the watcher to see web")
+        assert "started the watcher" not in r.stderr  # the one started here did it
+        wait_until(lambda: b"start web pid " in out.read_bytes(), 10, message="the watcher's start line")
+        assert any(p.endswith(".log") and p.startswith("output/logs/web/") for p in modes_under(home.root))
         found = modes_under(home.root)
         assert "local/watch.lock" in found
         wrong = {p: oct(m) for p, m in found.items() if m != (0o700 if (home.root / p).is_dir() else 0o600)}

@@ -1,4 +1,4 @@
-"""Issue 6, scenario 4: stopping process trees three levels deep.
+"""Stopping process trees three levels deep.
 
 100 stop cycles (10 services x 10 rounds) of ``sh -c`` trees: the service shell (level 1)
 starts shells (level 2) that start sleeps (level 3). Each round uses one variant for all ten
@@ -8,7 +8,7 @@ processes leave the service's process group by design: they are reported as esca
 cleaned up by the test), everything else must be gone when stop returns.
 
 Every process of a tree carries the inherited ``AUTO_SERVICE=<name>`` and ``AUTO_HOME``
-variables, which is how survivors are found (exact match, LESSONS 20). Processes that are
+variables, which is how survivors are found (an exact match of the variable, never a substring). Processes that are
 meant to escape run ``sleep 1001`` (or a shell running it) instead of ``sleep 1000``.
 """
 
@@ -113,40 +113,61 @@ def test_stop_leaves_nothing_in_the_group_and_reports_setsid_escapes(home):
             assert took < STOP_TIMEOUT, f"round {rnd}: a TERM-obeying stop took {took:.2f} s"
         views = {v.name: v.status for v in api.snapshot()}
         assert set(views.values()) == {"stopped"}, views
-        api.reap()
     print(f"\ntree stop report: {report}")
     assert report == {"cycles": 100, "escaped": 2 * (2 * 2 + 2 * 1) * 5, "in_group_survivors": 0,
                       "timeout_stops": 60}
 
 
+# The leader exits at once; its children stay in its process group and ignore SIGTERM, so the
+# SIGTERM the watcher sends to a dead leader's leftovers does not end them.
+LEADERLESS = "sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & exit 0"
+
+
+def leaderless_recorded(api: Api, root: str, leader: int) -> bool:
+    """The watcher recorded the leader's exit while its three children live on."""
+    last = api.entry("orphans").get("last_exit") or {}
+    return last.get("pid") == leader and len(tree_members(root).get("orphans", [])) == 3
+
+
 def test_stop_of_a_tree_whose_leader_already_exited(home):
     """The level-1 shell is gone but its children still run in the group: the service is
     shown dead and stopping it must not leave those children running."""
-    api = Api(home)
-    api.add("orphans", "sh -c 'sleep 1000 & wait' & sleep 1000 & exit 0", workdir="/",
-            stop_timeout=STOP_TIMEOUT)
+    api = Api(home, say=lambda m: None)
+    api.add("orphans", LEADERLESS, workdir="/", stop_timeout=STOP_TIMEOUT, backoff_base=60, wait=0)
     root = str(home.root)
-    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3, 10, message="children up")
-    api.reap()  # the leader exited; as its parent, reap it so only the children remain
-    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3 and api.view("orphans").status == "dead",
-               10, message="leader gone, children alive")
-    assert api.stop(["orphans"])[0].ok
-    wait_until(lambda: not tree_members(root).get("orphans"), 10, message="the leaderless group to be stopped")
+    leader = api.entry("orphans")["pid"]
+    wait_until(lambda: leaderless_recorded(api, root, leader), 10, message="leader gone, children alive")
+    assert api.view("orphans").status == "dead"
+    assert {pgid for _, pgid, _ in tree_members(root)["orphans"]} == {leader}
+    t0 = time.monotonic()
+    outcome = api.stop(["orphans"])[0]
+    assert outcome.ok, outcome.message
+    assert time.monotonic() - t0 >= STOP_TIMEOUT  # they ignore SIGTERM: only the SIGKILL ends them
+    assert not tree_members(root).get("orphans")  # gone by the time the stop returns
+    log = home.watcher_log.read_text()
+    assert f"leftovers of orphans in process group {leader}: sent SIGTERM" in log
 
 
-def test_start_clears_a_leaderless_group_first(home):
-    """A start (manual or the watcher's revive) of a service whose leader died while its
-    children live on stops those children first: never two copies side by side."""
-    api = Api(home)
-    api.add("orphans", "sh -c 'sleep 1000 & wait' & sleep 1000 & exit 0", workdir="/",
-            stop_timeout=STOP_TIMEOUT)
+@pytest.mark.parametrize("how", ["start", "automatic restart"])
+def test_start_clears_a_leaderless_group_first(home, tmp_path, how):
+    """A start (manual or the watcher's restart) of a service whose leader died while its
+    children live on stops those children first: never two copies side by side. Only the
+    first run leaves children behind; later runs are one long-lived process."""
+    mark = tmp_path / "ran-once"
+    command = f"if [ -e '{mark}' ]; then exec sleep 1000; fi; touch '{mark}'; {LEADERLESS}"
+    api = Api(home, say=lambda m: None)
+    api.add("orphans", command, workdir="/", stop_timeout=STOP_TIMEOUT, wait=0,
+            backoff_base=60 if how == "start" else 1)
     root = str(home.root)
     old_leader = api.entry("orphans")["pid"]
-    wait_until(lambda: len(tree_members(root).get("orphans", [])) == 3, 10, message="children up")
-    api.reap()
-    wait_until(lambda: api.view("orphans").status == "dead", 10, message="leader gone")
-    assert api.revive("orphans").ok
+    if how == "start":
+        wait_until(lambda: leaderless_recorded(api, root, old_leader), 10, message="leader gone, children alive")
+        outcome = api.start(["orphans"], wait=0)[0]
+        assert outcome.ok, outcome.message
+    wait_until(lambda: api.entry("orphans")["pid"] != old_leader, 10, message="a new instance")
     new_leader = api.entry("orphans")["pid"]
     wait_until(lambda: {pgid for _, pgid, _ in tree_members(root).get("orphans", [])} == {new_leader},
                10, message="only the new instance's group to remain")
     assert new_leader != old_leader
+    log = home.watcher_log.read_text()
+    assert f"leftovers of orphans in process group {old_leader}: sent SIGKILL" in log

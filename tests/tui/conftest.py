@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -19,6 +20,18 @@ async def until(pilot, predicate, timeout: float = 10.0, message: str = "conditi
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         await pilot.pause(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(app, size: tuple[int, int]):
+    """``app.run_test``, leaving only once the app's lifecycle calls have returned: a call
+    still waiting for the watcher's answer would otherwise outlive the test, and the test's
+    cleanup (which ends the watcher) would keep it waiting until its timeout."""
+    async with app.run_test(size=size) as pilot:
+        yield pilot
+        await until(pilot, lambda: not [w for w in app.workers
+                                        if w.group in ("actions", "watcher") and not w.is_finished],
+                    timeout=30, message="the app's lifecycle calls to return")
 
 
 def cell(app, name: str, column: str) -> str:

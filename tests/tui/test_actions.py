@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from conftest import cell, cursor_name, until
+import os
+
+from conftest import cell, cursor_name, running, until
 from helpers import pid_alive, read_state
 
+from auto_core import watchlock
 from auto_tui.app import AutoApp
 from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
 
@@ -24,30 +27,48 @@ def running_pid(home, name):
     return e and e.get("pid") if e and not e.get("explicitly_stopped") and pid_alive(e.get("pid") or 0) else None
 
 
+async def told(pilot, app, prefix: str) -> None:
+    """Wait for the notice of an action's success that starts with ``prefix``; fail with the
+    error notices if one comes instead (the lifecycle call's own timeouts are shorter)."""
+    def seen():
+        return errors(app) or any(m.startswith(prefix) and s == "information" for m, s in app.notices)
+
+    await until(pilot, seen, timeout=40, message=f"a notice starting with {prefix!r}")
+    assert not errors(app), errors(app)
+
+
+def errors(app) -> list[str]:
+    return [m for m, s in app.notices if s == "error"]
+
+
 async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
     quiet_api.add("web", "sleep 300", start=False)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
         await pilot.press("s")
         pid = await until(pilot, lambda: running_pid(home, "web"), message="web started")
         await until(pilot, lambda: cell(app, "web", "status") == "running" and cell(app, "web", "pid") == str(pid))
+        await told(pilot, app, f"started web (pid {pid})")
 
         await pilot.press("x")  # a single stop asks nothing
         await until(pilot, lambda: entry(home, "web")["explicitly_stopped"] and not pid_alive(pid), message="stop")
         await until(pilot, lambda: cell(app, "web", "status") == "stopped" and cell(app, "web", "pid") == "-")
+        await told(pilot, app, "stopped web (SIGTERM, ")
 
         await pilot.press("s")
         first = await until(pilot, lambda: running_pid(home, "web"), message="web started again")
+        await told(pilot, app, f"started web (pid {first})")
         await pilot.press("r")
         second = await until(pilot, lambda: (p := running_pid(home, "web")) and p != first and p, message="restart")
         assert not pid_alive(first)
         await until(pilot, lambda: cell(app, "web", "pid") == str(second))
+        await told(pilot, app, f"restarted web (pid {second})")
 
 
 async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: app.ticks >= 1)
         assert app.query_one("#empty").display  # the empty-state hint
         await pilot.press("a")
@@ -65,7 +86,7 @@ async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
 
 async def test_add_form_rejects_bad_input_inline(home, tmp_path):
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, ProcessForm))
         await pilot.press(*"bad name", "tab", *"sleep 1", "enter")
@@ -81,7 +102,7 @@ async def test_remove_asks_first(home, tmp_path, quiet_api):
     quiet_api.add("gone", "sleep 300")
     pid = entry(home, "gone")["pid"]
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "gone", "status") == "running")
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -101,7 +122,7 @@ async def test_start_all_and_stop_all_with_confirm(home, tmp_path, quiet_api):
     for name in ("a1", "a2", "a3"):
         quiet_api.add(name, "sleep 300", start=False)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: app.query_one("#table").row_count == 3)
         await pilot.press("S")
         await until(pilot, lambda: all(running_pid(home, n) for n in ("a1", "a2", "a3")), message="all started")
@@ -113,12 +134,15 @@ async def test_start_all_and_stop_all_with_confirm(home, tmp_path, quiet_api):
         await until(pilot, lambda: not any(pid_alive(p) for p in pids), message="all stopped")
         assert all(entry(home, n)["explicitly_stopped"] for n in ("a1", "a2", "a3"))
         await until(pilot, lambda: all(cell(app, n, "status") == "stopped" for n in ("a1", "a2", "a3")))
+        for n in ("a1", "a2", "a3"):
+            await told(pilot, app, f"started {n} (pid ")
+            await told(pilot, app, f"stopped {n} (SIGTERM, ")
 
 
 async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
     quiet_api.add("ed", "sleep 300", start=False, port=7001)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "ed", "status") == "stopped")
         await pilot.press("e")
         form = await until(pilot, lambda: isinstance(app.screen, ProcessForm) and app.screen)
@@ -132,9 +156,9 @@ async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
 
 async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_api):
     for name in ("bravo", "delta"):
-        quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path))
+        quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path), env={"GREETING": "hi"})
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: app.query_one("#table").row_count == 2)
         await pilot.press("down")
         assert cursor_name(app) == "delta"
@@ -148,7 +172,7 @@ async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_a
         await pilot.press("enter")
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
         body = str(details.query_one("#details-body").render())
-        assert "sleep 300" in body and str(tmp_path) in body and "PATH=" in body
+        assert "sleep 300" in body and str(tmp_path) in body and "GREETING=hi" in body
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
 
@@ -162,7 +186,7 @@ async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
     quiet_api.add("pal", "sleep 300")
     pid = entry(home, "pal")["pid"]
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "pal", "status") == "running")
         await pilot.press("ctrl+p")
         await pilot.press(*"stop: pal")
@@ -178,7 +202,7 @@ async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
 async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
     quiet_api.add("ghost", "sleep 300", start=False)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "ghost", "status") == "stopped")
         quiet_api.remove("ghost")  # vanishes behind the table's back
         app.run_verb("start", "ghost")
@@ -195,33 +219,46 @@ async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
         await until(pilot, lambda: "state unreadable" not in str(app.query_one("#header").render()))
 
 
-async def test_children_started_by_the_tui_are_reaped_and_their_exit_recorded(home, tmp_path, quiet_api):
-    quiet_api.add("blip", "exit 3", start=False)
+async def test_a_service_started_by_the_tui_is_the_watchers_child_and_its_exit_recorded(home, tmp_path, quiet_api):
+    """The TUI brings a watcher up and asks it to start: the service's parent is the watcher
+    (not the TUI), which reaps it, records its exit code and schedules its restart."""
+    go = tmp_path / "go"
+    quiet_api.add("blip", f"while [ ! -e '{go}' ]; do sleep 0.02; done; exit 3", start=False,
+                  backoff_base=60)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "blip", "status") == "stopped")
+        watcher = await until(pilot, lambda: (w := watchlock.holder(home)) and w > 0 and w,
+                              message="the watcher brought up (and its pid in the lock file)")
+        await until(pilot, lambda: any(m.startswith(f"started the watcher (pid {watcher})") for m, _ in app.notices),
+                    message="the TUI to say it started the watcher")
         await pilot.press("s")
-        pid = await until(pilot, lambda: entry(home, "blip").get("pid"), message="blip spawned")
-        await until(pilot, lambda: not app.api.children, message="reaped by the poller")
+        pid = await until(pilot, lambda: running_pid(home, "blip"), message="blip started")
+        assert ppid(pid) == watcher != os.getpid()
+        go.touch()
+        last = await until(pilot, lambda: (e := entry(home, "blip").get("last_exit")) and e.get("pid") == pid and e,
+                           message="last_exit recorded")
+        assert (last["code"], last["signal"], last["pid"]) == (3, None, pid) and not last.get("unknown")
+        assert ppid(pid) is None  # reaped: not even a zombie is left
+        # Dead, with the watcher's restart scheduled after the (long) backoff.
+        await until(pilot, lambda: cell(app, "blip", "status").startswith("restart in "),
+                    message="shown waiting for its restart")
 
-        def state_letter():
-            try:
-                raw = open(f"/proc/{pid}/stat", "rb").read()
-            except OSError:
-                return None
-            return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3]
 
-        assert state_letter() != b"Z"
-        last = await until(pilot, lambda: entry(home, "blip").get("last_exit"), message="last_exit recorded")
-        assert (last["code"], last["signal"], last["pid"]) == (3, None, pid)
-        await until(pilot, lambda: cell(app, "blip", "status") == "dead", message="shown dead")
+def ppid(pid: int) -> int | None:
+    """The parent of ``pid``, or None once it is gone (a zombie counts as there)."""
+    try:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        return None
+    return int(raw[raw.rfind(b")") + 2:].split()[1])
 
 
 async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_api):
     for name in ("m1", "m2", "m3"):
         quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path))
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: app.query_one("#table").row_count == 3)
         assert cursor_name(app) == "m1"
         await pilot.click("#table", offset=(2, 3))  # header is row 0 of the widget: m3 is line 3
@@ -243,7 +280,7 @@ async def test_a_tick_updates_changed_cells_on_screen_in_one_batch(home, tmp_pat
 
     quiet_api.add("web", "sleep 300", start=False)
     app = make_app(home, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
         table = app.query_one(ProcessTable)
         table.update_cells([("web", "status", "zz-updated")])

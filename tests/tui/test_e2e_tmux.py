@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import pid_alive, read_state, wait_until
 
+from auto_core import watchlock
+from auto_core.paths import Home
+
 AUTO = Path(sys.executable).parent / "auto"
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None or not AUTO.exists(), reason="needs tmux and the venv's auto")
@@ -40,7 +43,9 @@ def test_auto_tui_in_tmux_adds_stops_and_quits_leaving_services(tmux, auto_home,
         return tmux("capture-pane", "-p", "-t", "t").stdout
 
     wait_until(lambda: "No processes yet" in screen(), 20, message="the empty TUI")
-    assert "watcher not running" in screen()
+    # The TUI brings a watcher up (it carries out the keys' actions) and says so in its header.
+    watcher = wait_until(lambda: watchlock.holder(Home(auto_home)), 10, message="the watcher brought up")
+    wait_until(lambda: f"watcher running (pid {watcher})" in screen(), message="the watcher in the header")
 
     tmux("send-keys", "-t", "t", "a")
     wait_until(lambda: "Add a process" in screen(), message="the add form")
@@ -73,5 +78,6 @@ def test_auto_tui_in_tmux_adds_stops_and_quits_leaving_services(tmux, auto_home,
     assert exit_file.read_text().strip() == "exit=0"
     assert "Traceback" not in screen()
     assert pid_alive(new_pid), "quitting the TUI must leave services running"
+    assert watchlock.holder(Home(auto_home)) == watcher, "and their watcher"
     state = read_state(auto_home)["processes"]["e2e"]
     assert state["pid"] == new_pid and not state["explicitly_stopped"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import cell, until
+from conftest import cell, running, until
 from helpers import read_state, wait_until
 
 from auto_tui.app import AutoApp
@@ -99,7 +99,7 @@ async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_pat
     quiet_api.add("paint", f"sh {script}", workdir=str(tmp_path))
     first_log = read_state(home.root)["processes"]["paint"]["log_path"]
     app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: any("red alert" in t for t in pane_text(app)), message="coloured line")
         pane = app.query_one(LogPane)
         red = next(t for _, t in pane.entries if "red alert" in t.plain)
@@ -123,7 +123,7 @@ async def test_follow_toggle_scroll_pause_and_search(home, tmp_path, quiet_api):
     quiet_api.add("chatty", "for i in $(seq 1 300); do echo line-$i; done; echo needle-one; exec sleep 300",
                   workdir=str(tmp_path))
     app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: "needle-one" in pane_text(app), message="log lines")
         await until(pilot, lambda: cell(app, "chatty", "status") == "running")
         pane = app.query_one(LogPane)
@@ -152,7 +152,7 @@ async def test_follow_toggle_scroll_pause_and_search(home, tmp_path, quiet_api):
 async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
     quiet_api.add("flood", "seq 1 5000; exec sleep 300", workdir=str(tmp_path))
     app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path), log_lines=200)
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         await until(pilot, lambda: "5000" in pane_text(app), message="last line")
         assert len(app.query_one(LogPane).entries) <= 200
         assert len(app.query_one(LogView).lines) <= 200
@@ -171,7 +171,7 @@ async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_pa
     assert len(runs) == 3
     firsts = [p.read_text().splitlines()[0] for p in runs]  # each run's own header
     app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app, SIZE) as pilot:
         pane = app.query_one(LogPane)
         await until(pilot, lambda: pane.path == runs[2], message="the current run opened")
         await pilot.press("tab")  # the keys belong to the log pane
