@@ -158,6 +158,7 @@ def check_one(capsys, home, args: list[str]) -> tuple[int, str]:
     return code, err
 
 
+@pytest.mark.slow
 @given(args=argv())
 @SETTINGS
 def test_random_cli_input(capsys, home, baseline, args):

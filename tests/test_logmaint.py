@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from helpers import read_state, wait_until
 
 from auto_core import logmaint, logs, state
@@ -78,6 +79,7 @@ def numbers(data: bytes) -> list[int]:
     return [int(m.group(1)) for m in re.finditer(rb"^n (\d+)$", data, re.M)]
 
 
+@pytest.mark.slow
 def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_copy_window(api, home, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 
+import pytest
 from helpers import pid_alive, procs_with_env, read_state, run_cli, wait_until
 
 from auto_core import watchlock
@@ -204,6 +205,7 @@ def test_env_file_and_update_env(auto_home, tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("auto: error: cannot read env file")
 
 
+@pytest.mark.slow
 def test_a_watcher_that_does_not_act_is_reported_and_the_request_kept(auto_home):
     assert run_cli("add", "frozen", "sleep 1000", "--no-start").returncode == 0
     # A watcher that holds the lock but is stopped (SIGSTOP): wedged.
@@ -299,6 +301,7 @@ def test_signals_the_starter_ignored_are_default_in_the_service(auto_home):
     assert stop.returncode == 0 and stop.stdout.startswith("stopped graceful (SIGINT, "), stop.stdout
 
 
+@pytest.mark.slow
 def test_a_zero_backoff_crash_loop_is_bounded(auto_home):
     out = run_cli("add", "spin", "false", "--backoff-base", "0", "--wait", "0")
     assert out.returncode == 0, out.stderr

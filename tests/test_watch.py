@@ -166,6 +166,7 @@ def test_second_watcher_exits_1_naming_the_running_one(watcher):
 # --- death detection, restart, exit status ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poll", [False, True], ids=["event", "poll"])
 def test_service_added_elsewhere_is_watched_and_restarted(home, watcher, poll):
     w = watcher(poll=poll)
@@ -370,6 +371,7 @@ def test_sigkilled_watcher_is_replaced_by_one_that_adopts(home, watcher):
 # --- periodic restart ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_periodic_restart_and_crash_does_not_reset_it(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--restart-every", "4", "--backoff-base", "0", "--", "sleep", "1000")
