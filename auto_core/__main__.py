@@ -1,3 +1,3 @@
-from auto_core.cli import entry
+from auto_core.cmdline.cli import entry
 
 entry()

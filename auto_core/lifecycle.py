@@ -14,22 +14,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from auto_core import (
-    environ,
-    identity,
-    logs,
-    model,
-    ondemand,
-    shellwords,
-    state,
-    validate,
-    views,
-    watchlock,
-)
+from auto_core import model, validate, views
 from auto_core.errors import AutoError, NotFound, UsageError, warn_stderr
+from auto_core.logtree import logs
 from auto_core.model import ProcessView
-from auto_core.paths import Home
+from auto_core.proc import identity, shellwords
 from auto_core.record import Factory, Record
+from auto_core.store import environ, state, watchlock
+from auto_core.store.paths import Home
+from auto_core.supervisor import ondemand
 
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
@@ -206,7 +199,7 @@ class Api:
             entry["stop_signal"] = validate.signal_name(options["stop_signal"])
         for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
             if options.get(key) is not None:
-                from auto_core import logmaint  # only when a log option is given
+                from auto_core.logtree import logmaint  # only when a log option is given
 
                 entry[key] = logmaint.parse_option(key, options[key])
 

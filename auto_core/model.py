@@ -81,7 +81,7 @@ def claim_fresh(entry: dict, now: float) -> bool:
         return False
     owner = entry.get("starting_by")
     if isinstance(owner, list) and len(owner) == 2:
-        from auto_core import identity  # lazy: model stays import-light
+        from auto_core.proc import identity  # lazy: model stays import-light
 
         return identity.is_ours(owner[0], owner[1])
     return True

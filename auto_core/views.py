@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import signal
 
-from auto_core import identity, model, state
+from auto_core import model
 from auto_core.model import ProcessView
+from auto_core.proc import identity
+from auto_core.store import state
 
 
 def view(name: str, entry: dict, now: float) -> ProcessView:

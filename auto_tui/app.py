@@ -27,11 +27,12 @@ from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
-from auto_core import logs, watchlock
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
+from auto_core.logtree import logs
 from auto_core.model import ProcessView
-from auto_core.paths import Home
+from auto_core.store import watchlock
+from auto_core.store.paths import Home
 from auto_tui.facts import Sampler
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells

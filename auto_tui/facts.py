@@ -1,7 +1,7 @@
 """CPU % and memory per service, sampled off the UI thread.
 
 A service is its whole process group (the ``sh -c`` wrapper, a reloader, its workers):
-``auto_core.usage`` sums the group's CPU time and resident memory; CPU % is the change in
+``auto_core.proc.usage`` sums the group's CPU time and resident memory; CPU % is the change in
 that sum between two samples of the same run (pid and create time).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from auto_core import usage
+from auto_core.proc import usage
 
 
 @dataclass(frozen=True)

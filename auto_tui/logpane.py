@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, RichLog
 
-from auto_core import logs
+from auto_core.logtree import logs
 from auto_tui.tail import Divider, run_tail
 
 OPEN_LINES = 100  # shown when a log is opened: a few screens' worth, cheap to render

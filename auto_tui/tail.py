@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from auto_core import logs
+from auto_core.logtree import logs
 
 
 @dataclass(frozen=True)

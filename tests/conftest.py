@@ -11,7 +11,7 @@ import pytest
 from helpers import procs_with_env
 
 from auto_core.lifecycle import Api
-from auto_core.paths import Home
+from auto_core.store.paths import Home
 
 _MACHINE_VARS = ("TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR")
 

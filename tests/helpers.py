@@ -93,7 +93,7 @@ def procs_with_argv(argv: list[str]) -> list[int]:
 
 def auto(capsys, *args: str) -> tuple[int, str, str]:
     """Run the CLI's ``main`` in-process; return (exit code, stdout, stderr)."""
-    from auto_core import cli
+    from auto_core.cmdline import cli
 
     capsys.readouterr()
     code = cli.main(list(args))

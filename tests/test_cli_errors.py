@@ -234,8 +234,8 @@ NOT_PLAIN = [
 
 @pytest.mark.parametrize("argv", PLAIN_LINES)
 def test_a_plain_command_line_parses_as_argparse_would(argv):
-    from auto_core import cli
-    from auto_core.cliparse import build_parser
+    from auto_core.cmdline import cli
+    from auto_core.cmdline.cliparse import build_parser
 
     plain = cli._plain_args(argv)
     assert plain is not None
@@ -244,7 +244,7 @@ def test_a_plain_command_line_parses_as_argparse_would(argv):
 
 @pytest.mark.parametrize("argv", NOT_PLAIN)
 def test_anything_else_goes_through_argparse(argv):
-    from auto_core import cli
+    from auto_core.cmdline import cli
 
     assert cli._plain_args(argv) is None
 
@@ -254,7 +254,7 @@ def test_anything_else_goes_through_argparse(argv):
     (["start-all", "--wait", "0"], 0.0), (["start-all", "--wait", "2.5"], 2.5),
 ])
 def test_start_all_goes_through_argparse_for_its_wait(argv, wait):
-    from auto_core.cliparse import build_parser
+    from auto_core.cmdline.cliparse import build_parser
 
     args = build_parser().parse_args(argv)
     assert args.cmd == "start-all" and args.wait == wait

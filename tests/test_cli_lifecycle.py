@@ -12,9 +12,10 @@ import urllib.request
 import pytest
 from helpers import auto, free_port, group_members, pid_alive, read_state, run_cli, wait_until
 
-from auto_core import cli, watchlock
+from auto_core.cmdline import cli
 from auto_core.lifecycle import Api
-from auto_core.paths import Home
+from auto_core.store import watchlock
+from auto_core.store.paths import Home
 
 
 def ps_rows(capsys) -> dict[str, list[str]]:
@@ -232,7 +233,7 @@ def test_restart_via_real_cli_started_from_a_different_path(auto_home, tmp_path)
 @pytest.mark.parametrize("argv", [["-q", "ps"], ["--help"], ["add", "--help"]])
 def test_one_shot_commands_never_import_textual(auto_home, argv):
     code = (
-        "import sys, auto_core.cli as c\n"
+        "import sys, auto_core.cmdline.cli as c\n"
         "try:\n    c.main(%r)\nexcept SystemExit:\n    pass\n"
         "print('MODS', 'textual' in sys.modules, 'rich' in sys.modules, 'auto_tui' in sys.modules, file=sys.stderr)\n"
     ) % (argv,)
@@ -285,7 +286,7 @@ def test_service_inherits_no_fd_signal_mask_or_ignored_signal_of_the_caller(auto
     workdir = tmp_path / "wd"
     workdir.mkdir()
     script = (f"import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}}); "
-              f"from auto_core import cli; sys.exit(cli.main(['add', 'svc', '--workdir', {str(workdir)!r}, '--', {command!r}]))")
+              f"from auto_core.cmdline import cli; sys.exit(cli.main(['add', 'svc', '--workdir', {str(workdir)!r}, '--', {command!r}]))")
     r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(auto_home)),
                        pass_fds=(write_end,), capture_output=True, text=True, timeout=30)
     os.close(write_end)
@@ -316,7 +317,7 @@ def test_a_watcher_started_on_demand_stops_on_sigterm_whatever_its_caller_blocke
     """The watcher a command brings up must not inherit that command's blocked signals: with
     SIGTERM blocked it would never stop (`auto watch --login` asks it to hand over that way)."""
     script = ("import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
-              "from auto_core import cli; sys.exit(cli.main(['add', 'svc', 'sleep 40973', '--wait', '0']))")
+              "from auto_core.cmdline import cli; sys.exit(cli.main(['add', 'svc', 'sleep 40973', '--wait', '0']))")
     r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, AUTO_HOME=str(auto_home)),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr

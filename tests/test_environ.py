@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from auto_core import environ
 from auto_core.errors import AutoError, UsageError
+from auto_core.store import environ
 
 
 def write(path, text: str):

@@ -1,7 +1,7 @@
 """Bad CLI input, property-based (Hypothesis).
 
 Random names, commands, ports, env pairs, intervals, signals and flag combinations are fed
-to ``auto_core.cli.main(argv)`` in-process. Whatever the input:
+to ``auto_core.cmdline.cli.main(argv)`` in-process. Whatever the input:
 
 - nothing escapes ``main`` (no traceback);
 - a failure is exactly one ``auto: error:`` line on stderr with exit 1 or 2;
@@ -24,7 +24,7 @@ from helpers import procs_with_env, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auto_core import cli
+from auto_core.cmdline import cli
 
 EXISTING = ["web", "db"]
 SETTINGS = settings(max_examples=250, deadline=None, derandomize=False,

@@ -38,7 +38,7 @@ WORKER = r"""
 import json, random, sys, time
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
-from auto_core.paths import Home
+from auto_core.store.paths import Home
 
 home, seed, count, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 names = [f"n{i}" for i in range(10)]
@@ -233,9 +233,9 @@ def test_a_remove_requested_while_the_watcher_starts_the_service_leaves_no_copy(
     it recorded the run: the remove wins, the copy just spawned is stopped and the definition
     goes, instead of a run without a definition living on. The watcher runs in this process
     (holding the watch lock) so that the remove can be placed exactly in that window."""
-    from auto_core import watchlock
     from auto_core.lifecycle import Api
-    from auto_core.watch import Watcher
+    from auto_core.store import watchlock
+    from auto_core.supervisor.watch import Watcher
 
     Api(home, warn=lambda m: None).add("svc", "exec sleep 30998", workdir="/", start=False)
     lock = watchlock.acquire(home)

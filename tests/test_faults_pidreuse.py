@@ -21,8 +21,9 @@ import psutil
 import pytest
 from helpers import auto, free_port, pid_alive, read_state, wait_until
 
-from auto_core import identity, procgroup, watchlock
 from auto_core.lifecycle import Api
+from auto_core.proc import identity, procgroup
+from auto_core.store import watchlock
 
 # Catches every signal it can, logs its number, keeps running. Optionally listens on a port.
 _SENTINEL = textwrap.dedent(

@@ -23,9 +23,10 @@ from helpers import auto, pid_alive, read_state, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auto_core import logs, validate
+from auto_core import validate
 from auto_core.errors import UsageError
 from auto_core.lifecycle import Api
+from auto_core.logtree import logs
 
 
 def run_with_umask(home: Path, umask: int, *argv: str) -> subprocess.CompletedProcess:

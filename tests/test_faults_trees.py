@@ -21,8 +21,8 @@ import time
 import pytest
 from helpers import wait_until
 
-from auto_core import procfs
 from auto_core.lifecycle import Api
+from auto_core.proc import procfs
 
 STOP_TIMEOUT = 1.5
 SERVICES = [f"t{i}" for i in range(10)]

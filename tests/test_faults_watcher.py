@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, pid_alive, read_state, wait_until
 
-from auto_core import state
 from auto_core.lifecycle import Api
+from auto_core.store import state
 
 ROUNDS = 50
 SETTLE = 5.0  # the bound for a new watcher to restore the invariant

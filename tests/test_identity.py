@@ -10,7 +10,7 @@ import psutil
 import pytest
 from helpers import auto, pid_alive, read_state, wait_until
 
-from auto_core import identity
+from auto_core.proc import identity
 
 
 @pytest.fixture

@@ -305,11 +305,11 @@ def unit_words(text: str, key: str) -> list[list[str]]:
 
 def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home):
     """Run ExecStart with the unit's Environment= exactly as systemd would: it takes the lock."""
-    pytest.importorskip("auto_core.watch")
+    pytest.importorskip("auto_core.supervisor.watch")
     from helpers import wait_until
 
-    from auto_core import watchlock
-    from auto_core.paths import Home
+    from auto_core.store import watchlock
+    from auto_core.store.paths import Home
 
     fresh_answers(fakes)
     assert cli(fakes, "install").returncode == 0

@@ -15,9 +15,9 @@ import sys
 import pytest
 from fakes.harness import Fakes
 
-from auto_core import install, install_common
 from auto_core.errors import AutoError
-from auto_core.paths import Home
+from auto_core.service import install, install_common
+from auto_core.store.paths import Home
 
 LABEL_RE = re.compile(r"io\.github\.auto-pm\.watch\.[0-9a-f]{8}")
 
@@ -208,7 +208,7 @@ def test_bootout_not_loaded_race_is_tolerated(fakes, monkeypatch):
 def test_default_home_uses_plain_label_and_unit_name(fakes, monkeypatch):
     import platformdirs
 
-    from auto_core import install_linux, install_macos
+    from auto_core.service import install_linux, install_macos
 
     default = Home.resolve(platformdirs.user_state_dir("auto"))
     assert str(default.root).startswith(str(fakes.user_home))  # follows HOME

@@ -16,13 +16,13 @@ import pytest
 from fakes.harness import Fakes
 from helpers import pid_alive, read_state, run_cli, wait_until
 
-from auto_core import watchlock
-from auto_core.paths import Home
+from auto_core.store import watchlock
+from auto_core.store.paths import Home
 
 HOLD_LOCK = (
     "import sys, time\n"
-    "from auto_core import watchlock\n"
-    "from auto_core.paths import Home\n"
+    "from auto_core.store import watchlock\n"
+    "from auto_core.store.paths import Home\n"
     "watchlock.acquire(Home.resolve(), kind=sys.argv[1])\n"
     "print('locked', flush=True)\n"
     "time.sleep(600)\n"

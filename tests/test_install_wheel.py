@@ -15,12 +15,12 @@ TEMPLATES = ("watch.plist.template", "watch.service.template")
 
 RENDER = (
     "import auto_core, sys\n"
-    "from auto_core import install\n"
-    "from auto_core.paths import Home\n"
+    "from auto_core.service import install\n"
+    "from auto_core.store.paths import Home\n"
     "print(auto_core.__file__)\n"
     "ctx = install.Ctx(home=Home.resolve(sys.argv[1]), platform='linux', can_query=False,\n"
     "                  dry_run=True, out=None)\n"
-    "from auto_core import install_linux, install_macos\n"
+    "from auto_core.service import install_linux, install_macos\n"
     "print(install_linux.render_unit(ctx).count('KillMode=process'))\n"
     "print(install_macos.render_plist(ctx).count('<key>AbandonProcessGroup</key>'))\n"
 )

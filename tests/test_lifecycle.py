@@ -155,8 +155,8 @@ def test_start_all_and_stop_all(auto_home, capsys):
 
 def test_process_view_is_an_immutable_value(auto_home, capsys):
     from auto_core.lifecycle import Api, Outcome
-    from auto_core.paths import Home
     from auto_core.record import FrozenInstanceError
+    from auto_core.store.paths import Home
 
     assert auto(capsys, "add", "svc", "sleep 1000", "--no-start")[0] == 0
     api = Api(Home(auto_home))

@@ -37,7 +37,7 @@ LINT_IMPORTS = [sys.executable, "-c", "import sys; from importlinter.cli import 
 def test_the_layers_hold():
     out = subprocess.run([*LINT_IMPORTS, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "Contracts: 2 kept, 0 broken." in out.stdout, out.stdout
+    assert "Contracts: 3 kept, 0 broken." in out.stdout, out.stdout
 
 
 def test_a_face_that_reaches_spawn_or_signal_code_breaks_the_layers(tmp_path: Path):
@@ -45,11 +45,11 @@ def test_a_face_that_reaches_spawn_or_signal_code_breaks_the_layers(tmp_path: Pa
     for package in ("auto_core", "auto_tui"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     lifecycle = tmp_path / "auto_core" / "lifecycle.py"
-    lifecycle.write_text(lifecycle.read_text() + "\n\ndef _sneak():\n    from auto_core import procgroup\n\n    return procgroup\n")
+    lifecycle.write_text(lifecycle.read_text() + "\n\ndef _sneak():\n    from auto_core.proc import procgroup\n\n    return procgroup\n")
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([*LINT_IMPORTS, "--no-cache"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "auto_core.lifecycle -> auto_core.procgroup" in out.stdout, out.stdout
+    assert "auto_core.lifecycle -> auto_core.proc.procgroup" in out.stdout, out.stdout
 
 
 @pytest.mark.parametrize("platform", ["linux", "darwin"])

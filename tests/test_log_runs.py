@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import read_state, run_cli, state_bytes, wait_until
 
-from auto_core import logs
+from auto_core.logtree import logs
 
 DAY = 86400
 
@@ -183,7 +183,7 @@ def test_cli_log_all_lines_of_a_compressed_last_run(api, home):
 
 
 def test_line_reader_follows_across_a_roll_without_losing_lines(home):
-    from auto_core import logmaint
+    from auto_core.logtree import logmaint
 
     path = run_file(home, "f", datetime(2026, 11, 3, 10, 0, 0), ".log", b"a\nb\n")
     reader = logs.LineReader(path, 0)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import read_state, wait_until
 
-from auto_core import logmaint, logs, state
-from auto_core.logmaint import DAY, Maintainer
+from auto_core.logtree import logmaint, logs
+from auto_core.logtree.logmaint import DAY, Maintainer
+from auto_core.store import state
 
 WRITER = """\
 import itertools, time
@@ -358,7 +359,7 @@ def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
     the service goes on writing to the same file; the roll is in the watcher's own log."""
     import subprocess
 
-    from auto_core import watchlock
+    from auto_core.store import watchlock
 
     script = tmp_path / "writer.py"
     script.write_text(WRITER)

@@ -15,8 +15,8 @@ from datetime import datetime
 import pytest
 from helpers import auto, read_state, wait_until
 
-from auto_core import logs
-from auto_core.paths import Home
+from auto_core.logtree import logs
+from auto_core.store.paths import Home
 
 WHEN = datetime(2026, 3, 7, 9, 5, 2)
 

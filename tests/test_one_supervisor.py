@@ -14,8 +14,8 @@ import time
 import pytest
 from helpers import pid_alive, procs_with_env, read_state, run_cli, wait_until
 
-from auto_core import watchlock
-from auto_core.paths import Home
+from auto_core.store import watchlock
+from auto_core.store.paths import Home
 
 
 def _ppid(pid: int) -> int:

@@ -8,7 +8,7 @@ from helpers import header_by, read_state, run_cli, wait_until
 
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api
-from auto_core.shellwords import simple_argv
+from auto_core.proc.shellwords import simple_argv
 
 PLAIN = [
     "sleep 100000",

@@ -27,7 +27,7 @@ def test_ps_imports_nothing_heavy(auto_home):
     assert run_cli("add", "on", "sleep 40961", home=auto_home).returncode == 0
     assert run_cli("add", "off", "sleep 40962", "--no-start", home=auto_home).returncode == 0
     heavy = ["textual", "rich", "psutil", "pathlib", "dataclasses", "subprocess", "argparse", "auto_core.lifecycle"]
-    code = (f"import sys, auto_core.cli as c; c.main(['-q', 'ps']); c.main(['ps', '--json'])\n"
+    code = (f"import sys, auto_core.cmdline.cli as c; c.main(['-q', 'ps']); c.main(['ps', '--json'])\n"
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
@@ -38,7 +38,7 @@ def test_tests_cannot_reach_the_real_home(auto_home, tmp_path, monkeypatch):
     import os
     from pathlib import Path
 
-    from auto_core import paths
+    from auto_core.store import paths
 
     assert Path(os.environ["HOME"]).is_relative_to(tmp_path)
     monkeypatch.delenv("AUTO_HOME")

@@ -9,11 +9,12 @@ import sys
 
 from helpers import header_by, pid_alive, procs_with_argv, read_state, run_cli, wait_until
 
-from auto_core import spawn, watchlock
+from auto_core.proc import spawn
+from auto_core.store import watchlock
 
 NO_SETSID_WATCHER = """\
 import os, sys
-from auto_core import cli
+from auto_core.cmdline import cli
 real = os.posix_spawn
 def no_setsid(*args, **kwargs):
     if kwargs.get("setsid"):
@@ -78,7 +79,7 @@ def test_a_popen_child_is_reaped_through_the_child_which_tells_its_popen(home, m
     Child, which tells the Popen the code: its own cleanup never waits on that pid."""
     from datetime import datetime
 
-    from auto_core import logs
+    from auto_core.logtree import logs
 
     real = os.posix_spawn
     calls = []
@@ -119,7 +120,7 @@ def test_a_caller_with_its_own_stdio_closed_still_gives_the_service_its_log(home
     script = (
         "import os, sys\n"
         "from datetime import datetime\n"
-        "from auto_core import spawn\n"
+        "from auto_core.proc import spawn\n"
         "for fd in (0, 1, 2): os.close(fd)\n"
         f"log = os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
         "assert log == 0\n"
@@ -221,7 +222,7 @@ def test_a_process_running_threads_never_changes_its_cwd_to_spawn(home, tmp_path
     import threading
     from datetime import datetime
 
-    from auto_core import logs
+    from auto_core.logtree import logs
 
     here = os.getcwd()
     seen: set[str] = set()
@@ -265,7 +266,7 @@ def test_a_single_threaded_caller_gets_its_cwd_back_after_direct_spawns(home, tm
     script = (
         "import os, sys\n"
         "from datetime import datetime\n"
-        "from auto_core import spawn\n"
+        "from auto_core.proc import spawn\n"
         "before = os.getcwd()\n"
         "with spawn.Spawner() as sp:\n"
         "    for i in range(3):\n"

@@ -13,8 +13,8 @@ from helpers import auto, free_port, pid_alive, read_state, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auto_core import state
-from auto_core.paths import Home
+from auto_core.store import state
+from auto_core.store.paths import Home
 
 
 def seed_state(workdir: str, port: int, pid: int) -> dict:
@@ -125,7 +125,7 @@ def test_transaction_without_change_does_not_rewrite(auto_home):
 
 WORKER = textwrap.dedent('''
     import sys
-    from auto_core import cli
+    from auto_core.cmdline import cli
     w = int(sys.argv[1])
     calls = 0
     def run(*argv):

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, pid_alive, procs_with_env, read_state, run_cli, wait_until
 
-from auto_core import state
-from auto_core.paths import Home
+from auto_core.store import state
+from auto_core.store.paths import Home
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
 LINE_RE = re.compile(rf"^({STAMP}) (.*)$")

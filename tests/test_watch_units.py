@@ -16,8 +16,11 @@ import time
 import pytest
 from helpers import pid_alive, read_state, wait_until
 
-from auto_core import backoff, deathwatch, identity, state, watch
-from auto_core.watch import Watcher, fmt_seconds
+from auto_core import backoff
+from auto_core.proc import identity
+from auto_core.store import state
+from auto_core.supervisor import deathwatch, watch
+from auto_core.supervisor.watch import Watcher, fmt_seconds
 
 # --- backoff ---------------------------------------------------------------------------------
 

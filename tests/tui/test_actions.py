@@ -7,7 +7,7 @@ import os
 from conftest import cell, cursor_name, running, until
 from helpers import pid_alive, read_state
 
-from auto_core import watchlock
+from auto_core.store import watchlock
 from auto_tui.app import AutoApp
 from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
 

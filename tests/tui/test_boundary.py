@@ -17,7 +17,7 @@ def test_the_nested_config_really_bans_spawning_and_signals(tmp_path: Path):
     (tmp_path / "auto_tui").mkdir()
     shutil.copy(ROOT / "auto_tui" / "ruff.toml", tmp_path / "auto_tui" / "ruff.toml")
     (tmp_path / "auto_tui" / "probe.py").write_text(
-        "import os\nimport signal\nimport subprocess\n\nfrom auto_core import procgroup, spawn\n\n"
+        "import os\nimport signal\nimport subprocess\n\nfrom auto_core.proc import procgroup, spawn\n\n"
         "os.kill(1, 9)\nos.killpg(1, 9)\n"
         "print(signal, subprocess, procgroup, spawn)\n"
     )
@@ -25,4 +25,4 @@ def test_the_nested_config_really_bans_spawning_and_signals(tmp_path: Path):
                          cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 1
     banned = {line.split("`")[1] for line in out.stdout.splitlines() if "TID251" in line}
-    assert banned == {"signal", "subprocess", "auto_core.procgroup", "auto_core.spawn", "os.kill", "os.killpg"}
+    assert banned == {"signal", "subprocess", "auto_core.proc.procgroup", "auto_core.proc.spawn", "os.kill", "os.killpg"}

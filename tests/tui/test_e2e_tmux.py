@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import pid_alive, read_state, wait_until
 
-from auto_core import watchlock
-from auto_core.paths import Home
+from auto_core.store import watchlock
+from auto_core.store.paths import Home
 
 AUTO = Path(sys.executable).parent / "auto"
 

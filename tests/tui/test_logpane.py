@@ -160,8 +160,8 @@ async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
 
 async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_path):
     """`[` shows the previous run's log, `]` the next; back at the newest, it follows live."""
-    from auto_core import logs
     from auto_core.lifecycle import Api
+    from auto_core.logtree import logs
 
     api = Api(home)
     api.add("runner", 'echo "run $(date +%s%N)"; exec sleep 300', workdir=str(tmp_path))

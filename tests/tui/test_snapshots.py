@@ -12,7 +12,7 @@ import pytest
 from conftest import until
 
 from auto_core.model import ProcessView
-from auto_core.paths import Home
+from auto_core.store.paths import Home
 from auto_tui.app import AutoApp
 from auto_tui.facts import Facts
 from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm

@@ -15,7 +15,7 @@ import signal
 import time
 
 from auto_core.errors import AutoError
-from auto_core.paths import FILE_MODE, Home, ensure_dir
+from auto_core.store.paths import FILE_MODE, Home, ensure_dir
 
 ON_DEMAND, LOGIN = "on-demand", "login"
 TAKE_OVER_WAIT = 15.0  # an on-demand watcher exits within a loop iteration of SIGTERM

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from types import SimpleNamespace  # loaded at start-up anyway (enum imports it)
 
-from auto_core import paths
 from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration, table
+from auto_core.store import paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _wait(args) -> dict:
 def cmd_ps(args, out: _Out) -> int:
     import time
 
-    from auto_core import state
+    from auto_core.store import state
     from auto_core.views import snapshot  # not the lifecycle API: `ps` only reads (~5.5 ms less)
 
     loaded = state.load_files(*paths.state_files(paths.home_dir(args.home)))
@@ -222,7 +222,8 @@ def cmd_remove(args, out: _Out) -> int:
 
 
 def cmd_show(args, out: _Out) -> int:
-    from auto_core import environ, logs
+    from auto_core.logtree import logs
+    from auto_core.store import environ
     from auto_core.views import describe_exit
 
     api = _api(args)
@@ -263,10 +264,10 @@ def cmd_show(args, out: _Out) -> int:
 
 
 def cmd_log(args, out: _Out) -> int:
-    from auto_core import logs
+    from auto_core.logtree import logs
 
     if args.runs or args.run is not None:
-        from auto_core import logcli
+        from auto_core.cmdline import logcli
 
         return logcli.show_runs(_api(args), args, out)
     if args.lines is None:
@@ -316,27 +317,27 @@ def cmd_log(args, out: _Out) -> int:
 
 
 def cmd_logs(args, out: _Out) -> int:
-    from auto_core import logcli
+    from auto_core.cmdline import logcli
 
     return logcli.prune(paths.Home.resolve(args.home), args, out)
 
 
 def cmd_watch(args, out: _Out) -> int:
-    from auto_core import watch
+    from auto_core.supervisor import watch
 
     return watch.main(paths.Home.resolve(args.home), poll_only=args.poll,
                       login=getattr(args, "login", False))
 
 
 def cmd_install(args, out: _Out) -> int:
-    from auto_core import install
+    from auto_core.service import install
 
     return install.main(args.cmd, paths.Home.resolve(args.home), dry_run=args.dry_run,
                         platform=args.platform, out=out)
 
 
 def cmd_status(args, out: _Out) -> int:
-    from auto_core import install
+    from auto_core.service import install
 
     return install.status(paths.Home.resolve(args.home), out=out)
 
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args: SimpleNamespace | Namespace | None = _plain_args(argv)
         if args is None:
-            from auto_core.cliparse import build_parser
+            from auto_core.cmdline.cliparse import build_parser
 
             command = _command_of(argv)
             parser = build_parser()

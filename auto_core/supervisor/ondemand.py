@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from auto_core import watchlock
 from auto_core.errors import AutoError
-from auto_core.paths import FILE_MODE, Home, ensure_dir
+from auto_core.store import watchlock
+from auto_core.store.paths import FILE_MODE, Home, ensure_dir
 
 STARTUP_WAIT = 5.0  # how long a new watcher may take to take its lock
 

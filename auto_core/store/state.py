@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from auto_core.errors import StateError
-from auto_core.paths import FILE_MODE, Home, check_private, ensure_dir
 from auto_core.record import Record
+from auto_core.store.paths import FILE_MODE, Home, check_private, ensure_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from auto_core.install_common import Ctx, read_text, render
+from auto_core.service.install_common import Ctx, read_text, render
 
 LABEL = "io.github.auto-pm.watch"
 TEMPLATE = "watch.plist.template"

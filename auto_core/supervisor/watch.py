@@ -37,23 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
-from auto_core import (
-    backoff,
-    deathwatch,
-    environ,
-    identity,
-    launch,
-    logmaint,
-    logs,
-    marks,
-    model,
-    ports,
-    procgroup,
-    state,
-    watchlock,
-)
+from auto_core import backoff, model
 from auto_core.errors import StateError
-from auto_core.paths import Home, check_private, ensure_dir
+from auto_core.logtree import logmaint, logs
+from auto_core.proc import identity, marks, ports, procgroup
+from auto_core.store import environ, state, watchlock
+from auto_core.store.paths import Home, check_private, ensure_dir
+from auto_core.supervisor import deathwatch, launch
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)

@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
-from auto_core import procfs
+from auto_core.proc import procfs
 
 POLL = 0.02
 

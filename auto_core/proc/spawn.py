@@ -35,7 +35,7 @@ import stat
 import threading
 import time
 
-from auto_core import identity, shellwords
+from auto_core.proc import identity, shellwords
 from auto_core.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from auto_core import humanize, identity, logmaint, logs, state, validate
+from auto_core import humanize, validate
 from auto_core.errors import AutoError, ExitCode, UsageError
-from auto_core.paths import Home
+from auto_core.logtree import logmaint, logs
+from auto_core.proc import identity
+from auto_core.store import state
+from auto_core.store.paths import Home
 
 
 def pick(all_runs: list[logs.Run], number: int) -> logs.Run:

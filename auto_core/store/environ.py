@@ -17,7 +17,7 @@ import contextlib
 import os
 
 from auto_core.errors import AutoError, UsageError
-from auto_core.paths import FILE_MODE, ensure_dir
+from auto_core.store.paths import FILE_MODE, ensure_dir
 
 # Annotations only: this module is imported on the start path, so nothing more is loaded for them.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-    from auto_core.paths import Home
+    from auto_core.store.paths import Home
 
 SESSION_ONLY: frozenset[str] = frozenset({
     # the terminal and its emulator

@@ -20,8 +20,8 @@ import selectors
 import sys
 import time
 
-from auto_core import identity
-from auto_core.notifier import POLL_INTERVAL, Notifier, SelectorWakers
+from auto_core.proc import identity
+from auto_core.supervisor.notifier import POLL_INTERVAL, Notifier, SelectorWakers
 
 # os.pidfd_open exists only on Linux: type checkers skip the class elsewhere (typeshed's
 # condition) and ``make`` asks for it only there.
@@ -147,7 +147,7 @@ def make(poll_only: bool = False) -> Notifier:
             if pidfd_works():
                 return PidfdNotifier()
         elif sys.platform != "win32":
-            from auto_core import deathwatch_kqueue
+            from auto_core.supervisor import deathwatch_kqueue
 
             if deathwatch_kqueue.available():
                 return deathwatch_kqueue.KqueueNotifier()

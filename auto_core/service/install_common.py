@@ -15,7 +15,7 @@ from pathlib import Path
 from string import Template
 
 from auto_core.errors import AutoError
-from auto_core.paths import Home, ensure_dir
+from auto_core.store.paths import Home, ensure_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def template(name: str) -> str:
             return packaged.read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError):
         pass
-    repo = Path(__file__).resolve().parent.parent / "launchd" / name
+    repo = Path(__file__).resolve().parents[2] / "launchd" / name
     try:
         return repo.read_text(encoding="utf-8")
     except OSError:

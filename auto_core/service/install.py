@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from auto_core import identity, state, watchlock
 from auto_core.errors import AutoError, StateError, warn_stderr
-from auto_core.install_common import Ctx, platform_of, read_text
-from auto_core.paths import Home
+from auto_core.proc import identity
+from auto_core.service.install_common import Ctx, platform_of, read_text
+from auto_core.store import state, watchlock
+from auto_core.store.paths import Home
 
 WRAPPER_MARK = "# auto wrapper written by `auto install`"
 
@@ -24,7 +25,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Protocol
 
-    from auto_core.install_common import Output
+    from auto_core.service.install_common import Output
 
     class PlatformModule(Protocol):
         """What ``install_linux`` and ``install_macos`` provide."""
@@ -37,10 +38,10 @@ if TYPE_CHECKING:
 
 def _module(platform: str) -> PlatformModule:
     if platform == "macos":
-        from auto_core import install_macos
+        from auto_core.service import install_macos
 
         return install_macos
-    from auto_core import install_linux
+    from auto_core.service import install_linux
 
     return install_linux
 

@@ -4,7 +4,7 @@ can do (docs/decisions.md, 9). Numbers are compared, never formatted text."""
 
 from __future__ import annotations
 
-from auto_core import procfs
+from auto_core.proc import procfs
 
 # psutil derives create_time from the boot time, which the kernel reports to the second and
 # which can shift by a second; a pid reused within the same second is not a realistic risk.

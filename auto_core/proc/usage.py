@@ -7,7 +7,7 @@ per call; elsewhere psutil walks each leader's descendants.
 
 from __future__ import annotations
 
-from auto_core import procfs
+from auto_core.proc import procfs
 
 
 def group_usage(pgids: set[int]) -> dict[int, tuple[float, int]]:

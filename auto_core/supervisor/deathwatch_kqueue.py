@@ -8,8 +8,8 @@ from __future__ import annotations
 import select
 import sys
 
-from auto_core import identity
-from auto_core.notifier import Notifier
+from auto_core.proc import identity
+from auto_core.supervisor.notifier import Notifier
 
 
 def available() -> bool:

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from auto_core import identity, logs, state
 from auto_core.errors import AutoError
-from auto_core.paths import FILE_MODE, Home
+from auto_core.logtree import logs
+from auto_core.proc import identity
+from auto_core.store import state
+from auto_core.store.paths import FILE_MODE, Home
 
 MiB = 1024 * 1024
 DEFAULT_MAX_BYTES = 50 * MiB

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from auto_core.paths import FILE_MODE, Home, ensure_dir
 from auto_core.record import Record
+from auto_core.store.paths import FILE_MODE, Home, ensure_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from auto_core import procfs
-from auto_core.paths import Home
+from auto_core.proc import procfs
+from auto_core.store.paths import Home
 
 
 @dataclass(frozen=True)

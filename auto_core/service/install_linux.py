@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from auto_core.errors import AutoError, warn_stderr
-from auto_core.install_common import Ctx, read_text, render
+from auto_core.service.install_common import Ctx, read_text, render
 
 UNIT = "auto-watch"
 TEMPLATE = "watch.service.template"

@@ -19,8 +19,11 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from auto_core import environ, logs, model, spawn
-from auto_core.paths import Home
+from auto_core import model
+from auto_core.logtree import logs
+from auto_core.proc import spawn
+from auto_core.store import environ
+from auto_core.store.paths import Home
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The one-shot CLI face: argument parsing, commands, output."""

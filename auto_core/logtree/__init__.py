@@ -1,0 +1,1 @@
+"""Run logs: creating, reading and following them, and keeping the tree bounded (roll, compress, retain)."""

@@ -1,0 +1,1 @@
+"""The login service: `auto install` / `uninstall` (launchd, systemd --user) and `auto status`."""
