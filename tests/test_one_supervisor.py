@@ -46,13 +46,15 @@ def test_add_brings_a_watcher_that_restarts_with_the_callers_environment(auto_ho
     assert out.returncode == 0, out.stderr
     assert "started the watcher (pid " in out.stderr
     watcher = _watcher(auto_home)
-    # Two runs at least: the first (started on request) and a restart after the backoff.
-    wait_until(lambda: len(_runs(auto_home, "envcheck")) >= 2
-               and "value=" in open(_runs(auto_home, "envcheck")[1]).read(),
-               timeout=15, message="a restart of envcheck that printed its value")
-    for path in _runs(auto_home, "envcheck")[:2]:
+    # Two runs at least that printed: the first (started on request) and a restart.
+    def two_runs() -> list[str] | None:
+        printed = [p for p in _runs(auto_home, "envcheck") if "value=" in open(p).read()]
+        return printed[:2] if len(printed) >= 2 else None
+
+    runs = wait_until(two_runs, timeout=15, message="a restart of envcheck that printed its value")
+    for path in runs:
         assert f"value={token}\n" in open(path).read(), path
-    first = open(_runs(auto_home, "envcheck")[0]).read()
+    first = open(runs[0]).read()
     assert "[auto] exited with code 3 after" in first and "restarting in 1 s" in first
     last = _entry(auto_home, "envcheck")["last_exit"]
     assert last["code"] == 3 and not last.get("unknown")
