@@ -327,6 +327,9 @@ class Api:
             for name in names:
                 if name not in procs:
                     raise NotFound(name)
+            if op in (model.START, model.RESTART) and not skip_running:
+                for name in names:  # a program gone since `add`: refused before anything changes
+                    self._check_program(name, procs[name])
             for name in names:
                 entry = procs[name]
                 stopping = op in (model.STOP, model.REMOVE)
@@ -351,6 +354,12 @@ class Api:
         if asked:
             done.update((o.name, o) for o in self._finish(asked, rid, wait))
         return [done[n] for n in names if n in done]
+
+    def _check_program(self, name: str, entry: dict) -> None:
+        captured = environ.load(self.home, name)
+        base = captured if captured is not None else dict(os.environ)
+        check_program(name, str(entry.get("command", "")), dict(base, **model.env(entry)),
+                      model.workdir(entry) or os.path.expanduser("~"))
 
     def _removed(self, name: str) -> str:
         return f"removed {name} (logs kept in {self.home.process_logs(name)})"

@@ -74,8 +74,9 @@ def test_a_plain_command_that_does_not_exist_is_refused_by_add(home, tmp_path):
 
 
 def test_a_plain_program_gone_after_add_exits_127_with_the_shells_message(home, tmp_path):
-    """`add` checks the program, but it may vanish before a start: the spawn falls back to
-    the shell's prologue, which logs the shell's own message, and the exit code is 127."""
+    """`add` and `start` check the program, but it may vanish later (`start-all` leaves each
+    service to the watcher): the spawn falls back to the shell's prologue, which logs the
+    shell's own message, and the exit code is 127."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     program = bindir / "vanishing-prog-xyz"
@@ -86,7 +87,12 @@ def test_a_plain_program_gone_after_add_exits_127_with_the_shells_message(home, 
                     "--workdir", str(tmp_path), home=home.root, env=env)
     assert added.returncode == 0, added.stderr
     program.unlink()
-    started = run_cli("start", "nocmd", "--wait", "0", home=home.root, env=env)
+    before = read_state(home.root)
+    refused = run_cli("start", "nocmd", "--wait", "0", home=home.root, env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == "auto: error: nocmd: program 'vanishing-prog-xyz' not found on the service's PATH\n"
+    assert read_state(home.root) == before
+    started = run_cli("start-all", "--wait", "0", home=home.root, env=env)
     assert started.returncode == 0, started.stderr
     entry = read_state(home.root)["processes"]["nocmd"]
     log = entry["log_path"]
