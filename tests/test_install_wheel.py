@@ -38,7 +38,7 @@ def test_wheel_ships_templates_and_renders_from_them(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for name in TEMPLATES:
         assert f"auto_core/templates/{name}" in names, names
-    assert "auto_core/install_macos.py" in names and "auto_core/install_linux.py" in names
+    assert "auto_core/service/install_macos.py" in names and "auto_core/service/install_linux.py" in names
 
     # Unpack it away from the checkout: the renderer must read auto_core/templates, since
     # there is no launchd/ next to an installed package.
