@@ -13,11 +13,11 @@ an environment is a few kilobytes, and the state file is read and rewritten far 
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from auto_core.errors import AutoError, UsageError
-from auto_core.store.paths import FILE_MODE, ensure_dir
+from auto_core.store.atomic import fsync_dir, write_atomic
+from auto_core.store.paths import ensure_dir
 
 # Annotations only: this module is imported on the start path, so nothing more is loaded for them.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -174,38 +174,12 @@ def save(home: Home, name: str, env: Mapping[str, str]) -> None:
     payload = (json.dumps(dict(env), sort_keys=True) + "\n").encode("ascii")
     try:
         directory = ensure_dir(path.parent)
-        _write_atomic(directory, path, payload)
+        write_atomic(directory, path, payload)
+        fsync_dir(directory)
     except OSError as err:
         raise AutoError(
             f"cannot save the environment of {name} to {_shown(str(path))}: {err.strerror or err}"
         ) from None
-
-
-def _write_atomic(directory: Path, target: Path, payload: bytes) -> None:
-    tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
-    try:
-        try:
-            os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is narrowed by the umask, never widened
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename is only durable once the directory entry is on disk too; a failure here
-    # loses nothing that was there before, so it is not reported.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def load(home: Home, name: str) -> dict[str, str] | None:

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 
 from auto_core.errors import StateError
 from auto_core.record import Record
+from auto_core.store.atomic import fsync_dir, write_atomic
 from auto_core.store.paths import FILE_MODE, Home, check_private, ensure_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 VERSION = 1
 
@@ -92,39 +93,6 @@ def load_files(state_file: str, bak_file: str) -> Loaded:
     )
 
 
-def _write_atomic(directory: Path, target: Path, payload: bytes, sync: bool = True) -> None:
-    tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def dump(data: dict) -> bytes:
     """The file's canonical bytes: sorted keys, one line per process (easy to grep and diff;
     any valid JSON layout is read). A change is detected by comparing these bytes with the
@@ -154,9 +122,9 @@ def save(home: Home, data: dict, loaded_from: str = "main", payload: bytes | Non
         except OSError as exc:
             raise StateError(f"cannot move aside the unreadable {home.state_file}: {exc.strerror}") from exc
     try:
-        _write_atomic(home.local, home.state_file, payload)
-        _fsync_dir(home.local)
-        _write_atomic(home.local, home.state_bak, payload, sync=False)
+        write_atomic(home.local, home.state_file, payload)
+        fsync_dir(home.local)
+        write_atomic(home.local, home.state_bak, payload, sync=False)
     except OSError as exc:
         raise StateError(f"cannot write {home.state_file}: {exc.strerror or exc}") from exc
 
