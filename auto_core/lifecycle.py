@@ -28,7 +28,7 @@ ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides 
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
 KILL_WAIT = 5.0  # the watcher's wait after SIGKILL (watch.KILL_WAIT)
 PORT_WAIT = 10.0  # the watcher's wait for a restarted service's port (watch.PORT_WAIT)
-POLL = 0.005  # how often a waiting face looks at state.json (a stat; a parse when it changed)
+POLL = 0.002  # how often a waiting face looks at state.json (a stat; a parse when it changed)
 DETAIL_LINES = 5  # log lines shown with a start that failed
 
 

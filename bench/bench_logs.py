@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auto_core import state  # noqa: E402
-from auto_core.logmaint import DAY, Maintainer  # noqa: E402
-from auto_core.paths import Home  # noqa: E402
+from auto_core.logtree.logmaint import DAY, Maintainer  # noqa: E402
+from auto_core.store import state  # noqa: E402
+from auto_core.store.paths import Home  # noqa: E402
 
 
 class Clock:
@@ -93,7 +93,7 @@ def tick_cost(m: Maintainer, live: dict, clock: Clock, n: int, step: float) -> f
 
 def roll_and_compress(home: Home, now: float) -> None:
     """Roll a 50 MiB live log, then gzip it as a finished run, 8 MiB per tick."""
-    from auto_core.logmaint import MiB, roll
+    from auto_core.logtree.logmaint import MiB, roll
 
     path = home.process_logs("big") / "2026" / "01" / "big_260101_000000.log"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,8 @@ Bare().run(headless=True)
 
 AUTO = r"""
 import sys
-import auto_core.cli  # the real entry point's import cost
-from auto_core.paths import Home
+import auto_core.cmdline.cli  # the real entry point's import cost
+from auto_core.store.paths import Home
 from auto_tui.app import AutoApp, SnapshotReady
 class Timed(AutoApp):
     CSS_PATH = AutoApp.CSS_PATH
@@ -82,23 +82,31 @@ def time_child(code: str, env: dict, markers: tuple[str, ...]) -> dict[str, floa
 
 
 def bench_first_paint(runs: int) -> None:
-    from auto_core.lifecycle import Api
-    from auto_core.paths import Home
+    from harness import AutoWatcher, Cleanup, end_any_watcher, kill_tagged, new_tag
 
-    with tempfile.TemporaryDirectory() as tmp:
+    from auto_core.lifecycle import Api
+    from auto_core.store.paths import Home
+
+    # The watcher runs before the services are added (each add waits for it to start its
+    # service) and before the app opens (so the app finds it and starts none of its own).
+    tag = new_tag("tui")
+    with tempfile.TemporaryDirectory() as tmp, Cleanup() as cleanup:
         env = dict(os.environ, AUTO_HOME=tmp)
+        cleanup.push("kill what auto started", lambda: kill_tagged(tag))
+        cleanup.push("stop a watcher started on demand", lambda: end_any_watcher(Path(tmp)))
+        watcher = AutoWatcher(Path(tmp), tag, Path(tmp) / "watch.out")
+        cleanup.push("stop the watcher", watcher.stop)
+        watcher.start()
         api = Api(Home(Path(tmp)), warn=lambda m: None)
         for i in range(5):
-            api.add(f"svc{i}", "sleep 100000")
-        try:
-            bare, frame, rows = [], [], []
-            for _ in range(runs):
-                bare.append(time_child(BARE, env, ("painted",))["painted"])
-                got = time_child(AUTO, env, ("painted", "rows"))
-                frame.append(got["painted"])
-                rows.append(got["rows"])
-        finally:
-            api.stop_all()
+            api.add(f"svc{i}", "sleep 100000", env={"BENCH_TAG": tag}, wait=0)
+        bare, frame, rows = [], [], []
+        for _ in range(runs):
+            bare.append(time_child(BARE, env, ("painted",))["painted"])
+            got = time_child(AUTO, env, ("painted", "rows"))
+            frame.append(got["painted"])
+            rows.append(got["rows"])
+        api.stop_all()
     med = statistics.median
     print(f"first paint, bare Textual + DataTable: median {med(bare):.0f} ms (min {min(bare):.0f}, max {max(bare):.0f})")
     print(f"first paint, auto tui (frame):         median {med(frame):.0f} ms (min {min(frame):.0f}, max {max(frame):.0f})")
@@ -107,7 +115,7 @@ def bench_first_paint(runs: int) -> None:
 
 class Source:
     def __init__(self, views, logs=None, home=None):
-        from auto_core.paths import Home
+        from auto_core.store.paths import Home
 
         self.views = views
         self.logs = logs or {}
@@ -287,6 +295,9 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--only", choices=["paint", "tick", "huge", "fast"])
     args = parser.parse_args()
+    from harness import on_signals_exit
+
+    on_signals_exit()  # SIGTERM unwinds too: the first-paint bench stops its watcher and services
     if args.only in (None, "paint"):
         bench_first_paint(args.runs)
     if args.only in (None, "tick"):

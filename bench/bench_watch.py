@@ -1,31 +1,50 @@
-"""Watcher benchmark: ``auto watch`` side by side with supervisord (and PM2 when
-its binary is available), for N = 10 and 200 supervised services, in one run.
+"""Watcher benchmark: ``auto watch`` side by side with supervisord and PM2, for N = 10, 200
+and 2,000 supervised services, one manager at a time, in one run.
 
-Measured per manager and N:
-- restart overhead: SIGKILL a service, time until its replacement runs its first line, minus
-  the cost of that first line itself (the same command spawned directly, calibrated here),
-  minus the scheduled delay. auto runs this service with ``backoff_max 1`` (every restart
-  scheduled exactly 1 s after the death); supervisord with ``startsecs=0`` and PM2 with
-  ``restart_delay 0`` schedule an immediate restart (delay 0). The raw death-to-running
-  latency is reported too. The calibration runs the command line as ``/bin/sh -c`` does, as
-  the other managers are given it; auto execs a plain command's program with no shell, so
-  its overhead is also reported against that program exec'd directly (the stricter figure);
-- idle CPU: the manager's own CPU time (utime + stime from /proc) per wall second while all N
-  services run and nothing happens;
-- RSS of the manager process.
-Then a long run for auto alone: RSS before/after 1,000 restarts of a crash-looping service.
+Every manager supervises N - 1 idle services (``sleep 100000``) and one marker service: a small
+program (``harness.MARKER_C``) whose first action appends the wall clock and its pid to a file.
+All three exec both commands directly (no ``sh -c``; auto's plain-command spawn). Measured per
+manager and N:
 
-Usage: ``.venv/bin/python bench/bench_watch.py [--n 10 200] [--kills 15] [--idle 10]
-[--long 1000] [--pm2 PATH]``. Needs ``supervisor`` (pip extra ``bench``); PM2 is measured
-when a ``pm2`` binary is given or on PATH (``npm install pm2``); Linux (/proc).
+- immediate restart, "kill -> the new process exec'd": from the wall clock just before
+  ``os.kill(SIGKILL)`` of the marker service to its replacement's mark, minus the marker's own
+  exec-to-mark cost (calibrated here: the marker posix_spawned directly in a new session, as
+  auto spawns, once before each kill; the median of those samples is subtracted, so the
+  correction follows the machine's load; 21 samples before and after the whole run are
+  reported too). auto: ``backoff_base 0``; PM2:
+  ``restart_delay 0``, ``autorestart``; supervisord: ``autorestart=true``, ``startsecs=0`` (it
+  has no delay setting: it restarts at the pace of its own loop). A kill comes ``--spacing`` s
+  after the previous mark, for every manager, and for auto once ``state.json`` records the new
+  pid. The default spacing keeps auto's crash-loop bounds out of the measurement: two starts of
+  one service at least ``watch.MIN_START_INTERVAL`` (0.1 s) apart, and ``watch.BURST_INTERVAL``
+  (1 s) apart once it started ``watch.BURST`` (10) times within ``watch.BURST_WINDOW`` (10 s).
+  Median and p90 (nearest rank); the raw kill-to-mark latency is reported too.
+- scheduled restart (auto): the same kill with ``backoff_base 1, backoff_max 1``, so every
+  restart is due 1 s after the death; lateness = mark - (kill + 1 s) - calibration.
+- idle CPU: the manager's CPU time (every thread; schedstat's ns sum, the quantity that
+  /proc/PID/stat gives as utime + stime in 10 ms ticks, also in ``--json``) per wall second over
+  ``--idle`` s, starting ``--settle`` s after every service is up, with nothing happening.
+- RSS (VmRSS) of the manager process: auto's watcher, supervisord, PM2's God daemon.
+- CPU per immediate restart: the manager's CPU time from just before a kill to ``CPU_WINDOW``
+  (0.3 s) after it, less its idle rate over that window; median over the kills (auto: the
+  spawn and the state write that records it).
+Then, for auto alone (``--long``): the watcher's RSS and CPU per restart over that many
+restarts of ``--long-services`` services that exit at once, with ``backoff_base 0`` (each
+restarts about once a second once its crash-loop bound applies).
+
+Usage: ``.venv/bin/python bench/bench_watch.py [--n 10 200 2000] [--kills 20] [--idle 30]
+[--managers auto supervisord pm2] [--long 1000] [--json]``. supervisord comes from the pip extra
+``bench``, PM2 from a ``pm2`` binary on PATH (or ``--pm2``); Linux (/proc). Every process it
+starts is stopped at the end, also on a failure, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import shlex
+import resource
 import shutil
 import signal
 import statistics
@@ -34,337 +53,507 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from procstats import cpu_seconds, procs_with_env, rss_kib  # noqa: E402  (bench/ is the script's directory)
+from harness import (  # noqa: E402  (bench/ is the script's directory)
+    IDLE_CMD,
+    AutoWatcher,
+    Calibrator,
+    Cleanup,
+    Marks,
+    Pm2,
+    StateReader,
+    Supervisord,
+    Timeout,
+    build_marker,
+    calibrate,
+    define_auto,
+    end_any_watcher,
+    kill_tagged,
+    live_children,
+    new_tag,
+    on_signals_exit,
+    pid_alive,
+    supervisord_exe,
+    wait_for,
+)
+from procstats import cpu_seconds, rss_kib  # noqa: E402
 
+from auto_core.errors import AutoError  # noqa: E402
 from auto_core.lifecycle import Api  # noqa: E402
-from auto_core.paths import Home  # noqa: E402
+from auto_core.store.paths import Home  # noqa: E402
 
-IDLE_CMD = "sleep 1000000"
+MANAGERS = ("auto", "supervisord", "pm2")
+LOADED_MS = 2.0  # the static marker's exec-to-mark on an idle machine is well under 1 ms
 
 
-def marker_cmd(mark: Path) -> str:
-    # bash's $EPOCHREALTIME: the first line of the new instance, without an extra fork.
-    return f"exec bash -c 'echo $EPOCHREALTIME >> {mark}; exec sleep 1000000'"
+class Skipped(Exception):
+    """A manager that cannot be measured at this N (missing, or too slow to start)."""
 
 
 # --- /proc helpers -----------------------------------------------------------------------------
 
 
-def rss_mib(pid: int) -> float:
-    return rss_kib(pid) / 1024
+def tick_cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process from /proc/PID/stat, in seconds (10 ms ticks)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-
-
-def kill_tagged(tag: str) -> None:
-    for pid in procs_with_env("BENCH_TAG", tag):
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.002):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def marks(path: Path) -> list[float]:
-    try:
-        return [float(x) for x in path.read_text().split()]
-    except FileNotFoundError:
-        return []
+def room_for(n: int) -> str | None:
+    """Why ``n`` more processes (and their manager's file descriptors) would not fit, or None."""
+    uid = os.getuid()
+    mine = total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            total += 1
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    mine += 1
+            except OSError:
+                pass
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if nproc != resource.RLIM_INFINITY and mine + n + 500 > nproc:
+        return f"RLIMIT_NPROC {nproc} leaves no room for {n} more processes ({mine} running)"
+    with open("/proc/sys/kernel/pid_max") as fh:
+        pid_max = int(fh.read())
+    if total + n + 500 > pid_max:
+        return f"pid_max {pid_max} leaves no room for {n} more processes ({total} running)"
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if nofile != resource.RLIM_INFINITY and nofile < 6 * n + 256:
+        return f"RLIMIT_NOFILE {nofile} is too low for a manager of {n} services (want {6 * n + 256})"
+    return None
 
 
 # --- measurements shared by every manager ------------------------------------------------------
 
 
-def calibrate(tmp: Path, reps: int = 15, shell: bool = True) -> float:
-    """Median time from spawning the marker command directly to its first line: as a command
-    line (``/bin/sh -c``, how supervisord and PM2 are given it here), or with ``shell=False``
-    its program exec'd with no shell at all (bash; auto's plain-command spawn does that)."""
-    mark = tmp / f"calib-{shell}.marks"
-    cmd = ["/bin/sh", "-c", marker_cmd(mark)] if shell else shlex.split(marker_cmd(mark))[1:]
-    samples = []
-    for i in range(reps):
-        t0 = time.time()
-        p = subprocess.Popen(cmd, start_new_session=True)
-        got = wait_for(lambda i=i: len(marks(mark)) > i and marks(mark), 10, "calibration mark")
-        samples.append(got[i] - t0)
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-    return statistics.median(samples)
+def summary(seconds: list[float]) -> dict:
+    """Median, p90 (nearest rank), min and max, in ms."""
+    ms = sorted(s * 1000 for s in seconds)
+    return {"median": round(statistics.median(ms), 2), "p90": round(ms[max(0, math.ceil(0.9 * len(ms)) - 1)], 2),
+            "min": round(ms[0], 2), "max": round(ms[-1], 2), "n": len(ms)}
 
 
-def measure(manager_pid: int, crash_pid, mark: Path, kills: int, idle: float, calib: float,
-            delay: float = 0.0, calib_exec: float | None = None) -> dict:
-    """Idle CPU, RSS, and restart overhead over ``kills`` SIGKILLs of the marker service."""
-    time.sleep(2.0)  # let start-up work settle before measuring idle
-    c0, t0 = cpu_seconds(manager_pid), time.monotonic()
+def measure_idle(pid: int, settle: float, idle: float) -> dict:
+    """CPU per wall second over ``idle`` s from ``settle`` s on (a fixed window, not a wait for
+    an event), and RSS."""
+    time.sleep(settle)
+    c0, k0, t0 = cpu_seconds(pid), tick_cpu_seconds(pid), time.monotonic()
     time.sleep(idle)
-    idle_ms_per_s = (cpu_seconds(manager_pid) - c0) / (time.monotonic() - t0) * 1000
-    rss = rss_mib(manager_pid)
-    overheads, latencies = [], []
+    wall = time.monotonic() - t0
+    return {
+        "idle_cpu_ms_per_s": round((cpu_seconds(pid) - c0) / wall * 1000, 3),
+        "idle_cpu_ticks_ms_per_s": round((tick_cpu_seconds(pid) - k0) / wall * 1000, 2),
+        "rss_mib": round(rss_kib(pid) / 1024, 1),
+    }
+
+
+CPU_WINDOW = 0.3  # seconds after a kill in which the manager's CPU is counted for that restart
+
+
+def kill_and_time(marks: Marks, kills: int, spacing: float, recorded, calibrator: Calibrator,
+                  manager_pid: int, delay: float = 0.0, due=None) -> SimpleNamespace:
+    """SIGKILL the marker service ``kills`` times. Returns ``latencies``: seconds from just
+    before each kill to its replacement's mark; ``extra``: marks beyond one per kill (a second
+    copy started); ``cpu``: the manager's CPU seconds from just before each kill to
+    ``CPU_WINDOW`` s after it (the restart and what the manager does right after it), with
+    ``window``, the wall seconds each covered; and, with ``due(pid)`` (the time the manager
+    scheduled the restart of the killed pid for, or None), ``dues``: (kill time, due time, mark
+    time) per kill whose due time was seen. Before each kill, ``calibrator`` takes one sample
+    of the marker's own exec-to-mark cost."""
+    out = SimpleNamespace(latencies=[], extra=0, cpu=[], window=[], dues=[])
     for _ in range(kills):
-        before = len(marks(mark))
-        pid = crash_pid()
+        count = marks.poll()
+        t_last, pid = marks.lines[-1]
+        wait_for(lambda pid=pid: recorded(pid), 10, f"the manager to record pid {pid}")
+        calibrator.sample()
+        pause = t_last + spacing - time.time()
+        if pause > 0:
+            time.sleep(pause)  # pacing between kills
+        now = marks.poll()
+        if now != count:
+            out.extra += now - count
+            count = now
+            t_last, pid = marks.lines[-1]
+        if not pid_alive(pid):
+            raise RuntimeError(f"the marker service (pid {pid}) is not running")
+        c0, w0 = cpu_seconds(manager_pid), time.monotonic()
         t_kill = time.time()
         os.kill(pid, signal.SIGKILL)
-        got = wait_for(lambda before=before: len(marks(mark)) > before and marks(mark), 30, "restart mark")
-        latencies.append((got[before] - t_kill) * 1000)
-        overheads.append((got[before] - t_kill - calib - delay) * 1000)
-        wait_for(lambda pid=pid: crash_pid() not in (None, pid), 10, "new pid recorded")
-        time.sleep(0.3)
-    result = {
-        "idle_cpu_ms_per_s": round(idle_ms_per_s, 3),
-        "rss_mib": round(rss, 1),
-        "rss_after_mib": round(rss_mib(manager_pid), 1),
-        "restart_overhead_ms_median": round(statistics.median(overheads), 2),
-        "restart_overhead_ms_p90": round(sorted(overheads)[max(0, int(len(overheads) * 0.9) - 1)], 2),
-        "scheduled_delay_s": delay,
-        "death_to_running_ms_median": round(statistics.median(latencies), 1),
-    }
-    if calib_exec is not None:  # the stricter measure: against the program with no shell at all
-        result["restart_overhead_vs_exec_ms_median"] = round(
-            statistics.median(lat - (calib_exec + delay) * 1000 for lat in latencies), 2)
-    return result
+        t_due = due(pid) if due is not None else None
+        t_mark, new_pid = marks.wait_more(count, 30 + delay, "the restarted marker service")
+        if new_pid == pid:
+            raise RuntimeError(f"a mark with the killed pid {pid}")
+        out.latencies.append(t_mark - t_kill)
+        if t_due is not None:
+            out.dues.append((t_kill, t_due, t_mark))
+        rest = w0 + delay + CPU_WINDOW - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)  # the end of the CPU window
+        out.cpu.append(cpu_seconds(manager_pid) - c0)
+        out.window.append(time.monotonic() - w0)
+    return out
 
 
-# --- auto --------------------------------------------------------------------------------------
+# --- the three managers: each brings N services up and returns what the measurement needs ----
 
 
-def run_auto(n: int, tmp: Path, kills: int, idle: float, calib: float, calib_exec: float) -> dict:
-    home_dir = tmp / f"auto-{n}"
-    tag = f"auto-{n}-{os.getpid()}"
-    env = dict(os.environ, AUTO_HOME=str(home_dir), BENCH_TAG=tag)
-    old_env = dict(os.environ)
-    os.environ.update(AUTO_HOME=str(home_dir), BENCH_TAG=tag)
-    try:
-        api = Api(Home(home_dir))
-        mark = tmp / f"auto-{n}.marks"
-        for i in range(n - 1):
-            api.add(f"s{i:03d}", IDLE_CMD, workdir=str(tmp), start=False)
-        # Default base (1 s) capped at 1 s: every restart is scheduled exactly 1 s after the
-        # death (no jitter below 4 s), so overhead = latency - 1 s - calibration.
-        api.add("crash", marker_cmd(mark), workdir=str(tmp), backoff_max=1, start=False)
-        api.start_all()
-    finally:
-        os.environ.clear()
-        os.environ.update(old_env)
-    out = open(tmp / f"auto-{n}.watch.log", "wb")
-    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], env=env, cwd=ROOT,
-                               stdout=out, stderr=subprocess.STDOUT)
-    try:
-        log = tmp / f"auto-{n}.watch.log"
-        wait_for(lambda: log.read_text().count(" adopt ") >= n, 60, "adoption", step=0.05)
+def start_auto(n: int, ctx, cleanup: Cleanup):
+    """N services defined without a watcher, then a watcher started by us, then ``start_all``
+    (which waits for the watcher's outcomes)."""
+    tag = new_tag(f"auto{n}")
+    home_root = ctx.tmp / f"auto-{n}"
+    marks = Marks(ctx.tmp / f"auto-{n}.marks")
+    cleanup.push("kill what auto started", lambda: kill_tagged(tag))
+    cleanup.push("stop a watcher started on demand", lambda: end_any_watcher(home_root))
+    services = [(f"s{i:04d}", IDLE_CMD, {}) for i in range(n - 1)]
+    services.append(("crash", f"{ctx.marker} {marks.path}", {"backoff_base": 0}))
+    define_auto(home_root, services, tag, ctx.tmp)
+    watcher = AutoWatcher(home_root, tag, ctx.tmp / f"auto-{n}.watch.log")
+    cleanup.push("stop the watcher", watcher.stop)
+    watcher.start()
+    failed = [o.message for o in Api(Home(home_root)).start_all(wait=0) if not o.ok]
+    if failed:
+        raise RuntimeError(f"start-all: {len(failed)} failed, e.g. {failed[0]}")
+    wait_for(lambda: live_children(watcher.pid) >= n, ctx.startup_timeout, f"{n} services of auto", step=0.1)
+    marks.wait_more(0, 30, "the marker's first mark")
+    reader = StateReader(home_root)
 
-        def crash_pid():
-            entry = json.loads((home_dir / "local" / "state.json").read_text())["processes"]["crash"]
-            pid = entry.get("pid")
-            return pid if pid and os.path.exists(f"/proc/{pid}") else None
+    def recorded(pid: int) -> bool:
+        return reader.processes().get("crash", {}).get("pid") == pid
 
-        return measure(watcher.pid, crash_pid, mark, kills, idle, calib, delay=1.0, calib_exec=calib_exec)
-    finally:
-        watcher.terminate()
-        watcher.wait(10)
-        out.close()
-        kill_tagged(tag)
+    def due(pid: int) -> float | None:
+        """The ``next_restart_at`` the watcher wrote for the death of ``pid`` (None if the
+        restart came first)."""
+        def written():
+            entry = reader.processes().get("crash", {})
+            if entry.get("pid") != pid:
+                return "gone"
+            if (entry.get("last_exit") or {}).get("pid") == pid and entry.get("next_restart_at"):
+                return entry["next_restart_at"]
+            return None
 
-
-def run_auto_long(tmp: Path, restarts: int) -> dict:
-    """RSS of the watcher before/after ``restarts`` restarts of a crash-looping service."""
-    home_dir = tmp / "auto-long"
-    tag = f"auto-long-{os.getpid()}"
-    env = dict(os.environ, AUTO_HOME=str(home_dir), BENCH_TAG=tag)
-    Api(Home(home_dir)).add("loop", "exit 1", workdir=str(tmp), backoff_base=0, start=False)
-    with open(home_dir / "local" / "state.json") as fh:
-        data = json.load(fh)
-    data["processes"]["loop"]["explicitly_stopped"] = False  # let the watcher start it
-    (home_dir / "local" / "state.json").write_text(json.dumps(data))
-    out = open(tmp / "auto-long.watch.log", "wb")
-    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], env=env, cwd=ROOT,
-                               stdout=out, stderr=subprocess.STDOUT)
-
-    def count() -> int:
         try:
-            entry = json.loads((home_dir / "local" / "state.json").read_text())["processes"]["loop"]
-        except (OSError, ValueError):
-            return 0
-        return int(entry.get("restarts") or 0)
+            found = wait_for(written, 0.9, "next_restart_at", step=0.002)
+        except Timeout:
+            return None
+        return found if isinstance(found, float) else None
 
+    return SimpleNamespace(pid=watcher.pid, marks=marks, recorded=recorded, due=due, home=home_root,
+                           watcher=watcher)
+
+
+def start_supervisord(n: int, ctx, cleanup: Cleanup):
+    if not supervisord_exe():
+        raise Skipped("no supervisord (pip extra 'bench')")
+    tag = new_tag(f"sv{n}")
+    marks = Marks(ctx.tmp / f"sv-{n}.marks")
+    programs = [(f"s{i:04d}", IDLE_CMD) for i in range(n - 1)]
+    programs.append(("crash", f"{ctx.marker} {marks.path}"))
+    sv = Supervisord(ctx.tmp / f"sv-{n}", tag, programs)
+    cleanup.push("kill what supervisord started", lambda: kill_tagged(tag))
+    cleanup.push("stop supervisord", sv.stop)
+    pid = sv.start()
+    wait_for(lambda: live_children(pid) >= n, ctx.startup_timeout, f"{n} programs of supervisord", step=0.1)
+    marks.wait_more(0, 30, "the marker's first mark")
+    return SimpleNamespace(pid=pid, marks=marks, recorded=lambda pid: True)
+
+
+def start_pm2(n: int, ctx, cleanup: Cleanup):
+    if not ctx.pm2 or not os.path.exists(ctx.pm2):
+        raise Skipped("no pm2 binary (--pm2)")
+    tag = new_tag(f"pm2{n}")
+    marks = Marks(ctx.tmp / f"pm2-{n}.marks")
+    pm2 = Pm2(ctx.pm2, ctx.tmp / f"pm2-{n}", tag)
+    cleanup.push("kill what PM2 started", lambda: kill_tagged(tag))
+    cleanup.push("pm2 kill", pm2.kill)
+    sleep = shutil.which("sleep")
+    apps = [{"name": f"s{i:04d}", "script": sleep, "args": IDLE_CMD.split()[1:]} for i in range(n - 1)]
+    apps.append({"name": "crash", "script": str(ctx.marker), "args": [str(marks.path)]})
+    began = time.monotonic()
     try:
+        pm2.start_apps(apps, timeout=ctx.pm2_timeout)
+        pid = pm2.pid
+        left = max(1.0, ctx.pm2_timeout - (time.monotonic() - began))
+        wait_for(lambda: live_children(pid) >= n, left, f"{n} apps of PM2", step=0.1)
+    except (subprocess.TimeoutExpired, Timeout) as exc:
+        raise Skipped(f"PM2 did not start {n} apps within {ctx.pm2_timeout:g} s ({exc})") from None
+    marks.wait_more(0, 30, "the marker's first mark")
+    return SimpleNamespace(pid=pid, marks=marks, recorded=lambda pid: True)
+
+
+STARTERS = {"auto": start_auto, "supervisord": start_supervisord, "pm2": start_pm2}
+
+
+def run_manager(manager: str, n: int, ctx) -> dict:
+    """Everything measured for one manager at one N; every process it started is gone after."""
+    with Cleanup() as cleanup:
+        began = time.monotonic()
+        m = STARTERS[manager](n, ctx, cleanup)
+        result: dict = {"startup_s": round(time.monotonic() - began, 1)}
+        result.update(measure_idle(m.pid, ctx.settle, ctx.idle))
+        cal = Calibrator(ctx.marker, ctx.tmp)
+        k = kill_and_time(m.marks, ctx.kills, ctx.spacing, m.recorded, cal, m.pid)
+        extra = k.extra
+        # The manager's CPU in the window after each kill, less its idle rate over that window.
+        idle_rate = result["idle_cpu_ms_per_s"] / 1000
+        result["cpu_ms_per_restart"] = round(statistics.median(
+            (c - idle_rate * w) * 1000 for c, w in zip(k.cpu, k.window, strict=True)), 2)
+        calib = statistics.median(cal.samples)
+        result["calibration"] = summary(cal.samples)
+        result["restart"] = summary([lat - calib for lat in k.latencies])
+        result["kill_to_mark"] = summary(k.latencies)
+        if manager == "auto" and ctx.sched_kills:
+            # Every restart due 1 s after the death (base 1 s, capped at 1 s; no jitter under 4 s).
+            Api(Home(m.home)).update("crash", backoff_base=1, backoff_max=1)
+            cal = Calibrator(ctx.marker, ctx.tmp)
+            s = kill_and_time(m.marks, ctx.sched_kills, ctx.spacing, m.recorded, cal, m.pid,
+                              delay=1.0, due=m.due)
+            late, more, dues = s.latencies, s.extra, s.dues
+            calib = statistics.median(cal.samples)
+            result["scheduled_calibration"] = summary(cal.samples)
+            result["scheduled_lateness"] = summary([lat - 1.0 - calib for lat in late])
+            if dues:
+                # The split: when the watcher set the restart for (its next_restart_at, seen in
+                # state.json before the restart clears it), and how late the start came after it.
+                result["scheduled_due_after_kill_plus_1s"] = summary([d - k - 1.0 for k, d, _ in dues])
+                result["scheduled_mark_after_due"] = summary([t - d - calib for _, d, t in dues])
+            extra += more
+            out = m.watcher.output()
+            result["watcher_errors"] = out.count("Traceback") + out.count(" error: ")
+            result["watcher_slow_iterations"] = out.count("loop iteration took")
+        result["duplicate_starts"] = extra
+        result["rss_after_mib"] = round(rss_kib(m.pid) / 1024, 1)
+        return result
+
+
+def run_auto_long(ctx, restarts: int, services: int) -> dict:
+    """RSS of the watcher before/after ``restarts`` restarts of ``services`` services that exit
+    at once (``backoff_base 0``), and its CPU per restart."""
+    with Cleanup() as cleanup:
+        tag = new_tag("autolong")
+        home_root = ctx.tmp / "auto-long"
+        cleanup.push("kill what auto started", lambda: kill_tagged(tag))
+        cleanup.push("stop a watcher started on demand", lambda: end_any_watcher(home_root))
+        names = [f"loop{i:02d}" for i in range(services)]
+        define_auto(home_root, [(name, "exit 1", {"backoff_base": 0}) for name in names], tag, ctx.tmp)
+        watcher = AutoWatcher(home_root, tag, ctx.tmp / "auto-long.watch.log")
+        cleanup.push("stop the watcher", watcher.stop)
+        watcher.start()
+        Api(Home(home_root)).start(names, wait=0)
+        reader = StateReader(home_root)
+
+        def count() -> int:
+            procs = reader.processes()
+            return sum(int(procs.get(name, {}).get("restarts") or 0) for name in names)
+
         wait_for(lambda: count() >= 100, 300, "100 restarts", step=0.1)
-        rss0, c0, t0, n0 = rss_mib(watcher.pid), cpu_seconds(watcher.pid), time.monotonic(), count()
-        wait_for(lambda: count() >= 100 + restarts, 1800, f"{restarts} restarts", step=0.2)
-        rss1, c1, t1, n1 = rss_mib(watcher.pid), cpu_seconds(watcher.pid), time.monotonic(), count()
+        rss0, c0, t0, n0 = rss_kib(watcher.pid), cpu_seconds(watcher.pid), time.monotonic(), count()
+        wait_for(lambda: count() >= n0 + restarts, 60 + 2 * restarts / services, f"{restarts} restarts", step=0.2)
+        rss1, c1, t1, n1 = rss_kib(watcher.pid), cpu_seconds(watcher.pid), time.monotonic(), count()
         return {
             "restarts": n1 - n0,
-            "rss_before_mib": round(rss0, 1),
-            "rss_after_mib": round(rss1, 1),
+            "rss_before_mib": round(rss0 / 1024, 1),
+            "rss_after_mib": round(rss1 / 1024, 1),
             "cpu_ms_per_restart": round((c1 - c0) / (n1 - n0) * 1000, 2),
             "restarts_per_s": round((n1 - n0) / (t1 - t0), 1),
         }
-    finally:
-        watcher.terminate()
-        watcher.wait(10)
-        out.close()
-        kill_tagged(tag)
-
-
-# --- supervisord -------------------------------------------------------------------------------
-
-
-def run_supervisord(n: int, tmp: Path, kills: int, idle: float, calib: float) -> dict | None:
-    exe = shutil.which("supervisord", path=str(Path(sys.executable).parent)) or shutil.which("supervisord")
-    if not exe:
-        return None
-    base = tmp / f"sv-{n}"
-    base.mkdir()
-    tag = f"sv-{n}-{os.getpid()}"
-    mark = tmp / f"sv-{n}.marks"
-    lines = [
-        "[supervisord]", "nodaemon=true", f"logfile={base}/supervisord.log", f"pidfile={base}/sv.pid",
-        f"childlogdir={base}", "loglevel=warn", "",
-    ]
-    programs = [(f"s{i:03d}", f"/bin/sh -c '{IDLE_CMD}'") for i in range(n - 1)]
-    programs.append(("crash", "/bin/sh -c \"" + marker_cmd(mark) + "\""))
-    for name, command in programs:
-        lines += [
-            f"[program:{name}]", f"command={command}", f"directory={tmp}", "autorestart=true",
-            "startsecs=0", "startretries=1000000", "stopasgroup=true", "killasgroup=true",
-            f"stdout_logfile={base}/{name}.log", "redirect_stderr=true",
-            f'environment=BENCH_TAG="{tag}",BENCH_SVC="{name}"', "",
-        ]
-    conf = base / "supervisord.conf"
-    conf.write_text("\n".join(lines))
-    sv = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: len(procs_with_env("BENCH_TAG", tag)) >= n, 120, "supervisord programs", step=0.1)
-
-        def crash_pid():
-            pids = procs_with_env("BENCH_SVC", "crash")
-            return next((p for p in pids if p in procs_with_env("BENCH_TAG", tag)), None)
-
-        return measure(sv.pid, crash_pid, mark, kills, idle, calib)
-    finally:
-        sv.terminate()
-        try:
-            sv.wait(30)
-        except subprocess.TimeoutExpired:
-            sv.kill()
-        kill_tagged(tag)
-
-
-# --- PM2 --------------------------------------------------------------------------------------
-
-
-def run_pm2(n: int, tmp: Path, kills: int, idle: float, calib: float, pm2: str | None) -> dict | None:
-    if not pm2 or not os.path.exists(pm2):
-        return None
-    pm2_home = tmp / f"pm2-{n}"
-    pm2_home.mkdir()
-    tag = f"pm2-{n}-{os.getpid()}"
-    mark = tmp / f"pm2-{n}.marks"
-    apps = [
-        {"name": f"s{i:03d}", "script": "/bin/sh", "args": ["-c", IDLE_CMD]} for i in range(n - 1)
-    ] + [{"name": "crash", "script": "/bin/sh", "args": ["-c", marker_cmd(mark)]}]
-    for app in apps:
-        app.update(interpreter="none", autorestart=True, restart_delay=0, max_restarts=1000000,
-                   min_uptime=0, cwd=str(tmp), env={"BENCH_TAG": tag, "BENCH_SVC": app["name"]})
-    eco = pm2_home / "ecosystem.json"
-    eco.write_text(json.dumps({"apps": apps}))
-    env = dict(os.environ, PM2_HOME=str(pm2_home), BENCH_TAG=tag)
-    subprocess.run([pm2, "start", str(eco)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=300, check=True)
-    try:
-        wait_for(lambda: len(procs_with_env("BENCH_TAG", tag)) >= n, 120, "pm2 apps", step=0.1)
-        daemon = int((pm2_home / "pm2.pid").read_text())
-
-        def crash_pid():
-            pids = procs_with_env("BENCH_SVC", "crash")
-            return next((p for p in pids if p in procs_with_env("BENCH_TAG", tag)), None)
-
-        return measure(daemon, crash_pid, mark, kills, idle, calib)
-    finally:
-        subprocess.run([pm2, "kill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        kill_tagged(tag)
 
 
 # --- main --------------------------------------------------------------------------------------
 
 
+def default_idle() -> float:
+    """An idle watcher with inotify wakes once per ``watch.IDLE_TICK`` (30 s): the idle window
+    spans one such tick, so its cost is in the figure."""
+    from auto_core.supervisor import watch
+
+    return float(getattr(watch, "IDLE_TICK", 20.0))
+
+
+def default_spacing() -> float:
+    """Seconds between a restart and the next kill that keep auto's crash-loop bounds out of
+    the measurement: fewer than ``BURST`` starts within ``BURST_WINDOW``."""
+    from auto_core.supervisor import watch
+
+    spacing = getattr(watch, "MIN_START_INTERVAL", 0.1) + 0.2
+    burst, window = getattr(watch, "BURST", None), getattr(watch, "BURST_WINDOW", None)
+    if burst and window:
+        spacing = max(spacing, window / (burst - 1) + 0.1)
+    return round(spacing, 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[10, 200])
-    parser.add_argument("--kills", type=int, default=15)
-    parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--n", type=int, nargs="+", default=[10, 200, 2000])
+    parser.add_argument("--kills", type=int, default=20, help="immediate restarts timed per manager and N")
+    parser.add_argument("--sched-kills", type=int, default=20, help="scheduled (1 s) restarts timed, auto only")
+    parser.add_argument("--spacing", type=float, default=default_spacing(),
+                        help="seconds from a mark to the next kill (default: clear of auto's crash-loop bounds)")
+    parser.add_argument("--idle", type=float, default=default_idle(),
+                        help="idle CPU window (s; default: one idle tick of auto's watcher, which a "
+                             "shorter window may miss)")
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds from start-up to the idle window")
     parser.add_argument("--long", type=int, default=1000, help="restarts in the long RSS run (0: skip)")
-    parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary (optional)")
-    parser.add_argument("--managers", nargs="+", default=["auto", "supervisord", "pm2"])
+    parser.add_argument("--long-services", type=int, default=20, help="crash-looping services in the long run")
+    parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary")
+    parser.add_argument("--pm2-timeout", type=float, default=300.0, help="give up on PM2 at an N after this (s)")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--managers", nargs="+", default=list(MANAGERS), choices=MANAGERS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    # SIGTERM (e.g. `timeout`): unwind, so every finally block stops what it started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    args.n = list(dict.fromkeys(args.n))
+    if args.kills < 1:
+        parser.error("--kills must be at least 1")
+    on_signals_exit()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:  # the managers inherit it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    results: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmpdir:
         tmp = Path(tmpdir)
-        calib, calib_exec = calibrate(tmp), calibrate(tmp, shell=False)
-        results["marker_calibration_ms"] = round(calib * 1000, 2)
-        results["marker_calibration_exec_ms"] = round(calib_exec * 1000, 2)
-        print(f"first line of the marker command: {calib * 1000:.2f} ms via sh -c, "
-              f"{calib_exec * 1000:.2f} ms exec'd directly", file=sys.stderr)
-        runners = {
-            "auto": lambda n: run_auto(n, tmp, args.kills, args.idle, calib, calib_exec),
-            "supervisord": lambda n: run_supervisord(n, tmp, args.kills, args.idle, calib),
-            "pm2": lambda n: run_pm2(n, tmp, args.kills, args.idle, calib, args.pm2),
-        }
+        marker, kind = build_marker(tmp)
+        calib = calibrate(marker, tmp)
+        ctx = SimpleNamespace(tmp=tmp, marker=marker, calib=statistics.median(calib), kills=args.kills,
+                              sched_kills=args.sched_kills, spacing=args.spacing, idle=args.idle,
+                              settle=args.settle, pm2=args.pm2, pm2_timeout=args.pm2_timeout,
+                              startup_timeout=args.startup_timeout)
+        results["marker"] = kind
+        print(f"marker ({kind}) exec-to-mark: median {ctx.calib * 1000:.2f} ms", file=sys.stderr)
         for n in args.n:
+            no_room = room_for(n)
             for manager in args.managers:
-                results[f"{manager}_N{n}"] = runners[manager](n)
-                print(f"{manager} N={n}: {results[f'{manager}_N{n}']}", file=sys.stderr)
-        if args.long:
-            results["auto_long"] = run_auto_long(tmp, args.long)
+                key = f"{manager}_N{n}"
+                began = time.monotonic()
+                try:
+                    if no_room:
+                        raise Skipped(no_room)
+                    results[key] = run_manager(manager, n, ctx)
+                except Skipped as exc:
+                    results[key] = {"skipped": str(exc)}
+                except (AutoError, RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                    results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                results[key]["took_s"] = round(time.monotonic() - began, 1)
+                print(f"{manager} N={n}: {json.dumps(results[key])}", file=sys.stderr)
+        if args.long and "auto" in args.managers:
+            results["auto_long"] = run_auto_long(ctx, args.long, args.long_services)
             print(f"auto long: {results['auto_long']}", file=sys.stderr)
+        after = calibrate(marker, tmp)
+        results["marker_exec_to_mark_ms"] = {"before": summary(calib), "after": summary(after)}
+    results["load_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(table(results, args.n))
+        print(report(results, args.n))
     return 0
 
 
-def table(results: dict, ns: list[int]) -> str:
-    rows = ["| metric | N | auto | supervisord | PM2 | auto / supervisord | auto / PM2 |",
-            "|---|---|---|---|---|---|---|"]
-    for key, label in (
-        ("restart_overhead_ms_median", "restart overhead, median (ms)"),
-        ("restart_overhead_ms_p90", "restart overhead, p90 (ms)"),
-        ("restart_overhead_vs_exec_ms_median", "restart overhead vs the program exec'd with no shell, median (ms)"),
-        ("idle_cpu_ms_per_s", "idle CPU (ms CPU per s)"),
-        ("rss_mib", "RSS (MiB)"),
+def _get(results: dict, manager: str, n: int, path: tuple):
+    value = results.get(f"{manager}_N{n}")
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _cell(results: dict, manager: str, n: int, path: tuple) -> str:
+    value = _get(results, manager, n, path)
+    if value is not None:
+        return f"{value:g}"
+    entry = results.get(f"{manager}_N{n}") or {}
+    return "skipped" if "skipped" in entry else "error" if "error" in entry else "-"
+
+
+def _ratio(a, b) -> float | None:
+    """a / b; None unless both are positive (a calibrated figure below 0 means the load
+    changed between a sample and the calibration beside it: no ratio to take)."""
+    ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0 and b > 0
+    return a / b if ok else None
+
+
+def report(results: dict, ns: list[int]) -> str:
+    cal = results["marker_exec_to_mark_ms"]
+    out = [f"cpus {results['cpus']}, load {results['load_before'][0]:.2f} before, "
+           f"{results['load_after'][0]:.2f} after; marker ({results['marker']}) exec-to-mark median "
+           f"{cal['before']['median']} ms before, {cal['after']['median']} ms after", ""]
+    blocks = {(m, n): _get(results, m, n, ("calibration", "median")) for m in MANAGERS for n in ns}
+    quiet = min([cal["before"]["median"], cal["after"]["median"], *(v for v in blocks.values() if v)])
+    loaded = [f"{m} N={n}" for (m, n), v in blocks.items() if v and (v > 2 * quiet + 0.5 or v > LOADED_MS)]
+    if loaded:
+        out += [f"WARNING: the marker's own exec-to-mark cost (quietest {quiet} ms) was over twice that, or "
+                f"over {LOADED_MS:g} ms, during: {', '.join(loaded)}. The machine was loaded then (a new "
+                "process waited for a CPU); those rows are unreliable.", ""]
+    out += [
+           "| metric | N | auto | supervisord | PM2 | auto / supervisord | auto / PM2 |",
+           "|---|---|---|---|---|---|---|"]
+    for path, label in (
+        (("restart", "median"), "immediate restart: kill -> new process exec'd, median (ms)"),
+        (("restart", "p90"), "immediate restart: kill -> new process exec'd, p90 (ms)"),
+        (("kill_to_mark", "median"), "kill -> marker's mark, raw, median (ms)"),
+        (("calibration", "median"), "marker exec-to-mark, direct spawn, beside the kills, median (ms)"),
+        (("cpu_ms_per_restart",), f"manager CPU in the {CPU_WINDOW:g} s after a kill, idle rate deducted, median (ms)"),
+        (("idle_cpu_ms_per_s",), "idle CPU (ms CPU per s)"),
+        (("rss_mib",), "RSS (MiB)"),
+        (("startup_s",), "start-up of N services (s)"),
     ):
         for n in ns:
-            if not results.get(f"auto_N{n}"):
+            a, s, p = (_get(results, m, n, path) for m in MANAGERS)
+            if a is None and s is None and p is None and not any(f"{m}_N{n}" in results for m in MANAGERS):
                 continue
-            a = results[f"auto_N{n}"][key]
-            s = (results.get(f"supervisord_N{n}") or {}).get(key)
-            p = (results.get(f"pm2_N{n}") or {}).get(key)
+            rs, rp = _ratio(a, s), _ratio(a, p)
+            out.append(f"| {label} | {n} | {_cell(results, 'auto', n, path)} | {_cell(results, 'supervisord', n, path)}"
+                       f" | {_cell(results, 'pm2', n, path)} | {f'{rs:.2f}' if rs is not None else '-'}"
+                       f" | {f'{rp:.2f}' if rp is not None else '-'} |")
+    out += ["", "| auto: scheduled restart (due 1 s after the death) | N | median | p90 | max |", "|---|---|---|---|---|"]
+    for n in ns:
+        for key, label in (
+            ("scheduled_lateness", "lateness: mark - (kill + 1 s) - calibration (ms)"),
+            ("scheduled_due_after_kill_plus_1s", "of which: due time set - (kill + 1 s) (ms)"),
+            ("scheduled_mark_after_due", "of which: mark - due time - calibration (ms)"),
+        ):
+            late = _get(results, "auto", n, (key,))
+            if late:
+                out.append(f"| {label} | {n} | {late['median']} | {late['p90']} | {late['max']} |")
+    for m in MANAGERS:
+        for n in ns:
+            entry = results.get(f"{m}_N{n}") or {}
+            why = entry.get("skipped") or entry.get("error")
+            if why:
+                out.append(f"{m} at N={n}: {'skipped' if 'skipped' in entry else 'error'}: {why}")
+            if entry.get("duplicate_starts"):
+                out.append(f"{m} at N={n}: {entry['duplicate_starts']} marks beyond one per kill")
+            if entry.get("watcher_errors"):
+                out.append(f"{m} at N={n}: {entry['watcher_errors']} error lines in the watcher's output")
+            if entry.get("watcher_slow_iterations"):
+                out.append(f"{m} at N={n}: the watcher logged {entry['watcher_slow_iterations']} slow loop iterations")
+    out += ["", "targets:"]
 
-            def ratio(other, a=a):
-                return f"{a / other:.2f}" if other else "-"
+    def verdict(value, limit) -> str:
+        return "-" if value is None else f"{value:.2f} (target <= {limit:g}: {'met' if value <= limit else 'MISSED'})"
 
-            rows.append(f"| {label} | {n} | {a} | {s if s is not None else '-'} | "
-                        f"{p if p is not None else '-'} | {ratio(s)} | {ratio(p)} |")
-    return "\n".join(rows)
+    def median(manager: str, n: int):
+        return _get(results, manager, n, ("restart", "median"))
+
+    for n in (200, 2000):
+        if n in ns:
+            ratio = _ratio(median("auto", n), median("pm2", n))
+            out.append(f"- immediate restart median, auto / PM2 at N={n}: {verdict(ratio, 0.5)}")
+    if 10 in ns and 2000 in ns:
+        ratio = _ratio(median("auto", 2000), median("auto", 10))
+        out.append(f"- immediate restart median, auto N=2000 / auto N=10: {verdict(ratio, 1.5)}")
+    late = _get(results, "auto", 200, ("scheduled_lateness",))
+    if late:
+        out.append(f"- scheduled restart lateness at N=200, median (ms): {verdict(late['median'], 2)}; "
+                   f"p90 {late['p90']} ms, max {late['max']} ms")
+    if results.get("auto_long"):
+        out += ["", f"auto long run: {results['auto_long']}"]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

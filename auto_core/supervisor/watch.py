@@ -55,6 +55,7 @@ KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is re
 MIN_START_INTERVAL = 0.1
 BURST, BURST_WINDOW, BURST_INTERVAL = 10, 10.0, 1.0
 SLOW_ITERATION = 0.1  # an iteration longer than this is logged: the loop must never stall
+EARLY_WAKE = 0.002  # the loop wakes this much before a timer and sleeps the rest exactly
 PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
@@ -275,7 +276,8 @@ class Watcher:
         self._advance_stops()
         self._flush()
         now = self.clock()
-        self.dirty.update(n for n, s in self.services.items() if s.wake is not None and s.wake <= now)
+        self.dirty.update(n for n, s in self.services.items()
+                          if s.wake is not None and s.wake <= now + EARLY_WAKE)
         while self.dirty:
             name = min(self.dirty)
             self.dirty.discard(name)
@@ -294,7 +296,9 @@ class Watcher:
         tick = TICK if self.maintainer.busy else self.tick
         if any(s.stopping or s.waiting for s in self.services.values()):
             tick = STOP_POLL
-        return max(0.0, min(tick, nearest))
+        # Woken a little early: the poll rounds its timeout up to whole milliseconds and the
+        # wake-up itself takes time, so a restart due at T would otherwise start ~2 ms late.
+        return max(0.0, min(tick, nearest - EARLY_WAKE))
 
     # --- state -----------------------------------------------------------------------------
 
@@ -461,9 +465,11 @@ class Watcher:
             floor = svc.earliest_start() - time.monotonic()
             if floor > 0:
                 due = max(due, now + floor)
-        if due > now:
+        if due - now > EARLY_WAKE:
             svc.wake = due
             return
+        if due > now:  # woken just before its time (below): the last moment is slept exactly
+            time.sleep(due - now)
         self._start(svc, entry, None)
 
     def _schedule(self, svc: Service, entry: dict, why: str) -> None:
