@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 from auto_core.store.paths import FILE_MODE
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`auto ps` reads state)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def write_atomic(directory: Path, target: Path, payload: bytes, sync: bool = True) -> None:
