@@ -118,9 +118,10 @@ def test_stop_leaves_nothing_in_the_group_and_reports_setsid_escapes(home):
                       "timeout_stops": 60}
 
 
-# The leader exits at once; its children stay in its process group and ignore SIGTERM, so the
-# SIGTERM the watcher sends to a dead leader's leftovers does not end them.
-LEADERLESS = "sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & exit 0"
+# The leader exits soon; its children stay in its process group and ignore SIGTERM, so the
+# SIGTERM the watcher sends to a dead leader's leftovers does not end them. The leader waits
+# a moment first: a SIGTERM that came before the child's trap would end it.
+LEADERLESS = "sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & sleep 0.5; exit 0"
 
 
 def leaderless_recorded(api: Api, root: str, leader: int) -> bool:
