@@ -318,6 +318,7 @@ class Api:
         watcher = watchlock.holder(self.home)
         asked: dict[str, str] = {}
         done: dict[str, Outcome] = {}
+        removed: list[str] = []
         with self._txn() as data:
             procs = state.processes(data)
             if names is None:
@@ -340,6 +341,7 @@ class Api:
                     entry.pop("next_restart_at", None)
                     if op == model.REMOVE:
                         del procs[name]
+                        removed.append(name)
                         done[name] = Outcome(name, True, self._removed(name))
                     else:
                         done[name] = Outcome(name, True, f"stopped {name} (it was not running)")
@@ -348,12 +350,27 @@ class Api:
                 entry["explicitly_stopped"] = stopping
                 entry.pop("next_restart_at", None)
                 asked[name] = op
-        for name, outcome in done.items():
-            if outcome.message.startswith("removed "):
-                environ.delete(self.home, name)
+        for name in removed:  # the watcher deletes it for the removes it carries out
+            environ.delete(self.home, name)
         if asked:
             done.update((o.name, o) for o in self._finish(asked, rid, wait))
         return [done[n] for n in names if n in done]
+
+    def _result(self, name: str, op: str, entry: dict | None, rid: str) -> Outcome | None:
+        """The outcome of request ``rid`` for ``name``, once there is one."""
+        if entry is None:
+            if op == model.REMOVE:
+                return Outcome(name, True, self._removed(name))
+            return Outcome(name, False, f"{name} was removed meanwhile")
+        answer = model.outcome(entry, rid)
+        if answer is not None:
+            pid = answer.get("pid")
+            return Outcome(name, bool(answer.get("ok")), str(answer.get("message", "")),
+                           pid if isinstance(pid, int) else None)
+        held = model.request(entry)
+        if held is None or held["id"] != rid:
+            return Outcome(name, False, f"{name}: another command came first")
+        return None
 
     def _check_program(self, name: str, entry: dict) -> None:
         captured = environ.load(self.home, name)
@@ -410,10 +427,9 @@ class Api:
             if procs is not None:
                 for name, op in list(pending.items()):
                     entry = procs.get(name)
-                    result = _result(name, op, entry, rid)
+                    result = self._result(name, op, entry, rid)
                     if result is not None:
-                        done[name] = result if not result.message.startswith("removed") else \
-                            Outcome(name, True, self._removed(name))
+                        done[name] = result
                         del pending[name]
             if not pending:
                 break
@@ -521,23 +537,6 @@ def _request(op: str, rid: str, now: float, skip_running: bool = False) -> dict:
     if skip_running:
         req["skip_running"] = True
     return req
-
-
-def _result(name: str, op: str, entry: dict | None, rid: str) -> Outcome | None:
-    """The outcome of request ``rid`` for ``name``, once there is one."""
-    if entry is None:
-        if op == model.REMOVE:
-            return Outcome(name, True, "removed")
-        return Outcome(name, False, f"{name} was removed meanwhile")
-    answer = model.outcome(entry, rid)
-    if answer is not None:
-        pid = answer.get("pid")
-        return Outcome(name, bool(answer.get("ok")), str(answer.get("message", "")),
-                       pid if isinstance(pid, int) else None)
-    held = model.request(entry)
-    if held is None or held["id"] != rid:
-        return Outcome(name, False, f"{name}: another command came first")
-    return None
 
 
 def _say_stderr(message: str) -> None:

@@ -18,7 +18,8 @@ from auto_core.store.paths import Home
 
 
 def seed_state(workdir: str, port: int, pid: int) -> dict:
-    """The example of SEED-README.md (no version, no env, no create_time), made runnable here."""
+    """A state file as the original tool wrote it (no version, no env, no create_time), which
+    must load unchanged (docs/architecture.md, state.json), made runnable here."""
     return {
         "processes": {
             "myapp": {

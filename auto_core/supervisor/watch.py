@@ -265,13 +265,7 @@ class Watcher:
             self._recover()
         while self.dead_pids:
             pid = self.dead_pids.pop(0)
-            name = self.by_pid.get(pid)
-            try:
-                self._on_exit(pid)
-            except Exception:
-                self.log(f"error: {name}: handling the exit of pid {pid} failed\n" + traceback.format_exc().rstrip())
-                if name in self.services:
-                    self.services[name].wake = self.clock() + ERROR_RETRY
+            self._guarded(self.by_pid.get(pid), f"handling the exit of pid {pid}", self._on_exit, pid)
         self._flush()
         self._advance_stops()
         self._flush()
@@ -281,12 +275,7 @@ class Watcher:
         while self.dirty:
             name = min(self.dirty)
             self.dirty.discard(name)
-            try:
-                self._evaluate(name)
-            except Exception:
-                self.log(f"error: {name}: evaluation failed\n" + traceback.format_exc().rstrip())
-                if name in self.services:
-                    self.services[name].wake = self.clock() + ERROR_RETRY
+            self._guarded(name, "evaluation", self._evaluate, name)
             if not self.dirty:
                 self._flush()  # one write for every start of this pass; it may dirty more
         self._flush()
@@ -299,6 +288,16 @@ class Watcher:
         # Woken a little early: the poll rounds its timeout up to whole milliseconds and the
         # wake-up itself takes time, so a restart due at T would otherwise start ~2 ms late.
         return max(0.0, min(tick, nearest - EARLY_WAKE))
+
+    def _guarded(self, name: str | None, what: str, step: Callable, arg: object) -> None:
+        """Run one service's step; a failure is logged with its traceback and the service is
+        looked at again after ERROR_RETRY, while the others go on."""
+        try:
+            step(arg)
+        except Exception:
+            self.log(f"error: {name}: {what} failed\n" + traceback.format_exc().rstrip())
+            if name in self.services:
+                self.services[name].wake = self.clock() + ERROR_RETRY
 
     # --- state -----------------------------------------------------------------------------
 
@@ -325,10 +324,6 @@ class Watcher:
                 self.services.setdefault(name, Service(name))
         self.entries = dict(fresh)
         self._live_logs = None
-
-    def _fresh(self) -> None:
-        """Make sure a decision is taken on the current file: a stat, a parse only if changed."""
-        self._check_state()
 
     # --- adoption and recovery -------------------------------------------------------------
 
@@ -581,7 +576,7 @@ class Watcher:
         the run a restart just ended, written in the same transaction."""
         name = svc.name
         if req is None and not periodic:
-            self._fresh()  # an automatic restart: decide on the current file
+            self._check_state()  # an automatic restart: decide on the current file
             entry = self.entries.get(name) or {}
             if not entry or entry.get("explicitly_stopped") or model.request(entry) is not None:
                 self.dirty.add(name)
@@ -871,7 +866,7 @@ class Watcher:
         """A run ended that nobody asked to end: record it, restart it after its backoff."""
         name = svc.name
         now = self.clock()
-        self._fresh()
+        self._check_state()
         entry = self.entries.get(name)
         if entry is None:
             return
