@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,6 @@ from harness import (  # bench/ is the script's directory
 )
 from harness import clean_env as harness_env
 from harness import kill_tagged as kill_bench_tag
-from procstats import procs_with_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -79,19 +77,6 @@ def timed_cpu(argv: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
 
 
-def kill_tagged(key: str, value: str) -> None:
-    for _ in range(50):
-        pids = [p for p in procs_with_env(key, value) if p != os.getpid()]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.1)
-
-
 # The same 200 starts with no bookkeeping: a fresh Python that posix_spawns them in new
 # sessions, output to a file, then exits. Two floors: `sh -c 'exec sleep'` (a command line run
 # the usual way: two execs per service, as auto's prologue), and `sleep` exec'd directly (one
@@ -111,7 +96,7 @@ for i in range(n):
 def floor_round(n: int, env: dict, tmp: Path, how: str = "sh") -> tuple[float, float]:
     """(wall ms, CPU ms) of one floor run; its sleeps are killed after."""
     sample = timed_cpu([sys.executable, "-c", FLOOR, str(n), str(tmp / "floor.out"), how], env)
-    kill_tagged("BENCH_FLOOR", str(tmp))
+    kill_bench_tag(str(tmp), key="BENCH_FLOOR")
     return sample
 
 

@@ -60,13 +60,13 @@ def new_tag(label: str) -> str:
     return f"{label}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def kill_tagged(tag: str, timeout: float = 10.0) -> int:
-    """SIGKILL every process (but this one) whose environment has ``BENCH_TAG=tag``, until none
-    is left or ``timeout`` passes. Returns how many were found the first time."""
+def kill_tagged(tag: str, timeout: float = 10.0, key: str = "BENCH_TAG") -> int:
+    """SIGKILL every process (but this one) whose environment has ``key=tag``, until none is
+    left or ``timeout`` passes. Returns how many were found the first time."""
     first = None
     deadline = time.monotonic() + timeout
     while True:
-        pids = [p for p in procs_with_env("BENCH_TAG", tag) if p != os.getpid()]
+        pids = [p for p in procs_with_env(key, tag) if p != os.getpid()]
         if first is None:
             first = len(pids)
         if not pids or time.monotonic() > deadline:
