@@ -105,12 +105,15 @@ def test_env_file_that_is_not_utf8_is_a_usage_error(tmp_path):
         environ.read_env_file(path)
 
 
-def test_bare_key_is_a_usage_error_naming_file_line_and_key(tmp_path):
-    path = write(tmp_path / ".env", "A=1\n\nFOO\n")
+@pytest.mark.parametrize("text, line, error", [
+    ("A=1\n\nFOO\n", 3, "FOO has no value (write FOO= for an empty one)"),
+    ("OK=1\nMY.KEY=2\n", 2, "invalid environment variable name 'MY.KEY'"),
+])
+def test_a_bad_line_is_a_usage_error_naming_file_line_and_key(tmp_path, text, line, error):
+    path = write(tmp_path / ".env", text)
     with pytest.raises(UsageError) as info:
         environ.read_env_file(path)
-    message = str(info.value)
-    assert message == f"env file {path}, line 3: FOO has no value (write FOO= for an empty one)"
+    assert str(info.value) == f"env file {path}, line {line}: {error}"
 
 
 def test_exported_bare_key_is_a_usage_error(tmp_path):
@@ -119,11 +122,6 @@ def test_exported_bare_key_is_a_usage_error(tmp_path):
         environ.read_env_file(path)
 
 
-def test_invalid_key_is_a_usage_error(tmp_path):
-    path = write(tmp_path / ".env", "OK=1\nMY.KEY=2\n")
-    with pytest.raises(UsageError) as info:
-        environ.read_env_file(path)
-    assert str(info.value) == f"env file {path}, line 2: invalid environment variable name 'MY.KEY'"
 
 
 def test_unparsable_line_is_a_usage_error_and_nothing_is_logged(tmp_path, caplog):
