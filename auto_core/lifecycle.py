@@ -23,11 +23,10 @@ from auto_core.record import Factory, Record
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home
 from auto_core.supervisor import ondemand
+from auto_core.supervisor.runs import KILL_WAIT, PORT_WAIT
 
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
-KILL_WAIT = 5.0  # the watcher's wait after SIGKILL (watch.KILL_WAIT)
-PORT_WAIT = 10.0  # the watcher's wait for a restarted service's port (watch.PORT_WAIT)
 POLL = 0.002  # how often a waiting face looks at state.json (a stat; a parse when it changed)
 DETAIL_LINES = 5  # log lines shown with a start that failed
 

@@ -19,8 +19,9 @@ from helpers import pid_alive, read_state, wait_until
 from auto_core import backoff
 from auto_core.proc import identity
 from auto_core.store import state
-from auto_core.supervisor import deathwatch, watch
-from auto_core.supervisor.watch import Watcher, fmt_seconds
+from auto_core.supervisor import deathwatch, runs
+from auto_core.supervisor.runs import fmt_seconds
+from auto_core.supervisor.watch import Watcher
 
 # --- backoff ---------------------------------------------------------------------------------
 
@@ -255,17 +256,17 @@ def test_crash_loop_with_backoff_base_0_is_floored(home, make_watcher):
     define(home, "crashy", "exit 1", backoff_base=0)
     w, out, _ = make_watcher()
     launches: list[float] = []
-    real_launch = w.launcher.launch
+    real_launch = w.system.launch
 
     def launch(name, entry):
         launches.append(time.monotonic())
         return real_launch(name, entry)
 
-    w.launcher.launch = launch
+    w.system.launch = launch
     drive(w, lambda: len(launches) >= 8)
     gaps = [b - a for a, b in zip(launches, launches[1:], strict=False)]
     # Never more often than the floor, though the backoff says "now" ...
-    assert min(gaps) >= watch.MIN_START_INTERVAL - 0.002, gaps
+    assert min(gaps) >= runs.MIN_START_INTERVAL - 0.002, gaps
     # ... and not held back by anything else (the default backoff would wait 1, 2, 4 s).
     assert sum(gaps) / len(gaps) < 0.5, gaps
     e = entry_of(home, "crashy")
@@ -286,7 +287,7 @@ def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
     t0 = time.monotonic()
     block = w.iterate()
     assert time.monotonic() - t0 < 0.5  # SIGTERM sent; nobody waits for the group to go
-    assert block <= watch.STOP_POLL
+    assert block <= runs.STOP_POLL
     assert w.services["stubborn"].stopping is not None and pid_alive(pid)
     e = entry_of(home, "stubborn")
     assert e["request"]["id"] == "stop-1" and "outcome" not in e

@@ -18,7 +18,7 @@ every second where inotify is missing), by signals, and by its own timers:
 An automatic restart spawns before it writes: the decision is taken on the parsed state after
 a stat shows the file unchanged, and the new run is recorded right after the spawn. A run
 spawned by a watcher that died before recording it carries its marks in its environment
-(``launch``), by which the next watcher finds it (``recover``).
+(``launch``), by which the next watcher finds it (``recovery``).
 
 An exception in one iteration is logged with its traceback and the loop goes on. SIGTERM and
 SIGINT end the loop and leave every service running; the next watcher adopts them.
@@ -33,116 +33,36 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
 from auto_core import backoff, model
 from auto_core.errors import StateError
 from auto_core.logtree import logmaint, logs
-from auto_core.proc import identity, marks, ports, procgroup
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
-from auto_core.supervisor import deathwatch, launch
+from auto_core.supervisor import deathwatch, launch, recovery, runs
+from auto_core.supervisor.notifier import Notifier
+from auto_core.supervisor.runs import (
+    PORT_WAIT,
+    STOP_POLL,
+    Run,
+    Service,
+    Stopping,
+    exit_fields,
+    exit_text,
+    fmt_seconds,
+    number,
+    signal_name,
+)
+from auto_core.supervisor.system import System
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
-STOP_POLL = 0.02  # how often a stopping process group is looked at
-KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
-# A crash loop costs little whatever the backoff settings (even a base of 0): two starts of
-# one service are at least MIN_START_INTERVAL apart, and once a service has started BURST
-# times within BURST_WINDOW, at least BURST_INTERVAL apart (one log file a second at most).
-MIN_START_INTERVAL = 0.1
-BURST, BURST_WINDOW, BURST_INTERVAL = 10, 10.0, 1.0
 SLOW_ITERATION = 0.1  # an iteration longer than this is logged: the loop must never stall
 EARLY_WAKE = 0.002  # the loop wakes this much before a timer and sleeps the rest exactly
-PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
-
-
-def fmt_seconds(seconds: float) -> str:
-    """``4`` for whole seconds, ``2.1`` otherwise (log lines: 'after 2.1 s; restarting in 4 s')."""
-    text = f"{seconds:.1f}"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def exit_fields(code: int | None) -> dict:
-    """``last_exit`` fields from a returncode (negative: killed by that signal)."""
-    if code is None:
-        return {"code": None, "signal": None}
-    if code < 0:
-        return {"code": None, "signal": -code}
-    return {"code": code, "signal": None}
-
-
-def exit_text(code: int | None, known: bool) -> str:
-    if not known:
-        return "exited (exit status unknown: adopted from an earlier watcher)"
-    if code is not None and code < 0:
-        return f"killed by {signal_name(-code)}"
-    return f"exited with code {code}"
-
-
-@dataclass
-class Run:
-    """A live run the watcher watches. ``child`` is None for a run it adopted."""
-
-    pid: int
-    create_time: float
-    started_at: float
-    child: object | None = None  # spawn.Child
-    log_path: str | None = None
-
-
-@dataclass
-class Stopping:
-    """A stop in progress: signal sent, waiting for the group to go."""
-
-    pgid: int
-    signal: int
-    timeout: float
-    began: float  # monotonic
-    deadline: float  # monotonic: SIGKILL (or, once killed, give up) at this time
-    then: str | None = None  # "start" (restart, periodic), "remove", or None (stop)
-    request: dict | None = None
-    periodic: bool = False
-    killed: bool = False
-    code: int | None = None
-    known: bool = False
-    leader_gone: bool = False
-
-
-@dataclass
-class Service:
-    """What the watcher knows of one service besides its entry."""
-
-    name: str
-    run: Run | None = None
-    stopping: Stopping | None = None
-    handled: str | None = None  # id of the last request carried out
-    wake: float | None = None  # clock time to evaluate it again
-    periodic_anchor: float | None = None
-    leftover: int | None = None  # process group a dead leader left members in
-    starts: list[float] = field(default_factory=list)  # monotonic times of recent spawns
-
-    def earliest_start(self) -> float:
-        """The monotonic time before which this service is not started again."""
-        if not self.starts:
-            return 0.0
-        recent = [t for t in self.starts if t > self.starts[-1] - BURST_WINDOW]
-        gap = BURST_INTERVAL if len(recent) >= BURST else MIN_START_INTERVAL
-        return self.starts[-1] + gap
-    port_wait_until: float | None = None  # monotonic: a start waiting for its port
-    waiting: tuple | None = None  # (request, periodic, ended) of that start
-    unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
 
 
 class Watcher:
@@ -153,6 +73,9 @@ class Watcher:
         poll_only: use the 1 s poll instead of pidfd/kqueue (keeps that path tested).
         clock: wall clock (epoch seconds), injectable for tests of the timing logic.
         out: where the timestamped event lines go (stdout by default).
+        system: the processes it acts on (``System``); tests of its rules pass a simulation.
+        notifier: the death notifier (``deathwatch.make(poll_only)`` by default).
+        monotonic: the clock of timers (stops, the crash-loop floor, port waits).
     """
 
     def __init__(
@@ -162,12 +85,16 @@ class Watcher:
         poll_only: bool = False,
         clock: Callable[[], float] = time.time,
         out: TextIO | None = None,
+        system: System | None = None,
+        notifier: Notifier | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.home = home
         self.clock = clock
+        self.monotonic = monotonic
         self.out = out if out is not None else sys.stdout
-        self.notifier = deathwatch.make(poll_only)
-        self.launcher = launch.Launcher(home)
+        self.notifier = notifier if notifier is not None else deathwatch.make(poll_only)
+        self.system = system if system is not None else System(home)
         # Linux: inotify on local/ wakes us when state.json is replaced, so an idle watcher
         # need not wake every second to stat it.
         self._dir_fd = None if poll_only else self._watch_state_dir()
@@ -328,32 +255,23 @@ class Watcher:
     # --- adoption and recovery -------------------------------------------------------------
 
     def _recover(self) -> None:
-        """At start: adopt every recorded service that still runs, then deal with runs that
-        carry this home's marks but that no entry records (a watcher died between a spawn
-        and its record): adopt one when its service is down and wanted, stop the others."""
-        for name in sorted(self.entries):
-            entry = self.entries[name]
-            pid, ct = entry.get("pid"), _number(entry.get("create_time"))
-            if isinstance(pid, int) and ct is not None and identity.is_ours(pid, ct):
-                self._adopt(name, pid, ct, _number(entry.get("started_at")) or ct,
-                            entry.get("log_path"))
-        recorded = {n: e.get("run") if isinstance(e.get("run"), str) else None
-                    for n, e in self.entries.items()}
-        for found in marks.find(self.home, recorded):
-            if found.pid in self.by_pid:
-                continue
-            known = self.entries.get(found.service)
-            svc = self.services.get(found.service)
-            wanted = (known is not None and not known.get("explicitly_stopped")
-                      and svc is not None and svc.run is None and model.request(known) is None)
-            if wanted and found.pgid == found.pid:
-                ct = identity.create_time(found.pid)
-                if ct is not None:
-                    self._record_adopted(found.service, found.pid, ct, found.run_id)
-                    continue
-            if found.pgid > 1 and procgroup.exists(found.pgid):
-                self.log(f"stray run of {found.service} (pid {found.pid}, not recorded): stopping it")
-                procgroup.ask_group(found.pgid, signal.SIGKILL)
+        """At start: adopt every recorded service that still runs, then claim or stop the
+        marked runs that no entry records (``recovery``)."""
+        for found in recovery.recorded_alive(self.entries, self.system.is_ours):
+            self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path)
+        marked = self.system.marked(recovery.recorded_runs(self.entries))
+        running = {n for n, s in self.services.items() if s.run is not None}
+        claims, strays = recovery.sort_marked(marked, self.entries, running, self.by_pid)
+        for run in claims:
+            ct = self.system.create_time(run.pid)
+            if ct is not None:
+                self._record_adopted(run.service, run.pid, ct, run.run_id)
+            else:
+                strays.append(run)
+        for run in strays:
+            if run.pgid > 1 and self.system.live_groups({run.pgid}):
+                self.log(f"stray run of {run.service} (pid {run.pid}, not recorded): stopping it")
+                self.system.kill_group(run.pgid, signal.SIGKILL)
 
     def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None) -> None:
         svc = self.services.setdefault(name, Service(name))
@@ -427,7 +345,7 @@ class Watcher:
         if every:
             anchor = svc.periodic_anchor
             if anchor is None:
-                anchor = _number(entry.get("last_periodic_restart")) or run.started_at
+                anchor = number(entry.get("last_periodic_restart")) or run.started_at
             due = anchor + every
             if due <= now and run.started_at > due:
                 # It was not running when the restart fell due (crashed, waiting for backoff):
@@ -449,7 +367,7 @@ class Watcher:
         if entry.get("explicitly_stopped"):
             return
         now = self.clock()
-        due = _number(entry.get("next_restart_at"))
+        due = number(entry.get("next_restart_at"))
         if due is None:
             if entry.get("pid") is None and model.last_exit(entry) is None:
                 due = now  # defined but never started (a hand-written or older state file)
@@ -457,7 +375,7 @@ class Watcher:
                 self._schedule(svc, entry, "not running")
                 return
         if svc.port_wait_until is None:
-            floor = svc.earliest_start() - time.monotonic()
+            floor = svc.earliest_start() - self.monotonic()
             if floor > 0:
                 due = max(due, now + floor)
         if due - now > EARLY_WAKE:
@@ -525,7 +443,7 @@ class Watcher:
             then = "remove" if op == model.REMOVE else None
             if svc.run is not None:
                 self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
-            elif svc.leftover is not None and procgroup.live_groups({svc.leftover}):
+            elif svc.leftover is not None and self.system.live_groups({svc.leftover}):
                 self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
                                  request=req, pgid=svc.leftover)
             elif then == "remove":
@@ -582,15 +500,15 @@ class Watcher:
                 self.dirty.add(name)
                 return
         if svc.leftover is not None:
-            if procgroup.live_groups({svc.leftover}):
-                procgroup.signal_group(svc.leftover, signal.SIGKILL)
+            if self.system.live_groups({svc.leftover}):
+                self.system.kill_group(svc.leftover, signal.SIGKILL)
                 self.log(f"leftovers of {name} in process group {svc.leftover}: sent SIGKILL")
             svc.leftover = None
         busy = self._port_busy(svc, entry)
         if busy is not None:
             if svc.port_wait_until is None:
-                svc.port_wait_until = time.monotonic() + (PORT_WAIT if ended is not None else 0.0)
-            if time.monotonic() < svc.port_wait_until:
+                svc.port_wait_until = self.monotonic() + (PORT_WAIT if ended is not None else 0.0)
+            if self.monotonic() < svc.port_wait_until:
                 svc.waiting = (req, periodic, ended)
                 svc.wake = self.clock() + STOP_POLL
                 return
@@ -600,8 +518,8 @@ class Watcher:
             return
         svc.port_wait_until = None
         svc.waiting = None
-        svc.starts = svc.starts[-(BURST - 1):] + [time.monotonic()]
-        launched = self.launcher.launch(name, entry)
+        svc.started(self.monotonic())
+        launched = self.system.launch(name, entry)
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
@@ -616,10 +534,10 @@ class Watcher:
         port = entry.get("port")
         if not isinstance(port, int) or isinstance(port, bool):
             return None
-        holders = ports.listeners(port)
+        holders = self.system.port_holders(port)
         if not holders:
             return None
-        who = ", ".join(identity.describe(h.pid) for h in holders if h.pid) or "another process"
+        who = ", ".join(holders)
         return f"port {port} is in use by {who}; not starting {svc.name}"
 
     def _queue_start(self, svc: Service, req: dict | None, launched: launch.Launched | str,
@@ -667,7 +585,7 @@ class Watcher:
             elif not recorded:  # a run without a definition must not live
                 if svc.run is not None and svc.run.pid == launched.pid:
                     self._unwatch(svc)
-                procgroup.terminate_groups([launched.pid], timeout=2.0)
+                self.system.terminate_group(launched.pid, timeout=2.0)
                 self._reap(launched.child)
                 self.log(f"{name} was removed while starting: stopped pid {launched.pid}")
             else:
@@ -713,10 +631,10 @@ class Watcher:
         if log_path:
             # Before the signal: the service's shutdown output then follows it in order.
             logs.append_line(log_path, marker)
-        began = time.monotonic()
+        began = self.monotonic()
         svc.stopping = Stopping(group, sig, timeout, began, began + timeout, then=then,
                                 request=request, periodic=periodic, leader_gone=svc.run is None)
-        if not procgroup.ask_group(group, sig):
+        if not self.system.ask_group(group, sig):
             svc.stopping.leader_gone = svc.run is None
         self.log(f"stop {svc.name} process group {group}: sent {signal_name(sig)}")
 
@@ -724,8 +642,8 @@ class Watcher:
         stopping = [s for s in self.services.values() if s.stopping is not None]
         if not stopping:
             return
-        live = procgroup.live_groups({s.stopping.pgid for s in stopping})  # type: ignore[union-attr]
-        now = time.monotonic()
+        live = self.system.live_groups({s.stopping.pgid for s in stopping})  # type: ignore[union-attr]
+        now = self.monotonic()
         for svc in stopping:
             st = svc.stopping
             assert st is not None
@@ -734,16 +652,14 @@ class Watcher:
                 if code is not None:  # reaped here when the exit event is still on its way
                     self._leader_exited(svc, code, True)
             alive = st.pgid in live or (svc.run is not None and svc.run.pid == st.pgid)
-            if not alive:
+            step = st.step(now, alive)
+            if step == runs.GONE:
                 self._finish_stop(svc, ok=True)
-            elif now >= st.deadline:
-                if not st.killed:
-                    st.killed = True
-                    st.deadline = now + KILL_WAIT
-                    procgroup.signal_group(st.pgid, signal.SIGKILL)
-                    self.log(f"stop {svc.name}: still running after {fmt_seconds(st.timeout)} s: sent SIGKILL")
-                else:
-                    self._finish_stop(svc, ok=False)
+            elif step == runs.KILL:
+                self.system.kill_group(st.pgid, signal.SIGKILL)
+                self.log(f"stop {svc.name}: still running after {fmt_seconds(st.timeout)} s: sent SIGKILL")
+            elif step == runs.SURVIVED:
+                self._finish_stop(svc, ok=False)
 
     def _leader_exited(self, svc: Service, code: int | None, known: bool) -> None:
         st = svc.stopping
@@ -765,7 +681,7 @@ class Watcher:
             self._unwatch(svc)
             st.code, st.known = code, known
         svc.stopping = None
-        elapsed = time.monotonic() - st.began
+        elapsed = self.monotonic() - st.began
         if not ok:
             message = f"{name}: process group {st.pgid} survived SIGKILL"
             if log_path:
@@ -781,7 +697,7 @@ class Watcher:
             ended["unknown"] = True
         if st.killed:
             ended["killed_after"] = st.timeout
-        started = _number(entry.get("started_at"))
+        started = number(entry.get("started_at"))
         if started is not None:
             ended["ran_s"] = round(max(0.0, now - started), 3)
         what = exit_text(st.code, True) if st.known else "ended"
@@ -871,10 +787,10 @@ class Watcher:
         if entry is None:
             return
         stop_sig = int(signal.Signals[model.stop_signal(entry)])
-        if procgroup.live_groups({run.pid}):
+        if self.system.live_groups({run.pid}):
             # The leader died but members of its group live on (workers, a reloader): they
             # would hold its port and duplicate its work. Ask now, SIGKILL at the restart.
-            procgroup.ask_group(run.pid, stop_sig)
+            self.system.ask_group(run.pid, stop_sig)
             svc.leftover = run.pid
             self.log(f"leftovers of {name} in process group {run.pid}: sent {signal_name(stop_sig)}")
         ended = dict(exit_fields(code), at=now, pid=run.pid)
@@ -889,7 +805,7 @@ class Watcher:
         else:
             delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
             delay += backoff.jitter(name, delay)
-            delay = max(delay, svc.earliest_start() - time.monotonic())
+            delay = max(delay, svc.earliest_start() - self.monotonic())
             outcome = f"restarting in {fmt_seconds(delay)} s"
         if run.log_path:
             tail = "" if stopped else f"; {outcome}"
@@ -943,13 +859,6 @@ def _settle(entry: dict, req: dict, ok: bool, message: str, pid: int | None) -> 
     if held is not None and held["id"] == req["id"]:
         entry.pop("request", None)
         entry["outcome"] = {"id": req["id"], "ok": ok, "message": message, "pid": pid}
-
-
-def _number(value: object) -> float | None:
-    """A finite number from a (possibly hand-edited) state field, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def main(home: Home, poll_only: bool = False, login: bool = False) -> int:

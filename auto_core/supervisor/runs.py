@@ -1,0 +1,131 @@
+"""What the watcher knows of each service besides its entry, and the timing rules that need
+no process to decide: the crash-loop floor between two starts, and a stop's escalation from
+its stop signal to SIGKILL. The watcher (``watch``) acts on what these decide."""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass, field
+
+STOP_POLL = 0.02  # how often a stopping process group is looked at
+KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
+PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
+# A crash loop costs little whatever the backoff settings (even a base of 0): two starts of
+# one service are at least MIN_START_INTERVAL apart, and once a service has started BURST
+# times within BURST_WINDOW, at least BURST_INTERVAL apart (one log file a second at most).
+MIN_START_INTERVAL = 0.1
+BURST, BURST_WINDOW, BURST_INTERVAL = 10, 10.0, 1.0
+
+
+def fmt_seconds(seconds: float) -> str:
+    """``4`` for whole seconds, ``2.1`` otherwise (log lines: 'after 2.1 s; restarting in 4 s')."""
+    text = f"{seconds:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_fields(code: int | None) -> dict:
+    """``last_exit`` fields from a returncode (negative: killed by that signal)."""
+    if code is None:
+        return {"code": None, "signal": None}
+    if code < 0:
+        return {"code": None, "signal": -code}
+    return {"code": code, "signal": None}
+
+
+def exit_text(code: int | None, known: bool) -> str:
+    if not known:
+        return "exited (exit status unknown: adopted from an earlier watcher)"
+    if code is not None and code < 0:
+        return f"killed by {signal_name(-code)}"
+    return f"exited with code {code}"
+
+
+def number(value: object) -> float | None:
+    """A finite number from a (possibly hand-edited) state field, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass
+class Run:
+    """A live run the watcher watches. ``child`` is None for a run it adopted."""
+
+    pid: int
+    create_time: float
+    started_at: float
+    child: object | None = None  # spawn.Child: poll() and wait(timeout)
+    log_path: str | None = None
+
+
+# What a stop in progress needs next (``Stopping.step``).
+WAIT, KILL, GONE, SURVIVED = "wait", "kill", "gone", "survived"
+
+
+@dataclass
+class Stopping:
+    """A stop in progress: the stop signal was sent to the group at ``began``; SIGKILL goes
+    at ``deadline`` (``began`` + the stop timeout); once killed, the group has KILL_WAIT to
+    go before the stop is reported as failed. Times are monotonic."""
+
+    pgid: int
+    signal: int
+    timeout: float
+    began: float
+    deadline: float
+    then: str | None = None  # "start" (restart, periodic), "remove", or None (stop)
+    request: dict | None = None
+    periodic: bool = False
+    killed: bool = False
+    code: int | None = None
+    known: bool = False
+    leader_gone: bool = False
+
+    def step(self, now: float, alive: bool) -> str:
+        """WAIT, KILL (send SIGKILL now), GONE (the stop is done) or SURVIVED (it failed)."""
+        if not alive:
+            return GONE
+        if now < self.deadline:
+            return WAIT
+        if self.killed:
+            return SURVIVED
+        self.killed = True
+        self.deadline = now + KILL_WAIT
+        return KILL
+
+
+@dataclass
+class Service:
+    """What the watcher knows of one service besides its entry."""
+
+    name: str
+    run: Run | None = None
+    stopping: Stopping | None = None
+    handled: str | None = None  # id of the last request carried out
+    wake: float | None = None  # clock time to evaluate it again
+    periodic_anchor: float | None = None
+    leftover: int | None = None  # process group a dead leader left members in
+    starts: list[float] = field(default_factory=list)  # monotonic times of recent spawns
+    port_wait_until: float | None = None  # monotonic: a start waiting for its port
+    waiting: tuple | None = None  # (request, periodic, ended) of that start
+    unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
+
+    def started(self, now: float) -> None:
+        """Note a spawn at monotonic ``now`` (only the last BURST count)."""
+        self.starts = self.starts[-(BURST - 1):] + [now]
+
+    def earliest_start(self) -> float:
+        """The monotonic time before which this service is not started again."""
+        if not self.starts:
+            return 0.0
+        recent = [t for t in self.starts if t > self.starts[-1] - BURST_WINDOW]
+        gap = BURST_INTERVAL if len(recent) >= BURST else MIN_START_INTERVAL
+        return self.starts[-1] + gap
