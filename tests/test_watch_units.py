@@ -2,7 +2,7 @@
 timing rules driven through a real in-process ``Watcher.iterate`` with an injected clock
 (uptime reset after 60 s, a never-started definition, the crash-loop floor, a slow stop that
 blocks nothing). Entries and requests are written the way faces write them: under the state
-lock, with ``state.transaction``."""
+lock, with ``state.transaction`` (``watchsim``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import sys
 import time
 
 import pytest
-from helpers import pid_alive, read_state, wait_until
+from helpers import pid_alive, wait_until
+from watchsim import ask, define, entry_of
 
 from auto_core import backoff
 from auto_core.proc import identity
@@ -177,29 +178,6 @@ def make_watcher(home):
     yield make
     for w in made:
         w.close()
-
-
-def define(home, name: str, command: str, **fields) -> None:
-    """A definition as ``add`` writes it, never started (no pid, no request)."""
-    entry = {"command": command, "workdir": "/", "env": {}, "explicitly_stopped": False,
-             "restart_attempt": 0, "restarts": 0, "last_restart_time": None, "pid": None,
-             "create_time": None, "log_path": None}
-    entry.update(fields)
-    with state.transaction(home) as data:
-        state.processes(data)[name] = entry
-
-
-def ask(home, name: str, op: str, rid: str) -> None:
-    """A request as a face writes it (a stop records its intent in the same write)."""
-    with state.transaction(home) as data:
-        entry = state.processes(data)[name]
-        entry["request"] = {"id": rid, "op": op, "at": time.time(), "by": os.getpid()}
-        entry["explicitly_stopped"] = op == "stop"
-        entry.pop("next_restart_at", None)
-
-
-def entry_of(home, name: str) -> dict:
-    return read_state(home.root)["processes"][name]
 
 
 def drive(w: Watcher, until, timeout: float = 10.0, durations: list | None = None):
