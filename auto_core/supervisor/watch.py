@@ -334,10 +334,13 @@ class Watcher:
         now = self.clock()
         if entry.get("explicitly_stopped"):
             return
+        # The loop wakes up to EARLY_WAKE before a timer (``iterate``): what is due by then
+        # is done now, or the loop would spin until the clock reaches it.
+        soon = now + EARLY_WAKE
         wake: list[float] = []
         if model.count(entry, "restart_attempt") > 0:
             reset_at = run.started_at + backoff.RESET_AFTER
-            if now >= reset_at:
+            if soon >= reset_at:
                 self._reset_backoff(svc.name, run)
             else:
                 wake.append(reset_at)
@@ -353,8 +356,8 @@ class Watcher:
                 anchor += every * math.ceil((now - anchor) / every)
                 due = anchor + every
             svc.periodic_anchor = anchor
-            if due <= now:
-                svc.periodic_anchor = now
+            if due <= soon:
+                svc.periodic_anchor = max(now, due)
                 self._begin_stop(svc, entry, then="start", marker="[auto] periodic restart",
                                  periodic=True)
                 return
