@@ -8,21 +8,17 @@ write a unique temp file, ``fsync`` it, rename it over ``state.json`` and refres
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-from auto_core.errors import StateError
+from auto_core.errors import StateError, warn_stderr
 from auto_core.record import Record
+from auto_core.store import locks
 from auto_core.store.atomic import fsync_dir, write_atomic
-from auto_core.store.paths import FILE_MODE, Home, check_private, ensure_dir
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    pass
+from auto_core.store.paths import Home, check_private, ensure_dir
 
 VERSION = 1
 
@@ -138,29 +134,62 @@ def signature(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+LOCK_WAIT = 60.0  # a writer gives up (one error line) after waiting this long for the lock
+LOCK_NOTICE = 2.0  # a writer waiting this long says once who holds the lock
+
+
+class Busy(StateError):
+    """Another process holds the state lock (``transaction(blocking=False)``)."""
+
+
+def lock_holder(home: Home, path: str | None = None) -> str:
+    """Who holds the state lock (``path``: the part of it waited for, ``local/`` by default):
+    ``pid 123 (auto start-all, stopped)``."""
+    pid = locks.holder_pid(path or str(home.local))
+    if pid is None and not os.path.exists(locks.PROC_LOCKS):
+        pid = locks.opener_pid(str(home.state_lock))  # opened only by the holder of local/
+    return locks.describe(pid)
+
+
 @contextlib.contextmanager
-def locked(home: Home) -> Iterator[None]:
-    """Hold the exclusive state lock. Not reentrant: keep transactions leaf-level."""
+def locked(home: Home, *, blocking: bool = True, notice: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive state lock. Not reentrant: keep transactions leaf-level.
+
+    The lock is ``local/`` itself, then ``local/state.lock`` (``locks``: deleting the file
+    cannot let two writers in). Waiting longer than LOCK_NOTICE sends ``notice`` one line
+    naming the holder (stderr by default); after LOCK_WAIT it raises StateError. With
+    ``blocking=False`` it raises ``Busy`` at once when another process holds the lock."""
     check_private(str(home.state_file))
+    wait = LOCK_WAIT if blocking else 0.0
+    say = notice or warn_stderr
+
+    fds: list[int] = []
     try:
-        ensure_dir(home.local)
-        # Read-only is enough for flock, and closing it then tells no inotify watcher that
-        # something was written in local/ (the watcher wakes on writes there).
-        fd = os.open(home.state_lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is masked by the umask
-    except OSError as exc:
-        raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            ensure_dir(home.local)
+            for path, directory in ((str(home.local), True), (str(home.state_lock), False)):
+                def waiting(path: str = path) -> None:
+                    say(f"waiting for the state lock held by {lock_holder(home, path)}")
+
+                fd = locks.take(path, wait=wait, directory=directory, on_wait=(LOCK_NOTICE, waiting))
+                if fd is None:
+                    if not blocking:  # the watcher's try: no time spent on who holds it
+                        raise Busy("the state lock is held by another process")
+                    raise StateError(f"the state lock is still held by {lock_holder(home, path)}"
+                                     f" after {LOCK_WAIT:g} s; nothing was changed")
+                fds.append(fd)
+        except OSError as exc:
+            raise StateError(f"cannot open the state lock {home.state_lock}: {exc.strerror or exc}") from exc
         yield
     finally:
-        os.close(fd)  # closing releases the flock
+        for fd in reversed(fds):
+            os.close(fd)  # closing releases the flock
 
 
-def transaction(home: Home, warn: Callable[[str], None] | None = None):
+def transaction(home: Home, warn: Callable[[str], None] | None = None, *, blocking: bool = True):
     """Lock, re-read, yield the state dict to change in place, then save it if it changed.
     An exception inside the block discards the change. (``StateFile.transaction``.)"""
-    return StateFile(home, warn).transaction()
+    return StateFile(home, warn).transaction(blocking=blocking)
 
 
 class StateFile:
@@ -198,9 +227,11 @@ class StateFile:
         return processes(self.read())
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[dict]:
-        """Lock, re-read, yield the state to change in place, then save it if it changed."""
-        with locked(self.home):
+    def transaction(self, *, blocking: bool = True) -> Iterator[dict]:
+        """Lock, re-read, yield the state to change in place, then save it if it changed.
+        ``blocking=False``: raise ``Busy`` before yielding when another process holds the
+        lock, instead of waiting for it (the watcher's loop must never block on it)."""
+        with locked(self.home, blocking=blocking, notice=self.warn):
             loaded = load(self.home)
             if loaded.problem and self.warn:
                 self.warn(loaded.problem)
