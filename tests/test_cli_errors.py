@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import auto, read_state, run_cli, state_bytes
+from helpers import assert_one_error, auto, read_state, run_cli, state_bytes
 
 BAD_NAMES = ["a/b", "..", ".hidden", "-x", "a b", "a\nb", "a\x01b", "a\tb", "", "x" * 65, "é"]
 COMMANDS_WITH_NAME = {
@@ -25,14 +25,6 @@ def existing(auto_home, capsys):
     """A state with one stopped definition; returns the state bytes to compare against."""
     assert auto(capsys, "add", "existing", "sleep 1000", "--no-start")[0] == 0
     return state_bytes(auto_home)
-
-
-def assert_one_error(code: int, err: str, want_code: int) -> None:
-    assert code == want_code, err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("auto: error: "), err
-    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS_WITH_NAME))

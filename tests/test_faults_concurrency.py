@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, pid_alive, procs_with_argv, read_state, wait_until
+from helpers import ROOT, pid_alive, procs_with_argv, read_state, sleeps, wait_until
 
 WORKERS = 8
 OPS = 50
@@ -80,27 +80,8 @@ with open(out, "w") as fh:
 
 def marker_copies() -> dict[str, list[int]]:
     """Live processes of this AUTO_HOME whose argv is exactly ``sleep 3000K``, by name."""
-    want = {f"sleep\0{30000 + i}\0".encode(): f"n{i}" for i in range(len(NAMES))}
-    home_var = f"AUTO_HOME={os.environ['AUTO_HOME']}".encode()
-    found: dict[str, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        if cmd not in want or not pid_alive(int(entry)):
-            continue
-        try:  # only this test's AUTO_HOME: another run of the suite may be going on
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if home_var not in fh.read().split(b"\0"):
-                    continue
-        except OSError:
-            continue
-        found.setdefault(want[cmd], []).append(int(entry))
-    return found
+    return {f"n{n - 30000}": pids for n, pids in sleeps(os.environ["AUTO_HOME"]).items()
+            if 30000 <= n < 30000 + len(NAMES)}
 
 
 class Background(threading.Thread):
@@ -125,14 +106,10 @@ def last_writers(ops: list[dict], field: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_concurrent_clients_with_watcher_reader_and_sampler(home, tmp_path):
+def test_concurrent_clients_with_watcher_reader_and_sampler(home, tmp_path, watcher):
     home.local.mkdir(parents=True)
     env = dict(os.environ, AUTO_HOME=str(home.root))
-    wlog = open(tmp_path / "watch.out", "wb")
-    watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], stdout=wlog,
-                               stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    wait_until(lambda: b"watcher started" in (tmp_path / "watch.out").read_bytes(), 15,
-               message="watcher started")
+    w = watcher()
 
     bad_reads: list[str] = []
 
@@ -212,15 +189,9 @@ def test_concurrent_clients_with_watcher_reader_and_sampler(home, tmp_path):
         return all(len(copies.get(n, [])) == (0 if n not in procs_now or procs_now[n].get("explicitly_stopped") else 1)
                    for n in NAMES)
 
-    try:
-        wait_until(settled, 15, message="one copy of each running service, none of the others")
-    finally:
-        text = (tmp_path / "watch.out").read_text(errors="replace")
-        watcher_alive = watcher.poll() is None
-        watcher.kill()
-        watcher.wait()
-        wlog.close()
-    assert watcher_alive, text
+    wait_until(settled, 15, message="one copy of each running service, none of the others")
+    text = w.text()
+    assert w.proc.poll() is None, text
     assert "Traceback" not in text, text[-3000:]
     print(f"\nconcurrency: {len(ops)} ops, {sum(o['ok'] for o in ops)} succeeded, "
           f"{reader.count} reads, {sampler.count} process samples, {len(crashes)} crashes, "
@@ -250,7 +221,7 @@ def test_a_remove_requested_while_the_watcher_starts_the_service_leaves_no_copy(
             removal["error"] = exc
 
     remover = threading.Thread(target=remove, daemon=True)
-    real_launch = watcher.launcher.launch
+    real_launch = watcher.system.launch
 
     def launch(name, entry):
         launched = real_launch(name, entry)
@@ -260,7 +231,7 @@ def test_a_remove_requested_while_the_watcher_starts_the_service_leaves_no_copy(
                    5, message="the remove request written")
         return launched
 
-    watcher.launcher.launch = launch
+    watcher.system.launch = launch
     done = threading.Event()
 
     def loop():

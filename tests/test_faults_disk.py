@@ -23,17 +23,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import auto, pid_alive, read_state, wait_until
+from helpers import assert_one_error, auto, pid_alive, read_state, wait_until
 
 SLEEP = "sleep 1000"
-
-
-def assert_one_error(code: int, err: str, expected: int = 1) -> str:
-    assert code == expected, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("auto: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def run_limited(home: Path, *argv: str, fsize: int) -> subprocess.CompletedProcess:

@@ -10,76 +10,17 @@ checked directly, not inferred from it staying alive.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
-import textwrap
 import time
 
 import psutil
 import pytest
-from helpers import auto, free_port, pid_alive, read_state, wait_until
+from helpers import Sentinel, auto, free_port, pid_alive, read_state, wait_until
 
 from auto_core.lifecycle import Api
 from auto_core.proc import identity, procgroup
 from auto_core.store import watchlock
-
-# Catches every signal it can, logs its number, keeps running. Optionally listens on a port.
-_SENTINEL = textwrap.dedent(
-    """
-    import os, signal, socket, sys, time
-    log = sys.argv[1]
-    def note(sig, frame):
-        with open(log, "a") as fh:
-            fh.write(f"{sig}\\n")
-    for s in signal.valid_signals():
-        if s not in (signal.SIGKILL, signal.SIGSTOP):
-            try:
-                signal.signal(s, note)
-            except (OSError, ValueError):
-                pass
-    if len(sys.argv) > 2:
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", int(sys.argv[2])))
-        srv.listen()
-    open(log + ".ready", "w").close()
-    while True:
-        time.sleep(1)
-    """
-)
-
-
-class Sentinel:
-    """An unrelated live process that reports every signal it gets."""
-
-    def __init__(self, tmp_path, port: int | None = None):
-        self.log = tmp_path / f"sentinel-{time.monotonic_ns()}.signals"
-        env = {k: v for k, v in os.environ.items() if k != "AUTO_HOME"}
-        argv = [sys.executable, "-c", _SENTINEL, str(self.log)] + ([str(port)] if port else [])
-        self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
-        wait_until(lambda: os.path.exists(f"{self.log}.ready"), 10, message="sentinel ready")
-        self.pid = self.proc.pid
-        self.create_time = psutil.Process(self.pid).create_time()
-
-    def signals(self) -> list[int]:
-        return [int(x) for x in self.log.read_text().split()] if self.log.exists() else []
-
-    def assert_untouched(self):
-        assert self.proc.poll() is None and pid_alive(self.pid), "the unrelated process died"
-        assert self.signals() == [], f"the unrelated process got signals {self.signals()}"
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-@pytest.fixture
-def sentinel(tmp_path):
-    s = Sentinel(tmp_path)
-    yield s
-    s.close()
 
 
 def point_at(home, name: str, pid: int, create_time) -> None:

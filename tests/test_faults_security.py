@@ -180,27 +180,18 @@ def test_the_header_shows_the_command_without_running_it_twice(home, tmp_path):
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o277])
-def test_watcher_files_modes_whatever_the_umask(home, tmp_path, umask):
+def test_watcher_files_modes_whatever_the_umask(home, watcher, umask):
     """The watcher's own files (watch.lock, the state it writes, the run logs and their
     directories it creates for the services it spawns) follow the same rule."""
     r = run_with_umask(home.root, 0o022, "add", "web", "sleep 1000", "--workdir", "/", "--no-start")
     assert r.returncode == 0, r.stderr
-    out = tmp_path / "watch.out"
-    with open(out, "wb") as fh:
-        watcher = subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], stdout=fh, stderr=subprocess.STDOUT,
-                                   env=dict(os.environ, AUTO_HOME=str(home.root)),
-                                   preexec_fn=lambda: os.umask(umask))
-    try:
-        wait_until(lambda: b"watcher started" in out.read_bytes(), 15, message="watcher started")
-        r = run_with_umask(home.root, umask, "start", "web", "--wait", "0")  # the watcher spawns and writes
-        assert r.returncode == 0, r.stderr
-        assert "started the watcher" not in r.stderr  # the one started here did it
-        wait_until(lambda: b"start web pid " in out.read_bytes(), 10, message="the watcher's start line")
-        assert any(p.endswith(".log") and p.startswith("output/logs/web/") for p in modes_under(home.root))
-        found = modes_under(home.root)
-        assert "local/watch.lock" in found
-        wrong = {p: oct(m) for p, m in found.items() if m != (0o700 if (home.root / p).is_dir() else 0o600)}
-        assert wrong == {}, f"umask {oct(umask)}: wrong modes {wrong}"
-    finally:
-        watcher.kill()
-        watcher.wait()
+    w = watcher(umask=umask)
+    r = run_with_umask(home.root, umask, "start", "web", "--wait", "0")  # the watcher spawns and writes
+    assert r.returncode == 0, r.stderr
+    assert "started the watcher" not in r.stderr  # the one started here did it
+    w.wait_line(r"^start web pid ")
+    assert any(p.endswith(".log") and p.startswith("output/logs/web/") for p in modes_under(home.root))
+    found = modes_under(home.root)
+    assert "local/watch.lock" in found
+    wrong = {p: oct(m) for p, m in found.items() if m != (0o700 if (home.root / p).is_dir() else 0o600)}
+    assert wrong == {}, f"umask {oct(umask)}: wrong modes {wrong}"

@@ -15,16 +15,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import auto, pid_alive, read_state, run_cli, wait_until
+from helpers import assert_one_error, auto, pid_alive, read_state, run_cli, wait_until
 
 SLEEP = "sleep 1000"
-
-
-def assert_one_error(code: int, err: str, expected_code: int = 1) -> None:
-    assert code == expected_code, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("auto: error: "), err
-    assert "Traceback" not in err
 
 
 def _valid_state() -> bytes:
@@ -151,17 +144,7 @@ def test_unknown_fields_are_kept_on_write(capsys, home):
     assert read_state(home.root)["processes"]["web"]["port"] == 8081
 
 
-@pytest.fixture
-def unrelated():
-    """A live process that has nothing to do with auto (not under AUTO_HOME)."""
-    env = {k: v for k, v in os.environ.items() if k != "AUTO_HOME"}
-    proc = subprocess.Popen(["sleep", "1000"], env=env, start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
-def test_seed_era_file_loads_and_its_stale_pid_is_never_signalled(capsys, home, tmp_path, unrelated):
+def test_seed_era_file_loads_and_its_stale_pid_is_never_signalled(capsys, home, tmp_path, stranger):
     """The seed's own example file: no version, no create_time, a pid that now belongs to
     someone else. It loads unchanged, shows as dead (not running), and stop never signals it."""
     log_path = "/path/to/auto/output/logs/myapp/2024/01/myapp_240115_143022.log"
@@ -171,7 +154,7 @@ def test_seed_era_file_loads_and_its_stale_pid_is_never_signalled(capsys, home, 
                 "command": "sleep 1000",
                 "workdir": str(tmp_path),
                 "port": 8080,
-                "pid": unrelated.pid,
+                "pid": stranger.pid,
                 "explicitly_stopped": False,
                 "restart_attempt": 0,
                 "last_restart_time": None,
@@ -192,7 +175,7 @@ def test_seed_era_file_loads_and_its_stale_pid_is_never_signalled(capsys, home, 
 
     code, _, err = auto(capsys, "stop", "myapp")
     assert code == 0, err
-    assert unrelated.poll() is None and pid_alive(unrelated.pid)
+    assert stranger.poll() is None and pid_alive(stranger.pid)
     after = read_state(home.root)
     assert after["version"] == 1
     entry = after["processes"]["myapp"]
@@ -203,10 +186,10 @@ def test_seed_era_file_loads_and_its_stale_pid_is_never_signalled(capsys, home, 
     code, _, err = auto(capsys, "start", "myapp")
     assert code == 0, err
     new_pid = read_state(home.root)["processes"]["myapp"]["pid"]
-    assert new_pid != unrelated.pid and pid_alive(new_pid)
+    assert new_pid != stranger.pid and pid_alive(new_pid)
     assert auto(capsys, "remove", "myapp")[0] == 0
     wait_until(lambda: not pid_alive(new_pid), 10, message="myapp to stop")
-    assert unrelated.poll() is None
+    assert stranger.poll() is None
 
 
 BAD_FIELDS = {

@@ -13,18 +13,6 @@ from helpers import auto, pid_alive, read_state, wait_until
 from auto_core.proc import identity
 
 
-@pytest.fixture
-def stranger():
-    """An unrelated `sleep` in its own session, without AUTO_HOME; killed afterwards."""
-    env = {k: v for k, v in os.environ.items() if k != "AUTO_HOME"}
-    proc = subprocess.Popen(["sleep", "1000"], start_new_session=True, env=env)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def test_is_ours_matches_live_process_with_its_create_time(stranger):
     ct = psutil.Process(stranger.pid).create_time()
     assert identity.is_ours(stranger.pid, ct)

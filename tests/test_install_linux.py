@@ -17,13 +17,6 @@ from helpers import run_cli
 UNIT_RE = re.compile(r"auto-watch-[0-9a-f]{8}\.service")
 
 
-@pytest.fixture
-def fakes(tmp_path, auto_home, monkeypatch):
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return Fakes(tmp_path, auto_home)
-
-
 def cli(fakes: Fakes, *args: str, **env: str):
     return run_cli(*args, env={**fakes.env(), **env})
 
@@ -303,11 +296,8 @@ def unit_words(text: str, key: str) -> list[list[str]]:
             for line in text.splitlines() if line.startswith(f"{key}=")]
 
 
-def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home):
+def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home, watcher):
     """Run ExecStart with the unit's Environment= exactly as systemd would: it takes the lock."""
-    pytest.importorskip("auto_core.supervisor.watch")
-    from helpers import wait_until
-
     from auto_core.store import watchlock
     from auto_core.store.paths import Home
 
@@ -318,15 +308,8 @@ def test_unit_exec_start_really_runs_the_watcher(fakes, auto_home):
     env = dict(w.split("=", 1) for (w,) in unit_words(text, "Environment"))
     assert set(env) == {"PATH", "AUTO_HOME"}
     log = auto_home / "output" / "logs" / "auto" / "auto.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                cwd="/")
-    try:
-        wait_until(lambda: watchlock.holder(Home(auto_home)) == proc.pid, timeout=15,
-                   message=f"the watcher to take the lock (log: {log})")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    w = watcher(out=log, argv=argv, env=env, cwd="/")  # returns once it says it started
+    assert watchlock.holder(Home(auto_home)) == w.pid
 
 
 def test_missing_loginctl_is_tolerated(fakes, tmp_path):

@@ -42,12 +42,10 @@ class Out:
 
 
 @pytest.fixture
-def fakes(tmp_path, auto_home, monkeypatch):
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    f = Fakes(tmp_path, auto_home)
-    f.apply(monkeypatch)
-    return f
+def fakes(fakes, monkeypatch):
+    """The shared fakes (conftest.py), applied to this process: install runs in it here."""
+    fakes.apply(monkeypatch)
+    return fakes
 
 
 def mac(cmd: str, fakes: Fakes, monkeypatch, dry_run: bool = False, home: Home | None = None) -> Out:

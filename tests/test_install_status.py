@@ -37,15 +37,9 @@ def hold_lock(auto_home, kind: str) -> subprocess.Popen:
 
 
 @pytest.fixture
-def fakes(tmp_path, auto_home, monkeypatch):
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return Fakes(tmp_path, auto_home)
-
-
-@pytest.fixture
-def watcher(auto_home):
-    """A real process holding the watcher lock of this AUTO_HOME; killed afterwards."""
+def lock_holder(auto_home):
+    """A real process holding the watcher lock of this AUTO_HOME as one started on demand;
+    killed afterwards."""
     proc = hold_lock(auto_home, "on-demand")
     try:
         yield proc
@@ -64,13 +58,13 @@ def install_unit(fakes: Fakes) -> None:
     fakes.reset()
 
 
-def test_all_well_exits_0(fakes, watcher, auto_home):
+def test_all_well_exits_0(fakes, lock_holder, auto_home):
     install_unit(fakes)
     fakes.rule("systemctl", "--user", "is-active", stdout="active\n")
     r = status(fakes)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith(f"watcher:  running, started on demand (pid {watcher.pid}, since ")
+    assert lines[0].startswith(f"watcher:  running, started on demand (pid {lock_holder.pid}, since ")
     assert lines[1].startswith("service:  installed and active (auto-watch-")
     assert lines[2] == f"state:    {auto_home}/local/state.json (0 processes)"
     assert lines[3].startswith(f"logs:     {auto_home}/output/logs ")
@@ -97,7 +91,7 @@ def test_no_watcher_exits_1(fakes):
     assert any(ln.startswith("problem:  no watcher is running") for ln in r.stdout.splitlines())
 
 
-def test_inactive_service_is_a_problem(fakes, watcher):
+def test_inactive_service_is_a_problem(fakes, lock_holder):
     install_unit(fakes)
     fakes.rule("systemctl", "--user", "is-active", rc=3, stdout="failed\n")
     r = status(fakes)
@@ -105,7 +99,7 @@ def test_inactive_service_is_a_problem(fakes, watcher):
     assert "problem:  unit auto-watch-" in r.stdout and " is failed " in r.stdout
 
 
-def test_missing_systemctl_is_tolerated(fakes, watcher, tmp_path):
+def test_missing_systemctl_is_tolerated(fakes, lock_holder, tmp_path):
     install_unit(fakes)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -151,7 +145,7 @@ def test_dead_entry_with_watcher_is_not_stale(fakes, auto_home):
     assert r.returncode == 0, r.stdout
 
 
-def test_unreadable_state_is_a_problem(fakes, watcher, auto_home):
+def test_unreadable_state_is_a_problem(fakes, lock_holder, auto_home):
     (auto_home / "local").mkdir(parents=True, exist_ok=True)
     (auto_home / "local" / "state.json").write_text("{not json")
     r = status(fakes)

@@ -8,7 +8,7 @@ import re
 import signal
 import time
 
-from helpers import auto, group_members, pid_alive, read_state, wait_until
+from helpers import auto, group_members, pid_alive, ppid, read_state, wait_until
 
 TERM_RECORDER = r'''
 import json, os, signal, sys, time
@@ -187,7 +187,7 @@ def test_the_watcher_records_the_exit_code_of_a_service_the_api_started(api, hom
     assert pid == read_state(home.root)["processes"]["quick"]["pid"]
     watcher = api.watcher()
     assert watcher is not None and watcher != os.getpid()
-    assert _ppid(pid) == watcher, "the watcher, not the face, is the service's parent"
+    assert ppid(pid) == watcher, "the watcher, not the face, is the service's parent"
     go.touch()
     wait_until(lambda: (read_state(home.root)["processes"]["quick"].get("last_exit") or {}).get("pid") == pid,
                message="the watcher to record the exit")
@@ -196,9 +196,3 @@ def test_the_watcher_records_the_exit_code_of_a_service_the_api_started(api, hom
     with open(read_state(home.root)["processes"]["quick"]["log_path"]) as fh:
         assert re.fullmatch(r"\[auto\] exited with code 3 after \d+(\.\d)? s; restarting in \d+(\.\d)? s",
                             fh.read().splitlines()[-1])
-
-
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        raw = fh.read()
-    return int(raw[raw.rfind(b")") + 2:].split()[1])

@@ -12,16 +12,10 @@ import sys
 import time
 
 import pytest
-from helpers import pid_alive, procs_with_env, read_state, run_cli, wait_until
+from helpers import pid_alive, ppid, procs_with_env, read_state, run_cli, wait_until
 
 from auto_core.store import watchlock
 from auto_core.store.paths import Home
-
-
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        raw = fh.read()
-    return int(raw[raw.rfind(b")") + 2:].split()[1])
 
 
 def _entry(home, name: str) -> dict:
@@ -71,9 +65,9 @@ def test_every_face_spawns_through_the_watcher(auto_home):
     assert run_cli("start-all", "--wait", "0").returncode == 0
     for name in ("a", "b", "c"):
         pid = _entry(auto_home, name)["pid"]
-        assert pid_alive(pid) and _ppid(pid) == watcher, name
+        assert pid_alive(pid) and ppid(pid) == watcher, name
     assert run_cli("restart", "a", "--wait", "0").returncode == 0
-    assert _ppid(_entry(auto_home, "a")["pid"]) == watcher
+    assert ppid(_entry(auto_home, "a")["pid"]) == watcher
 
 
 def test_sigkill_is_recorded_and_a_stop_says_stopped_by_user(auto_home):
@@ -238,30 +232,22 @@ def test_stop_without_a_watcher_needs_none(auto_home):
     assert out.returncode == 0 and watchlock.holder(Home(auto_home)) is None
 
 
-def test_the_login_watcher_takes_over_from_an_on_demand_one(auto_home):
-    import subprocess
-
+def test_the_login_watcher_takes_over_from_an_on_demand_one(auto_home, watcher):
     assert run_cli("add", "kept", "sleep 1000", "--wait", "0").returncode == 0
     on_demand = _watcher(auto_home)
     pid = _entry(auto_home, "kept")["pid"]
     assert "started on demand" in run_cli("status").stdout
-    login = subprocess.Popen([sys.executable, "-m", "auto_core", "watch", "--login"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: watchlock.holder(Home(auto_home)) == login.pid, timeout=20,
-                   message="the login watcher holding the lock")
-        assert not pid_alive(on_demand) and login.poll() is None
-        assert watchlock.holder_info(Home(auto_home)) == (login.pid, "login")
-        assert _entry(auto_home, "kept")["pid"] == pid and pid_alive(pid)  # untouched
-        assert "started at login" in run_cli("status").stdout
-        # A second login watcher does not take over from a login one.
-        second = run_cli("watch", "--login", timeout=30)
-        assert second.returncode == 1 and "already running" in second.stderr
-        stop = run_cli("stop", "kept")
-        assert stop.returncode == 0 and "started the watcher" not in stop.stderr
-    finally:
-        login.terminate()
-        login.wait(timeout=10)
+    login = watcher("--login", timeout=20)  # returns once it runs, holding the lock
+    assert watchlock.holder(Home(auto_home)) == login.pid
+    assert not pid_alive(on_demand) and login.proc.poll() is None
+    assert watchlock.holder_info(Home(auto_home)) == (login.pid, "login")
+    assert _entry(auto_home, "kept")["pid"] == pid and pid_alive(pid)  # untouched
+    assert "started at login" in run_cli("status").stdout
+    # A second login watcher does not take over from a login one.
+    second = run_cli("watch", "--login", timeout=30)
+    assert second.returncode == 1 and "already running" in second.stderr
+    stop = run_cli("stop", "kept")
+    assert stop.returncode == 0 and "started the watcher" not in stop.stderr
 
 
 def test_a_death_while_no_watcher_ran_is_recorded_as_unknown(auto_home):

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from helpers import header_by, pid_alive, procs_with_argv, read_state, run_cli, wait_until
+from helpers import header_by, pid_alive, ppid, procs_with_argv, read_state, run_cli, wait_until
 
 from auto_core.proc import spawn
 from auto_core.store import watchlock
@@ -27,51 +27,39 @@ sys.exit(cli.main(["watch"]))
 """
 
 
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        raw = fh.read()
-    return int(raw[raw.rfind(b")") + 2:].split()[1])
-
-
-def test_without_posix_spawn_setsid_the_watcher_starts_services_through_popen_in_their_own_session(home, tmp_path):
+def test_without_posix_spawn_setsid_the_watcher_starts_services_through_popen_in_their_own_session(home, tmp_path, watcher):
     """A watcher whose Python cannot posix_spawn into a new session: services still lead
     their own session, are its children, and their exits are recorded with their status."""
     calls = tmp_path / "setsid-calls"
-    out = open(tmp_path / "watcher.out", "wb")
-    watcher = subprocess.Popen([sys.executable, "-c", NO_SETSID_WATCHER, str(calls)], stdout=out, stderr=out,
-                               env=dict(os.environ, AUTO_HOME=str(home.root)))
-    out.close()
-    try:
-        wait_until(lambda: watchlock.holder(home) == watcher.pid, 10, message="the test's watcher to take the lock")
-        for name, command in (("one", "sleep 40971"), ("two", "sleep 40970; exit 3")):
-            r = run_cli("add", name, command, "--workdir", "/", "--wait", "0", home=home.root)
-            assert r.returncode == 0, r.stderr
-            assert "started the watcher" not in r.stderr
-        assert calls.read_text() == "setsid\n", "the first refusal is remembered: no second posix_spawn try"
-        procs = read_state(home.root)["processes"]
-        for name in ("one", "two"):
-            entry = procs[name]
-            pid = entry["pid"]
-            assert pid_alive(pid) and os.getsid(pid) == pid and os.getpgid(pid) == pid
-            assert _ppid(pid) == watcher.pid
-            log = entry["log_path"]
-            wait_until(lambda log=log: open(log).read(), 5, message=f"{name}'s header")
-            assert header_by(open(log).read().splitlines()[0], name, pid, entry["command"]) == "shell"
-        # The watcher reaps its Popen children: the status of a death is known.
-        one = procs["one"]["pid"]
-        os.kill(one, signal.SIGKILL)
-        wait_until(lambda: (read_state(home.root)["processes"]["one"].get("last_exit") or {}).get("pid") == one, 5,
-                   message="one's death recorded")
-        last = read_state(home.root)["processes"]["one"]["last_exit"]
-        assert last["signal"] == signal.SIGKILL and "unknown" not in last
-        stop = run_cli("stop", "two", home=home.root)
-        assert stop.returncode == 0 and stop.stdout.startswith("stopped two (SIGTERM, "), stop
-        last = read_state(home.root)["processes"]["two"]["last_exit"]
-        assert last["stopped"] is True and last["signal"] == signal.SIGTERM and "unknown" not in last
-    finally:
-        watcher.terminate()
-        watcher.wait(10)
-    assert "Traceback" not in (tmp_path / "watcher.out").read_text()
+    w = watcher(argv=[sys.executable, "-c", NO_SETSID_WATCHER, str(calls)])
+    assert watchlock.holder(home) == w.pid
+    for name, command in (("one", "sleep 40971"), ("two", "sleep 40970; exit 3")):
+        r = run_cli("add", name, command, "--workdir", "/", "--wait", "0", home=home.root)
+        assert r.returncode == 0, r.stderr
+        assert "started the watcher" not in r.stderr
+    assert calls.read_text() == "setsid\n", "the first refusal is remembered: no second posix_spawn try"
+    procs = read_state(home.root)["processes"]
+    for name in ("one", "two"):
+        entry = procs[name]
+        pid = entry["pid"]
+        assert pid_alive(pid) and os.getsid(pid) == pid and os.getpgid(pid) == pid
+        assert ppid(pid) == w.pid
+        log = entry["log_path"]
+        wait_until(lambda log=log: open(log).read(), 5, message=f"{name}'s header")
+        assert header_by(open(log).read().splitlines()[0], name, pid, entry["command"]) == "shell"
+    # The watcher reaps its Popen children: the status of a death is known.
+    one = procs["one"]["pid"]
+    os.kill(one, signal.SIGKILL)
+    wait_until(lambda: (read_state(home.root)["processes"]["one"].get("last_exit") or {}).get("pid") == one, 5,
+               message="one's death recorded")
+    last = read_state(home.root)["processes"]["one"]["last_exit"]
+    assert last["signal"] == signal.SIGKILL and "unknown" not in last
+    stop = run_cli("stop", "two", home=home.root)
+    assert stop.returncode == 0 and stop.stdout.startswith("stopped two (SIGTERM, "), stop
+    last = read_state(home.root)["processes"]["two"]["last_exit"]
+    assert last["stopped"] is True and last["signal"] == signal.SIGTERM and "unknown" not in last
+    w.close()
+    assert "Traceback" not in w.text()
 
 
 def test_a_popen_child_is_reaped_through_the_child_which_tells_its_popen(home, monkeypatch):

@@ -3,7 +3,8 @@ real signals. Every wait has a deadline; nothing sleeps and hopes.
 
 Each test starts its watcher before its first CLI command that needs one: the CLI then uses
 it (a command started with no watcher running would bring one up on demand, and a second
-`auto watch` would exit at once). Services that exit on purpose are added with ``--wait 0``.
+`auto watch` would exit at once): the ``watcher`` fixture (conftest.py) starts it and ends it
+afterwards. Services that exit on purpose are added with ``--wait 0``.
 """
 
 from __future__ import annotations
@@ -15,86 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
-from pathlib import Path
 
 import pytest
-from helpers import ROOT, pid_alive, procs_with_env, read_state, run_cli, wait_until
+from helpers import LINE_RE, pid_alive, ppid, procs_with_env, read_state, run_cli, wait_until
 
 from auto_core.store import state
 from auto_core.store.paths import Home
-
-STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
-LINE_RE = re.compile(rf"^({STAMP}) (.*)$")
-
-
-class WatcherProc:
-    """One `auto watch` subprocess whose stdout goes to a file we can read at any time."""
-
-    def __init__(self, home: Path, out: Path, poll: bool = False):
-        self.out = out
-        self._fh = open(out, "wb")
-        args = [sys.executable, "-m", "auto_core", "watch"] + (["--poll"] if poll else [])
-        env = dict(os.environ, AUTO_HOME=str(home))
-        self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        self.wait_line(r"watcher started")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def text(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def events(self) -> list[tuple[datetime, str]]:
-        found = []
-        for line in self.text().splitlines():
-            m = LINE_RE.match(line)
-            if m:
-                found.append((datetime.fromisoformat(m.group(1)), m.group(2)))
-        return found
-
-    def wait_line(self, pattern: str, timeout: float = 10.0, count: int = 1) -> re.Match:
-        rx = re.compile(pattern)
-
-        def found():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"watcher exited ({self.proc.returncode}):\n{self.text()}")
-            hits = [m for _, msg in self.events() if (m := rx.search(msg))]
-            return hits[count - 1] if len(hits) >= count else None
-
-        try:
-            return wait_until(found, timeout, message=f"watcher line /{pattern}/ x{count}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- watcher output ---\n{self.text()}") from None
-
-    def lines(self, pattern: str) -> list[str]:
-        rx = re.compile(pattern)
-        return [msg for _, msg in self.events() if rx.search(msg)]
-
-    def signal(self, sig: int, timeout: float = 10.0) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._fh.close()
-
-
-@pytest.fixture
-def watcher(home, tmp_path):
-    started: list[WatcherProc] = []
-
-    def start(poll: bool = False) -> WatcherProc:
-        w = WatcherProc(home.root, tmp_path / f"watch-{len(started)}.out", poll)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.close()
 
 
 def cli_ok(*args: str) -> subprocess.CompletedProcess:
@@ -112,12 +39,6 @@ def live_pid(home: Home, name: str) -> int | None:
     e = entry(home, name)
     pid = e.get("pid")
     return pid if isinstance(pid, int) and pid_alive(pid) else None
-
-
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        raw = fh.read()
-    return int(raw[raw.rfind(b")") + 2:].split()[1])
 
 
 def copies(home: Home, name: str) -> set[int]:
@@ -169,7 +90,7 @@ def test_second_watcher_exits_1_naming_the_running_one(watcher):
 @pytest.mark.slow
 @pytest.mark.parametrize("poll", [False, True], ids=["event", "poll"])
 def test_service_added_elsewhere_is_watched_and_restarted(home, watcher, poll):
-    w = watcher(poll=poll)
+    w = watcher("--poll") if poll else watcher()
     assert ("poll" in w.lines("watcher started")[0]) == poll
     if not poll:
         assert "pidfd" in w.lines("watcher started")[0]
@@ -180,7 +101,7 @@ def test_service_added_elsewhere_is_watched_and_restarted(home, watcher, poll):
     assert time.monotonic() - t0 < 4.0
     first = int(w.wait_line(r"start svc pid (\d+) \(requested\)").group(1))
     assert first == live_pid(home, "svc")
-    assert _ppid(first) == w.pid  # the watcher is its parent
+    assert ppid(first) == w.pid  # the watcher is its parent
 
     os.kill(first, signal.SIGKILL)
     w.wait_line(rf"exit svc pid {first} killed by SIGKILL after [\d.]+ s; restarting in 1 s")
