@@ -38,10 +38,15 @@ def run_limited(home: Path, *argv: str, fsize: int) -> subprocess.CompletedProce
                           env=dict(os.environ, AUTO_HOME=str(home)), preexec_fn=limit, timeout=60)
 
 
-def test_state_write_beyond_the_file_size_limit_fails_cleanly(capsys, home):
+def add_padded_services(capsys, home) -> bytes:
+    """Six stopped services whose state is well over 1 KiB; that state file's bytes."""
     for i in range(6):
         assert auto(capsys, "add", f"svc{i}", SLEEP, "--no-start", "--env", f"PAD={'x' * 200}")[0] == 0
-    before = home.state_file.read_bytes()
+    return home.state_file.read_bytes()
+
+
+def test_state_write_beyond_the_file_size_limit_fails_cleanly(capsys, home):
+    before = add_padded_services(capsys, home)
     assert len(before) > 2048
     envs = sorted(p.name for p in (home.local / "env").iterdir())
 
@@ -73,9 +78,7 @@ def test_state_write_beyond_the_file_size_limit_fails_cleanly(capsys, home):
 
 def test_start_under_the_file_size_limit_spawns_nothing(capsys, home):
     """The start request cannot be written, so nothing is spawned (intent before action)."""
-    for i in range(6):
-        assert auto(capsys, "add", f"svc{i}", SLEEP, "--no-start", "--env", f"PAD={'x' * 200}")[0] == 0
-    before = home.state_file.read_bytes()
+    before = add_padded_services(capsys, home)
     r = run_limited(home.root, "start", "svc0", fsize=1024)
     assert_one_error(r.returncode, r.stderr)
     assert home.state_file.read_bytes() == before

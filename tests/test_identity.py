@@ -37,15 +37,22 @@ def test_missing_create_time_is_not_ours_even_for_a_live_pid(stranger):
     assert not identity.is_ours(stranger.pid, "1700000000")
 
 
-def test_zombie_is_not_ours():
+@pytest.fixture
+def zombie():
+    """A child of this test that has exited and is not reaped yet: (pid, its create time)."""
     child = subprocess.Popen(["true"])
     ct = psutil.Process(child.pid).create_time()
-    wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, message="zombie")
     try:
-        assert not identity.is_ours(child.pid, ct)
-        assert identity.create_time(child.pid) is None
+        wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, message="zombie")
+        yield child.pid, ct
     finally:
         child.wait()
+
+
+def test_zombie_is_not_ours(zombie):
+    pid, ct = zombie
+    assert not identity.is_ours(pid, ct)
+    assert identity.create_time(pid) is None
 
 
 def test_describe_names_pid_and_command(stranger):
@@ -111,11 +118,6 @@ def test_proc_reader_agrees_with_psutil(stranger):
         assert identity.start_time(pid) == identity.create_time(pid)
 
 
-def test_start_time_of_a_zombie_is_still_known():
-    child = subprocess.Popen(["true"])
-    ct = psutil.Process(child.pid).create_time()
-    wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, message="zombie")
-    try:
-        assert identity.start_time(child.pid) == pytest.approx(ct, abs=1e-6)
-    finally:
-        child.wait()
+def test_start_time_of_a_zombie_is_still_known(zombie):
+    pid, ct = zombie
+    assert identity.start_time(pid) == pytest.approx(ct, abs=1e-6)
