@@ -100,10 +100,15 @@ def _stat_fields(pid: int | str) -> list[bytes] | None:
     return None if raw is None else raw[raw.rfind(b")") + 2 :].split()
 
 
+def proc_state(pid: int) -> str | None:
+    """The state letter of ``pid`` (R, S, T for stopped, Z for a zombie, ...); None once gone."""
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else None
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
-    fields = _stat_fields(pid)
-    return bool(fields) and fields[0] not in (b"Z", b"X")
+    return proc_state(pid) not in (None, "Z", "X")
 
 
 def ppid(pid: int) -> int:

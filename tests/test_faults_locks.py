@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from helpers import ROOT, auto, read_state, run_cli, wait_until
+from helpers import ROOT, auto, proc_state, read_state, run_cli, wait_until
 
 from auto_core.store import state, watchlock
 from auto_core.store.paths import Home
@@ -117,17 +117,8 @@ def _holder(home: Home) -> subprocess.Popen:
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None
     assert holder.stdout.readline() == "locked\n"
-    wait_until(lambda: _state_of(holder.pid) == "T", 5, message="the holder to stop itself")
+    wait_until(lambda: proc_state(holder.pid) == "T", 5, message="the holder to stop itself")
     return holder
-
-
-def _state_of(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    return raw[raw.rfind(b")") + 2:].split()[0].decode()
 
 
 def _end(proc: subprocess.Popen) -> None:
@@ -235,37 +226,20 @@ def test_a_deleted_lock_file_is_made_again_and_locking_still_excludes(home):
         pass
 
 
-def _watcher(home: Home) -> subprocess.Popen:
-    log = open(home.root / "watcher-1.log", "wb")  # noqa: SIM115 - closed with the process
-    try:
-        return subprocess.Popen([sys.executable, "-m", "auto_core", "watch"], env=_env(home),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        log.close()
-
-
 @pytest.mark.slow
-def test_a_second_watcher_refuses_when_watch_lock_was_deleted(home):
+def test_a_second_watcher_refuses_when_watch_lock_was_deleted(home, watcher):
     home.local.mkdir(parents=True)
-    first = _watcher(home)
-    try:
-        wait_until(lambda: watchlock.holder(home) == first.pid, 10, message="the first watcher's lock")
-        os.unlink(home.watch_lock)
-        assert watchlock.holder(home) == first.pid  # still known: by the home's lock
-        second = run_cli("watch", home=home.root, timeout=30)
-        assert second.returncode == 1, second.stderr
-        assert second.stderr == (f"auto: error: a watcher is already running for {home.root}"
-                                 f" (pid {first.pid})\n")
-        # A face that needs a watcher does not start another one either.
-        r = run_cli("add", "api", "sleep 1000", home=home.root, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert "started the watcher" not in r.stderr
-        assert read_state(home.root)["processes"]["api"]["pid"]
-        assert first.poll() is None
-    finally:
-        first.send_signal(signal.SIGTERM)
-        try:
-            first.wait(10)
-        except subprocess.TimeoutExpired:
-            first.kill()
-            first.wait()
+    first = watcher()
+    assert watchlock.holder(home) == first.pid
+    os.unlink(home.watch_lock)
+    assert watchlock.holder(home) == first.pid  # still known: by the home's lock
+    second = run_cli("watch", home=home.root, timeout=30)
+    assert second.returncode == 1, second.stderr
+    assert second.stderr == (f"auto: error: a watcher is already running for {home.root}"
+                             f" (pid {first.pid})\n")
+    # A face that needs a watcher does not start another one either.
+    r = run_cli("add", "api", "sleep 1000", home=home.root, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "started the watcher" not in r.stderr
+    assert read_state(home.root)["processes"]["api"]["pid"]
+    assert first.proc.poll() is None
