@@ -156,6 +156,40 @@ class World:
         return [t for t, n, _ in self.launches if n == name]
 
 
+class SimTree:
+    """``proc.tree.Tree`` over a ``World``: the run's leader and every process with its mark."""
+
+    def __init__(self, world: World, run_id: str | None, leader: int):
+        self.world = world
+        self.run_id = run_id
+        self.leader = leader
+        self.members: set[int] = set()
+
+    def refresh(self) -> list[int]:
+        found = [p.pid for p in self.world.procs.values()
+                 if p.alive and p.pid not in self.members
+                 and (p.pid == self.leader or (self.run_id and p.env.get("AUTO_RUN") == self.run_id))]
+        self.members.update(found)
+        return sorted(found)
+
+    def alive(self) -> list[int]:
+        self.members = {p for p in self.members if self.world.procs[p].alive}
+        return sorted(self.members)
+
+    def signal(self, sig: int) -> list[int]:
+        sent = []
+        for pid in self.alive():
+            proc = self.world.procs[pid]
+            proc.signals.append((self.world.now, sig))
+            if sig == signal.SIGKILL or sig not in proc.behaviour.ignores:
+                self.world.end(proc, -sig)
+            sent.append(pid)
+        return sent
+
+    def close(self) -> None:
+        self.members.clear()
+
+
 class SimSystem:
     """``System`` over a ``World``."""
 
@@ -172,26 +206,8 @@ class SimSystem:
         return launch.Launched(proc.pid, Child(proc), str(log), w.wall(),  # type: ignore[arg-type]
                                proc.create_time, proc.env["AUTO_RUN"])
 
-    def _signal(self, pgid: int, sig: int) -> bool:
-        proc = self.world.procs.get(pgid)
-        if proc is None or not proc.alive:
-            return False
-        proc.signals.append((self.world.now, sig))
-        if sig == signal.SIGKILL or sig not in proc.behaviour.ignores:
-            self.world.end(proc, -sig)
-        return True
-
-    def ask_group(self, pgid: int, sig: int) -> bool:
-        return self._signal(pgid, sig)
-
-    def kill_group(self, pgid: int, sig: int) -> bool:
-        return self._signal(pgid, sig)
-
-    def live_groups(self, pgids) -> set[int]:
-        return {p for p in pgids if p in self.world.procs and self.world.procs[p].alive}
-
-    def terminate_group(self, pgid: int, timeout: float) -> None:
-        self._signal(pgid, signal.SIGKILL)
+    def tree(self, run_id: str | None, leader: int, create_time: float | None) -> SimTree:
+        return SimTree(self.world, run_id, leader)
 
     def is_ours(self, pid: object, create_time: object) -> bool:
         proc = self.world.procs.get(pid) if isinstance(pid, int) else None

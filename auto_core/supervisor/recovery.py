@@ -30,6 +30,7 @@ class Recorded:
     create_time: float
     started_at: float
     log_path: str | None
+    run_id: str | None
 
 
 def recorded_alive(entries: dict[str, dict],
@@ -40,9 +41,10 @@ def recorded_alive(entries: dict[str, dict],
         entry = entries[name]
         pid, ct = entry.get("pid"), number(entry.get("create_time"))
         if isinstance(pid, int) and ct is not None and is_ours(pid, ct):
-            log_path = entry.get("log_path")
+            log_path, run_id = entry.get("log_path"), entry.get("run")
             found.append(Recorded(name, pid, ct, number(entry.get("started_at")) or ct,
-                                  log_path if isinstance(log_path, str) else None))
+                                  log_path if isinstance(log_path, str) else None,
+                                  run_id if isinstance(run_id, str) else None))
     return found
 
 

@@ -8,6 +8,8 @@ import math
 import signal
 from dataclasses import dataclass, field
 
+from auto_core.proc.tree import Tree
+
 STOP_POLL = 0.02  # how often a stopping process group is looked at
 KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
 PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
@@ -42,7 +44,7 @@ def exit_fields(code: int | None) -> dict:
 
 def exit_text(code: int | None, known: bool) -> str:
     if not known:
-        return "exited (exit status unknown: adopted from an earlier watcher)"
+        return "exited (exit status unknown: not a child of this watcher)"
     if code is not None and code < 0:
         return f"killed by {signal_name(-code)}"
     return f"exited with code {code}"
@@ -64,6 +66,7 @@ class Run:
     started_at: float
     child: object | None = None  # spawn.Child: poll() and wait(timeout)
     log_path: str | None = None
+    run_id: str | None = None  # its AUTO_RUN mark (None: started before marks existed)
 
 
 # What a stop in progress needs next (``Stopping.step``).
@@ -76,7 +79,8 @@ class Stopping:
     at ``deadline`` (``began`` + the stop timeout); once killed, the group has KILL_WAIT to
     go before the stop is reported as failed. Times are monotonic."""
 
-    pgid: int
+    pgid: int  # the run's leader: its process group
+    tree: Tree  # every process of the run, signalled and watched
     signal: int
     timeout: float
     began: float
@@ -112,7 +116,7 @@ class Service:
     handled: str | None = None  # id of the last request carried out
     wake: float | None = None  # clock time to evaluate it again
     periodic_anchor: float | None = None
-    leftover: int | None = None  # process group a dead leader left members in
+    leftover: Tree | None = None  # processes a dead leader left behind, asked to stop
     starts: list[float] = field(default_factory=list)  # monotonic times of recent spawns
     port_wait_until: float | None = None  # monotonic: a start waiting for its port
     waiting: tuple | None = None  # (request, periodic, ended) of that start

@@ -10,9 +10,8 @@ real one is this thin layer over ``proc`` and ``launch``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from auto_core.proc import identity, marks, ports, procgroup
+from auto_core.proc import identity, marks, ports
+from auto_core.proc.tree import Tree
 from auto_core.store.paths import Home
 from auto_core.supervisor import launch
 
@@ -26,20 +25,10 @@ class System:
         """Start a run; the reason as text when it cannot start."""
         return self.launcher.launch(name, entry)
 
-    def ask_group(self, pgid: int, sig: int) -> bool:
-        """Send the stop signal to a group (SIGCONT after it, so a stopped group hears it)."""
-        return procgroup.ask_group(pgid, sig)
-
-    def kill_group(self, pgid: int, sig: int) -> bool:
-        return procgroup.signal_group(pgid, sig)
-
-    def live_groups(self, pgids: Iterable[int]) -> set[int]:
-        """The groups of ``pgids`` that still have a member."""
-        return procgroup.live_groups(pgids)
-
-    def terminate_group(self, pgid: int, timeout: float) -> None:
-        """TERM, then KILL after ``timeout``: for a run that must not live (never recorded)."""
-        procgroup.terminate_groups([pgid], timeout=timeout)
+    def tree(self, run_id: str | None, leader: int, create_time: float | None) -> Tree:
+        """The processes of a run, to signal and watch (``proc.tree``): its group and every
+        process that carries its marks."""
+        return Tree(str(self.home.root), run_id, leader, create_time)
 
     def is_ours(self, pid: object, create_time: object) -> bool:
         """``pid`` is alive and is the process started at ``create_time``."""

@@ -39,6 +39,7 @@ from typing import TextIO
 from auto_core import backoff, model
 from auto_core.errors import StateError
 from auto_core.logtree import logmaint, logs
+from auto_core.proc.tree import Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
 from auto_core.supervisor import deathwatch, launch, recovery, runs
@@ -258,7 +259,8 @@ class Watcher:
         """At start: adopt every recorded service that still runs, then claim or stop the
         marked runs that no entry records (``recovery``)."""
         for found in recovery.recorded_alive(self.entries, self.system.is_ours):
-            self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path)
+            self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path,
+                        found.run_id)
         marked = self.system.marked(recovery.recorded_runs(self.entries))
         running = {n for n, s in self.services.items() if s.run is not None}
         claims, strays = recovery.sort_marked(marked, self.entries, running, self.by_pid)
@@ -269,15 +271,18 @@ class Watcher:
             else:
                 strays.append(run)
         for run in strays:
-            if run.pgid > 1 and self.system.live_groups({run.pgid}):
+            tree = self.system.tree(run.run_id, run.pgid, None)
+            if tree.refresh():
                 self.log(f"stray run of {run.service} (pid {run.pid}, not recorded): stopping it")
-                self.system.kill_group(run.pgid, signal.SIGKILL)
+                tree.signal(signal.SIGKILL)
+            tree.close()
 
-    def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None) -> None:
+    def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None,
+               run_id: str | None) -> None:
         svc = self.services.setdefault(name, Service(name))
         if not self.notifier.watch(pid, ct):
             return  # died meanwhile: evaluated as dead
-        svc.run = Run(pid, ct, started_at, None, log_path)
+        svc.run = Run(pid, ct, started_at, None, log_path, run_id)
         self.by_pid[pid] = name
         self._live_logs = None
         self.log(f"adopt {name} pid {pid}")
@@ -290,7 +295,7 @@ class Watcher:
                 entry.pop("next_restart_at", None)
 
         self._write(change)
-        self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"))
+        self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"), run_id)
 
     # --- evaluation ------------------------------------------------------------------------
 
@@ -446,9 +451,10 @@ class Watcher:
             then = "remove" if op == model.REMOVE else None
             if svc.run is not None:
                 self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
-            elif svc.leftover is not None and self.system.live_groups({svc.leftover}):
+            elif svc.leftover is not None and svc.leftover.alive():
                 self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
-                                 request=req, pgid=svc.leftover)
+                                 request=req, tree=svc.leftover)
+                svc.leftover = None
             elif then == "remove":
                 self._remove(svc, req)
             else:
@@ -503,9 +509,10 @@ class Watcher:
                 self.dirty.add(name)
                 return
         if svc.leftover is not None:
-            if self.system.live_groups({svc.leftover}):
-                self.system.kill_group(svc.leftover, signal.SIGKILL)
-                self.log(f"leftovers of {name} in process group {svc.leftover}: sent SIGKILL")
+            killed = svc.leftover.signal(signal.SIGKILL)
+            if killed:
+                self.log(f"leftovers of {name} (pids {', '.join(map(str, killed))}): sent SIGKILL")
+            svc.leftover.close()
             svc.leftover = None
         busy = self._port_busy(svc, entry)
         if busy is not None:
@@ -526,7 +533,7 @@ class Watcher:
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
-                          launched.log_path)
+                          launched.log_path, launched.run_id)
             self.by_pid[launched.pid] = name
             self._live_logs = None
             if not self.notifier.watch(launched.pid, launched.create_time):
@@ -588,7 +595,10 @@ class Watcher:
             elif not recorded:  # a run without a definition must not live
                 if svc.run is not None and svc.run.pid == launched.pid:
                     self._unwatch(svc)
-                self.system.terminate_group(launched.pid, timeout=2.0)
+                tree = self.system.tree(launched.run_id, launched.pid, launched.create_time)
+                tree.refresh()
+                tree.signal(signal.SIGKILL)
+                tree.close()
                 self._reap(launched.child)
                 self.log(f"{name} was removed while starting: stopped pid {launched.pid}")
             else:
@@ -626,40 +636,45 @@ class Watcher:
 
     def _begin_stop(self, svc: Service, entry: dict, *, then: str | None, marker: str,
                     request: dict | None = None, periodic: bool = False,
-                    pgid: int | None = None) -> None:
+                    tree: Tree | None = None) -> None:
+        """Send the stop signal to every process of the run (``tree``: of a run whose leader
+        is gone already); ``_advance_stops`` follows it to its end."""
         sig = int(signal.Signals[model.stop_signal(entry)])
         timeout = model.stop_timeout(entry)
-        group = pgid if pgid is not None else svc.run.pid  # type: ignore[union-attr]
-        log_path = svc.run.log_path if svc.run is not None else entry.get("log_path")
+        run = svc.run
+        if tree is None:
+            assert run is not None
+            tree = self.system.tree(run.run_id, run.pid, run.create_time)
+        log_path = run.log_path if run is not None else entry.get("log_path")
         if log_path:
             # Before the signal: the service's shutdown output then follows it in order.
             logs.append_line(log_path, marker)
+        tree.refresh()
         began = self.monotonic()
-        svc.stopping = Stopping(group, sig, timeout, began, began + timeout, then=then,
-                                request=request, periodic=periodic, leader_gone=svc.run is None)
-        if not self.system.ask_group(group, sig):
-            svc.stopping.leader_gone = svc.run is None
-        self.log(f"stop {svc.name} process group {group}: sent {signal_name(sig)}")
+        svc.stopping = Stopping(tree.leader, tree, sig, timeout, began, began + timeout, then=then,
+                                request=request, periodic=periodic, leader_gone=run is None)
+        sent = tree.signal(sig)
+        self.log(f"stop {svc.name} (pids {', '.join(map(str, sent)) or 'none'}): sent {signal_name(sig)}")
 
     def _advance_stops(self) -> None:
-        stopping = [s for s in self.services.values() if s.stopping is not None]
-        if not stopping:
-            return
-        live = self.system.live_groups({s.stopping.pgid for s in stopping})  # type: ignore[union-attr]
         now = self.monotonic()
-        for svc in stopping:
+        for svc in [s for s in self.services.values() if s.stopping is not None]:
             st = svc.stopping
             assert st is not None
             if svc.run is not None and svc.run.pid == st.pgid and svc.run.child is not None:
                 code = svc.run.child.poll()  # type: ignore[attr-defined]
                 if code is not None:  # reaped here when the exit event is still on its way
                     self._leader_exited(svc, code, True)
-            alive = st.pgid in live or (svc.run is not None and svc.run.pid == st.pgid)
+            alive = bool(st.tree.alive()) or (svc.run is not None and svc.run.pid == st.pgid)
+            if not alive and st.tree.refresh():  # forked while it was stopping: them too
+                st.tree.signal(signal.SIGKILL if st.killed else st.signal)
+                alive = True
             step = st.step(now, alive)
             if step == runs.GONE:
                 self._finish_stop(svc, ok=True)
             elif step == runs.KILL:
-                self.system.kill_group(st.pgid, signal.SIGKILL)
+                st.tree.refresh()
+                st.tree.signal(signal.SIGKILL)
                 self.log(f"stop {svc.name}: still running after {fmt_seconds(st.timeout)} s: sent SIGKILL")
             elif step == runs.SURVIVED:
                 self._finish_stop(svc, ok=False)
@@ -684,11 +699,14 @@ class Watcher:
             self._unwatch(svc)
             st.code, st.known = code, known
         svc.stopping = None
+        survivors = st.tree.alive()
+        st.tree.close()
         elapsed = self.monotonic() - st.began
         if not ok:
-            message = f"{name}: process group {st.pgid} survived SIGKILL"
+            pids = ", ".join(map(str, survivors)) or str(st.pgid)
+            message = f"{name}: pids {pids} survived SIGKILL"
             if log_path:
-                logs.append_line(log_path, f"[auto] process group {st.pgid} survived SIGKILL")
+                logs.append_line(log_path, f"[auto] pids {pids} survived SIGKILL")
             self.log(f"error: {message}")
             if st.request is not None:
                 self._answer(name, st.request, False, message, None)
@@ -790,12 +808,15 @@ class Watcher:
         if entry is None:
             return
         stop_sig = int(signal.Signals[model.stop_signal(entry)])
-        if self.system.live_groups({run.pid}):
-            # The leader died but members of its group live on (workers, a reloader): they
+        tree = self.system.tree(run.run_id, run.pid, run.create_time)
+        if tree.refresh():
+            # The leader died but processes of its run live on (workers, a reloader): they
             # would hold its port and duplicate its work. Ask now, SIGKILL at the restart.
-            self.system.ask_group(run.pid, stop_sig)
-            svc.leftover = run.pid
-            self.log(f"leftovers of {name} in process group {run.pid}: sent {signal_name(stop_sig)}")
+            sent = tree.signal(stop_sig)
+            svc.leftover = tree
+            self.log(f"leftovers of {name} (pids {', '.join(map(str, sent))}): sent {signal_name(stop_sig)}")
+        else:
+            tree.close()
         ended = dict(exit_fields(code), at=now, pid=run.pid)
         if not known:
             ended["unknown"] = True

@@ -1,0 +1,187 @@
+"""Every process of one run, and signals that reach only them.
+
+A run's processes are the ones that carry its marks (``AUTO_HOME`` and ``AUTO_RUN`` in the
+environment, set at spawn and inherited by every descendant), wherever they went: children
+that left the process group (``set -m`` job control, GNU ``timeout``, a ``setpgid`` worker)
+and daemons that forked twice and called ``setsid`` are found as well as the group. Members of
+the run's process group count too (a program may clear its environment), but only while the
+group is known to be the run's: its leader is the run's process, or a marked process is in it.
+
+On Linux each member is held by a pidfd, opened first and checked after (its marks or its
+group are read once the descriptor pins the process), and signalled through it: a signal can
+never reach a pid that was recycled meanwhile. Elsewhere (macOS) a member is held by its pid
+and kernel start time, checked before each signal.
+
+A run started before marks existed (``run_id`` None) is its process group alone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from auto_core.proc import identity, procfs
+
+PIDFDS = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+@dataclass
+class _Member:
+    pid: int
+    fd: int | None  # pidfd, or None where pidfds are missing
+    create_time: float | None  # checked before a signal when there is no pidfd
+
+
+def _environ(pid: int) -> dict[bytes, bytes] | None:
+    if procfs.AVAILABLE:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            return None
+        env = {}
+        for item in raw.split(b"\0"):
+            key, sep, value = item.partition(b"=")
+            if sep:
+                env[key] = value
+        return env
+    import psutil
+
+    try:
+        return {os.fsencode(k): os.fsencode(v) for k, v in psutil.Process(pid).environ().items()}
+    except (psutil.Error, OSError):
+        return None
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _pids() -> Iterator[int]:
+    me = os.getpid()
+    if procfs.AVAILABLE:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != me:
+                yield int(entry)
+        return
+    import psutil
+
+    yield from (p for p in psutil.pids() if p != me)
+
+
+class Tree:
+    """The processes of the run ``run_id`` of this home, led by ``leader`` (its pid, which
+    is also its process group). ``leader_create_time``: the leader's recorded start time."""
+
+    def __init__(self, home_root: str, run_id: str | None, leader: int,
+                 leader_create_time: float | None):
+        self.root = os.fsencode(home_root)
+        self.run_id = os.fsencode(run_id) if run_id else None
+        self.leader = leader
+        self.leader_create_time = leader_create_time
+        self.members: dict[int, _Member] = {}
+
+    # --- finding ---------------------------------------------------------------------------
+
+    def _marked(self, pid: int) -> bool:
+        if self.run_id is None:
+            return False
+        env = _environ(pid)
+        return env is not None and env.get(b"AUTO_HOME") == self.root and env.get(b"AUTO_RUN") == self.run_id
+
+    def _belongs(self, pid: int, group_is_ours: bool) -> bool:
+        if self._marked(pid):
+            return True
+        return group_is_ours and _pgid(pid) == self.leader
+
+    def refresh(self) -> list[int]:
+        """Look for members not held yet (one pass over the process table); returns them."""
+        marked, grouped = [], []
+        for pid in _pids():
+            if pid in self.members:
+                continue
+            if self._marked(pid):
+                marked.append(pid)
+            elif _pgid(pid) == self.leader:
+                grouped.append(pid)
+        group_is_ours = (self.run_id is None or bool(marked) or self._held_in_group()
+                         or identity.is_ours(self.leader, self.leader_create_time))
+        found = []
+        for pid in marked + (grouped if group_is_ours else []):
+            member = self._hold(pid, group_is_ours)
+            if member is not None:
+                self.members[pid] = member
+                found.append(pid)
+        return found
+
+    def _held_in_group(self) -> bool:
+        return any(_pgid(m.pid) == self.leader for m in self.members.values() if self._alive(m))
+
+    def _hold(self, pid: int, group_is_ours: bool) -> _Member | None:
+        if PIDFDS:
+            try:
+                fd = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+            except OSError:
+                return None
+            # Checked after the open: the descriptor now pins whatever process has the pid.
+            if not self._belongs(pid, group_is_ours) or identity.create_time(pid) is None:
+                os.close(fd)
+                return None
+            return _Member(pid, fd, None)
+        ct = identity.create_time(pid)
+        if ct is None or not self._belongs(pid, group_is_ours):
+            return None
+        return _Member(pid, None, ct)
+
+    # --- acting ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _alive(member: _Member) -> bool:
+        if member.fd is not None:
+            # A pidfd polls readable once its process has exited (a zombie counts as gone).
+            readable, _, _ = select.select([member.fd], [], [], 0)
+            return not readable
+        return identity.is_ours(member.pid, member.create_time)
+
+    def _send(self, member: _Member, sig: int) -> bool:
+        try:
+            if member.fd is not None:
+                signal.pidfd_send_signal(member.fd, sig)  # type: ignore[attr-defined,unused-ignore]
+            elif identity.is_ours(member.pid, member.create_time):
+                os.kill(member.pid, sig)
+            else:
+                return False
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def alive(self) -> list[int]:
+        """The members still running (the ones that ended are let go)."""
+        for pid, member in list(self.members.items()):
+            if not self._alive(member):
+                self._drop(pid)
+        return sorted(self.members)
+
+    def signal(self, sig: int) -> list[int]:
+        """Send ``sig`` to every live member, then SIGCONT unless it was SIGKILL or SIGCONT
+        (a stopped process would not act on it). Returns the pids signalled."""
+        sent = [pid for pid, m in list(self.members.items()) if self._send(m, sig)]
+        if sig not in (signal.SIGKILL, signal.SIGCONT):
+            for pid in sent:
+                self._send(self.members[pid], signal.SIGCONT)
+        return sent
+
+    def _drop(self, pid: int) -> None:
+        member = self.members.pop(pid)
+        if member.fd is not None:
+            os.close(member.fd)
+
+    def close(self) -> None:
+        for pid in list(self.members):
+            self._drop(pid)
