@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 import signal
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from auto_core.proc.tree import Tree
+if TYPE_CHECKING:  # faces read the constants here and must not import what signals
+    from auto_core.proc.tree import Tree
 
 STOP_POLL = 0.02  # how often a stopping process group is looked at
 KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
