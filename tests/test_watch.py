@@ -138,7 +138,7 @@ def test_exit_code_recorded_in_state_log_and_run_log(home, watcher):
     run_log = next(p for p in home.process_logs("svc").rglob("*.log") if f" pid {pid} at " in p.read_text())
     assert re.search(r"^\[auto\] exited with code 3 after [\d.]+ s; restarting in [\d.]+ s$",
                      run_log.read_text(), re.M)
-    le = wait_until(lambda: (e := entry(home, "svc")["last_exit"]).get("code") == 3 and e)
+    le = wait_until(lambda: (e := entry(home, "svc").get("last_exit") or {}).get("code") == 3 and e)
     assert le["signal"] is None and isinstance(le["at"], float) and "unknown" not in le
     # Every watcher line carries a timestamp (traceback continuation lines excepted: none here).
     assert all(LINE_RE.match(line) for line in w.text().splitlines())
