@@ -1,16 +1,17 @@
-"""The log pane's tail loop: plain threads and files, no Textual (unit-testable, benchable).
+"""The log pane's tail loop: plain threads, no Textual (unit-testable, benchable).
 
-Opens at the end of the current log (``logs.tail_lines`` seeks from the end), then reads new
-complete lines with ``logs.LineReader``. Lines are coalesced while the UI is busy: at most
-``max_lines`` wait (a marker counts the rest, which stay in the file), and a new batch is only
-handed over once the previous one was consumed (``ready``) and not more often than
-``min_gap``, so a fast writer never floods the UI. When the writer is far ahead, it jumps to
-the end instead of decoding megabytes nobody will see.
+The reading is auto_core's ``follow.LogFollower``, the same as ``auto log -f``'s: it opens at
+the end of the current log, crosses rolls and follows each new run. What is the pane's own is
+pacing the UI: lines are coalesced while the UI is busy: at most ``max_lines`` wait (a marker
+counts the rest, which stay in the file), and a new batch is only handed over once the
+previous one was consumed (``ready``) and not more often than ``min_gap``, so a fast writer
+never floods the UI. When the writer is more than ``MAX_BEHIND`` bytes ahead, the follower
+skips to the end instead of decoding megabytes nobody will see; its ``[auto] skipped ...``
+lines become dividers that coalescing never drops.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -18,18 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from auto_core.logtree import logs
+from auto_core.logtree.follow import SKIPPED, LogFollower
 
 
 @dataclass(frozen=True)
 class Divider:
-    """A marker line the pane draws itself (file switch, skipped output)."""
+    """A marker line the pane draws itself (file switch, output not shown)."""
 
     text: str
     path: Path | None = None  # set when the pane now follows another file
 
 
-SKIP_AHEAD = 4 << 20  # bytes behind the writer before jumping to the end
+MAX_BEHIND = 8 << 20  # bytes behind the writer before the follower skips ahead
 
 
 def run_tail(
@@ -51,66 +52,39 @@ def run_tail(
     ``min_gap`` seconds, and only after the consumer set ``ready`` (it must also be set
     initially). So the UI's cost is bounded whatever the writer's speed.
     """
-    path: Path | None = None
-    while path is None and not stop.is_set():
-        path = resolve()
-        if path is None:
-            stop.wait(interval * 3)
-    if path is None:
-        return
-    try:
-        lines, end = logs.tail_lines(path, open_lines or max_lines)
-    except OSError:
-        lines, end = [], 0
-    emit("open", (path, lines))
-    reader = logs.LineReader(path, end)
+    follower = LogFollower(resolve, open_lines or max_lines, max_behind=MAX_BEHIND)
     pending: deque = deque(maxlen=max_lines)
+    notes: list[Divider] = []  # what the follower skipped: always shown
     dropped = 0
     last_emit = 0.0
     try:
         while not stop.is_set():
-            got = reader.read()
-            if got:
-                dropped += max(0, len(pending) + len(got) - max_lines)
-                pending.extend(got)
-                size = _size(path)
-                if size - reader.offset > SKIP_AHEAD:
-                    dropped += len(pending)
-                    reader.close()
-                    lines, end = logs.tail_lines(path, max_lines)
-                    reader = logs.LineReader(path, end)
-                    pending.clear()
+            events = follower.poll()
+            for event in events:
+                if event.kind == "open":
+                    emit("open", (event.path, event.lines))
+                elif event.kind == "lines":
+                    lines = event.lines
+                    if any(line.startswith(SKIPPED) for line in lines):
+                        notes += [Divider(line.removeprefix("[auto] ")) for line in lines if line.startswith(SKIPPED)]
+                        lines = [line for line in lines if not line.startswith(SKIPPED)]
+                    dropped += max(0, len(pending) + len(lines) - max_lines)
                     pending.extend(lines)
-                    dropped = max(dropped, 1)
-            else:
-                new = resolve()
-                if new is not None and new != path:
-                    rest = reader.read() + reader.flush_partial()
-                    dropped += max(0, len(pending) + len(rest) - max_lines)
-                    pending.extend(rest)
-                    reader.close()
-                    path = new
-                    pending.append(Divider(f"new run: {path.name}", path))
-                    reader = logs.LineReader(path, 0)
-                    continue
+                else:
+                    pending.append(Divider(f"new run: {event.path.name}", event.path))
             now = time.monotonic()
-            if pending and ready.is_set() and now - last_emit >= min_gap:
+            if (pending or notes) and ready.is_set() and now - last_emit >= min_gap:
                 ready.clear()
-                batch = list(pending)
+                batch: list[str | Divider] = [*notes]
                 if dropped:
-                    batch.insert(0, Divider(f"fast output: {dropped} lines not shown here (they are in the file)"))
+                    batch.append(Divider(f"fast output: {dropped} lines not shown here (they are in the file)"))
+                batch.extend(pending)
                 emit("lines", batch)
                 pending.clear()
+                notes.clear()
                 dropped = 0
                 last_emit = now
             # Idle: poll. Busy: a short pause so this thread never starves the UI of the GIL.
-            stop.wait(interval if not got else 0.01)
+            stop.wait(0.01 if events or follower.more else interval)
     finally:
-        reader.close()
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+        follower.close()

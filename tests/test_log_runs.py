@@ -45,7 +45,7 @@ def test_runs_groups_parts_and_gz_oldest_first(home):
     assert first.files == (a_p1, a_p2, a_main)
     assert first.size == sum(p.stat().st_size for p in (a_main, a_p1, a_p2))
     assert first.started == a
-    assert b"".join(logs.iter_run_lines(first)) == b"a1\na2\na3\n[auto] exit code 3\n"
+    assert b"".join(logs.iter_run_chunks(first)) == b"a1\na2\na3\n[auto] exit code 3\n"
     assert logs.tail_run(first, 3) == ["a2", "a3", "[auto] exit code 3"]
     assert logs.run_end(first) == "exit code 3"
     assert logs.run_end(found[1]) is None
@@ -176,17 +176,18 @@ def test_cli_logs_prune_reports_a_broken_tree_and_goes_on(home):
 def test_cli_log_all_lines_of_a_compressed_last_run(api, home):
     api.add("gone", "true", start=False)
     run_file(home, "gone", datetime(2026, 11, 1, 10, 0, 0), ".log.gz", b"one\ntwo\n")
-    r = run_cli("log", "gone", "-n", "0", home=home.root)
+    r = run_cli("log", "gone", home=home.root)
     assert r.returncode == 0 and r.stdout == "one\ntwo\n"
     r = run_cli("log", "gone", "-n", "1", home=home.root)
     assert r.returncode == 0 and r.stdout == "two\n"
 
 
-def test_line_reader_follows_across_a_roll_without_losing_lines(home):
+def test_run_reader_follows_across_a_roll_without_losing_lines(home):
     from auto_core.logtree import logmaint
+    from auto_core.logtree.follow import RunReader
 
     path = run_file(home, "f", datetime(2026, 11, 3, 10, 0, 0), ".log", b"a\nb\n")
-    reader = logs.LineReader(path, 0)
+    reader = RunReader(path, 0)
     assert reader.read() == ["a", "b"]
     with open(path, "ab") as fh:
         fh.write(b"c\nd")  # written after our read, then rolled away with a partial line
@@ -197,7 +198,7 @@ def test_line_reader_follows_across_a_roll_without_losing_lines(home):
     with open(path, "ab") as fh:
         fh.write(b"f\n")
     assert reader.read() == ["f"]
-    # Two rolls between reads: the newest part is not the continuation; never show its bytes.
+    # Two rolls between reads: both parts are read, in order, then the emptied file.
     with open(path, "ab") as fh:
         fh.write(b"g\n" * 10)
     logmaint.roll(path)
@@ -206,5 +207,5 @@ def test_line_reader_follows_across_a_roll_without_losing_lines(home):
     logmaint.roll(path)
     with open(path, "ab") as fh:
         fh.write(b"i\n")
-    assert reader.read() == ["i"]
+    assert reader.read() == ["g"] * 10 + ["h"] * 20 + ["i"]
     reader.close()

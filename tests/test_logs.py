@@ -110,7 +110,9 @@ def test_log_prints_tail_n_and_path(auto_home, capsys, counted):
     assert lines[0].startswith("[auto] start svc pid ") and lines[-1] == "line50" and len(lines) == 51
     code, out, _ = auto(capsys, "log", "svc", "-n", "3")
     assert out.splitlines() == ["line48", "line49", "line50"]
-    code, out, _ = auto(capsys, "log", "svc", "-n", "0")
+    code, out, _ = auto(capsys, "log", "svc", "-n", "0")  # like tail -n 0: nothing
+    assert (code, out) == (0, "")
+    code, out, _ = auto(capsys, "log", "svc", "--run", "-1")  # the whole run
     assert len(out.splitlines()) == 51
     code, out, _ = auto(capsys, "-q", "log", "svc", "--path")
     assert out == counted + "\n"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import SimpleNamespace  # loaded at start-up anyway (enum imports it)
 
-from auto_core.errors import AutoError, ExitCode, NotFound, UsageError, warn_stderr
+from auto_core.errors import AutoError, ExitCode, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration, table
 from auto_core.store import paths
 
@@ -264,56 +264,9 @@ def cmd_show(args, out: _Out) -> int:
 
 
 def cmd_log(args, out: _Out) -> int:
-    from auto_core.logtree import logs
+    from auto_core.cmdline import logcli
 
-    if args.runs or args.run is not None:
-        from auto_core.cmdline import logcli
-
-        return logcli.show_runs(_api(args), args, out)
-    if args.lines is None:
-        args.lines = 100
-    api = _api(args)
-    path = api.log_path(args.name)
-    if args.path:
-        if not path:
-            raise AutoError(f"{args.name} has no log file yet")
-        out.data(path)
-        return ExitCode.OK
-    if not args.follow:
-        if not path:
-            raise AutoError(f"{args.name} has no log file yet")
-        lines, _ = logs.tail_lines(path, args.lines) if args.lines > 0 else (None, 0)
-        if lines is None:
-            for raw in logs.iter_raw_lines(path):  # .gz read transparently
-                sys.stdout.write(logs.decode(raw))
-        else:
-            for line in lines:
-                out.data(line)
-        return ExitCode.OK
-
-    last = [path]
-
-    def resolve():
-        try:
-            last[0] = api.log_path(args.name)  # parses the state only when it changed
-        except NotFound:
-            pass  # removed while followed: its last file stays
-        return last[0]
-
-    import threading  # only `log -f` needs it; `auto ps` stays lean
-
-    stop = threading.Event()
-    try:
-        for event in logs.follow(resolve, stop, start_lines=args.lines):
-            if event[0] == "lines":  # not unpacked: comparing event[0] types event[1]
-                sys.stdout.write("".join(line + "\n" for line in event[1]))
-                sys.stdout.flush()
-            elif event[0] == "switch":
-                out.data(f"----- new run: {event[1]} -----")
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        stop.set()
-    return ExitCode.OK
+    return logcli.show_log(_api(args), args, out)
 
 
 def cmd_logs(args, out: _Out) -> int:

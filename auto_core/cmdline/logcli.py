@@ -1,7 +1,8 @@
-"""CLI handlers for browsing previous runs and pruning logs.
+"""CLI handlers for logs: printing, following and browsing runs, pruning.
 
-Kept apart from cli.py so that file stays a thin dispatcher: ``auto log NAME --runs``,
-``auto log NAME --run N`` and ``auto logs prune [--dry-run]``.
+Kept apart from cli.py so that file stays a thin dispatcher: ``auto log NAME [-n N] [-f]``,
+``auto log NAME --path``, ``auto log NAME --runs``, ``auto log NAME --run N`` and
+``auto logs prune [--dry-run]``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,59 @@ from __future__ import annotations
 import sys
 
 from auto_core import humanize, validate
-from auto_core.errors import AutoError, ExitCode, UsageError
+from auto_core.errors import AutoError, ExitCode, NotFound, UsageError
 from auto_core.logtree import logmaint, logs
 from auto_core.proc import identity
 from auto_core.store import state
 from auto_core.store.paths import Home
+
+DEFAULT_LINES = 100
+
+
+def show_log(api, args, out) -> int:
+    """``auto log NAME``: the current log's last ``-n`` lines (100), followed with ``-f``."""
+    if args.runs or args.run is not None:
+        return show_runs(api, args, out)
+    lines = DEFAULT_LINES if args.lines is None else args.lines
+    path = api.log_path(args.name)
+    if args.follow and not args.path:
+        _follow(api, args.name, path, lines, out)  # with no log yet, it waits for the first
+        return ExitCode.OK
+    if not path:
+        raise AutoError(f"{args.name} has no log file yet")
+    if args.path:
+        out.data(path)
+    else:
+        for line in logs.iter_tail(path, lines):  # .gz read transparently
+            out.data(line)
+    return ExitCode.OK
+
+
+def _follow(api, name: str, path, lines: int, out) -> None:
+    """``auto log NAME -f``: every byte from here on, across rolls and restarts, until ^C."""
+    import threading  # only `log -f` needs it; `auto ps` stays lean
+
+    from auto_core.logtree import follow
+
+    last = [path]
+
+    def resolve():
+        try:
+            last[0] = api.log_path(name)  # parses the state only when it changed
+        except NotFound:
+            pass  # removed while followed: its last file stays
+        return last[0]
+
+    stop = threading.Event()
+    try:
+        for event in follow.follow(resolve, stop, start_lines=lines):
+            if event.kind == "switch":
+                out.data(f"----- new run: {event.path} -----")
+            else:
+                sys.stdout.write("".join(line + "\n" for line in event.lines))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stop.set()
 
 
 def pick(all_runs: list[logs.Run], number: int) -> logs.Run:
@@ -60,14 +109,19 @@ def show_runs(api, args, out) -> int:
         return ExitCode.OK
 
     run = pick(all_runs, args.run)
-    lines = args.lines or 0
     try:
-        if lines > 0:
-            for line in logs.tail_run(run, lines):
+        if args.lines is not None:
+            for line in logs.tail_run(run, args.lines):
                 out.data(line)
         else:
-            for raw in logs.iter_run_lines(run):
-                sys.stdout.write(logs.decode(raw))
+            import codecs
+
+            # The whole run as it is, a chunk at a time: the same text as line by line, with
+            # no line ever held whole.
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for chunk in logs.iter_run_chunks(run):
+                sys.stdout.write(decoder.decode(chunk))
+            sys.stdout.write(decoder.decode(b"", final=True))
             sys.stdout.flush()
     except logs.CorruptLog as exc:
         sys.stdout.flush()

@@ -1,15 +1,14 @@
-"""Per-run log files: naming, creation, markers, tail and follow.
+"""Per-run log files: naming, creation, markers, and reading them with bounded memory.
 
 Layout: ``output/logs/<name>/<YYYY>/<MM>/<name>_<YYMMDD_HHMMSS>[_N].log``, one file per start.
-Pure stdlib, no UI: the CLI's ``log -f`` and the TUI's log pane both use ``follow``.
+Pure stdlib, no UI. Following a live log is ``follow.py``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from auto_core.record import Record
@@ -17,12 +16,8 @@ from auto_core.store.paths import FILE_MODE, Home, ensure_dir
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    import threading
     from datetime import datetime
-    from typing import BinaryIO, Literal
-
-    # What ``follow`` yields: the file opened or switched to, or new lines.
-    FollowEvent = tuple[Literal["open", "switch"], Path] | tuple[Literal["lines"], list[str]]
+    from typing import BinaryIO
 # datetime (~2.4 ms) is imported where a time is made or parsed: `auto ps` needs neither.
 # gzip (and zlib) are imported where a .gz is read: `auto ps` and `start-all` never do.
 
@@ -203,26 +198,120 @@ def is_gz(path: str | os.PathLike) -> bool:
     return str(path).endswith(".gz")
 
 
-def iter_raw_lines(path: str | os.PathLike) -> Iterator[bytes]:
-    """Every line of one file (``.gz`` or plain) as bytes; raises ``CorruptLog`` on a bad ``.gz``."""
+LINE_CAP = 64 * 1024  # bytes of one line shown; the rest is counted, never held
+CHUNK = 1 << 20  # bytes read at a time
+
+
+def amount(n: int) -> str:
+    """``512 bytes``, ``12.3 kB``, ``1.7 MB``, ``2.0 GB`` (decimal units), for the reader's markers."""
+    if n < 1000:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 999.95 or unit == "GB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+class LineSplitter:
+    """Splits a byte stream into text lines, each at most ``cap`` bytes long.
+
+    A longer line keeps its first ``cap`` bytes (cut on a character boundary) followed by
+    ``[auto] line cut: N more``; the rest is counted as it passes and never held, so a reader's
+    memory does not depend on the length of a line. Invalid UTF-8 becomes U+FFFD.
+    """
+
+    def __init__(self, cap: int = LINE_CAP):
+        self.cap = cap
+        self._head = b""  # the start of the unterminated line, at most cap bytes
+        self._cut = 0  # bytes of that line dropped past the head
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes; an unterminated last line waits for the next call."""
+        pieces = data.split(b"\n")
+        rest = pieces.pop()
+        out: list[str] = []
+        if pieces:
+            self._grow(pieces[0])
+            out.append(self._take())
+            more = pieces[1:]
+            if more and max(map(len, more)) <= self.cap:
+                out.extend([decode(piece).rstrip("\r") for piece in more])
+            else:
+                for piece in more:
+                    self._grow(piece)
+                    out.append(self._take())
+        self._grow(rest)
+        return out
+
+    def flush(self) -> list[str]:
+        """The unterminated last line, if there is one (the file ended without a newline)."""
+        return [self._take()] if self._head or self._cut else []
+
+    def drop(self) -> int:
+        """Forget the unterminated line; return how many bytes of it were read."""
+        dropped = len(self._head) + self._cut
+        self._head, self._cut = b"", 0
+        return dropped
+
+    def _grow(self, piece: bytes) -> None:
+        if self._cut:
+            self._cut += len(piece)
+            return
+        head = self._head + piece if self._head else piece
+        if len(head) > self.cap:
+            keep = self.cap
+            # Never cut inside a character: back off over UTF-8 continuation bytes.
+            while keep > self.cap - 3 and head[keep] & 0xC0 == 0x80:
+                keep -= 1
+            self._cut = len(head) - keep
+            head = head[:keep]
+        self._head = head
+
+    def _take(self) -> str:
+        head, cut = self._head, self._cut
+        self._head, self._cut = b"", 0
+        if cut:
+            return f"{decode(head)} [auto] line cut: {amount(cut)} more"
+        return decode(head).rstrip("\r")
+
+
+def open_log(path: str | os.PathLike) -> BinaryIO:
+    """One log file opened for reading, a ``.gz`` decompressed as it is read."""
     if not is_gz(path):
-        with open(path, "rb") as fh:
-            yield from fh
-        return
+        return open(path, "rb")
+    import gzip
+
+    return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile reads as a BinaryIO
+
+
+def _gz_errors() -> tuple[type[BaseException], ...]:
     import gzip
     import zlib
 
-    try:
-        with gzip.open(path, "rb") as fh:
-            yield from fh
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise CorruptLog(f"corrupt compressed log {path}: {exc}") from exc
+    return (gzip.BadGzipFile, EOFError, zlib.error)
 
 
-def iter_run_lines(run: Run) -> Iterator[bytes]:
-    """Every line of a run across its rolled parts and main file, in order."""
+def iter_chunks(path: str | os.PathLike, size: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of one file (``.gz`` decompressed), ``size`` at a time; raises ``CorruptLog`` on
+    a bad ``.gz``."""
+    errors = _gz_errors() if is_gz(path) else ()
+    with open_log(path) as fh:
+        while True:
+            try:
+                chunk = fh.read(size)
+            except errors as exc:
+                raise CorruptLog(f"corrupt compressed log {path}: {exc}") from exc
+            if not chunk:
+                return
+            yield chunk
+
+
+def iter_run_chunks(run: Run) -> Iterator[bytes]:
+    """The bytes of a run across its rolled parts and main file, in order."""
     for path in run.files:
-        yield from iter_raw_lines(path)
+        yield from iter_chunks(path)
 
 
 def tail_run(run: Run, n: int) -> list[str]:
@@ -254,208 +343,109 @@ def run_end(run: Run, lines: int = 8) -> str | None:
     return None
 
 
-def tail_lines(path: str | os.PathLike, n: int, block: int = 65536) -> tuple[list[str], int]:
-    """The last ``n`` lines of ``path`` (read backwards from the end) and the end offset.
+def tail_lines(path: str | os.PathLike, n: int) -> tuple[list[str], int]:
+    """The last ``n`` lines of ``path`` and the end offset they were read up to.
 
-    Never reads more than the blocks that hold those lines, whatever the file's size. A ``.gz``
-    file (a finished run, it no longer grows) is decompressed as a stream; its end offset is
-    its size on disk, so a ``LineReader`` from there finds nothing new.
+    A plain file is read backwards from its end, and only as far as those lines reach; a
+    ``.gz`` file (a finished run, it no longer grows) is decompressed as a stream, and its end
+    offset is its size on disk, so a follower from there finds nothing new. Lines are cut as
+    ``LineSplitter`` cuts them, so memory stays flat whatever the lines' length.
     """
     if is_gz(path):
+        if n <= 0:
+            return [], os.path.getsize(path)
         from collections import deque
 
-        kept = deque(iter_raw_lines(path), maxlen=max(n, 0))
-        return [decode(line).rstrip("\n").rstrip("\r") for line in kept], os.path.getsize(path)
+        kept: deque[str] = deque(maxlen=n)
+        split = LineSplitter()
+        for chunk in iter_chunks(path):
+            kept.extend(split.feed(chunk))
+        kept.extend(split.flush())
+        return list(kept), os.path.getsize(path)
     with open(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         if n <= 0:
             return [], end
-        pos = end
-        chunks: list[bytes] = []
-        newlines = 0
-        while pos > 0 and newlines <= n:
-            step = min(block, pos)
-            pos -= step
-            fh.seek(pos)
-            chunk = fh.read(step)
-            chunks.append(chunk)
-            newlines += chunk.count(b"\n")
-        data = b"".join(reversed(chunks))
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if pos > 0 and len(lines) > n:
-        lines = lines[-n:]
-    return [decode(line).rstrip("\r") for line in lines[-n:]], end
+        return list(_lines_between(fh, _tail_start(fh, end, n), end)), end
+
+
+def iter_tail(path: str | os.PathLike, n: int) -> Iterator[str]:
+    """The last ``n`` lines of ``path`` one at a time (what ``auto log NAME -n N`` prints:
+    nothing is held but the line at hand, whatever ``n``)."""
+    if n <= 0:
+        return
+    if is_gz(path):
+        yield from tail_lines(path, n)[0]
+        return
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        yield from _lines_between(fh, _tail_start(fh, end, n), end)
+
+
+def _tail_start(fh: BinaryIO, end: int, n: int, block: int = 65536) -> int:
+    """The offset where the last ``n`` lines before ``end`` begin: newlines are counted
+    backwards, one block at a time, and nothing is kept."""
+    limit = end
+    if end:
+        fh.seek(end - 1)
+        if fh.read(1) == b"\n":
+            limit -= 1  # the last line's own newline does not start another line
+    found = 0
+    pos = limit
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        fh.seek(pos)
+        chunk = fh.read(step)
+        i = len(chunk)
+        while True:
+            i = chunk.rfind(b"\n", 0, i)
+            if i < 0:
+                break
+            found += 1
+            if found == n:
+                return pos + i + 1
+    return 0
+
+
+def _lines_between(fh: BinaryIO, start: int, end: int) -> Iterator[str]:
+    split = LineSplitter()
+    fh.seek(start)
+    left = end - start
+    while left > 0:
+        data = fh.read(min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+        yield from split.feed(data)
+    yield from split.flush()
+
+
+def roll_files(path: Path) -> tuple[dict[int, list[Path]], list[tuple[int, str, int]]]:
+    """The parts rolled off ``path`` (``<file>.K``, ``<file>.K.gz``) by number K, and the
+    ``(K, name, inode)`` of each roll's temporary copy (``<file>.K.tmp``: a roll under way, or
+    one that was interrupted); raises OSError when the directory cannot be read."""
+    prefix = path.name + "."
+    found: dict[int, list[Path]] = {}
+    copies: list[tuple[int, str, int]] = []
+    with os.scandir(path.parent) as it:
+        for entry in it:
+            if not entry.name.startswith(prefix):
+                continue
+            rest = entry.name[len(prefix):]
+            number = rest.removesuffix(".gz")
+            if _is_number(number):
+                found.setdefault(int(number), []).append(Path(entry.path))
+            elif rest.endswith(".tmp") and _is_number(rest[:-4]):
+                copies.append((int(rest[:-4]), entry.name, entry.inode()))
+    return found, copies
 
 
 def parts_by_number(path: Path) -> dict[int, list[Path]]:
     """The parts rolled off ``path`` (``<file>.K``, ``<file>.K.gz``) by number K; raises
     OSError when its directory cannot be read."""
-    prefix = path.name + "."
-    found: dict[int, list[Path]] = {}
-    with os.scandir(path.parent) as it:
-        for entry in it:
-            if entry.name.startswith(prefix):
-                number = entry.name[len(prefix):].removesuffix(".gz")
-                if number.isdigit():  # not a ``.tmp`` of an interrupted roll or compression
-                    found.setdefault(int(number), []).append(Path(entry.path))
-    return found
+    return roll_files(path)[0]
 
 
-def _newest_part(path: Path) -> tuple[int, Path | None]:
-    """(K, file) of the newest part rolled off ``path`` (the plain file while it is being
-    compressed); (0, None) when there is none."""
-    try:
-        found = parts_by_number(path)
-    except OSError:
-        return 0, None
-    if not found:
-        return 0, None
-    number = max(found)
-    return number, min(found[number], key=lambda p: p.name.endswith(".gz"))
-
-
-class LineReader:
-    """Reads complete new lines from a growing file, from a given offset.
-
-    Keeps a partial last line buffered; detects truncation and starts again from 0.
-    """
-
-    def __init__(self, path: str | os.PathLike, offset: int = 0, max_read: int = 1 << 20):
-        self.path = Path(path)
-        self.offset = offset
-        self.max_read = max_read
-        self._partial = b""
-        self._fh: BinaryIO | None = None
-        self._ino: int | None = None
-        self._last_part = 0  # the newest rolled part when we opened or last saw a roll
-        self._dir_stamp: int | None = None
-
-    def close(self) -> None:
-        if self._fh:
-            self._fh.close()
-            self._fh = None
-
-    def _open(self) -> BinaryIO | None:
-        """The open file (opened now if it was not), or None if it cannot be opened."""
-        if self._fh is None:
-            try:
-                self._fh = open(self.path, "rb")
-            except OSError:
-                return None
-            self._ino = os.fstat(self._fh.fileno()).st_ino
-            with contextlib.suppress(OSError):
-                self._dir_stamp = os.stat(self.path.parent).st_mtime_ns
-            self._last_part = _newest_part(self.path)[0]
-        return self._fh
-
-    def read(self) -> list[str]:
-        fh = self._open()
-        if fh is None:
-            return []
-        size = os.fstat(fh.fileno()).st_size
-        carry = b""
-        newest = self._new_part()
-        if size < self.offset or newest is not None:  # truncated (rolled by copy-then-truncate)
-            # What was written after our last read went into the newest rolled part.
-            carry = self._rolled_rest(newest or _newest_part(self.path))
-            if not carry:
-                self._partial = b""
-            self.offset = 0
-        if size == self.offset and not carry:
-            return []
-        data = b""
-        if size > self.offset:
-            fh.seek(self.offset)
-            data = fh.read(min(size - self.offset, self.max_read))
-            self.offset += len(data)
-        data = self._partial + carry + data
-        parts = data.split(b"\n")
-        self._partial = parts.pop()
-        if len(self._partial) > self.max_read:  # a huge line without newline: flush it
-            parts.append(self._partial)
-            self._partial = b""
-        return [decode(p).rstrip("\r") for p in parts]
-
-    def _new_part(self) -> tuple[int, Path | None] | None:
-        """The newest rolled part if one was rolled off since we last looked (the file may have
-        been truncated and have grown past our offset again), else None. One stat of the
-        directory per read; its listing only when the directory changed."""
-        try:
-            stamp = os.stat(self.path.parent).st_mtime_ns
-        except OSError:
-            return None
-        if stamp == self._dir_stamp:
-            return None
-        self._dir_stamp = stamp
-        newest = _newest_part(self.path)
-        return newest if newest[0] > self._last_part else None
-
-    def _rolled_rest(self, newest: tuple[int, Path | None]) -> bytes:
-        """The bytes of the newest rolled part past our offset (b"" if there is no such part)."""
-        seen, (self._last_part, part) = self._last_part, newest
-        # Only the one roll since we last looked holds exactly the bytes we missed.
-        if part is None or is_gz(part) or self._last_part != seen + 1:
-            return b""
-        try:
-            with open(part, "rb") as fh:
-                if os.fstat(fh.fileno()).st_size < self.offset:
-                    return b""
-                fh.seek(self.offset)
-                return fh.read(self.max_read)
-        except OSError:
-            return b""
-
-    def flush_partial(self) -> list[str]:
-        if self._partial:
-            line, self._partial = decode(self._partial), b""
-            return [line]
-        return []
-
-
-def follow(
-    resolve: Callable[[], Path | None],
-    stop: threading.Event,
-    start_lines: int = 10,
-    interval: float = 0.1,
-) -> Iterator[FollowEvent]:
-    """Yield ``("open", path)``, ``("lines", [..])`` and ``("switch", path)`` events.
-
-    ``resolve`` names the current log file; it is asked again when the file is idle, so a
-    restart (a new dated file) is followed. Ends when ``stop`` is set.
-    """
-    path = None
-    reader: LineReader | None = None
-    while not stop.is_set():
-        if reader is None:
-            path = resolve()
-            if path is None:
-                stop.wait(interval)
-                continue
-            try:
-                lines, end = tail_lines(path, start_lines)
-            except OSError:
-                stop.wait(interval)
-                continue
-            yield ("open", path)
-            if lines:
-                yield ("lines", lines)
-            reader = LineReader(path, end)
-        lines = reader.read()
-        if lines:
-            yield ("lines", lines)
-            continue
-        new = resolve()
-        if new is not None and new != path:
-            rest = reader.read() + reader.flush_partial()
-            if rest:
-                yield ("lines", rest)
-            reader.close()
-            path = new
-            yield ("switch", path)
-            reader = LineReader(path, 0)
-            continue
-        stop.wait(interval)
-    if reader:
-        reader.close()
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "３".isdigit() too, and int() would take it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 from conftest import cell, running, until
@@ -9,7 +10,7 @@ from helpers import read_state, wait_until
 
 from auto_tui.app import AutoApp
 from auto_tui.logpane import LogPane, LogView
-from auto_tui.tail import Divider, run_tail
+from auto_tui.tail import MAX_BEHIND, Divider, run_tail
 
 SIZE = (120, 36)
 
@@ -86,6 +87,45 @@ def test_tail_coalesces_while_the_consumer_is_busy(tmp_path):
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_tail_far_behind_the_writer_skips_with_a_divider_that_is_never_dropped(tmp_path):
+    """The pane's follower skips what lies more than MAX_BEHIND behind the writer, and says so in
+    a divider that coalescing keeps (the lines after it are capped as usual)."""
+    log = tmp_path / "fast.log"
+    log.write_text("")
+    events: list = []
+    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
+    ready.set()
+
+    def emit(kind, payload):
+        events.append((kind, payload))
+        if kind == "lines":
+            release.wait(10)  # the tail thread is held here while the writer runs ahead
+        ready.set()
+
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, emit, 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        with open(log, "ab") as fh:
+            fh.write(b"first\n")
+        wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
+        with open(log, "ab") as fh:
+            fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
+            fh.write(b"last\n")
+        release.set()
+        wait_until(lambda: "last" in events[-1][1], message="the end of the output")
+        items = [item for _, batch in events[2:] for item in batch]
+        skips = [i for i in items if isinstance(i, Divider) and i.text.startswith("skipped ")]
+        assert len(skips) == 1, items[:3]
+        assert re.fullmatch(rf"skipped \d+\.\d MB \([\d,]+ lines\) of output; see {re.escape(str(log))}", skips[0].text)
+        assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, str)]) <= 50
+    finally:
+        release.set()
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
 
 
 async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_path, quiet_api):
