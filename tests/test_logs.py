@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import auto, read_state, wait_until
+from helpers import auto, read_state, run_cli, wait_until
 
 from auto_core.logtree import logs
 from auto_core.store.paths import Home
@@ -118,6 +118,29 @@ def test_log_prints_tail_n_and_path(auto_home, capsys, counted):
     assert out == counted + "\n"
     code, out, _ = auto(capsys, "log", "svc", "--file")  # seed alias
     assert out == counted + "\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["-n", "-1"], ["-n=-5"], ["--lines", "-100"],  # negative
+    ["-n", "３"], ["-n", "٣"], ["-n", "1_0"], ["-n", " 5"], ["-n", "+5"], ["-n", "5x"],  # not plain digits
+    ["--run", "-２"], ["--run", "1_0"], ["--wait", "１"],
+], ids=repr)
+def test_log_counts_take_plain_ascii_digits_only(auto_home, capsys, argv):
+    """int() reads full-width and other Unicode digits, and "1_0" or " 5": a count must be
+    what it looks like in any terminal."""
+    assert auto(capsys, "add", "svc", "true", "--no-start")[0] == 0
+    before = (auto_home / "local" / "state.json").read_bytes()
+    code, out, err = auto(capsys, *(["start", "svc"] if argv[0] == "--wait" else ["log", "svc"]), *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("auto: error: "), err
+    negative = argv[-1].startswith("-") and argv[0] != "--run"
+    assert ("cannot be negative" if negative else "invalid") in err
+    assert (auto_home / "local" / "state.json").read_bytes() == before
+
+
+def test_log_negative_count_through_the_real_entry_point(auto_home):
+    r = run_cli("log", "svc", "-n", "-3", home=auto_home)
+    assert r.returncode == 2
+    assert r.stderr == "auto: error: argument -n/--lines: the number of lines cannot be negative: -3\n"
 
 
 def test_log_of_never_started_process_is_a_clear_error(auto_home, capsys):

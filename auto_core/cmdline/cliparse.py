@@ -69,11 +69,11 @@ def build_parser() -> _Parser:
     log = sub.add_parser("log", help="print or follow a process's current log")
     log.add_argument("name")
     log.add_argument("-f", "--follow", "--tail", action="store_true", help="follow new output (and new runs)")
-    log.add_argument("-n", "--lines", type=int, default=None, metavar="N",
-                     help="last N lines (0: all), default 100 (with --run: all)")
+    log.add_argument("-n", "--lines", type=_line_count, default=None, metavar="N",
+                     help="last N lines (0: none, like tail), default 100 (with --run: all)")
     log.add_argument("--path", "--file", action="store_true", help="print the log file's path only")
     log.add_argument("--runs", action="store_true", help="list the runs: start time, size, how each ended")
-    log.add_argument("--run", type=int, metavar="N",
+    log.add_argument("--run", type=_run_number, metavar="N",
                      help="print run N: -1 the current or last, -2 the previous...; 1 the oldest")
 
     logs_cmd = sub.add_parser("logs", help="log maintenance")
@@ -105,7 +105,28 @@ def _wait_flag(p: argparse.ArgumentParser) -> None:
 def _seconds(text: str) -> float:
     from auto_core import validate
 
+    if not text.isascii():  # float() would read "１" or "٣" as digits
+        raise UsageError(f"invalid wait {text!r}: use a number of seconds")
     return validate.seconds(text, "wait", 0)
+
+
+def _digits(text: str) -> bool:
+    """Plain ASCII digits only: int() also reads "３" (full width) or "٣" (Arabic-Indic)."""
+    return text.isascii() and text.isdigit()
+
+
+def _line_count(text: str) -> int:
+    if text.startswith("-") and _digits(text[1:]):
+        raise argparse.ArgumentTypeError(f"the number of lines cannot be negative: {text}")
+    if not _digits(text):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (use a number of lines, 0 or more)")
+    return int(text)
+
+
+def _run_number(text: str) -> int:
+    if not _digits(text.removeprefix("-")):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (use -1 for the current run, 1 for the oldest)")
+    return int(text)
 
 
 def _definition_flags(p: argparse.ArgumentParser) -> None:
