@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from auto_core.errors import UsageError
 
@@ -45,6 +44,9 @@ def port(value: str | int | None) -> int | None:
 
 
 def workdir(value: str | os.PathLike) -> str:
+    # Imported here: the state's loader uses this module, and `auto ps` does without pathlib.
+    from pathlib import Path
+
     text = os.fspath(value)
     if not text or "\x00" in text:
         raise UsageError(f"invalid workdir {text!r}")

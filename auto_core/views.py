@@ -58,6 +58,24 @@ def snapshot(data: dict, now: float) -> list[ProcessView]:
     return [view(name, procs[name], now) for name in sorted(procs)]
 
 
+def json_ready(value: object) -> object:
+    """``value`` with every non-finite number (which JSON cannot hold) as null."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def json_text(value: object) -> str:
+    """What ``ps --json`` and ``show --json`` print: strict JSON (no ``Infinity``, no ``NaN``)."""
+    import json
+
+    return json.dumps(json_ready(value), indent=2, allow_nan=False)
+
+
 def describe_exit(last_exit: dict | None) -> str:
     if not last_exit:
         return "-"

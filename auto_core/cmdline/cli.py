@@ -5,7 +5,6 @@ Never imports Textual: ``auto tui`` imports ``auto_tui`` inside its handler.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -136,19 +135,21 @@ def _wait(args) -> dict:
 
 
 def cmd_ps(args, out: _Out) -> int:
+    # Not the lifecycle API: `ps` only reads (~5.5 ms less).
     import time
 
     from auto_core.store import state
-    from auto_core.views import snapshot  # not the lifecycle API: `ps` only reads (~5.5 ms less)
+    from auto_core.views import json_text, snapshot
 
     loaded = state.load_files(*paths.state_files(paths.home_dir(args.home)))
-    if loaded.problem:
-        warn_stderr(loaded.problem)
+    for line in (loaded.problem, *loaded.warnings):
+        if line:
+            warn_stderr(line)
     views = snapshot(loaded.data, time.time())
     if args.json:
         fields = ("name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",
                   "next_restart_in_s", "log_path", "last_exit", "restart_attempt", "restart_every")
-        out.data(json.dumps([{f: getattr(v, f) for f in fields} for v in views], indent=2))
+        out.data(json_text([{f: getattr(v, f) for f in fields} for v in views]))
     elif views:
         out.data(table(ps_rows(views)))
     else:
@@ -224,14 +225,14 @@ def cmd_remove(args, out: _Out) -> int:
 def cmd_show(args, out: _Out) -> int:
     from auto_core.logtree import logs
     from auto_core.store import environ
-    from auto_core.views import describe_exit
+    from auto_core.views import describe_exit, json_text
 
     api = _api(args)
     v = api.view(args.name)
     full_env = api.environment(args.name)
     shown = full_env if getattr(args, "show_secrets", False) else environ.masked(full_env)
     if args.json:
-        out.data(json.dumps(dict(v.to_json(), environment=shown), indent=2))
+        out.data(json_text(dict(v.to_json(), environment=shown)))
         return ExitCode.OK
     status = v.status
     if v.status == "running":

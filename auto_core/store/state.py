@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from auto_core.errors import StateError, warn_stderr
 from auto_core.record import Record
-from auto_core.store import locks
+from auto_core.store import locks, sanitize
 from auto_core.store.atomic import fsync_dir, write_atomic
 from auto_core.store.paths import Home, check_private, ensure_dir
 
@@ -28,6 +28,10 @@ class Loaded(Record):
     source: str  # "main", "bak" or "empty"
     problem: str | None = None  # why state.json was not used, when source == "bak"
     raw: bytes | None = None  # the bytes ``data`` was parsed from (source "main")
+    # One line per bad value found (``sanitize``), each neutralised in ``data``.
+    warnings: tuple[str, ...] = ()
+    # Entries whose name cannot be a process's: not in ``data``, written back unchanged.
+    aside: dict | None = None
 
 
 def _shape_error(data: object) -> str | None:
@@ -57,8 +61,10 @@ def _parse(path: str) -> tuple[dict | None, str | None, bytes | None]:
         return None, f"cannot read {path}: {exc.strerror or exc}", None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = "it is empty" if not raw.strip() else f"it is not valid JSON ({exc})"
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: a JSON error, or an integer of more than 4300 digits.
+        why = exc if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError)) else "too large or too deep"
+        reason = "it is empty" if not raw.strip() else f"it is not valid JSON ({why})"
         return None, reason, None
     problem = _shape_error(data)
     if problem:
@@ -73,20 +79,55 @@ def load(home: Home) -> Loaded:
 
 
 def load_files(state_file: str, bak_file: str) -> Loaded:
-    """``load`` given the two files' paths (``paths.state_files``): no ``Home``, no pathlib."""
+    """``load`` given the two files' paths (``paths.state_files``): no ``Home``, no pathlib.
+    Every entry is checked (``sanitize``): ``warnings`` says what was neutralised."""
     check_private(state_file)
     data, problem, raw = _parse(state_file)
     if data is not None:
-        return Loaded(data, "main", raw=raw)
+        return Loaded(data, "main", raw=raw, **_clean(data, state_file))
     if problem is None and not os.path.exists(state_file):
         return Loaded({"version": VERSION, "processes": {}}, "empty")
     bak, _, _ = _parse(bak_file)
     if bak is not None:
-        return Loaded(bak, "bak", f"{state_file} is unreadable ({problem}); using {os.path.basename(bak_file)}")
+        return Loaded(bak, "bak", f"{state_file} is unreadable ({problem}); using {os.path.basename(bak_file)}",
+                      **_clean(bak, bak_file))
     raise StateError(
         f"state file {state_file} is unreadable ({problem}) and there is no usable backup;"
         " fix or move it away (auto will not overwrite it)"
     )
+
+
+def _clean(data: dict, path: str) -> dict:
+    """Neutralise every bad value of ``data``'s entries in place (``sanitize``); set aside the
+    entries whose name cannot be a process's. ``Loaded``'s ``warnings`` and ``aside``."""
+    # Home.logs of the home this file is in (as strings: `auto ps` does without pathlib).
+    logs_root = os.path.join(os.path.dirname(os.path.dirname(path)), "output", "logs")
+    label = os.path.basename(path)
+    now = time.time()
+    procs = processes(data)
+    warnings: list[str] = []
+    aside: dict = {}
+    for name in list(procs):
+        why = sanitize.name_problem(name)
+        if why:
+            aside[name] = procs.pop(name)
+            warnings.append(f"{label}: {name!r}: {why}; ignored (kept in the file)")
+            continue
+        clean, problems = sanitize.sanitize(name, procs[name], logs_root, now)
+        if problems:
+            procs[name] = clean
+            warnings.extend(f"{label}: {name}: {problem}" for problem in problems)
+    return {"warnings": tuple(warnings), "aside": aside or None}
+
+
+def _with_aside(data: dict, aside: dict | None) -> dict:
+    """``data`` as it is written: with the entries set aside at load (a copy when there are any)."""
+    if not aside:
+        return data
+    procs = dict(processes(data))
+    for name, entry in aside.items():
+        procs.setdefault(name, entry)
+    return dict(data, processes=procs)
 
 
 def dump(data: dict) -> bytes:
@@ -207,6 +248,19 @@ class StateFile:
         self.data: dict | None = None
         self.sig: tuple[int, int, int] | None = None
         self._lock = threading.Lock()  # the TUI reads from its poller and its action threads
+        self._said: frozenset[str] = frozenset()  # the bad values of the last load, said once
+
+    def _report(self, loaded: Loaded) -> None:
+        """Warn of what ``loaded`` fell back on or neutralised; a bad value found again by the
+        next load (a command reads, then writes) is not said again."""
+        if self.warn is None:
+            return
+        if loaded.problem:
+            self.warn(loaded.problem)
+        for line in loaded.warnings:
+            if line not in self._said:
+                self.warn(line)
+        self._said = frozenset(loaded.warnings)
 
     def changed(self) -> bool:
         """Whether the file is not the version last read or written (or none was)."""
@@ -218,8 +272,7 @@ class StateFile:
             sig = signature(self.path)
             if self.data is None or sig is None or sig != self.sig:
                 loaded = load(self.home)
-                if loaded.problem and self.warn:
-                    self.warn(loaded.problem)
+                self._report(loaded)
                 self.data, self.sig = loaded.data, sig
             return self.data
 
@@ -233,20 +286,21 @@ class StateFile:
         lock, instead of waiting for it (the watcher's loop must never block on it)."""
         with locked(self.home, blocking=blocking, notice=self.warn):
             loaded = load(self.home)
-            if loaded.problem and self.warn:
-                self.warn(loaded.problem)
+            self._report(loaded)
             data = loaded.data
             if loaded.source == "bak":  # always written: the broken file is moved aside
                 yield data
-                save(self.home, data, loaded.source)
+                data["version"] = VERSION
+                save(self.home, _with_aside(data, loaded.aside), loaded.source)
             else:
                 # What the file holds now, in canonical bytes (read, not re-encoded, for "main").
                 before = loaded.raw if loaded.source == "main" else dump(data)
                 yield data
                 data["version"] = VERSION
-                payload = dump(data)
-                if payload != before:
-                    save(self.home, data, loaded.source, payload)
+                whole = _with_aside(data, loaded.aside)
+                payload = dump(whole)
+                if payload != before:  # a neutralised bad value is a change: the fix is stored
+                    save(self.home, whole, loaded.source, payload)
             with self._lock:  # under the state lock: the version this write made
                 self.data, self.sig = data, signature(self.path)
 
