@@ -8,11 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
 from helpers import wait_until
-from test_logs import LineStream
 
 from auto_core.logtree import logmaint, logs
 from auto_core.logtree.follow import RunReader
@@ -83,9 +83,19 @@ def test_auto_log_follow_behind_a_roll_prints_every_line(api, home):
         append(path, first)
         logmaint.roll(path)
         append(path, second)
-        stream = LineStream(follower)
-        stream.wait_for(lambda line: line == second[-1], timeout=60)
-        assert stream.seen == first + second
+        seen: list[str] = []
+        last = threading.Event()
+
+        def pump() -> None:
+            for line in follower.stdout:
+                seen.append(line.rstrip("\n"))
+                if seen[-1] == second[-1]:
+                    last.set()
+                    return
+
+        threading.Thread(target=pump, daemon=True).start()
+        assert last.wait(60), f"the last line never came; {len(seen)} lines printed"
+        assert seen == first + second
         assert follower.poll() is None, "log -f must keep following"
     finally:
         follower.terminate()
