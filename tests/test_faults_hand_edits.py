@@ -157,10 +157,10 @@ def test_a_log_path_outside_the_log_tree_is_never_touched(home, watcher, tmp_pat
     warning = (f"state.json: api: log_path: not a file in {home.logs}/api/; ignored"
                " (nothing outside it is read, written or rolled)")
 
+    rolled = newest_part(web_log)  # nothing rolls while no watcher runs
     running = watcher()
     running.wait_line(r"^adopt api ")
-    # A roll of web's log after the adoption: the size check that rolled the victim ran.
-    rolled = newest_part(web_log)
+    # A roll of web's log by this watcher: the size check that rolled the victim ran.
     wait_until(lambda: newest_part(web_log) > rolled, 30, step=0.1, message="web's log rolled")
     r = cli(home, "log", "api", "--path")
     assert r.returncode == 0 and r.stdout.strip() == own_log, r.stdout  # its own newest run
