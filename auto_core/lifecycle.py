@@ -125,6 +125,7 @@ class Api:
         backoff_base: float | None = None,
         stop_timeout: float | None = None,
         stop_signal: str | None = None,
+        daemon_follow: bool | None = None,
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
@@ -156,6 +157,7 @@ class Api:
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
+            daemon_follow=daemon_follow,
             log_max_bytes=log_max_bytes,
             log_keep_parts=log_keep_parts,
             log_keep_days=log_keep_days,
@@ -196,6 +198,8 @@ class Api:
             entry["stop_timeout"] = validate.seconds(options["stop_timeout"], "stop timeout", 0)
         if options.get("stop_signal") is not None:
             entry["stop_signal"] = validate.signal_name(options["stop_signal"])
+        if options.get("daemon_follow") is not None:
+            entry["daemon_follow"] = bool(options["daemon_follow"])
         for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
             if options.get(key) is not None:
                 from auto_core.logtree import logmaint  # only when a log option is given
@@ -218,6 +222,7 @@ class Api:
         backoff_base: float | None = None,
         stop_timeout: float | None = None,
         stop_signal: str | None = None,
+        daemon_follow: bool | None = None,
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
@@ -240,6 +245,7 @@ class Api:
             backoff_base=backoff_base,
             stop_timeout=stop_timeout,
             stop_signal=stop_signal,
+            daemon_follow=daemon_follow,
             log_max_bytes=log_max_bytes,
             log_keep_parts=log_keep_parts,
             log_keep_days=log_keep_days,

@@ -116,10 +116,11 @@ def test_stop_leaves_nothing_of_the_tree_not_even_what_left_the_group(home):
                       "timeout_stops": 60}
 
 
-# The leader exits soon; its children stay in its process group and ignore SIGTERM, so the
+# The leader fails soon; its children stay in its process group and ignore SIGTERM, so the
 # SIGTERM the watcher sends to a dead leader's leftovers does not end them. The leader waits
-# a moment first: a SIGTERM that came before the child's trap would end it.
-LEADERLESS = "sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & sleep 0.5; exit 0"
+# a moment first: a SIGTERM that came before the child's trap would end it. (A leader that
+# exits 0 leaving its children is a daemon, followed instead: test_daemon_follow.py.)
+LEADERLESS = "sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait' & sleep 0.5; exit 3"
 
 
 def leaderless_recorded(api: Api, root: str, leader: int) -> bool:

@@ -186,6 +186,10 @@ class SimTree:
             sent.append(pid)
         return sent
 
+    def main(self) -> tuple[int, float] | None:
+        alive = self.alive()
+        return (alive[0], self.world.procs[alive[0]].create_time) if alive else None
+
     def close(self) -> None:
         self.members.clear()
 

@@ -165,6 +165,7 @@ def _options(args) -> dict:
         "backoff_base": args.backoff_base,
         "stop_timeout": args.stop_timeout,
         "stop_signal": args.stop_signal,
+        "daemon_follow": args.daemon_follow,
         "log_max_bytes": args.log_max_bytes,
         "log_keep_parts": args.log_keep_parts,
         "log_keep_days": args.log_keep_days,

@@ -141,6 +141,9 @@ def _definition_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backoff-base", metavar="S", help="first restart delay in seconds (default 1)")
     p.add_argument("--stop-timeout", metavar="S", help="seconds between the stop signal and SIGKILL (default 10)")
     p.add_argument("--stop-signal", metavar="SIG", help="signal sent first on stop (default SIGTERM)")
+    p.add_argument("--daemon-follow", action=argparse.BooleanOptionalAction, default=None,
+                   help="when the program exits 0 leaving a process of its own running (it "
+                        "daemonized itself), follow that process instead of restarting (default on)")
     p.add_argument("--log-max-bytes", metavar="SIZE", help="roll the run's log past this size, e.g. 50M (default 50M)")
     p.add_argument("--log-keep-parts", metavar="N", help="rolled parts kept per run (default 5)")
     p.add_argument("--log-keep-days", metavar="D", help="delete log files older than D days (default 30)")

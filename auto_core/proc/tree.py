@@ -177,6 +177,23 @@ class Tree:
                 self._send(self.members[pid], signal.SIGCONT)
         return sent
 
+    def main(self) -> tuple[int, float] | None:
+        """(pid, start time) of the process to follow once the leader is gone: a daemon that
+        made itself a session leader (``setsid``), else the oldest member."""
+        found = []
+        for pid in self.alive():
+            ct = identity.create_time(pid)
+            try:
+                daemon = os.getsid(pid) == pid
+            except OSError:
+                continue
+            if ct is not None:
+                found.append((not daemon, ct, pid))
+        if not found:
+            return None
+        _, ct, pid = min(found)
+        return pid, ct
+
     def _drop(self, pid: int) -> None:
         member = self.members.pop(pid)
         if member.fd is not None:

@@ -31,6 +31,7 @@ class Recorded:
     started_at: float
     log_path: str | None
     run_id: str | None
+    followed: bool  # a daemon its run's leader left running
 
 
 def recorded_alive(entries: dict[str, dict],
@@ -44,7 +45,8 @@ def recorded_alive(entries: dict[str, dict],
             log_path, run_id = entry.get("log_path"), entry.get("run")
             found.append(Recorded(name, pid, ct, number(entry.get("started_at")) or ct,
                                   log_path if isinstance(log_path, str) else None,
-                                  run_id if isinstance(run_id, str) else None))
+                                  run_id if isinstance(run_id, str) else None,
+                                  entry.get("daemon_of") is not None))
     return found
 
 

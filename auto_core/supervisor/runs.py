@@ -69,6 +69,7 @@ class Run:
     child: object | None = None  # spawn.Child: poll() and wait(timeout)
     log_path: str | None = None
     run_id: str | None = None  # its AUTO_RUN mark (None: started before marks existed)
+    followed: bool = False  # a process the run's leader left running when it exited (a daemon)
 
 
 # What a stop in progress needs next (``Stopping.step``).

@@ -260,7 +260,7 @@ class Watcher:
         marked runs that no entry records (``recovery``)."""
         for found in recovery.recorded_alive(self.entries, self.system.is_ours):
             self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path,
-                        found.run_id)
+                        found.run_id, found.followed)
         marked = self.system.marked(recovery.recorded_runs(self.entries))
         running = {n for n, s in self.services.items() if s.run is not None}
         claims, strays = recovery.sort_marked(marked, self.entries, running, self.by_pid)
@@ -278,11 +278,11 @@ class Watcher:
             tree.close()
 
     def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None,
-               run_id: str | None) -> None:
+               run_id: str | None, followed: bool = False) -> None:
         svc = self.services.setdefault(name, Service(name))
         if not self.notifier.watch(pid, ct):
             return  # died meanwhile: evaluated as dead
-        svc.run = Run(pid, ct, started_at, None, log_path, run_id)
+        svc.run = Run(pid, ct, started_at, None, log_path, run_id, followed)
         self.by_pid[pid] = name
         self._live_logs = None
         self.log(f"adopt {name} pid {pid}")
@@ -579,6 +579,7 @@ class Watcher:
                              started_at=launched.started_at, log_path=launched.log_path,
                              run=launched.run_id)
                 entry.pop("starting_since", None)
+                entry.pop("daemon_of", None)
                 message, pid = f"{verb} {name} (pid {launched.pid})", launched.pid
             else:
                 entry["last_exit"] = {"code": None, "signal": None, "at": now, "error": launched}
@@ -810,6 +811,10 @@ class Watcher:
         stop_sig = int(signal.Signals[model.stop_signal(entry)])
         tree = self.system.tree(run.run_id, run.pid, run.create_time)
         if tree.refresh():
+            # A daemon's own parent exits 0 too; a followed process's status is unknown, and
+            # when it ends leaving another process of the run, that one is the daemon.
+            if (run.followed or (known and code == 0)) and self._follow(svc, run, tree, entry):
+                return
             # The leader died but processes of its run live on (workers, a reloader): they
             # would hold its port and duplicate its work. Ask now, SIGKILL at the restart.
             sent = tree.signal(stop_sig)
@@ -848,6 +853,35 @@ class Watcher:
         self._write(change)
         if delay is not None:
             svc.wake = now + delay
+
+    def _follow(self, svc: Service, run: Run, tree: Tree, entry: dict) -> bool:
+        """The leader exited 0 and a process of its run lives on: the service daemonized
+        itself (a double fork and ``setsid``, as ``redis-server --daemonize yes`` does).
+        Follow that process as the service rather than start a second copy beside it
+        (``--no-daemon-follow`` turns this off for programs whose children really outlive
+        them)."""
+        if entry.get("daemon_follow") is False or entry.get("explicitly_stopped") or not run.run_id:
+            return False
+        main = tree.main()
+        if main is None or not self.notifier.watch(*main):
+            return False
+        pid, ct = main
+        tree.close()
+        name = svc.name
+        svc.run = Run(pid, ct, run.started_at, None, run.log_path, run.run_id, followed=True)
+        self.by_pid[pid] = name
+        self._live_logs = None
+        if run.log_path:
+            logs.append_line(run.log_path, f"[auto] the service daemonized itself; following pid {pid}")
+        self.log(f"follow {name}: pid {run.pid} exited 0 and left pid {pid} running (a daemon)")
+
+        def change(procs: dict) -> None:
+            current = procs.get(name)
+            if current is not None and current.get("pid") == run.pid:
+                current.update(pid=pid, create_time=ct, daemon_of=current.get("daemon_of", run.pid))
+
+        self._write(change)
+        return True
 
     def _reset_backoff(self, name: str, run: Run) -> None:
         def change(procs: dict) -> bool:
