@@ -104,6 +104,43 @@ def test_auto_log_follow_behind_a_roll_prints_every_line(api, home):
         follower.stderr.close()
 
 
+def test_a_reader_racing_a_writer_and_rolls_prints_exactly_what_the_files_hold(home):
+    """A writer that never stops, ten rolls meanwhile (kept), a reader taking 64 KiB at a time:
+    whatever the interleaving, the reader's lines are the parts' and the file's, in order. (What
+    a roll itself loses, between its copy and its truncate, is in neither.)"""
+    path = run_file(home)
+    reader = RunReader(path, 0)
+    stop = threading.Event()
+
+    def write() -> None:
+        with open(path, "ab", buffering=0) as fh:
+            i = 0
+            while not stop.is_set():
+                fh.write(b"".join(b"L %09d %s\n" % (j, b"." * 60) for j in range(i, i + 50)))
+                i += 50
+                if i % 1000 == 0:
+                    stop.wait(0.0005)  # a roll's copy finds the size still between bursts
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    got: list[str] = []
+    try:
+        for k in range(10):
+            wait_until(lambda: path.stat().st_size > 200_000, message="output since the last roll")
+            logmaint.roll(path, keep_parts=100)
+            if k % 2:  # two rolls between reads, and the reader ever further behind
+                got += reader.read(64 * 1024)
+    finally:
+        stop.set()
+        writer.join(10)
+    got += read_until_idle(reader) + reader.flush()
+    parts = logs.parts_by_number(path)
+    assert len(parts) == 10
+    on_disk = b"".join(parts[k][0].read_bytes() for k in sorted(parts)) + path.read_bytes()
+    assert got == on_disk.decode().splitlines()
+    reader.close()
+
+
 def test_a_part_deleted_before_it_was_read_is_one_marker_line(home):
     path = run_file(home)
     reader = RunReader(path, 0)

@@ -33,6 +33,7 @@ ROLL_GRACE = 10.0  # seconds a roll's temporary copy may stand before it counts 
 TRUNCATE_GRACE = 0.5  # seconds a file emptied without a visible roll waits for the part
 RESUME = 64 * 1024  # bytes of the newest output kept when a reader skips ahead
 SKIPPED = "[auto] skipped "  # how the line that says output was passed over begins
+MARK = 16  # bytes before a reader's place that a file must still hold for the place to stand
 
 
 @dataclass(frozen=True)
@@ -85,21 +86,34 @@ class _Rolls:
         return self._last
 
 
-def _open_part(paths: list[Path], offset: int) -> tuple[BinaryIO, Path] | None:
+def _open_part(paths: list[Path], offset: int, mark: bytes) -> tuple[BinaryIO, Path] | None:
     """A rolled part opened at ``offset`` (the plain file while it is being compressed), or None
-    when it is gone or cannot be read."""
+    when it is gone, cannot be read, or does not hold ``mark`` right before ``offset``."""
     for path in sorted(paths, key=lambda p: logs.is_gz(p)):
         try:
             fh = logs.open_log(path)
         except OSError:
             continue
         try:
-            fh.seek(offset)
+            fh.seek(offset - len(mark))
+            if fh.read(len(mark)) == mark:
+                return fh, path
         except Exception:  # noqa: BLE001 - a corrupt .gz fails here in several ways
-            fh.close()
-            continue
-        return fh, path
+            pass
+        fh.close()
     return None
+
+
+def _bytes_before(source: BinaryIO | str | os.PathLike, offset: int) -> bytes:
+    """The ``MARK`` bytes before ``offset`` (fewer near the start; b"" if unreadable)."""
+    start = max(0, offset - MARK)
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as fh:
+                return os.pread(fh.fileno(), offset - start, start)
+        return os.pread(source.fileno(), offset - start, start)
+    except OSError:
+        return b""
 
 
 class RunReader:
@@ -111,7 +125,7 @@ class RunReader:
     """
 
     def __init__(self, path: str | os.PathLike, offset: int = 0, max_behind: int | None = None,
-                 *, seen: int | None = None, rolls: _Rolls | None = None):
+                 *, seen: int | None = None, rolls: _Rolls | None = None, mark: bytes | None = None):
         self.path = Path(path)
         self.max_behind = max_behind
         self.idle = self.more = False
@@ -120,6 +134,9 @@ class RunReader:
         self._seen = self._rolls.look().newest if seen is None else seen
         self._split = logs.LineSplitter()
         self._offset = offset  # in the part being read, else in the live file
+        # The last bytes before _offset: a file emptied and written again, or a part that is not
+        # the continuation (numbers reused when no part is kept), does not hold them there.
+        self._mark = b"" if offset == 0 else mark
         self._part: tuple[int, BinaryIO, Path] | None = None
         self._live: BinaryIO | None = None
         self._size = offset  # the live file's size when last looked at
@@ -135,11 +152,12 @@ class RunReader:
         for _ in range(50):
             before = rolls.look()
             lines, end = logs.tail_lines(path, n)
+            mark = b"" if logs.is_gz(path) else _bytes_before(path, end)
             # A roll under way may empty the file between the tail and the look: try again.
             if not before.rolling and rolls.look() == before:
                 break
             time.sleep(0.01)
-        return cls(path, end, max_behind, seen=before.newest, rolls=rolls), lines
+        return cls(path, end, max_behind, seen=before.newest, rolls=rolls, mark=mark), lines
 
     def close(self) -> None:
         self._close_part()
@@ -175,6 +193,8 @@ class RunReader:
                 self._live = open(self.path, "rb")  # noqa: SIM115 - kept open while followed
             except OSError:
                 return None
+            if self._mark is None:
+                self._mark = _bytes_before(self._live, self._offset)
         return self._live
 
     def _read_live(self, budget: int, out: list[str]) -> int | None:
@@ -199,13 +219,21 @@ class RunReader:
         if size == self._offset:
             self.idle = True
             return None
-        data = os.pread(fh.fileno(), min(budget, logs.CHUNK, size - self._offset), self._offset)
+        mark = self._mark or b""
+        data = os.pread(fh.fileno(), min(budget, logs.CHUNK, size - self._offset) + len(mark),
+                        self._offset - len(mark))
+        if not data.startswith(mark):
+            return self._emptied_outside_a_roll(out)  # emptied and written again since we looked
         if self._rolls.look() != rolls:
             # A roll began meanwhile: these bytes may already be the emptied file's. The part
             # holds the ones we want at the same offsets.
             return 0
+        return self._take(data[len(mark):], out)
+
+    def _take(self, data: bytes, out: list[str]) -> int:
         out.extend(self._split.feed(data))
         self._offset += len(data)
+        self._mark = ((self._mark or b"") + data)[-MARK:]
         return len(data)
 
     def _emptied_outside_a_roll(self, out: list[str]) -> int | None:
@@ -222,6 +250,7 @@ class RunReader:
         known = f"at least {logs.amount(lost)} of output" if lost > 0 else "output"
         out.append(f"{SKIPPED}{known}; {self.path.name} was emptied and no rolled part kept it")
         self._offset = self._size = 0
+        self._mark = b""
         return 0
 
     # --- rolled parts -----------------------------------------------------------------------
@@ -233,7 +262,7 @@ class RunReader:
         first = self._seen + 1
         lost, self._size = self._size - self._offset, 0  # the live size counts again on our return
         if later[0] == first:
-            opened = _open_part(rolls.parts[first], self._offset)
+            opened = _open_part(rolls.parts[first], self._offset, self._mark or b"")
             if opened is not None:
                 self._part = (first, *opened)
                 return
@@ -242,7 +271,7 @@ class RunReader:
             missing, after = later[0] - 1, later
         # The part that held our place is gone: say what we know of it.
         self._gone(first, missing, lost, out)
-        self._offset = 0
+        self._offset, self._mark = 0, b""
         if after:
             self._open_next(after[0], out)
         else:
@@ -257,12 +286,10 @@ class RunReader:
             data = b""
             self._gone(number, number, 0, out, why="could not be read to its end")
         if data:
-            out.extend(self._split.feed(data))
-            self._offset += len(data)
-            return len(data)
+            return self._take(data, out)
         self._close_part()
         later = sorted(n for n in self._rolls.look().parts if n > number)
-        self._offset = 0
+        self._offset, self._mark = 0, b""
         if later:
             if later[0] != number + 1:
                 self._gone(number + 1, later[0] - 1, 0, out)
@@ -273,7 +300,7 @@ class RunReader:
 
     def _open_next(self, number: int, out: list[str]) -> None:
         """Read part ``number`` from its start (or move past it, saying so, if it is gone)."""
-        opened = _open_part(self._rolls.look().parts.get(number, []), 0)
+        opened = _open_part(self._rolls.look().parts.get(number, []), 0, b"")
         if opened is None:
             self._gone(number, number, 0, out)
             self._seen = number  # _read_live goes on with any later part
@@ -328,7 +355,7 @@ class RunReader:
             lines += got[1]
         self._close_part()
         self._seen = rolls.newest
-        self._offset, self._size = resume, size
+        self._offset, self._size, self._mark = resume, size, _bytes_before(fh, resume)
         out.append(f"{SKIPPED}{logs.amount(skipped)} ({lines:,} lines) of output; see {where}")
 
     def _unread(self, rolls: Rolls, size: int) -> list[tuple[Path, int, int]]:
