@@ -6,6 +6,7 @@ timings, which real processes on a loaded machine cannot."""
 
 from __future__ import annotations
 
+import errno
 import signal
 
 import pytest
@@ -170,3 +171,24 @@ def test_sort_marked_claims_one_run_per_wanted_service():
     claims, strays = recovery.sort_marked(found, entries, running={"e"}, watched_pids={20})
     assert [m.pid for m in claims] == [10, 16]  # one per service; a group leader only
     assert [m.pid for m in strays] == [11, 12, 13, 14, 15]
+
+
+def test_a_lack_of_descriptors_is_one_line_and_the_service_is_tried_again(home, sim):
+    started(home, "api")
+    sim.until(lambda: entry_of(home, "api").get("pid"), within=1, what="api started")
+    real_tree = sim.watcher.system.tree
+    failures = []
+
+    def tree(*args):
+        if not failures:
+            failures.append(1)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_tree(*args)
+
+    sim.watcher.system.tree = tree  # type: ignore[method-assign]
+    ask(home, "api", "stop", "s-1")
+    answer = sim.until(lambda: outcome(home, "api", "s-1"), within=30, what="the stop, tried again")
+    assert answer["ok"] is True
+    out = sim.out.getvalue()
+    assert "error: api: evaluation failed: out of file descriptors (open-file limit " in out
+    assert "Traceback" not in out

@@ -13,6 +13,7 @@ from types import SimpleNamespace  # loaded at start-up anyway (enum imports it)
 
 from auto_core.errors import AutoError, ExitCode, UsageError, warn_stderr
 from auto_core.humanize import countdown, duration, table
+from auto_core.proc import limits
 from auto_core.store import paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -329,6 +330,7 @@ def _tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_streams()
+    limits.raise_nofile()
     argv = sys.argv[1:] if argv is None else list(argv)
     out = _Out(quiet=False)
     try:

@@ -15,13 +15,19 @@ interrupts ``wait``. A watch fires once: ``wait`` forgets the pids it reports.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import resource
 import selectors
 import sys
 import time
 
 from auto_core.proc import identity
 from auto_core.supervisor.notifier import POLL_INTERVAL, Notifier, SelectorWakers
+
+# Descriptors the watcher keeps free for its own work (the state file, a run's log file, a
+# spawn): past the open-file limit minus these, a pid is watched by a check once a second.
+FD_RESERVE = 64
 
 # os.pidfd_open exists only on Linux: type checkers skip the class elsewhere (typeshed's
 # condition) and ``make`` asks for it only there.
@@ -33,14 +39,24 @@ if sys.platform == "linux":
         def __init__(self) -> None:
             super().__init__()
             self._fds: dict[int, int] = {}
+            # Pids watched by a once-a-second identity check: pidfd_open failed for want of
+            # a descriptor (the open-file limit), and a service must not go unwatched.
+            self._polled: dict[int, float | None] = {}
+            self._next_check = 0.0
 
         def watch(self, pid: int, create_time: float | None = None) -> bool:
             if pid in self.pids:
                 return True
+            if len(self._fds) >= resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE:
+                return self._poll(pid, create_time)
             try:
                 fd = os.pidfd_open(pid)  # close-on-exec by the kernel
             except ProcessLookupError:
                 return False
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                return self._poll(pid, create_time)
             # The pid may have been recycled between our identity check and pidfd_open: check again
             # now that the fd pins this exact process.
             if create_time is not None and not identity.same_time(identity.create_time(pid),
@@ -52,8 +68,16 @@ if sys.platform == "linux":
             self.pids[pid] = create_time
             return True
 
+        def _poll(self, pid: int, create_time: float | None) -> bool:
+            found = identity.create_time(pid)
+            if found is None or (create_time is not None and not identity.same_time(found, create_time)):
+                return False
+            self.pids[pid] = self._polled[pid] = found
+            return True
+
         def unwatch(self, pid: int) -> None:
             self.pids.pop(pid, None)
+            self._polled.pop(pid, None)
             fd = self._fds.pop(pid, None)
             if fd is not None:
                 self._sel.unregister(fd)
@@ -61,11 +85,17 @@ if sys.platform == "linux":
 
         def wait(self, timeout: float) -> list[int]:
             dead = []
+            if self._polled:
+                timeout = min(timeout, max(0.0, self._next_check - time.monotonic()))
             for key, _ in self._sel.select(max(0.0, timeout)):
                 if key.data is None or key.data == self._WAKER:  # the signal pipe or a waker
                     self._drain_fd(key.fd)
                 else:
                     dead.append(key.data)
+            if self._polled and time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + POLL_INTERVAL
+                dead += [p for p, ct in self._polled.items()
+                         if not identity.same_time(identity.create_time(p), ct)]
             for pid in dead:
                 self.unwatch(pid)
             return dead

@@ -89,6 +89,9 @@ class Launcher:
             except spawn.SpawnError as exc:
                 logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror}")
                 return f"cannot start {name}: {exc.strerror}"
+            except OSError as exc:  # the watcher's own lack (of descriptors, of memory)
+                logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror or exc}")
+                return f"cannot start {name}: {exc.strerror or exc}"
         finally:
             os.close(fd)
         started_at = when.timestamp()

@@ -26,8 +26,10 @@ SIGINT end the loop and leave every service running; the next watcher adopts the
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import resource
 import signal
 import sys
 import time
@@ -39,6 +41,7 @@ from typing import TextIO
 from auto_core import backoff, model
 from auto_core.errors import StateError
 from auto_core.logtree import logmaint, logs
+from auto_core.proc import limits
 from auto_core.proc.tree import Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
@@ -64,6 +67,7 @@ SLOW_ITERATION = 0.1  # an iteration longer than this is logged: the loop must n
 EARLY_WAKE = 0.002  # the loop wakes this much before a timer and sleeps the rest exactly
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
+REPEAT_QUIET = 60.0  # the same iteration failure is logged again only after this
 
 
 class Watcher:
@@ -111,6 +115,7 @@ class Watcher:
         self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
         self._started = False
         self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
+        self._failure: tuple[str, float] = ("", 0.0)  # the last failed iteration, quiet until
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -153,8 +158,8 @@ class Watcher:
                 began = time.monotonic()
                 try:
                     timeout = self.iterate()
-                except Exception:  # one bad iteration must not end supervision
-                    self.log("error: iteration failed\n" + traceback.format_exc().rstrip())
+                except Exception as exc:  # one bad iteration must not end supervision
+                    self._iteration_failed(exc)
                     # Not again at once, whatever wakes the loop: deaths are collected meanwhile.
                     until = time.monotonic() + TICK
                     while not self.stopping and time.monotonic() < until:
@@ -171,6 +176,16 @@ class Watcher:
             self.close()
         self.log("watcher exiting; services keep running")
         return 0
+
+    def _iteration_failed(self, exc: Exception) -> None:
+        """Log a failed iteration: with its traceback, but the same failure again (a full
+        disk, the open-file limit) only once a minute, and a lack of descriptors as one line."""
+        key = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if key == self._failure[0] and now < self._failure[1]:
+            return
+        self._failure = (key, now + REPEAT_QUIET)
+        self.log(f"error: iteration failed{_why(exc)}")
 
     def _install_signals(self) -> dict:
         def on_signal(signum, _frame):
@@ -222,8 +237,8 @@ class Watcher:
         looked at again after ERROR_RETRY, while the others go on."""
         try:
             step(arg)
-        except Exception:
-            self.log(f"error: {name}: {what} failed\n" + traceback.format_exc().rstrip())
+        except Exception as exc:
+            self.log(f"error: {name}: {what} failed{_why(exc)}")
             if name in self.services:
                 self.services[name].wake = self.clock() + ERROR_RETRY
 
@@ -431,34 +446,38 @@ class Watcher:
     def _carry_out(self, svc: Service, entry: dict, req: dict) -> None:
         op, name = req["op"], svc.name
         svc.handled = req["id"]
-        if svc.waiting is not None:  # a newer request replaces a start waiting for its port
-            old = svc.waiting[0]
-            svc.waiting = svc.port_wait_until = None
-            if old is not None:
-                self._answer(name, old, False, f"{name}: another command came first", None)
-        if op == model.START:
-            if svc.run is not None:
-                self._answer(name, req, bool(req.get("skip_running")),
-                             f"{name} is already running (pid {svc.run.pid})", svc.run.pid)
-            else:
-                self._start(svc, entry, req)
-        elif op == model.RESTART:
-            if svc.run is not None:
-                self._begin_stop(svc, entry, then="start", marker="[auto] restarting", request=req)
-            else:
-                self._start(svc, entry, req)
-        elif op in (model.STOP, model.REMOVE):
-            then = "remove" if op == model.REMOVE else None
-            if svc.run is not None:
-                self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
-            elif svc.leftover is not None and svc.leftover.alive():
-                self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
-                                 request=req, tree=svc.leftover)
-                svc.leftover = None
-            elif then == "remove":
-                self._remove(svc, req)
-            else:
-                self._answer(name, req, True, f"stopped {name} (it was not running)", None)
+        try:
+            if svc.waiting is not None:  # a newer request replaces a start waiting for its port
+                old = svc.waiting[0]
+                svc.waiting = svc.port_wait_until = None
+                if old is not None:
+                    self._answer(name, old, False, f"{name}: another command came first", None)
+            if op == model.START:
+                if svc.run is not None:
+                    self._answer(name, req, bool(req.get("skip_running")),
+                                 f"{name} is already running (pid {svc.run.pid})", svc.run.pid)
+                else:
+                    self._start(svc, entry, req)
+            elif op == model.RESTART:
+                if svc.run is not None:
+                    self._begin_stop(svc, entry, then="start", marker="[auto] restarting", request=req)
+                else:
+                    self._start(svc, entry, req)
+            elif op in (model.STOP, model.REMOVE):
+                then = "remove" if op == model.REMOVE else None
+                if svc.run is not None:
+                    self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
+                elif svc.leftover is not None and svc.leftover.alive():
+                    self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
+                                     request=req, tree=svc.leftover)
+                    svc.leftover = None
+                elif then == "remove":
+                    self._remove(svc, req)
+                else:
+                    self._answer(name, req, True, f"stopped {name} (it was not running)", None)
+        except BaseException:
+            svc.handled = None  # carried out again after ERROR_RETRY (``_guarded``)
+            raise
 
     def _answer(self, name: str, req: dict, ok: bool, message: str, pid: int | None,
                 **fields: object) -> None:
@@ -911,6 +930,15 @@ class Watcher:
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
 
 
+def _why(exc: Exception) -> str:
+    """How a failure is logged: a lack of descriptors in one line (it is not a bug, and it
+    comes in numbers), anything else with its traceback."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return f": out of file descriptors (open-file limit {soft}): {exc}"
+    return "\n" + traceback.format_exc().rstrip()
+
+
 def _settle(entry: dict, req: dict, ok: bool, message: str, pid: int | None) -> None:
     """Replace ``req`` by its outcome, when the entry still holds that request."""
     held = model.request(entry)
@@ -925,6 +953,7 @@ def main(home: Home, poll_only: bool = False, login: bool = False) -> int:
     # Whoever started this watcher may have blocked signals (a blocked SIGTERM would make a
     # login watcher's take-over wait for nothing): the watcher's own mask starts empty.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    limits.raise_nofile()
     check_private(str(home.state_file))  # a state file others can write names what we run
     fd = watchlock.acquire(home, kind="login" if login else "on-demand", take_over=login)
     try:
