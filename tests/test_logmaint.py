@@ -59,15 +59,18 @@ def age(path: Path, days: float, now: float | None = None) -> None:
     os.utime(path, (t, t))
 
 
-def run_pass(m: Maintainer, live=None, watcher_log=None, limit: int = 1000) -> list:  # noqa: D103
-    """Tick until the pass that the first tick starts has finished; return all events."""
+def run_pass(m: Maintainer, live=None, watcher_log=None, timeout: float = 30) -> list:
+    """Tick until the pass that the first tick starts has finished, and the rolls (which run
+    in a worker thread) with it; return all events."""
     before = m.passes_done
     events = []
-    for _ in range(limit):
-        events += m.tick(live or {}, watcher_log)
-        if m.passes_done > before:
-            return events
-    raise AssertionError("the retention pass did not finish")
+
+    def finished():
+        events.extend(m.tick(live or {}, watcher_log))
+        return m.passes_done > before and not m.rolling
+
+    wait_until(finished, timeout, step=0.001, message="the retention pass and its rolls")
+    return events
 
 
 def bounded(limit: int = 10_000):
@@ -81,7 +84,7 @@ def numbers(data: bytes) -> list[int]:
 
 
 @pytest.mark.slow
-def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_copy_window(api, home, tmp_path):
+def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_truncate_gap(api, home, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     api.add("writer", f"{sys.executable} -u {script}", workdir=str(tmp_path))
@@ -109,10 +112,11 @@ def test_roll_keeps_a_live_writer_on_the_same_path_and_loses_at_most_the_copy_wi
     data = b"".join(p.read_bytes() for p in parts) + path.read_bytes()
     seen = numbers(data[: data.rfind(b"\n") + 1])  # a line cut short by the stop is not a number
     assert seen == sorted(seen) and len(seen) == len(set(seen)), "nothing duplicated or reordered"
-    # Two rolls lie inside the kept text (part 3 -> 4 -> main); each may lose the few lines
-    # written between the last copy and the truncate, never more.
+    # Two rolls lie inside the kept text (part 3 -> 4 -> main). What is written while a roll
+    # copies is copied too; only a line written between its last size check and the truncate
+    # (two system calls apart; one line every 0.5 ms here) could be lost.
     lost = (seen[-1] - seen[0] + 1) - len(seen)
-    assert lost <= 2 * 20, f"lost {lost} lines"
+    assert lost <= 2, f"lost {lost} lines"
     assert seen[-1] > numbers(parts[-1].read_bytes())[-1], "the writer kept writing after the roll"
     # The stop marker goes in before the signal: after it, only what the writer printed
     # before SIGTERM ended it (maybe a line cut short), then the watcher's end line.
@@ -280,7 +284,9 @@ def test_a_roll_that_cannot_write_is_reported_and_nothing_is_truncated(home):
     with state.transaction(home) as data:
         state.processes(data)["full"] = {"command": "true", "log_max_bytes": 1024}
     m = Maintainer(home, size_interval=0.0)
-    events = m.tick({"full": str(path)}, None)
+    events: list = []
+    wait_until(lambda: events.extend(m.tick({"full": str(path)}, None)) or events, 10, step=0.001,
+               message="the roll's outcome")
     assert [e.kind for e in events if e.path == str(path)] == ["error"]
     assert "cannot roll" in events[0].detail
     assert path.stat().st_size == 5000, "nothing lost when the copy fails"
@@ -393,3 +399,224 @@ def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
         watcher.terminate()
         watcher.wait(10)
     assert "Traceback" not in wlog.read_text()
+
+
+# --- rolls under faults ------------------------------------------------------------------------
+
+# Rolls (or recovers) argv[1] in this process, in small chunks so that a copy has many steps.
+# At each step it appends a line "w K" to the log as its service would (at "copied" only the
+# first 3 times, or the copy would never catch up), and ends the process abruptly (exit 17,
+# nothing cleaned up) the argv[4]-th time it reaches step argv[3], saying how many lines it wrote
+# (numbered on from argv[5]).
+ROLLER = """\
+import os, sys
+from auto_core.logtree import logmaint
+
+path, mode, kill_at, nth, first = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+logmaint.CHUNK = 1024
+logmaint._SYNC_ABOVE = 1024
+calls = {"written": first}
+
+def step(name):
+    calls[name] = calls.get(name, 0) + 1
+    if name != "copied" or calls[name] <= 3:
+        calls["written"] += 1
+        with open(path, "ab") as fh:
+            fh.write(b"w %d\\n" % calls["written"])
+    if name == kill_at and calls[name] == nth:
+        print(calls["written"], flush=True)
+        os._exit(17)
+
+logmaint.roll(path, on_step=step) if mode == "roll" else logmaint.recover(path, on_step=step)
+"""
+
+# Every step of a roll of a_run_log: the copy's first and middle chunks, its first round
+# synced, the catch-up round (copied #4: the lines written meanwhile), the truncate, the rename.
+STEPS = [("created", 1), ("copied", 1), ("copied", 2), ("synced", 1), ("copied", 4), ("truncated", 1),
+         ("renamed", 1)]
+
+
+def killed_roll(path: Path, kill_at: str, nth: int = 1, mode: str = "roll", written: int = 0) -> int:
+    """Run ROLLER on ``path`` in a child process that ends itself at that step; returns the
+    number of the last line it wrote."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", ROLLER, str(path), mode, kill_at, str(nth), str(written)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 17, f"the roll did not reach {kill_at} #{nth}: {r.returncode} {r.stderr}"
+    return int(r.stdout)
+
+
+def a_run_log(home, name: str = "svc") -> Path:
+    """A run's log: its header, then 400 numbered lines (~3 KiB: several copy chunks)."""
+    header = b"[auto] start svc pid 4242 at 2026-01-01 00:00:00: python svc.py\n"
+    body = header + b"".join(b"n %d\n" % i for i in range(400))
+    return make_log(home, name, datetime(2026, 1, 1, 0, 0, 0), 0, body)
+
+
+def run_bytes(path: Path) -> bytes:
+    """Every byte of the run in reading order: its parts (gzipped or not), then the file."""
+    data = b""
+    for number in sorted(logs.parts_by_number(path)):
+        plain = path.with_name(f"{path.name}.{number}")
+        data += plain.read_bytes() if plain.exists() else gzip.decompress(Path(f"{plain}.gz").read_bytes())
+    return data + path.read_bytes()
+
+
+def expected_lines(data: bytes) -> None:
+    """The header, n 0..399, then the lines the roller and the test wrote, each once, in order."""
+    lines = data.decode().splitlines()
+    assert lines[0].startswith("[auto] start svc pid 4242"), lines[:2]
+    assert lines[1:401] == [f"n {i}" for i in range(400)], "no line of the run lost or doubled"
+    written = lines[401:-1]
+    assert written == [f"w {i}" for i in range(1, len(written) + 1)], written
+    assert lines[-1] == "after", lines[-3:]
+
+
+@pytest.mark.parametrize(("kill_at", "nth"), STEPS, ids=[f"{s}-{n}" for s, n in STEPS])
+def test_a_roll_killed_at_any_step_is_finished_by_the_next_maintainer(home, kill_at, nth):
+    path = a_run_log(home)
+    killed_roll(path, kill_at, nth)
+    with open(path, "ab") as fh:
+        fh.write(b"after\n")  # the service writes on while no watcher runs
+    copy = Path(f"{path}.1.tmp")
+    assert copy.exists() == (kill_at != "renamed")
+    if copy.exists():
+        age(copy, 3)  # older than the day after which retention deleted such copies
+    events = run_pass(Maintainer(home), {"svc": str(path)})  # what a watcher that starts does
+    assert not [e for e in events if e.kind not in ("recovered", "compressed")], events
+    if kill_at != "renamed":
+        assert [e.kind for e in events if e.kind == "recovered"] == ["recovered"]
+    assert not list(path.parent.glob("*.tmp")), "the copy is in its place"
+    assert list(logs.parts_by_number(path)) == [1], "one part, the roll's"
+    expected_lines(run_bytes(path))
+    if kill_at in ("truncated", "renamed"):
+        assert path.read_bytes().endswith(b"after\n") and b"n 399" not in path.read_bytes()
+
+
+@pytest.mark.parametrize("kill_at", ["copied", "synced", "truncated", "renamed"])
+def test_a_recovery_killed_at_any_step_is_finished_by_the_next(home, kill_at):
+    path = a_run_log(home)
+    written = killed_roll(path, "copied", 1)
+    killed_roll(path, kill_at, 1, mode="recover", written=written)
+    with open(path, "ab") as fh:
+        fh.write(b"after\n")
+    events = run_pass(Maintainer(home))
+    assert not [e for e in events if e.error or e.kind == "deleted"], events
+    assert not list(path.parent.glob("*.tmp")) and list(logs.parts_by_number(path)) == [1]
+    expected_lines(run_bytes(path))
+
+
+def test_a_copy_whose_file_was_emptied_is_put_in_place(home):
+    """A copy complete when its file was truncated holds lines found nowhere else: it becomes
+    the part before the file, whatever its age; nothing is deleted."""
+    path = a_run_log(home)
+    body = path.read_bytes()
+    copy = Path(f"{path}.1.tmp")
+    copy.write_bytes(body)
+    path.write_bytes(b"w 1\nw 2\nw 3\nafter\n")  # what the service wrote after the truncate
+    age(copy, 3)
+    assert [e.kind for e in Maintainer(home).prune(dry_run=True)] == ["would recover"]
+    events = run_pass(Maintainer(home))
+    assert [(e.kind, e.detail) for e in events] == [("recovered", f"an interrupted roll, put in place: {path.name}.1")]
+    assert Path(f"{path}.1").read_bytes() == body and not copy.exists()
+    expected_lines(run_bytes(path))
+
+
+def test_a_roll_under_way_in_another_process_is_left_to_it(home):
+    """The copy is locked while its roll runs: a second roller (another watcher, ``auto logs
+    prune``) leaves it alone, and nothing is lost."""
+    import subprocess
+
+    path = a_run_log(home)
+    # The roller stops after its first synced round (and says so) until we close its stdin.
+    script = ROLLER.replace("os._exit(17)", "sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", script, str(path), "roll", "synced", "1", "0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip().isdigit(), "the roller paused"
+        with pytest.raises(BlockingIOError, match="another roll of this log is under way"):
+            logmaint.recover(path)
+        m = Maintainer(home, size_interval=0.0)
+        with state.transaction(home) as data:
+            state.processes(data)["svc"] = {"command": "true", "log_max_bytes": 1024}
+        events: list = []
+        wait_until(lambda: events.extend(m.tick({"svc": str(path)}, None)) or [e for e in events if e.error], 10,
+                   step=0.001, message="the second roll's refusal")
+        assert "another roll of this log is under way" in events[-1].detail
+        assert Path(f"{path}.1.tmp").exists() and b"n 399" in path.read_bytes(), "left as it was"
+        child.stdin.close()
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+        child.wait()
+    with open(path, "ab") as fh:
+        fh.write(b"after\n")
+    assert list(logs.parts_by_number(path)) == [1] and not list(path.parent.glob("*.tmp"))
+    expected_lines(run_bytes(path))
+
+
+@pytest.mark.slow
+def test_a_2_gib_live_log_rolls_without_holding_up_the_caller(home):
+    """A roll copies in a worker thread: no tick takes long, and the lines at the end of a huge
+    file (sparse here: 2 GiB of holes, then real lines) are in the part. The files are deleted
+    at the end (pytest keeps the last temporary directories)."""
+    path = make_log(home, "big", datetime(2026, 1, 1, 0, 0, 0), 0, b"")
+    tail = b"".join(b"last line %d\n" % i for i in range(1000))
+    part = Path(f"{path}.1")
+    try:
+        with open(path, "r+b") as fh:
+            fh.truncate(2 << 30)
+        with open(path, "ab") as fh:
+            fh.write(tail)
+        size = path.stat().st_size
+        with state.transaction(home) as data:
+            state.processes(data)["big"] = {"command": "true", "log_max_bytes": 1 << 20}
+        m = Maintainer(home, size_interval=0.0)
+        worst = 0.0
+        events: list = []
+
+        def rolled():
+            nonlocal worst
+            before = time.monotonic()
+            events.extend(m.tick({"big": str(path)}, None))
+            worst = max(worst, time.monotonic() - before)
+            return any(e.kind == "rolled" for e in events)
+
+        wait_until(rolled, 300, step=0.005, message="the roll of 2 GiB")
+        assert [e.kind for e in events] == ["rolled"], events
+        assert worst < 0.1, f"a tick took {worst * 1000:.0f} ms"
+        assert part.stat().st_size == size and path.stat().st_size == 0
+        with open(part, "rb") as fh:
+            fh.seek(size - len(tail))
+            assert fh.read() == tail
+    finally:
+        for leftover in (path, part, Path(f"{part}.tmp")):
+            leftover.unlink(missing_ok=True)
+
+
+def test_a_fast_growing_log_is_checked_sooner(home):
+    """The next size check comes when the log would reach its limit at the rate it grew, so its
+    parts stay near the limit; once it stops growing, checks go back to ``size_interval``."""
+    clock = Clock(time.time())
+    path = make_log(home, "fast", datetime(2026, 1, 1, 0, 0, 0), 0, b"")
+    with state.transaction(home) as data:
+        state.processes(data)["fast"] = {"command": "true", "log_max_bytes": 1 << 20, "log_keep_parts": 50}
+    m = Maintainer(home, clock, size_interval=30.0, min_size_interval=1.0)
+    live = {"fast": str(path)}
+
+    for _ in range(120):  # two minutes at 100 KiB a second, a tick a second
+        with open(path, "ab") as fh:
+            fh.write(b"x" * (100 * 1024 - 1) + b"\n")
+        clock.now += 1
+        m.tick(live, None)
+        wait_until(lambda: m.tick(live, None) == [] and not m.rolling, 10, step=0.001, message="the roll")
+    assert m.busy, "the caller is asked back soon while the log grows fast"
+    sizes = [files[0].stat().st_size for _, files in sorted(logs.parts_by_number(path).items())]
+    assert sizes[0] > 2 << 20, "the first check came after the long interval: no rate known yet"
+    assert len(sizes) >= 6 and all(size <= (1 << 20) + 2 * 100 * 1024 for size in sizes[1:]), sizes
+    for _ in range(60):  # idle
+        clock.now += 1
+        m.tick(live, None)
+    assert not m.busy, "a log that stopped growing is checked every size_interval again"

@@ -4,12 +4,45 @@ The watcher builds one ``Maintainer`` and calls ``tick(live, watcher_log)`` ever
 is cheap when nothing is due: a clock read and two comparisons. Work is spread out, so no
 tick holds up the watcher's restarts:
 
-- every ``size_interval`` seconds (5 s) one ``os.stat`` per live log (and the watcher's own
-  log) decides whether a file passed its ``log_max_bytes`` and must be rolled;
+- a size check (one ``os.stat`` per live log and the watcher's own log) finds the files past
+  their ``log_max_bytes``. It comes every ``size_interval`` seconds, sooner when a log grows
+  fast enough to reach its limit before that (at the rate it grew since the previous check),
+  but never more often than ``min_size_interval``;
+- a roll copies the whole file, so it runs in a worker thread, one file at a time: the tick
+  only starts it and later collects its events;
 - a retention pass starts at most every ``pass_interval`` (1 h) or when the local date
   changes; it walks the log tree as a resumable generator, ``scan_batch`` directory entries per
   tick, deletes at most ``delete_batch`` files per tick and gzips at most ``compress_budget``
   bytes per tick (one file is compressed across several ticks when it is large).
+
+A roll of ``FILE`` (services write it with O_APPEND, so after a truncate they go on writing
+at its start) into its next part ``FILE.K``:
+
+1. create ``FILE.K.tmp`` and lock it (flock: one roll of a file at a time, across processes);
+2. copy ``FILE`` into it up to the size seen, then what was written meanwhile, again and
+   again until a size check finds nothing new; a round that copied more than 64 KiB is
+   fsynced before the next size check;
+3. truncate ``FILE`` right after that size check;
+4. fsync the copy (the last small rounds) and rename ``FILE.K.tmp`` to ``FILE.K``.
+
+Every byte written before the last size check is in the copy before the truncate (on disk,
+but for the last small rounds: a power cut right after the truncate could lose those). What
+a writer appends between that size check and the truncate, two adjacent system calls
+(microseconds; longer only if the thread waits for the interpreter lock between them), is
+lost: no copy-then-truncate can close that gap without the writer's help, since a truncate
+keeps nothing of what was written before it. A writer that outruns the copy for 1000 rounds
+makes the roll give up (an error event); the next roll goes on from the copy. The part
+appears only once ``FILE`` is emptied, so a follower that sees a new part finds its unread
+bytes there; while the roll is unfinished, ``FILE.K.tmp`` says so.
+
+A roll killed at any step leaves ``FILE.K.tmp``; the next roll of ``FILE`` or the next
+retention pass (a watcher's first tick starts one) finishes it (``recover``). A copy that is
+still the start of ``FILE`` was made before the truncate: the roll goes on from where the copy
+ends. Any other copy was complete when ``FILE`` was truncated: it is renamed into its place.
+Retention never deletes such a copy. "Still the start" compares the copy's first and last
+64 KiB with ``FILE`` at the same offsets. After a truncate, ``FILE`` can match there only by
+repeating the same bytes exactly, and only a roll killed between its truncate and its rename
+could then be misjudged (the restarted file's first bytes taken for the copy's).
 
 Never touched, since a roll or delete there would lose lines still being written or the log
 a service's entry points to: a file a live service writes (``live``, verified by identity by
@@ -20,7 +53,10 @@ Compression re-checks the source before replacing it and gives up if it changed.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -74,7 +110,7 @@ def settings(entry: Mapping | None) -> Settings:
 class Event:
     """One thing maintenance did (or, in a dry run, would do), or an error it met."""
 
-    kind: str  # "rolled", "deleted", "compressed", "skipped", "error" (dry run: "would delete"...)
+    kind: str  # "rolled", "recovered", "deleted", "compressed", "skipped", "error" (dry run: "would delete"...)
     path: str
     detail: str = ""
 
@@ -92,67 +128,235 @@ def _why(exc: OSError) -> str:
 
 # --- rolling -----------------------------------------------------------------------------------
 
+CHUNK = 4 * MiB  # bytes per read and write of a roll's copy
+_CHECK = 64 * 1024  # bytes compared at each end of a leftover copy (``_holds_prefix``)
+_SYNC_ABOVE = 64 * 1024  # a round of the copy that copied more is fsynced before the next
+_ROUNDS = 1000  # rounds of the copy before a roll gives up on a writer faster than it
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _no_step(name: str) -> None:
+    pass
+
+
 def _create(path: Path) -> int:
-    """A new file for writing; a stale one (an interrupted roll) is replaced, never followed."""
+    """A new file for writing; a stale one (an interrupted compression) is replaced, never followed."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                   FILE_MODE)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE)
 
 
-def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # int() would take "３" too
+
+
+def _tmp(part: Path) -> Path:
+    return part.with_name(part.name + _TMP)
+
+
+def _leftovers(path: Path) -> dict[int, Path]:
+    """The copies interrupted rolls of ``path`` left (``<file>.K.tmp``), by K."""
+    prefix = path.name + "."
+    found = {}
+    with os.scandir(path.parent) as it:
+        for entry in it:
+            number = entry.name[len(prefix):].removesuffix(_TMP)
+            if entry.name.startswith(prefix) and entry.name.endswith(_TMP) and _is_number(number):
+                found[int(number)] = Path(entry.path)
+    return found
+
+
+def _lock(tmp: Path, create: bool = False) -> int:
+    """``tmp`` opened and locked (flock) for this roll alone; released when closed, or when the
+    process dies. Raises BlockingIOError while another roll holds it."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | _CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+    fd = os.open(tmp, flags, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BlockingIOError(errno.EAGAIN, "another roll of this log is under way") from None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy(src: int, dst: int, start: int, end: int, step: Callable[[str], None]) -> int:
+    """Append ``src``'s bytes from ``start`` to ``end`` to ``dst``; returns the offset reached."""
     offset = start
     while offset < end:
-        sent = os.sendfile(dst, src, offset, end - offset)
-        if sent == 0:  # the file shrank under us: nothing more to copy
+        data = os.pread(src, min(CHUNK, end - offset), offset)
+        if not data:  # it shrank under us
             break
-        offset += sent
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view):]
+        offset += len(data)
+        step("copied")
+    return offset
 
 
-def roll(path: str | os.PathLike, keep_parts: int = DEFAULT_KEEP_PARTS) -> tuple[Path, list[Path]]:
-    """Copy ``path`` to its next part ``path.K`` and truncate it in place (copy-then-truncate).
-
-    Services write with O_APPEND, so after the truncate they go on writing at the start of the
-    same file. Bytes written between the last size check and the truncate (a window of a few
-    microseconds after the copy) are lost. Parts beyond ``keep_parts`` are deleted, oldest
-    first. Returns the new part and the deleted parts. On any error nothing is truncated.
-    """
-    path = Path(path)
-    existing = logs.parts_by_number(path)
-    number = max(existing, default=0) + 1
-    part = path.with_name(f"{path.name}.{number}")
-    tmp = path.with_name(f"{part.name}{_TMP}")
-    src = os.open(path, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+def _holds_prefix(fd: int, path: Path) -> bool:
+    """Whether the leftover copy ``fd`` is still the start of ``path`` (which then was not
+    truncated). Compares the first and the last ``_CHECK`` bytes of the copy: a log that
+    restarted after a truncate differs there (only output that repeats byte for byte could
+    match; see the module docstring)."""
+    length = os.fstat(fd).st_size
     try:
-        dst = _create(tmp)
-        try:
-            copied = 0
-            # Copy until the size holds still, so the lossy window is as short as it can be.
-            for _ in range(5):
-                size = os.fstat(src).st_size
-                if size <= copied:
-                    break
-                _copy_range(src, dst, copied, size)
-                copied = size
-            os.ftruncate(src, 0)
-        except BaseException:
-            os.close(dst)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        os.close(dst)
+        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if os.fstat(src).st_size < length:
+            return False
+        for offset in (0, max(0, length - _CHECK)):
+            size = min(_CHECK, length - offset)
+            if os.pread(fd, size, offset) != os.pread(src, size, offset):
+                return False
+        return True
     finally:
         os.close(src)
-    os.replace(tmp, part)
-    existing[number] = [part]
+
+
+def _move(path: Path, fd: int, part: Path, step: Callable[[str], None]) -> None:
+    """Copy ``path`` into the locked copy ``fd`` past what it holds, truncate ``path`` once a
+    size check finds nothing new, then rename the copy to ``part``. See the module docstring."""
+    src = os.open(path, os.O_RDWR | os.O_NOFOLLOW | _CLOEXEC)
+    try:
+        copied = os.lseek(fd, 0, os.SEEK_END)
+        for _ in range(_ROUNDS):
+            size = os.fstat(src).st_size
+            if size == copied:
+                os.ftruncate(src, 0)  # right after the size check that found nothing new
+                break
+            if size < copied:
+                raise OSError(errno.EAGAIN, "the log was truncated by someone else during its roll")
+            start, copied = copied, _copy(src, fd, copied, size, step)
+            if copied - start > _SYNC_ABOVE:
+                os.fsync(fd)
+                step("synced")
+        else:
+            raise OSError(errno.EAGAIN, "the log grows faster than it can be copied; the next roll goes on")
+    finally:
+        os.close(src)
+    step("truncated")
+    os.fsync(fd)
+    os.rename(_tmp(part), part)
+    step("renamed")
+
+
+def _place(path: Path, tmp: Path, part: Path) -> Path:
+    """Put a copy whose live file was truncated in its place; returns where it went."""
+    if os.path.lexists(part) or os.path.lexists(f"{part}.gz"):  # never over another part
+        part = path.with_name(f"{path.name}.{max(logs.parts_by_number(path)) + 1}")
+    os.rename(tmp, part)
+    return part
+
+
+def recover(path: str | os.PathLike, on_step: Callable[[str], None] | None = None) -> list[tuple[Path, bool]]:
+    """Finish what interrupted rolls of ``path`` left; returns ``(part, finished)`` for each.
+
+    A leftover copy ``path.K.tmp`` that is still the start of ``path`` was made before the
+    truncate: the roll is finished (the rest copied, ``path`` truncated, the copy renamed to
+    ``path.K``; ``finished`` True). Otherwise ``path`` was truncated after the copy was
+    complete: the copy is put in its place as ``path.K``. Nothing is deleted.
+    Raises BlockingIOError while another process's roll of ``path`` is under way.
+    """
+    path = Path(path)
+    step = on_step or _no_step
+    done = []
+    for number, tmp in sorted(_leftovers(path).items()):
+        part = path.with_name(f"{path.name}.{number}")
+        try:
+            fd = _lock(tmp)
+        except FileNotFoundError:
+            continue  # finished meanwhile by the roll that made it
+        try:
+            if _holds_prefix(fd, path):
+                _move(path, fd, part, step)
+                done.append((part, True))
+            else:
+                done.append((_place(path, tmp, part), False))
+        finally:
+            os.close(fd)
+    return done
+
+
+def _cap(path: Path, keep_parts: int) -> list[Path]:
+    """Delete the parts of ``path`` beyond ``keep_parts``, oldest first; returns them."""
+    existing = logs.parts_by_number(path)
     removed: list[Path] = []
-    if keep_parts >= 0:
-        for old in sorted(existing)[: max(0, len(existing) - keep_parts)]:
-            for victim in existing[old]:
-                with contextlib.suppress(FileNotFoundError):
-                    victim.unlink()
-                    removed.append(victim)
-    return part, removed
+    for old in sorted(existing)[: max(0, len(existing) - keep_parts)]:
+        for victim in existing[old]:
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+                removed.append(victim)
+    return removed
+
+
+def roll(path: str | os.PathLike, keep_parts: int = DEFAULT_KEEP_PARTS,
+         on_step: Callable[[str], None] | None = None) -> tuple[Path, list[Path]]:
+    """Move ``path``'s bytes into its next part ``path.K``, truncate it in place, and delete
+    the parts beyond ``keep_parts``, oldest first. Returns the part and the deleted parts.
+
+    Blocks for the whole copy (the Maintainer runs it in a worker thread). ``recover`` comes
+    first: the copy an interrupted roll left makes this one fail (FileExistsError), never
+    overwritten. ``on_step(name)`` is called after each step: "created", "copied" (each
+    chunk), "synced" (a round), "truncated", "renamed"; tests end the process there. On an
+    error (OSError) ``path`` is truncated only if its bytes are in the copy.
+    """
+    path = Path(path)
+    step = on_step or _no_step
+    number = max(logs.parts_by_number(path), default=0) + 1
+    part = path.with_name(f"{path.name}.{number}")
+    fd = _lock(_tmp(part), create=True)
+    try:
+        step("created")
+        _move(path, fd, part, step)
+    finally:
+        os.close(fd)
+    return part, _cap(path, keep_parts)
+
+
+def _maintain(path: Path, keep_parts: int, size: int | None) -> list[Event]:
+    """One job of the worker thread: recover interrupted rolls of ``path``, then roll it when
+    ``size`` (its size at the check) is given. Never raises: a failure is an error event."""
+    events = []
+    try:
+        recovered = recover(path)
+        events += [Event("recovered", str(path), f"an interrupted roll, {'finished' if whole else 'put in place'}: "
+                         f"{part.name}") for part, whole in recovered]
+        removed: list[Path] = []
+        if size is not None and not any(whole for _, whole in recovered):
+            part, removed = roll(path, keep_parts)
+            events.append(Event("rolled", str(path), f"{size} bytes to {part.name}"))
+        elif recovered:
+            removed = _cap(path, keep_parts)
+        events += [Event("deleted", str(p), f"more than {keep_parts} parts") for p in removed]
+    except OSError as exc:
+        events.append(Event("error", str(path), f"cannot roll the log: {_why(exc)}"))
+    except Exception as exc:  # noqa: BLE001 - reported by the caller, never lost in a thread
+        events.append(Event("error", str(path), f"cannot roll the log: {exc!r}"))
+    return events
+
+
+class _Job:
+    """``_maintain`` of one file in a worker thread, so a large copy never holds up the
+    caller. The thread touches nothing but the file system and its own ``events``."""
+
+    def __init__(self, path: Path, keep_parts: int, size: int | None):
+        self.path = path
+        self.events: list[Event] = []
+        self._thread = threading.Thread(target=self._run, args=(keep_parts, size), name="auto-log-roll", daemon=True)
+        self._thread.start()
+
+    def _run(self, keep_parts: int, size: int | None) -> None:
+        self.events = _maintain(self.path, keep_parts, size)
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
 
 # --- compression -------------------------------------------------------------------------------
@@ -223,7 +427,9 @@ class Maintainer:
     Args:
         home: the AUTO_HOME whose ``output/logs`` is maintained.
         clock: wall clock (epoch seconds); tests inject one to cross midnight.
-        size_interval: seconds between size checks of the live logs.
+        size_interval: longest time between size checks of the live logs; a log growing
+            fast enough to reach its limit sooner is checked sooner (never more often than
+            ``min_size_interval``).
         pass_interval: seconds between retention passes (a date change also starts one).
         scan_batch: directory entries examined per tick during a pass.
         delete_batch: files deleted per tick.
@@ -237,6 +443,7 @@ class Maintainer:
         clock: Callable[[], float] = time.time,
         *,
         size_interval: float = 5.0,
+        min_size_interval: float = 1.0,
         pass_interval: float = 3600.0,
         scan_batch: int = 2000,
         delete_batch: int = 200,
@@ -246,12 +453,17 @@ class Maintainer:
         self.home = home
         self.clock = clock
         self.size_interval = size_interval
+        self.min_size_interval = min_size_interval
         self.pass_interval = pass_interval
         self.scan_batch = scan_batch
         self.delete_batch = delete_batch
         self.compress_budget = compress_budget
         self.watcher_settings = watcher_settings or Settings()
         self._next_size_check = 0.0
+        self._check_every = size_interval  # the current interval between size checks
+        self._seen: dict[str, tuple[float, int, float]] = {}  # path -> (time, size, bytes/s) last checked
+        self._waiting: dict[Path, tuple[int, int | None]] = {}  # roll jobs to run: path -> (keep_parts, size)
+        self._job: _Job | None = None
         self._last_pass: float | None = None
         self._last_pass_day: date | None = None
         self._walk: Iterator[tuple[str, os.DirEntry | _Problem]] | None = None
@@ -282,12 +494,13 @@ class Maintainer:
             if now >= self._next_size_check:
                 self._next_size_check = now + self.size_interval
                 self._refresh_state()
-                self._check_sizes(live, watcher_log, events)
-            if not self.busy:
+                self._check_sizes(now, live, watcher_log, events)
+            if not self._in_pass:
                 if self._pass_due(now):
                     self._begin_pass(now)
-            if self.busy:
+            if self._in_pass:
                 self._advance(now, live, watcher_log, events)
+            self._run_jobs(events)
         except Exception as exc:  # noqa: BLE001 - the watcher loop must go on
             self._abandon_pass()
             self._report(events, str(self.home.logs), f"log maintenance failed, retried later: {exc!r}")
@@ -345,9 +558,21 @@ class Maintainer:
         self._recorded = {str(e["log_path"]) for e in procs.values() if isinstance(e.get("log_path"), str)}
 
     @property
-    def busy(self) -> bool:
+    def _in_pass(self) -> bool:
         """A retention pass is under way (walking, or compressing what it found)."""
         return self._walk is not None or bool(self._compress_queue) or self._compressing is not None
+
+    @property
+    def busy(self) -> bool:
+        """Work is under way or due within seconds: the caller should tick again soon (the
+        watcher within a second). A retention pass, a roll (or one waiting), or a log that
+        grows fast enough to be checked more often than ``size_interval``."""
+        return self._in_pass or self.rolling or self._check_every < self.size_interval
+
+    @property
+    def rolling(self) -> bool:
+        """A roll (or the recovery of an interrupted one) is under way or waiting."""
+        return self._job is not None or bool(self._waiting)
 
     def settings_for(self, name: str) -> Settings:
         return self._settings.get(name, Settings())
@@ -359,10 +584,14 @@ class Maintainer:
 
     # --- size cap ----------------------------------------------------------------------------------
 
-    def _check_sizes(self, live, watcher_log, events: list[Event]) -> None:
+    def _check_sizes(self, now: float, live, watcher_log, events: list[Event]) -> None:
+        """Queue a roll of every log past its limit; the next check comes when the fastest
+        growing log would reach its limit at the rate it grew since the last check."""
         targets = [(name, path) for name, path in live.items() if path]
         if watcher_log:
             targets.append((None, watcher_log))
+        seen: dict[str, tuple[float, int, float]] = {}
+        soonest = self.size_interval
         for name, path in targets:
             path = str(path)
             limits = self.settings_for(name) if name else self.watcher_settings
@@ -373,17 +602,45 @@ class Maintainer:
             except OSError as exc:
                 self._report(events, path, f"cannot check the log size: {_why(exc)}")
                 continue
+            then, before, rate = self._seen.get(path, (now, size, 0.0))
+            if now > then:  # smaller than before: rolled since, and all it holds is newer
+                rate = (size - before if size >= before else size) / (now - then)
+            seen[path] = (now, size, rate)
+            if rate > 0:
+                soonest = min(soonest, (limits.max_bytes - size) / rate)
             if size <= limits.max_bytes:
                 self._reported.pop(path, None)
-                continue
-            try:
-                part, removed = roll(path, limits.keep_parts)
-            except OSError as exc:
-                self._report(events, path, f"cannot roll the log: {_why(exc)}")
-                continue
-            self._reported.pop(path, None)
-            events.append(Event("rolled", path, f"{size} bytes to {part.name}"))
-            events.extend(Event("deleted", str(p), f"more than {limits.keep_parts} parts") for p in removed)
+            else:
+                self._want(Path(path), limits.keep_parts, size)
+        self._seen = seen
+        self._check_every = min(self.size_interval, max(self.min_size_interval, soonest))
+        self._next_size_check = now + self._check_every
+
+    def _want(self, path: Path, keep_parts: int, size: int | None) -> None:
+        """Queue a job for ``path``: a roll (``size`` given) or only the recovery of an
+        interrupted roll. Nothing when its job is running: that job does both."""
+        if self._job is not None and self._job.path == path:
+            return
+        queued = self._waiting.get(path)
+        if size is None and queued is not None:
+            size = queued[1]  # a roll was asked for already
+        self._waiting[path] = (keep_parts, size)
+
+    def _run_jobs(self, events: list[Event]) -> None:
+        """Collect the finished job's events; start the next job (one at a time)."""
+        job = self._job
+        if job is not None and job.done:
+            self._job = None
+            for event in job.events:
+                if event.error:
+                    self._report(events, event.path, event.detail)
+                else:
+                    self._reported.pop(event.path, None)
+                    events.append(event)
+        if self._job is None and self._waiting:
+            path = next(iter(self._waiting))
+            keep_parts, size = self._waiting.pop(path)
+            self._job = _Job(path, keep_parts, size)
 
     # --- retention pass -----------------------------------------------------------------------------
 
@@ -446,8 +703,12 @@ class Maintainer:
                     self._report(events, entry.path, f"cannot delete: {_why(exc)}")
             elif action == "compress":
                 self._compress_queue.append(Path(entry.path))
+            elif action == "recover":
+                limits = self.watcher_settings if name == WATCHER_DIR else self.settings_for(name)
+                live_file = entry.path.removesuffix(_TMP).rpartition(".")[0]  # FILE of FILE.K.tmp
+                self._want(Path(live_file), limits.keep_parts, None)
         self._compress(live_paths, events)
-        if not self.busy:
+        if not self._in_pass:
             self._remove_empty_dirs(now)
             self.passes_done += 1
 
@@ -469,7 +730,7 @@ class Maintainer:
         return self.settings_for(name).keep_days if name != WATCHER_DIR else self.watcher_settings.keep_days
 
     def _decide(self, name: str, entry: os.DirEntry, now: float, live_paths: set[str]) -> str | None:
-        """"delete", "compress" or None for one directory entry."""
+        """"delete", "compress", "recover" or None for one directory entry."""
         file_name = entry.name
         if name == WATCHER_DIR:
             # Only the watcher's rolled parts (auto.log.K[.gz]); auto.log itself is live.
@@ -489,7 +750,9 @@ class Maintainer:
             return None
         age = now - st.st_mtime
         if file_name.endswith(_TMP):
-            # A temp file left by an interrupted roll or compression.
+            if _is_number(file_name.removesuffix(_TMP).rpartition(".")[2]):
+                return "recover"  # an interrupted roll's copy (``<file>.K.tmp``): never deleted
+            # An interrupted compression's: its source stays whole until the .gz replaces it.
             return "delete" if age > DAY and not self._busy(path) else None
         if age > self._keep_days(name) * DAY:
             return "delete"
@@ -566,8 +829,11 @@ class Maintainer:
         self._reported = {}
         try:
             self._walk = self._entries()
-            while self.busy:
+            while self._in_pass:
                 self._advance(now, live, watcher_log, events)
+            while self._waiting:  # interrupted rolls the pass found: recovered now, here
+                path, (keep_parts, size) = self._waiting.popitem()
+                events += _maintain(path, keep_parts, size)
         finally:
             self.scan_batch, self.delete_batch, self.compress_budget, self._reported = saved
         return events
