@@ -7,13 +7,16 @@ timings, which real processes on a loaded machine cannot."""
 from __future__ import annotations
 
 import errno
+import os
 import signal
+import threading
 
 import pytest
 from watchsim import STUBBORN, Sim, ask, crashes, define, entry_of
 
 from auto_core import backoff
 from auto_core.proc.marks import Marked
+from auto_core.store import state
 from auto_core.supervisor import recovery, runs
 
 TOLERANCE = 0.005  # the loop wakes EARLY_WAKE (2 ms) before a timer
@@ -192,3 +195,35 @@ def test_a_lack_of_descriptors_is_one_line_and_the_service_is_tried_again(home, 
     out = sim.out.getvalue()
     assert "error: api: evaluation failed: out of file descriptors (open-file limit " in out
     assert "Traceback" not in out
+
+
+def test_a_held_state_lock_delays_the_records_not_the_restarts(home, sim):
+    """A command suspended while it holds the state lock (Ctrl-Z in the middle of a write):
+    the watcher says who holds it, keeps restarting from what it knows, and writes it all
+    once the lock is free."""
+    sim.world.behaviours["flaky"] = crashes(after=0.5)
+    started(home, "flaky", backoff_base=1, backoff_max=1)
+    sim.until(lambda: entry_of(home, "flaky").get("pid"), within=1, what="flaky started")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with state.transaction(home):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        before = len(sim.world.starts_of("flaky"))
+        t0 = sim.world.now
+        sim.until(lambda: sim.world.now > t0 + 10, within=11, what="ten seconds")
+        # ~1.5 s a cycle (0.5 s up, 1 s backoff): the restarts went on.
+        assert len(sim.world.starts_of("flaky")) - before >= 5
+        assert f"the state lock is held by pid {os.getpid()} " in sim.out.getvalue()
+    finally:
+        release.set()
+        holder.join(10)
+    sim.until(lambda: entry_of(home, "flaky")["restarts"] == len(sim.world.starts_of("flaky")) - 1,
+              within=2, what="every restart recorded")
+    assert "the state lock is free again" in sim.out.getvalue()

@@ -26,6 +26,7 @@ SIGINT end the loop and leave every service running; the next watcher adopts the
 
 from __future__ import annotations
 
+import copy
 import errno
 import math
 import os
@@ -68,6 +69,7 @@ EARLY_WAKE = 0.002  # the loop wakes this much before a timer and sleeps the res
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
 LOG_SIZE_INTERVAL = 30.0  # seconds between size checks of the live logs (a stat per service)
 REPEAT_QUIET = 60.0  # the same iteration failure is logged again only after this
+LOCK_PATIENCE = 2.0  # a state lock held longer than this (by a suspended command) is said once
 
 
 class Watcher:
@@ -115,7 +117,10 @@ class Watcher:
         self.maintainer = logmaint.Maintainer(home, clock, size_interval=LOG_SIZE_INTERVAL)
         self._started = False
         self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
+        self._file: dict[str, dict] = {}  # the processes as last read or written
         self._failure: tuple[str, float] = ("", 0.0)  # the last failed iteration, quiet until
+        self._busy_since: float | None = None  # monotonic: since when writes find the lock held
+        self._busy_said = False
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -226,8 +231,8 @@ class Watcher:
         wakes = [s.wake for s in self.services.values() if s.wake is not None]
         nearest = min(wakes, default=math.inf) - self.clock()
         tick = TICK if self.maintainer.busy else self.tick
-        if any(s.stopping or s.waiting for s in self.services.values()):
-            tick = STOP_POLL
+        if self._queue or any(s.stopping or s.waiting for s in self.services.values()):
+            tick = STOP_POLL  # a stop to follow, a port to wait for, a write the lock held up
         # Woken a little early: the poll rounds its timeout up to whole milliseconds and the
         # wake-up itself takes time, so a restart due at T would otherwise start ~2 ms late.
         return max(0.0, min(tick, nearest - EARLY_WAKE))
@@ -261,6 +266,13 @@ class Watcher:
         self._take(state.processes(data))
 
     def _take(self, fresh: dict[str, dict]) -> None:
+        """Make ``fresh`` (the processes just read or written) the watcher's view, with the
+        changes the state lock kept it from writing yet applied on top."""
+        self._file = fresh
+        if self._queue:
+            fresh = copy.deepcopy(fresh)
+            for change, _ in self._queue:
+                change(fresh)
         for name in set(self.entries) | set(fresh):
             if self.entries.get(name) != fresh.get(name):
                 self.dirty.add(name)
@@ -637,16 +649,36 @@ class Watcher:
         self._queue.append((change, then))
 
     def _flush(self) -> None:
+        """Write what is queued, if the state lock is free: the loop never waits for it (a
+        command suspended while holding it would stall every restart), it tries again at
+        the next pass and keeps acting on what it knows meanwhile."""
         if not self._queue:
             return
         queue, self._queue = self._queue, []
         try:
-            with self.state.transaction() as data:
+            with self.state.transaction(blocking=False) as data:
                 procs = state.processes(data)
                 results = [change(procs) for change, _ in queue]
+        except state.Busy:
+            self._queue[:0] = queue
+            # Go on from what the file will say once written: a run just started is known.
+            self._take(self._file)
+            for svc in self.services.values():
+                svc.unrecorded = False
+            now = self.monotonic()
+            if self._busy_since is None:
+                self._busy_since = now
+            elif now - self._busy_since >= LOCK_PATIENCE and not self._busy_said:
+                self._busy_said = True
+                self.warn(f"the state lock is held by {state.lock_holder(self.home)}; "
+                          "changes wait, services are still watched")
+            return
         except BaseException:
             self._queue[:0] = queue  # tried again on the next flush
             raise
+        if self._busy_said:
+            self.log("the state lock is free again")
+        self._busy_since, self._busy_said = None, False
         self._take(state.processes(data))
         for (_, then), result in zip(queue, results, strict=True):
             if then is not None:
@@ -959,4 +991,4 @@ def main(home: Home, poll_only: bool = False, login: bool = False) -> int:
     try:
         return Watcher(home, poll_only=poll_only).run()
     finally:
-        os.close(fd)
+        watchlock.release(fd)
