@@ -309,6 +309,8 @@ BAD = [
     ("outcome", [1], ABSENT, "not an outcome auto wrote; ignored"),
     ("starting_by", [1], ABSENT, "not [pid, start time]; ignored"),
     ("run", 5, ABSENT, "not a run id; ignored"),
+    ("daemon_follow", "no", ABSENT, "not true or false; following daemons"),
+    ("daemon_of", -3, ABSENT, "not a process id; ignored"),
 ]
 
 
