@@ -280,7 +280,7 @@ class Api:
                 for key in unset:
                     now_env.pop(key, None)
                 entry["env"] = now_env
-            running = identity.is_ours(entry.get("pid"), entry.get("create_time"))
+            running = identity.runs(entry)
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
         return Outcome(name, True, f"updated {name}{tail}")
 
@@ -340,7 +340,7 @@ class Api:
                 entry = procs[name]
                 stopping = op in (model.STOP, model.REMOVE)
                 if stopping and watcher is None and model.request(entry) is None \
-                        and not identity.is_ours(entry.get("pid"), entry.get("create_time")):
+                        and not identity.runs(entry):
                     # Nothing runs and no watcher could be starting it: done here, no watcher needed.
                     entry["explicitly_stopped"] = True
                     entry.pop("next_restart_at", None)

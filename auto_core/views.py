@@ -16,7 +16,7 @@ from auto_core.store import state
 
 def view(name: str, entry: dict, now: float) -> ProcessView:
     pid, ct = entry.get("pid"), entry.get("create_time")
-    alive = identity.is_ours(pid, ct)
+    alive = identity.runs(entry)
     if alive:
         status = model.RUNNING
     elif entry.get("explicitly_stopped"):

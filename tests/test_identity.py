@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import psutil
 import pytest
@@ -121,3 +122,63 @@ def test_proc_reader_agrees_with_psutil(stranger):
 def test_start_time_of_a_zombie_is_still_known(zombie):
     pid, ct = zombie
     assert identity.start_time(pid) == pytest.approx(ct, abs=1e-6)
+
+
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+
+
+def _recycled(pid: int, argv: list[str]) -> subprocess.Popen | None:
+    """A new process given ``pid`` (the kernel hands out ns_last_pid + 1), or None if
+    another process took it first."""
+    for _ in range(20):
+        with open(NS_LAST_PID, "w") as fh:
+            fh.write(str(pid - 1))
+        proc = subprocess.Popen(argv, start_new_session=True)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access(NS_LAST_PID, os.W_OK),
+                    reason="choosing the next pid needs root (ns_last_pid)")
+def test_a_pid_recycled_within_the_same_second_is_not_ours(auto_home, capsys):
+    """The run auto recorded is gone and a stranger got its pid within the same second, so
+    its start time in whole seconds is the run's: the stamp (boot id and start time in
+    clock ticks, the kernel's resolution) still tells them apart, and ps, stop and the
+    watcher leave it alone."""
+    assert auto(capsys, "add", "svc", "sleep 31004", "--no-start")[0] == 0
+    first = subprocess.Popen(["sleep", "31004"], start_new_session=True)
+    ct, stamp = identity.create_time(first.pid), identity.stamp(first.pid)
+    first.kill()
+    first.wait()
+    # The kernel counts start times in clock ticks (10 ms at USER_HZ 100): the stranger comes
+    # a few ticks later, still within the same second.
+    time.sleep(0.05)
+    stranger = _recycled(first.pid, ["sleep", "31005"])
+    if stranger is None:
+        pytest.skip("the pid was taken by another process meanwhile")
+    try:
+        assert identity.create_time(stranger.pid) is not None
+        assert abs(identity.create_time(stranger.pid) - ct) < 1.0  # the same second
+        assert not identity.is_ours(stranger.pid, ct, stamp)
+        assert identity.is_ours(stranger.pid, identity.create_time(stranger.pid),
+                                identity.stamp(stranger.pid))
+        path = auto_home / "local" / "state.json"
+        data = json.loads(path.read_text())
+        data["processes"]["svc"].update(pid=stranger.pid, create_time=ct, stamp=stamp,
+                                        explicitly_stopped=False)
+        path.write_text(json.dumps(data))
+        code, out, _ = auto(capsys, "ps", "--json")
+        assert json.loads(out)[0]["status"] == "dead"
+        assert auto(capsys, "stop", "svc")[0] == 0
+        assert stranger.poll() is None
+        code, _, err = auto(capsys, "restart", "svc")  # the watcher starts, finds no run of svc
+        assert code == 0, err
+        assert read_state(auto_home)["processes"]["svc"]["pid"] != stranger.pid
+        assert auto(capsys, "remove", "svc")[0] == 0
+        assert stranger.poll() is None and pid_alive(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -208,14 +208,18 @@ class SimSystem:
         log = w.logs / f"{name}-{proc.pid}.log"
         log.write_text(f"[auto] start {name}\n")
         return launch.Launched(proc.pid, Child(proc), str(log), w.wall(),  # type: ignore[arg-type]
-                               proc.create_time, proc.env["AUTO_RUN"])
+                               proc.create_time, proc.env["AUTO_RUN"], f"sim:{proc.create_time}")
 
     def tree(self, run_id: str | None, leader: int, create_time: float | None) -> SimTree:
         return SimTree(self.world, run_id, leader)
 
-    def is_ours(self, pid: object, create_time: object) -> bool:
+    def is_ours(self, pid: object, create_time: object, stamp: object) -> bool:
         proc = self.world.procs.get(pid) if isinstance(pid, int) else None
         return proc is not None and proc.alive and proc.create_time == create_time
+
+    def stamp(self, pid: int) -> str | None:
+        proc = self.world.procs.get(pid)
+        return f"sim:{proc.create_time}" if proc is not None and proc.alive else None
 
     def create_time(self, pid: int) -> float | None:
         proc = self.world.procs.get(pid)

@@ -88,7 +88,7 @@ def show_runs(api, args, out) -> int:
         raise AutoError(f"{args.name} has no log file yet")
     recorded = entry.get("log_path") if entry else None
     last_exit = entry.get("last_exit") if entry else None
-    alive = identity.is_ours(entry.get("pid"), entry.get("create_time")) if entry else False
+    alive = identity.runs(entry) if entry else False
 
     if args.runs:
         rows = [["RUN", "STARTED", "SIZE", "PARTS", "ENDED", "FILE"]]

@@ -879,7 +879,7 @@ def live_logs(procs: Mapping[str, Mapping]) -> dict[str, str]:
     return {
         name: entry["log_path"]
         for name, entry in procs.items()
-        if isinstance(entry.get("log_path"), str) and identity.is_ours(entry.get("pid"), entry.get("create_time"))
+        if isinstance(entry.get("log_path"), str) and identity.runs(entry)
     }
 
 

@@ -1,8 +1,17 @@
 """Process identity: a pid is ours only if it is alive, not a zombie, and was created when we
 recorded: pids are recycled, and signalling a stranger is the worst thing a process manager
-can do (docs/decisions.md, 9). Numbers are compared, never formatted text."""
+can do (docs/decisions.md, 9).
+
+Each run's entry records a ``stamp`` (``stamp``), compared exactly: on Linux the boot id and
+the start time in clock ticks from ``/proc/PID/stat``, which no other process of this boot
+can share with it; on macOS the start time to the microsecond. The ``create_time`` in
+seconds is kept for display and for entries written before stamps: it is derived from the
+boot time, which the kernel reports to the second and which moves when the clock is set, so
+it is compared with a 1 s tolerance, and only where no stamp was recorded."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from auto_core.proc import procfs
 
@@ -14,6 +23,7 @@ CREATE_TIME_TOLERANCE = 1.0
 # `auto ps` checks every service, and importing psutil plus three /proc reads per pid was
 # the largest cost of a 200-service `ps` (docs/benchmarks.md, Core CLI).
 _BOOT: list[float] = []
+_BOOT_ID: list[str] = []
 
 
 def _boot_time() -> float:
@@ -26,6 +36,35 @@ def _boot_time() -> float:
             else:
                 raise OSError("no btime in /proc/stat")
     return _BOOT[0]
+
+
+def _boot_id() -> str:
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
+                _BOOT_ID.append(fh.read().strip().decode())
+        except OSError:
+            _BOOT_ID.append(f"btime{_boot_time():.0f}")
+    return _BOOT_ID[0]
+
+
+def stamp(pid: int, zombie_ok: bool = False) -> str | None:
+    """The exact identity of the process that has ``pid`` now, or None if there is none (or
+    it is a zombie, unless ``zombie_ok``: a child just spawned may already be one)."""
+    if procfs.AVAILABLE:
+        fields = procfs.stat_fields(pid)
+        if fields is None or (procfs.is_zombie(fields) and not zombie_ok):
+            return None
+        return f"{_boot_id()}:{int(fields[procfs.STARTTIME])}"
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE and not zombie_ok:
+            return None
+        return f"{proc.create_time():.6f}"
+    except (psutil.Error, ValueError):
+        return None
 
 
 def _proc_stat(pid: int) -> tuple[bytes, float] | None:
@@ -75,13 +114,21 @@ def same_time(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(float(a) - float(b)) < CREATE_TIME_TOLERANCE
 
 
-def is_ours(pid: object, recorded_create_time: object) -> bool:
-    """True only if ``pid`` is alive, not a zombie and matches ``recorded_create_time``."""
+def is_ours(pid: object, recorded_create_time: object, recorded_stamp: object = None) -> bool:
+    """True only if ``pid`` is alive, not a zombie and is the process recorded: the same
+    ``recorded_stamp`` exactly when one was recorded, else the same ``recorded_create_time``."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         return False
+    if isinstance(recorded_stamp, str):
+        return stamp(pid) == recorded_stamp
     if not isinstance(recorded_create_time, (int, float)) or isinstance(recorded_create_time, bool):
         return False
     return same_time(create_time(pid), recorded_create_time)
+
+
+def runs(entry: Mapping) -> bool:
+    """The process an entry records (``pid``, ``stamp``, ``create_time``) is running."""
+    return is_ours(entry.get("pid"), entry.get("create_time"), entry.get("stamp"))
 
 
 def describe(pid: int) -> str:

@@ -87,6 +87,7 @@ _RULES: dict[str, tuple[Callable[[object], bool], object, str]] = {
     "restart_attempt": (_in(0, 2**62, whole=True), 0, "not a count; using 0"),
     "restarts": (_in(0, 2**62, whole=True), 0, "not a count; using 0"),
     "run": (_text, _DROP, "not a run id; ignored"),
+    "stamp": (_text, _DROP, "not a process stamp; using the start time"),
     "daemon_follow": (lambda v: type(v) is bool, _DROP, "not true or false; following daemons"),
     "daemon_of": (_pid, _DROP, "not a process id; ignored"),
     "request": (_request, _DROP, "not a request auto wrote; ignored"),

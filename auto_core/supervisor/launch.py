@@ -21,7 +21,7 @@ from datetime import datetime
 
 from auto_core import model
 from auto_core.logtree import logs
-from auto_core.proc import spawn
+from auto_core.proc import identity, spawn
 from auto_core.store import environ
 from auto_core.store.paths import Home
 
@@ -36,6 +36,7 @@ class Launched:
     started_at: float
     create_time: float
     run_id: str
+    stamp: str | None  # identity.stamp: exact
 
 
 def new_run_id() -> str:
@@ -96,4 +97,4 @@ class Launcher:
             os.close(fd)
         started_at = when.timestamp()
         return Launched(spawned.pid, spawned.child, str(path), started_at,
-                        spawn.created(spawned.pid), run_id)
+                        spawn.created(spawned.pid), run_id, identity.stamp(spawned.pid, zombie_ok=True))

@@ -35,13 +35,13 @@ class Recorded:
 
 
 def recorded_alive(entries: dict[str, dict],
-                   is_ours: Callable[[object, object], bool]) -> list[Recorded]:
+                   is_ours: Callable[[object, object, object], bool]) -> list[Recorded]:
     """The recorded runs that still live, in name order."""
     found = []
     for name in sorted(entries):
         entry = entries[name]
         pid, ct = entry.get("pid"), number(entry.get("create_time"))
-        if isinstance(pid, int) and ct is not None and is_ours(pid, ct):
+        if isinstance(pid, int) and ct is not None and is_ours(pid, ct, entry.get("stamp")):
             log_path, run_id = entry.get("log_path"), entry.get("run")
             found.append(Recorded(name, pid, ct, number(entry.get("started_at")) or ct,
                                   log_path if isinstance(log_path, str) else None,

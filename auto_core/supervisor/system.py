@@ -30,9 +30,12 @@ class System:
         process that carries its marks."""
         return Tree(str(self.home.root), run_id, leader, create_time)
 
-    def is_ours(self, pid: object, create_time: object) -> bool:
-        """``pid`` is alive and is the process started at ``create_time``."""
-        return identity.is_ours(pid, create_time)
+    def is_ours(self, pid: object, create_time: object, stamp: object) -> bool:
+        """``pid`` is alive and is the process recorded (``identity.is_ours``)."""
+        return identity.is_ours(pid, create_time, stamp)
+
+    def stamp(self, pid: int) -> str | None:
+        return identity.stamp(pid)
 
     def create_time(self, pid: int) -> float | None:
         return identity.create_time(pid)

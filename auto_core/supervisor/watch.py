@@ -318,7 +318,8 @@ class Watcher:
         def change(procs: dict) -> None:
             entry = procs.get(name)
             if entry is not None:
-                entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id)
+                entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id,
+                             stamp=self.system.stamp(pid))
                 entry.pop("next_restart_at", None)
 
         self._write(change)
@@ -606,7 +607,7 @@ class Watcher:
                 entry["restarts"] = model.count(entry, "restarts") + 1
                 entry["last_restart_time"] = now
             if isinstance(launched, launch.Launched):
-                entry.update(pid=launched.pid, create_time=launched.create_time,
+                entry.update(pid=launched.pid, create_time=launched.create_time, stamp=launched.stamp,
                              started_at=launched.started_at, log_path=launched.log_path,
                              run=launched.run_id)
                 entry.pop("starting_since", None)
@@ -929,7 +930,8 @@ class Watcher:
         def change(procs: dict) -> None:
             current = procs.get(name)
             if current is not None and current.get("pid") == run.pid:
-                current.update(pid=pid, create_time=ct, daemon_of=current.get("daemon_of", run.pid))
+                current.update(pid=pid, create_time=ct, stamp=self.system.stamp(pid),
+                               daemon_of=current.get("daemon_of", run.pid))
 
         self._write(change)
         return True
@@ -958,7 +960,7 @@ class Watcher:
             self._live_logs = {n: s.run.log_path for n, s in self.services.items() if s.run is not None}
             self._watcher_log = self.home.watcher_log if self.home.watcher_log.exists() else None
         for event in self.maintainer.tick(self._live_logs, self._watcher_log):
-            if event.error or event.kind == "rolled":
+            if event.error or event.kind in ("rolled", "recovered"):
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
 
 
