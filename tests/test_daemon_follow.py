@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from helpers import free_port, pid_alive, procs_with_argv, wait_until
+from helpers import free_port, pid_alive, sleeps, wait_until
 
 from auto_core.lifecycle import Api
 
@@ -22,19 +22,24 @@ def api_of(home) -> Api:
     return Api(home, say=lambda m: None, warn=lambda m: None)
 
 
+def copies(home, n: int) -> list[int]:
+    """Live ``sleep N`` processes of this test's home (other tests may run the same markers)."""
+    return sleeps(home.root).get(n, [])
+
+
 def test_a_daemonizing_service_is_followed_as_one_copy_and_stopped(home):
     api = api_of(home)
     outcome = api.add("redis", DAEMON, workdir="/")
     assert outcome.ok, outcome.message
-    wait_until(lambda: len(procs_with_argv(["sleep", "31001"])) == 1, message="the daemon running")
-    daemon = procs_with_argv(["sleep", "31001"])[0]
+    wait_until(lambda: len(copies(home, 31001)) == 1, message="the daemon running")
+    daemon = copies(home, 31001)[0]
     wait_until(lambda: api.entry("redis").get("pid") == daemon, message="the daemon followed")
     view = api.view("redis")
     assert view.status == "running" and view.pid == daemon
     # No restarts, so no second copy: watched over a while (the seed made 8 in 12 s).
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        assert procs_with_argv(["sleep", "31001"]) == [daemon]
+        assert copies(home, 31001) == [daemon]
         time.sleep(0.1)
     assert api.entry("redis")["restarts"] == 0
     log = open(api.entry("redis")["log_path"]).read()
@@ -50,14 +55,14 @@ def test_without_daemon_follow_the_leftover_is_stopped_and_the_service_restarted
     api = api_of(home)
     api.add("job", DAEMON, workdir="/", daemon_follow=False, backoff_base=0.2, wait=0)
     def restarted_thrice() -> bool:
-        copies = procs_with_argv(["sleep", "31001"])
-        assert len(copies) <= 2, copies  # the last run's leftover is killed as the next starts
+        live = copies(home, 31001)
+        assert len(live) <= 2, live  # the last run's leftover is killed as the next starts
         return api.entry("job").get("restarts", 0) >= 3
 
     wait_until(restarted_thrice, message="three restarts")
     assert api.entry("job")["daemon_follow"] is False
     assert api.stop(["job"])[0].ok
-    assert procs_with_argv(["sleep", "31001"]) == []  # the leftover of the last run too
+    assert copies(home, 31001) == []  # the leftover of the last run too
 
 
 PORT_DAEMON = """
@@ -105,13 +110,13 @@ def _listening(port: int) -> bool:
 def test_children_outside_the_group_go_with_restart_and_remove(home, command):
     api = api_of(home)
     assert api.add("tree", command, workdir="/").ok
-    wait_until(lambda: len(procs_with_argv(["sleep", "31002"])) == 1, message="the child running")
-    old = procs_with_argv(["sleep", "31002"])
+    wait_until(lambda: len(copies(home, 31002)) == 1, message="the child running")
+    old = copies(home, 31002)
     outcome = api.restart(["tree"])[0]
     assert outcome.ok, outcome.message
-    wait_until(lambda: len(procs_with_argv(["sleep", "31002"])) == 1
-               and procs_with_argv(["sleep", "31002"]) != old, message="one new child")
+    wait_until(lambda: len(copies(home, 31002)) == 1
+               and copies(home, 31002) != old, message="one new child")
     assert not any(pid_alive(p) for p in old)
     removed = api.remove("tree")
     assert removed.ok, removed.message
-    assert procs_with_argv(["sleep", "31002"]) == []
+    assert copies(home, 31002) == []
