@@ -4,46 +4,17 @@ fixtures many files share: a real watcher, the recording fakes, a stranger proce
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from fakes.harness import Fakes
-from helpers import Sentinel, Watcher, procs_with_env
+from helpers import Sentinel, Watcher, kill_home_processes
 
 from auto_core.lifecycle import Api
 from auto_core.store.paths import Home
 
 _MACHINE_VARS = ("TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR")
-
-
-def kill_home_processes(home: Path) -> None:
-    """SIGKILL the process group of every process started under ``home`` (found by its
-    inherited AUTO_HOME), then wait for them to go."""
-    for _ in range(3):
-        pids = procs_with_env("AUTO_HOME", str(home))
-        if not pids:
-            return
-        own_group = os.getpgid(0)
-        for pid in pids:
-            try:
-                pgid = os.getpgid(pid)
-                if pgid != own_group:
-                    os.killpg(pgid, signal.SIGKILL)
-                else:
-                    os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and procs_with_env("AUTO_HOME", str(home)):
-            try:
-                while os.waitpid(-1, os.WNOHANG)[0]:
-                    pass
-            except ChildProcessError:
-                pass
-            time.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)

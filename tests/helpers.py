@@ -134,6 +134,33 @@ def procs_with_argv(argv: list[str]) -> list[int]:
     return [pid for pid in proc_pids() if proc_read(pid, "cmdline") == want and pid_alive(pid)]
 
 
+def kill_home_processes(home: Path) -> None:
+    """SIGKILL the process group of every process started under ``home`` (found by its
+    inherited AUTO_HOME), then wait for them to go."""
+    for _ in range(3):
+        pids = procs_with_env("AUTO_HOME", str(home))
+        if not pids:
+            return
+        own_group = os.getpgid(0)
+        for pid in pids:
+            try:
+                pgid = os.getpgid(pid)
+                if pgid != own_group:
+                    os.killpg(pgid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and procs_with_env("AUTO_HOME", str(home)):
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                pass
+            time.sleep(0.02)
+
+
 def sleeps(home: Path | str) -> dict[int, list[int]]:
     """Live ``sleep N`` processes started under AUTO_HOME ``home`` (found by their inherited
     AUTO_HOME: another run of the suite may be going on), by N: the marker of many tests."""

@@ -23,7 +23,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error, auto, pid_alive, read_state, wait_until
+from helpers import (
+    assert_one_error,
+    auto,
+    kill_home_processes,
+    pid_alive,
+    procs_with_env,
+    read_state,
+    wait_until,
+)
 
 SLEEP = "sleep 1000"
 
@@ -187,27 +195,9 @@ def nobody_home():
     home.mkdir()
     os.chown(home, NOBODY, NOBODY)
     yield home
-    for pid in _home_pids(home):
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except OSError:
-            pass
+    kill_home_processes(home)
     os.chmod(home / "local", 0o700) if (home / "local").exists() else None
     shutil.rmtree(base, ignore_errors=True)
-
-
-def _env_of(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
-
-
-def _home_pids(home: Path) -> list[int]:
-    """Live processes whose environment names ``home`` as their AUTO_HOME (the watcher, services)."""
-    return [int(e) for e in os.listdir("/proc")
-            if e.isdigit() and _env_of(int(e)).get("AUTO_HOME") == str(home) and pid_alive(int(e))]
 
 
 def _readable_copy_of_code(src: Path) -> None:
@@ -293,4 +283,4 @@ def test_a_workdir_the_user_cannot_enter_is_an_error_at_start_not_a_crash_loop(n
     assert line == f"auto: error: cannot start web: workdir {workdir} cannot be entered (permission denied)", line
     entry = json.loads((nobody_home / "local" / "state.json").read_text())["processes"]["web"]
     assert entry["pid"] is None and "cannot be entered" in entry["last_exit"]["error"]
-    assert [pid for pid in _home_pids(nobody_home) if _env_of(pid).get("AUTO_SERVICE") == "web"] == []
+    assert set(procs_with_env("AUTO_HOME", str(nobody_home))) & set(procs_with_env("AUTO_SERVICE", "web")) == set()
