@@ -10,19 +10,20 @@ in time the request stays recorded, and the next watcher carries it out.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from auto_core import model, validate, views
-from auto_core.errors import AutoError, NotFound, UsageError, warn_stderr
+from auto_core.errors import AutoError, NotFound, StateError, UsageError, warn_stderr
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
 from auto_core.proc import identity, shellwords
 from auto_core.record import Factory, Record
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home
-from auto_core.supervisor import ondemand
+from auto_core.supervisor import control, ondemand
 from auto_core.supervisor.runs import KILL_WAIT, PORT_WAIT
 
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
@@ -324,42 +325,67 @@ class Api:
         asked: dict[str, str] = {}
         done: dict[str, Outcome] = {}
         removed: list[str] = []
-        with self._txn() as data:
-            procs = state.processes(data)
-            if names is None:
-                names = sorted(procs)
-                for name in names:  # a hand-edited state must not name paths outside the home
-                    validate.name(name)
-            for name in names:
-                if name not in procs:
-                    raise NotFound(name)
-            if op in (model.START, model.RESTART) and not skip_running:
-                for name in names:  # a program gone since `add`: refused before anything changes
-                    self._check_program(name, procs[name])
-            for name in names:
-                entry = procs[name]
-                stopping = op in (model.STOP, model.REMOVE)
-                if stopping and watcher is None and model.request(entry) is None \
-                        and not identity.runs(entry):
-                    # Nothing runs and no watcher could be starting it: done here, no watcher needed.
-                    entry["explicitly_stopped"] = True
+        try:
+            with self._txn() as data:
+                procs = state.processes(data)
+                if names is None:
+                    names = sorted(procs)
+                    for name in names:  # a hand-edited state must not name paths outside the home
+                        validate.name(name)
+                for name in names:
+                    if name not in procs:
+                        raise NotFound(name)
+                if op in (model.START, model.RESTART) and not skip_running:
+                    for name in names:  # a program gone since `add`: refused before anything changes
+                        self._check_program(name, procs[name])
+                for name in names:
+                    entry = procs[name]
+                    stopping = op in (model.STOP, model.REMOVE)
+                    if stopping and watcher is None and model.request(entry) is None \
+                            and not identity.runs(entry):
+                        # Nothing runs and no watcher could be starting it: done here, no watcher needed.
+                        entry["explicitly_stopped"] = True
+                        entry.pop("next_restart_at", None)
+                        if op == model.REMOVE:
+                            del procs[name]
+                            removed.append(name)
+                            done[name] = Outcome(name, True, self._removed(name))
+                        else:
+                            done[name] = Outcome(name, True, f"stopped {name} (it was not running)")
+                        continue
+                    entry["request"] = _request(op, rid, now, skip_running=skip_running)
+                    entry["explicitly_stopped"] = stopping
                     entry.pop("next_restart_at", None)
-                    if op == model.REMOVE:
-                        del procs[name]
-                        removed.append(name)
-                        done[name] = Outcome(name, True, self._removed(name))
-                    else:
-                        done[name] = Outcome(name, True, f"stopped {name} (it was not running)")
-                    continue
-                entry["request"] = _request(op, rid, now, skip_running=skip_running)
-                entry["explicitly_stopped"] = stopping
-                entry.pop("next_restart_at", None)
-                asked[name] = op
+                    asked[name] = op
+        except StateError as exc:
+            if op != model.STOP or watcher is None or not _no_space(exc):
+                raise
+            return self._stop_unrecorded(names, rid, exc)
         for name in removed:  # the watcher deletes it for the removes it carries out
             environ.delete(self.home, name)
         if asked:
             done.update((o.name, o) for o in self._finish(asked, rid, wait))
         return [done[n] for n in names if n in done]
+
+    def _stop_unrecorded(self, names: list[str] | None, rid: str, exc: StateError) -> list[Outcome]:
+        """The stop could not be written (a full disk): ask the watcher over its control
+        channel, wait for the services to end, and say the stop is not recorded yet."""
+        procs = state.processes(self.load())
+        names = sorted(procs) if names is None else names
+        if not control.send(self.home, {"op": model.STOP, "names": names, "id": rid, "by": os.getpid()}):
+            raise exc
+        waiting = {n for n in names if n in procs and identity.runs(procs[n])}
+        longest = max((model.stop_timeout(procs[n]) for n in waiting), default=0.0)
+        deadline = time.monotonic() + ACT_TIMEOUT + longest + KILL_WAIT
+        while waiting and time.monotonic() < deadline:
+            time.sleep(POLL * 10)
+            waiting = {n for n in waiting if identity.runs(procs[n])}
+        why = str(exc.__cause__.strerror) if isinstance(exc.__cause__, OSError) else str(exc)
+        return [Outcome(n, False, f"{n}: still running; the stop could not be recorded ({why})")
+                if n in waiting else
+                Outcome(n, True, f"stopped {n}; not recorded yet ({why}): the watcher records it "
+                                 "when the state file can be written")
+                for n in names]
 
     def _result(self, name: str, op: str, entry: dict | None, rid: str) -> Outcome | None:
         """The outcome of request ``rid`` for ``name``, once there is one."""
@@ -531,6 +557,12 @@ def _own_env(env: Mapping[str, str] | None, env_file: str | None) -> dict[str, s
         own.update(environ.read_env_file(env_file))
     own.update(env or {})
     return own
+
+
+def _no_space(exc: BaseException) -> bool:
+    """The disk (or the user's quota) is full, as ``exc`` or its cause says."""
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+               for e in (exc, exc.__cause__))
 
 
 def _new_id() -> str:

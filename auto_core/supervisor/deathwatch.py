@@ -90,6 +90,8 @@ if sys.platform == "linux":
             for key, _ in self._sel.select(max(0.0, timeout)):
                 if key.data is None or key.data == self._WAKER:  # the signal pipe or a waker
                     self._drain_fd(key.fd)
+                elif key.data == self._READY:
+                    pass  # the watcher reads it
                 else:
                     dead.append(key.data)
             if self._polled and time.monotonic() >= self._next_check:
@@ -128,7 +130,8 @@ class PollNotifier(SelectorWakers):
         now = time.monotonic()
         block = max(0.0, min(timeout, self._next_check - now))
         for key, _ in self._sel.select(block):
-            self._drain_fd(key.fd)  # the signal pipe or a waker
+            if key.data != self._READY:
+                self._drain_fd(key.fd)  # the signal pipe or a waker
         if time.monotonic() < self._next_check:
             return []
         self._next_check = time.monotonic() + self.interval

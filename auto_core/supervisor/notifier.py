@@ -56,8 +56,9 @@ class Notifier:
         """Block up to ``timeout`` seconds; return the watched pids that exited (then forgotten)."""
         raise NotImplementedError
 
-    def add_waker(self, fd: int) -> bool:
-        """Also return from ``wait`` when ``fd`` is readable (drained here); False if unsupported."""
+    def add_waker(self, fd: int, drain: bool = True) -> bool:
+        """Also return from ``wait`` when ``fd`` is readable (drained here, unless not
+        ``drain``: the caller reads it); False if unsupported."""
         return False
 
     def close(self) -> None:
@@ -74,7 +75,8 @@ class SelectorWakers(Notifier):
     """A notifier that blocks in a selector holding its self-pipe and extra wakeup fds (e.g.
     inotify on the state directory)."""
 
-    _WAKER = "waker"
+    _WAKER = "waker"  # readable: drained here
+    _READY = "ready"  # readable: the caller reads it
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,7 +87,7 @@ class SelectorWakers(Notifier):
         super().close()
         self._sel.close()
 
-    def add_waker(self, fd: int) -> bool:
+    def add_waker(self, fd: int, drain: bool = True) -> bool:
         os.set_blocking(fd, False)
-        self._sel.register(fd, selectors.EVENT_READ, self._WAKER)
+        self._sel.register(fd, selectors.EVENT_READ, self._WAKER if drain else self._READY)
         return True

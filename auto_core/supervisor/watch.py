@@ -46,7 +46,7 @@ from auto_core.proc import limits
 from auto_core.proc.tree import Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
-from auto_core.supervisor import deathwatch, launch, recovery, runs
+from auto_core.supervisor import control, deathwatch, launch, recovery, runs
 from auto_core.supervisor.notifier import Notifier
 from auto_core.supervisor.runs import (
     PORT_WAIT,
@@ -105,6 +105,9 @@ class Watcher:
         # Linux: inotify on local/ wakes us when state.json is replaced, so an idle watcher
         # need not wake every second to stat it.
         self._dir_fd = None if poll_only else self._watch_state_dir()
+        self.control = control.Listener(home)
+        if self.control.fd is not None:
+            self.notifier.add_waker(self.control.fd, drain=False)  # else read every tick
         self.tick = IDLE_TICK if self._dir_fd is not None else TICK
         self.entries: dict[str, dict] = {}
         self.services: dict[str, Service] = {}
@@ -121,6 +124,7 @@ class Watcher:
         self._failure: tuple[str, float] = ("", 0.0)  # the last failed iteration, quiet until
         self._busy_since: float | None = None  # monotonic: since when writes find the lock held
         self._busy_said = False
+        self._full_said = 0.0  # monotonic: a full disk is said again after this
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -134,6 +138,7 @@ class Watcher:
         return fd
 
     def close(self) -> None:
+        self.control.close()
         self.notifier.close()
         if self._dir_fd is not None:
             os.close(self._dir_fd)
@@ -211,6 +216,8 @@ class Watcher:
         if not self._started:
             self._started = True
             self._recover()
+        for message in self.control.receive():
+            self._control(message)
         while self.dead_pids:
             pid = self.dead_pids.pop(0)
             self._guarded(self.by_pid.get(pid), f"handling the exit of pid {pid}", self._on_exit, pid)
@@ -660,23 +667,32 @@ class Watcher:
             with self.state.transaction(blocking=False) as data:
                 procs = state.processes(data)
                 results = [change(procs) for change, _ in queue]
-        except state.Busy:
-            self._queue[:0] = queue
+        except (StateError, OSError) as exc:
+            self._queue[:0] = queue  # tried again on the next flush
+            if not isinstance(exc, state.Busy) and _no_space(exc) is None:
+                raise
             # Go on from what the file will say once written: a run just started is known.
             self._take(self._file)
             for svc in self.services.values():
                 svc.unrecorded = False
             now = self.monotonic()
-            if self._busy_since is None:
-                self._busy_since = now
-            elif now - self._busy_since >= LOCK_PATIENCE and not self._busy_said:
-                self._busy_said = True
-                self.warn(f"the state lock is held by {state.lock_holder(self.home)}; "
-                          "changes wait, services are still watched")
+            if isinstance(exc, state.Busy):
+                if self._busy_since is None:
+                    self._busy_since = now
+                elif now - self._busy_since >= LOCK_PATIENCE and not self._busy_said:
+                    self._busy_said = True
+                    self.warn(f"the state lock is held by {state.lock_holder(self.home)}; "
+                              "changes wait, services are still watched")
+            elif now >= self._full_said:
+                self._full_said = now + REPEAT_QUIET
+                self.warn(f"disk full: {exc}; changes wait, services are still watched")
             return
         except BaseException:
-            self._queue[:0] = queue  # tried again on the next flush
+            self._queue[:0] = queue
             raise
+        if self._full_said:
+            self.log("the state file is written again")
+            self._full_said = 0.0
         if self._busy_said:
             self.log("the state lock is free again")
         self._busy_since, self._busy_said = None, False
@@ -936,6 +952,26 @@ class Watcher:
         self._write(change)
         return True
 
+    def _control(self, message: dict) -> None:
+        """A request that came over the control channel because its face could not write it
+        (``control``): carried out from the watcher's view of the state, written when it can."""
+        names, rid, now = message.get("names"), message.get("id"), self.clock()
+        if message.get("op") != model.STOP or not isinstance(names, list) or not isinstance(rid, str):
+            self.warn(f"ignored a control message that is not a stop: {str(message)[:200]}")
+            return
+        asked = [n for n in names if isinstance(n, str) and n in self.entries]
+        for name in asked:
+            def change(procs: dict, name: str = name) -> None:
+                entry = procs.get(name)
+                if entry is not None:
+                    entry["request"] = {"id": rid, "op": model.STOP, "at": now, "by": message.get("by")}
+                    entry["explicitly_stopped"] = True
+                    entry.pop("next_restart_at", None)
+
+            self._write(change)
+        self.log(f"stop {', '.join(asked)}: asked over the control channel (its command could not write the state)")
+        self._flush()
+
     def _reset_backoff(self, name: str, run: Run) -> None:
         def change(procs: dict) -> bool:
             entry = procs.get(name)
@@ -962,6 +998,14 @@ class Watcher:
         for event in self.maintainer.tick(self._live_logs, self._watcher_log):
             if event.error or event.kind in ("rolled", "recovered"):
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
+
+
+def _no_space(exc: BaseException) -> int | None:
+    """ENOSPC or EDQUOT when ``exc`` (or its cause) says the disk is full, else None."""
+    for err in (exc, exc.__cause__):
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err.errno
+    return None
 
 
 def _why(exc: Exception) -> str:
