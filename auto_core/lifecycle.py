@@ -406,8 +406,8 @@ class Api:
     def _check_program(self, name: str, entry: dict) -> None:
         captured = environ.load(self.home, name)
         base = captured if captured is not None else dict(os.environ)
-        check_program(name, str(entry.get("command", "")), dict(base, **model.env(entry)),
-                      model.workdir(entry) or os.path.expanduser("~"))
+        d = model.definition(entry)
+        check_program(name, d.command, dict(base, **d.env), d.workdir or os.path.expanduser("~"))
 
     def _removed(self, name: str) -> str:
         return f"removed {name} (logs kept in {self.home.process_logs(name)})"

@@ -87,6 +87,44 @@ def claim_fresh(entry: dict, now: float) -> bool:
     return True
 
 
+class Definition(Record, frozen=True):
+    """A service as its user defined it (``auto add``'s options): what the watcher runs it by
+    and what the faces show. Built from a state entry by ``definition``, whose readers turn a
+    value a hand edit broke into its default, so the code that takes a Definition needs no
+    checks of its own. The rest of an entry (pid, counters, requests) is the watcher's."""
+
+    command: str
+    workdir: str | None
+    env: dict
+    port: int | None
+    restart_every: float | None
+    backoff_base: float
+    backoff_max: float
+    stop_signal: str
+    stop_timeout: float
+    daemon_follow: bool
+
+    @property
+    def stop_signum(self) -> int:
+        return int(signal.Signals[self.stop_signal])
+
+
+def definition(entry: dict) -> Definition:
+    command, port = entry.get("command"), entry.get("port")
+    return Definition(
+        command=command if isinstance(command, str) else "",
+        workdir=workdir(entry),
+        env=env(entry),
+        port=port if isinstance(port, int) and not isinstance(port, bool) else None,
+        restart_every=restart_every(entry),
+        backoff_base=backoff_base(entry),
+        backoff_max=backoff_max(entry),
+        stop_signal=stop_signal(entry),
+        stop_timeout=stop_timeout(entry),
+        daemon_follow=entry.get("daemon_follow") is not False,
+    )
+
+
 class ProcessView(Record, frozen=True):
     name: str
     status: str
@@ -108,6 +146,7 @@ class ProcessView(Record, frozen=True):
     stop_signal: str = DEFAULT_STOP_SIGNAL
     create_time: float | None = None
     starting: bool = False
+    daemon_follow: bool = True
 
     def to_json(self) -> dict:
         return self.to_dict()

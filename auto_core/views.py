@@ -27,28 +27,29 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
     due = entry.get("next_restart_at")
     if status == model.DEAD and isinstance(due, (int, float)):
         next_in = max(0.0, due - now)
-    port = entry.get("port")
+    d = model.definition(entry)
     return ProcessView(
         name=name,
         status=status,
         pid=pid if alive else None,
-        port=port if isinstance(port, int) else None,
-        command=entry.get("command", ""),
-        workdir=model.workdir(entry),
+        port=d.port,
+        command=d.command,
+        workdir=d.workdir,
         uptime_s=max(0.0, now - ct) if alive and ct is not None else None,  # alive: ct is a number
         restarts=model.count(entry, "restarts"),
         next_restart_in_s=next_in,
         log_path=entry.get("log_path"),
         last_exit=model.last_exit(entry),
-        env=model.env(entry),
+        env=d.env,
         restart_attempt=model.count(entry, "restart_attempt"),
-        restart_every=model.restart_every(entry),
-        backoff_max=model.backoff_max(entry),
-        backoff_base=model.backoff_base(entry),
-        stop_timeout=model.stop_timeout(entry),
-        stop_signal=model.stop_signal(entry),
+        restart_every=d.restart_every,
+        backoff_max=d.backoff_max,
+        backoff_base=d.backoff_base,
+        stop_timeout=d.stop_timeout,
+        stop_signal=d.stop_signal,
         create_time=ct if alive else None,
         starting=model.claim_fresh(entry, now) and not alive,
+        daemon_follow=d.daemon_follow,
     )
 
 

@@ -60,7 +60,7 @@ def test_without_daemon_follow_the_leftover_is_stopped_and_the_service_restarted
         return api.entry("job").get("restarts", 0) >= 3
 
     wait_until(restarted_thrice, message="three restarts")
-    assert api.entry("job")["daemon_follow"] is False
+    assert api.entry("job")["daemon_follow"] is False and api.view("job").daemon_follow is False
     assert api.stop(["job"])[0].ok
     assert copies(home, 31001) == []  # the leftover of the last run too
 

@@ -200,7 +200,7 @@ class SimSystem:
     def __init__(self, world: World):
         self.world = world
 
-    def launch(self, name: str, entry: dict) -> launch.Launched:
+    def launch(self, name: str, definition: object) -> launch.Launched:
         w = self.world
         proc = w.spawn(name, w.behaviours.get(name, SERVES),
                        {"AUTO_SERVICE": name, "AUTO_RUN": launch.new_run_id()})

@@ -257,6 +257,8 @@ def cmd_show(args, out: _Out) -> int:
         ("restart every", duration(v.restart_every) if v.restart_every else "-"),
         ("stop", f"{v.stop_signal}, then SIGKILL after {v.stop_timeout:g} s"),
     ]
+    if not v.daemon_follow:
+        rows.append(("daemons", "not followed: a run that exits 0 is restarted (--no-daemon-follow)"))
     width = max(len(k) for k, _ in rows) + 1
     for key, value in rows:
         out.data(f"{key + ':':<{width}} {value}")

@@ -66,13 +66,13 @@ class Launcher:
         self._captured[name] = (key, value)
         return value
 
-    def env(self, name: str, entry: dict, run_id: str) -> dict[str, str]:
-        env = environ.service_env(self.captured(name), model.env(entry), self._fallback)
+    def env(self, name: str, definition: model.Definition, run_id: str) -> dict[str, str]:
+        env = environ.service_env(self.captured(name), definition.env, self._fallback)
         env.update(AUTO_HOME=str(self.home.root), AUTO_SERVICE=name, AUTO_RUN=run_id)
         return env
 
-    def launch(self, name: str, entry: dict) -> Launched | str:
-        """Start a run of ``name`` as ``entry`` defines it; the reason when it cannot start."""
+    def launch(self, name: str, definition: model.Definition) -> Launched | str:
+        """Start a run of ``name`` as defined; the reason when it cannot start."""
         when = datetime.now()
         try:
             path, fd = logs.create_run_log(self.home, name, when)
@@ -81,11 +81,11 @@ class Launcher:
                     f"{self.home.process_logs(name)}: {exc.strerror or exc}")
         try:
             run_id = new_run_id()
-            workdir = model.workdir(entry) or os.path.expanduser("~")
+            workdir = definition.workdir or os.path.expanduser("~")
             try:
                 with spawn.Spawner(inherit=False) as spawner:
-                    spawned = spawner.spawn(name, entry["command"], workdir,
-                                            self.env(name, entry, run_id), fd, when,
+                    spawned = spawner.spawn(name, definition.command, workdir,
+                                            self.env(name, definition, run_id), fd, when,
                                             log_path=str(path))
             except spawn.SpawnError as exc:
                 logs.write_line(fd, f"[auto] cannot start {name}: {exc.strerror}")

@@ -10,6 +10,7 @@ real one is this thin layer over ``proc`` and ``launch``.
 
 from __future__ import annotations
 
+from auto_core.model import Definition
 from auto_core.proc import identity, marks, ports
 from auto_core.proc.tree import Tree
 from auto_core.store.paths import Home
@@ -21,9 +22,9 @@ class System:
         self.home = home
         self.launcher = launch.Launcher(home)
 
-    def launch(self, name: str, entry: dict) -> launch.Launched | str:
+    def launch(self, name: str, definition: Definition) -> launch.Launched | str:
         """Start a run; the reason as text when it cannot start."""
-        return self.launcher.launch(name, entry)
+        return self.launcher.launch(name, definition)
 
     def tree(self, run_id: str | None, leader: int, create_time: float | None) -> Tree:
         """The processes of a run, to signal and watch (``proc.tree``): its group and every

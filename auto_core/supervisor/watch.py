@@ -384,7 +384,7 @@ class Watcher:
                 self._reset_backoff(svc.name, run)
             else:
                 wake.append(reset_at)
-        every = model.restart_every(entry)
+        every = model.definition(entry).restart_every
         if every:
             anchor = svc.periodic_anchor
             if anchor is None:
@@ -431,7 +431,8 @@ class Watcher:
     def _schedule(self, svc: Service, entry: dict, why: str) -> None:
         """A death nobody has scheduled a restart for (one from before this watcher)."""
         now = self.clock()
-        delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
+        d = model.definition(entry)
+        delay = backoff.delay(entry.get("restart_attempt"), d.backoff_base, d.backoff_max)
         delay += backoff.jitter(svc.name, delay)
         last = model.last_exit(entry)
         pid = entry.get("pid")
@@ -568,7 +569,7 @@ class Watcher:
         svc.port_wait_until = None
         svc.waiting = None
         svc.started(self.monotonic())
-        launched = self.system.launch(name, entry)
+        launched = self.system.launch(name, model.definition(entry))
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
@@ -580,8 +581,8 @@ class Watcher:
         self._queue_start(svc, req, launched, periodic, ended)
 
     def _port_busy(self, svc: Service, entry: dict) -> str | None:
-        port = entry.get("port")
-        if not isinstance(port, int) or isinstance(port, bool):
+        port = model.definition(entry).port
+        if port is None:
             return None
         holders = self.system.port_holders(port)
         if not holders:
@@ -708,8 +709,8 @@ class Watcher:
                     tree: Tree | None = None) -> None:
         """Send the stop signal to every process of the run (``tree``: of a run whose leader
         is gone already); ``_advance_stops`` follows it to its end."""
-        sig = int(signal.Signals[model.stop_signal(entry)])
-        timeout = model.stop_timeout(entry)
+        d = model.definition(entry)
+        sig, timeout = d.stop_signum, d.stop_timeout
         run = svc.run
         if tree is None:
             assert run is not None
@@ -876,7 +877,7 @@ class Watcher:
         entry = self.entries.get(name)
         if entry is None:
             return
-        stop_sig = int(signal.Signals[model.stop_signal(entry)])
+        d = model.definition(entry)
         tree = self.system.tree(run.run_id, run.pid, run.create_time)
         if tree.refresh():
             # A daemon's own parent exits 0 too; a followed process's status is unknown, and
@@ -885,9 +886,9 @@ class Watcher:
                 return
             # The leader died but processes of its run live on (workers, a reloader): they
             # would hold its port and duplicate its work. Ask now, SIGKILL at the restart.
-            sent = tree.signal(stop_sig)
+            sent = tree.signal(d.stop_signum)
             svc.leftover = tree
-            self.log(f"leftovers of {name} (pids {', '.join(map(str, sent))}): sent {signal_name(stop_sig)}")
+            self.log(f"leftovers of {name} (pids {', '.join(map(str, sent))}): sent {d.stop_signal}")
         else:
             tree.close()
         ended = dict(exit_fields(code), at=now, pid=run.pid)
@@ -900,7 +901,7 @@ class Watcher:
         if stopped:
             outcome, delay = "stopped", None
         else:
-            delay = backoff.delay(entry.get("restart_attempt"), model.backoff_base(entry), model.backoff_max(entry))
+            delay = backoff.delay(entry.get("restart_attempt"), d.backoff_base, d.backoff_max)
             delay += backoff.jitter(name, delay)
             delay = max(delay, svc.earliest_start() - self.monotonic())
             outcome = f"restarting in {fmt_seconds(delay)} s"
@@ -928,7 +929,7 @@ class Watcher:
         Follow that process as the service rather than start a second copy beside it
         (``--no-daemon-follow`` turns this off for programs whose children really outlive
         them)."""
-        if entry.get("daemon_follow") is False or entry.get("explicitly_stopped") or not run.run_id:
+        if not model.definition(entry).daemon_follow or entry.get("explicitly_stopped") or not run.run_id:
             return False
         main = tree.main()
         if main is None or not self.notifier.watch(*main):
