@@ -9,6 +9,9 @@ from auto_core.errors import UsageError
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A number as people type it: ASCII digits, an optional fraction. float() and int() also take
+# other scripts' digits ('３'), underscores ('1_0'), signs, 'inf' and 'nan'.
+PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -34,10 +37,9 @@ def port(value: str | int | None) -> int | None:
     text = str(value).strip()
     if text.lower() in ("off", "none", ""):
         return None
-    try:
-        number = int(text, 10)
-    except ValueError:
-        raise UsageError(f"invalid port {value!r}: use a number from 1 to 65535") from None
+    if not re.fullmatch(r"[0-9]{1,5}", text):  # int() would take '８０８０', '80_80', '+80'
+        raise UsageError(f"invalid port {value!r}: use a number from 1 to 65535")
+    number = int(text)
     if not 1 <= number <= 65535:
         raise UsageError(f"invalid port {number}: use a number from 1 to 65535")
     return number
@@ -79,7 +81,7 @@ def interval(value: str | float | int | None) -> float | None:
     text = str(value).strip().lower()
     if text in ("off", "none", ""):
         return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)", text)
     if not match:
         raise UsageError(f"invalid interval {value!r}: use e.g. 90, 30s, 30m, 2h, 1d or off")
     seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
@@ -89,6 +91,8 @@ def interval(value: str | float | int | None) -> float | None:
 
 
 def seconds(value: str | float | int, what: str, minimum: float = 0.0) -> float:
+    if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value.strip()):
+        raise UsageError(f"invalid {what} {value!r}: use a number of seconds")
     try:
         number = float(value)
     except (TypeError, ValueError):

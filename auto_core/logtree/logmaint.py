@@ -897,7 +897,7 @@ def parse_option(key: str, value: object) -> int | float:
 
     text = str(value).strip().lower()
     if key == "log_max_bytes":
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text)
+        match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", text)
         if not match or match.group(2) not in _SIZE_UNITS:
             raise UsageError(f"invalid log max bytes {value!r}: use e.g. 50M, 200K, 1G or a number of bytes")
         number = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
@@ -905,14 +905,12 @@ def parse_option(key: str, value: object) -> int | float:
             raise UsageError(f"invalid log max bytes {value!r}: use at least 1K")
         return number
     if key == "log_keep_parts":
-        if not text.isdigit() or int(text) > 1000:
+        if not re.fullmatch(r"[0-9]{1,4}", text) or int(text) > 1000:
             raise UsageError(f"invalid log keep parts {value!r}: use a whole number from 0 to 1000")
         return int(text)
     if key == "log_keep_days":
-        try:
-            days = float(text.removesuffix("d"))
-        except ValueError:
-            days = -1.0
+        days_text = text.removesuffix("d")
+        days = float(days_text) if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", days_text) else -1.0
         if not 1 <= days <= 36600:
             raise UsageError(f"invalid log keep days {value!r}: use a number of days >= 1")
         return days
