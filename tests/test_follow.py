@@ -241,3 +241,23 @@ def test_tail_lines_counts_only_real_lines(tmp_path):
     assert logs.tail_lines(path, 0) == ([], end)
     assert list(logs.iter_tail(path, 2)) == ["three", "four"]
     assert re.fullmatch(r"4\.5 kB", logs.amount(4464))
+
+
+def test_a_roll_copy_counts_as_a_roll_under_way_only_while_its_roller_holds_it(home):
+    """A roll locks its temporary copy until it is done; a copy nobody holds was left by a
+    roller that died (the next roll puts it in place) and must not keep a reader waiting."""
+    import fcntl
+
+    from auto_core.logtree.follow import _Rolls
+
+    path = run_file(home, body=b"line\n")
+    copy = path.with_name(path.name + ".1.tmp")
+    copy.write_bytes(b"line\n")
+    rolls = _Rolls(path)
+    fd = os.open(copy, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert rolls.look().rolling
+    finally:
+        os.close(fd)  # the roller is gone
+    assert not rolls.look().rolling

@@ -13,6 +13,7 @@ Lines are cut as ``logs.LineSplitter`` cuts them, so memory is bounded whatever 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 # A directory's mtime moves in coarse clock ticks (seconds on some file systems): a listing is
 # trusted to stay current while the mtime holds only once the mtime is this much in the past.
 SETTLE_NS = 2_000_000_000
-ROLL_GRACE = 10.0  # seconds a roll's temporary copy may stand before it counts as abandoned
 TRUNCATE_GRACE = 0.5  # seconds a file emptied without a visible roll waits for the part
 RESUME = 64 * 1024  # bytes of the newest output kept when a reader skips ahead
 SKIPPED = "[auto] skipped "  # how the line that says output was passed over begins
@@ -57,33 +57,44 @@ class _Rolls:
         self.path = path
         self._last: Rolls | None = None
         self._settled = False
-        self._rolling_since: float | None = None
-        self._abandoned: set[tuple[str, int]] = set()  # temporary copies of interrupted rolls
 
     def look(self) -> Rolls:
         try:
             stamp = os.stat(self.path.parent).st_mtime_ns
         except OSError:
             return self._last or Rolls(0)
-        if self._last is not None and self._settled and stamp == self._last.stamp:
+        if self._last is not None and self._settled and stamp == self._last.stamp \
+                and not self._last.rolling:
             return self._last
         try:
             parts, copies = logs.roll_files(self.path)
         except OSError:
             return self._last or Rolls(stamp)
         newest = max(parts, default=0)
-        live = {(name, ino) for number, name, ino in copies if number > newest} - self._abandoned
-        now = time.monotonic()
-        if not live:
-            self._rolling_since = None
-        elif self._rolling_since is None:
-            self._rolling_since = now
-        elif now - self._rolling_since > ROLL_GRACE:
-            self._abandoned |= live  # a roll never takes this long: its watcher died mid-copy
-            live = set()
+        # A roll holds a lock on its copy until it is done; a copy nobody holds was left by a
+        # roller that died, and the next roll puts it in place (logmaint).
+        live = [name for number, name, _ in copies
+                if number > newest and _held(self.path.parent / name)]
         self._settled = time.time_ns() - stamp > SETTLE_NS
         self._last = Rolls(stamp, parts, bool(live))
         return self._last
+
+
+def _held(path: Path) -> bool:
+    """Someone holds the roll lock (flock) of the copy ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the probe's own lock at once
+    return False
 
 
 def _open_part(paths: list[Path], offset: int, mark: bytes) -> tuple[BinaryIO, Path] | None:
