@@ -165,7 +165,7 @@ class SimTree:
         self.leader = leader
         self.members: set[int] = set()
 
-    def refresh(self) -> list[int]:
+    def refresh(self, table: object = None) -> list[int]:
         found = [p.pid for p in self.world.procs.values()
                  if p.alive and p.pid not in self.members
                  and (p.pid == self.leader or (self.run_id and p.env.get("AUTO_RUN") == self.run_id))]
@@ -209,6 +209,9 @@ class SimSystem:
         log.write_text(f"[auto] start {name}\n")
         return launch.Launched(proc.pid, Child(proc), str(log), w.wall(),  # type: ignore[arg-type]
                                proc.create_time, proc.env["AUTO_RUN"], f"sim:{proc.create_time}")
+
+    def table(self) -> None:
+        return None
 
     def tree(self, run_id: str | None, leader: int, create_time: float | None) -> SimTree:
         return SimTree(self.world, run_id, leader)

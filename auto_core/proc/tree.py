@@ -63,6 +63,25 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+class Table:
+    """One pass over the process table: the processes of each run of one home (by their
+    marks) and of each process group. Stopping 200 services reads it once, not 200 times;
+    a process is checked again, exactly, when a tree takes hold of it."""
+
+    def __init__(self, home_root: str | bytes):
+        root = home_root if isinstance(home_root, bytes) else os.fsencode(home_root)
+        self.runs: dict[bytes, list[int]] = {}
+        self.groups: dict[int, list[int]] = {}
+        for pid in _pids():
+            pgid = _pgid(pid)
+            if pgid is None:
+                continue
+            self.groups.setdefault(pgid, []).append(pid)
+            env = _environ(pid)
+            if env is not None and env.get(b"AUTO_HOME") == root and b"AUTO_RUN" in env:
+                self.runs.setdefault(env[b"AUTO_RUN"], []).append(pid)
+
+
 def _pids() -> Iterator[int]:
     me = os.getpid()
     if procfs.AVAILABLE:
@@ -100,16 +119,12 @@ class Tree:
             return True
         return group_is_ours and _pgid(pid) == self.leader
 
-    def refresh(self) -> list[int]:
-        """Look for members not held yet (one pass over the process table); returns them."""
-        marked, grouped = [], []
-        for pid in _pids():
-            if pid in self.members:
-                continue
-            if self._marked(pid):
-                marked.append(pid)
-            elif _pgid(pid) == self.leader:
-                grouped.append(pid)
+    def refresh(self, table: Table | None = None) -> list[int]:
+        """Look for members not held yet in ``table`` (a fresh one if None); returns them."""
+        table = table if table is not None else Table(self.root)
+        seen = set(self.members)
+        marked = [p for p in table.runs.get(self.run_id or b"", ()) if p not in seen]
+        grouped = [p for p in table.groups.get(self.leader, ()) if p not in seen and p not in marked]
         group_is_ours = (self.run_id is None or bool(marked) or self._held_in_group()
                          or identity.is_ours(self.leader, self.leader_create_time))
         found = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from auto_core.model import Definition
 from auto_core.proc import identity, marks, ports
-from auto_core.proc.tree import Tree
+from auto_core.proc.tree import Table, Tree
 from auto_core.store.paths import Home
 from auto_core.supervisor import launch
 
@@ -30,6 +30,10 @@ class System:
         """The processes of a run, to signal and watch (``proc.tree``): its group and every
         process that carries its marks."""
         return Tree(str(self.home.root), run_id, leader, create_time)
+
+    def table(self) -> Table:
+        """One read of the process table, for ``Tree.refresh``."""
+        return Table(str(self.home.root))
 
     def is_ours(self, pid: object, create_time: object, stamp: object) -> bool:
         """``pid`` is alive and is the process recorded (``identity.is_ours``)."""

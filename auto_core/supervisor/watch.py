@@ -43,7 +43,7 @@ from auto_core import backoff, model
 from auto_core.errors import StateError
 from auto_core.logtree import logmaint, logs
 from auto_core.proc import limits
-from auto_core.proc.tree import Tree
+from auto_core.proc.tree import Table, Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
 from auto_core.supervisor import control, deathwatch, launch, recovery, runs
@@ -121,6 +121,7 @@ class Watcher:
         self._started = False
         self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
         self._file: dict[str, dict] = {}  # the processes as last read or written
+        self._scan: Table | None = None  # this pass's process table (``_table``)
         self._failure: tuple[str, float] = ("", 0.0)  # the last failed iteration, quiet until
         self._busy_since: float | None = None  # monotonic: since when writes find the lock held
         self._busy_said = False
@@ -212,6 +213,7 @@ class Watcher:
 
     def iterate(self) -> float:
         """One pass: state changes, deaths, stops, due timers. Returns how long to block next."""
+        self._scan = None
         self._check_state()
         if not self._started:
             self._started = True
@@ -243,6 +245,12 @@ class Watcher:
         # Woken a little early: the poll rounds its timeout up to whole milliseconds and the
         # wake-up itself takes time, so a restart due at T would otherwise start ~2 ms late.
         return max(0.0, min(tick, nearest - EARLY_WAKE))
+
+    def _table(self) -> Table:
+        """The process table, read once per pass however many runs are stopped in it."""
+        if self._scan is None:
+            self._scan = self.system.table()
+        return self._scan
 
     def _guarded(self, name: str | None, what: str, step: Callable, arg: object) -> None:
         """Run one service's step; a failure is logged with its traceback and the service is
@@ -306,7 +314,7 @@ class Watcher:
                 strays.append(run)
         for run in strays:
             tree = self.system.tree(run.run_id, run.pgid, None)
-            if tree.refresh():
+            if tree.refresh(self._table()):
                 self.log(f"stray run of {run.service} (pid {run.pid}, not recorded): stopping it")
                 tree.signal(signal.SIGKILL)
             tree.close()
@@ -637,7 +645,7 @@ class Watcher:
                 if svc.run is not None and svc.run.pid == launched.pid:
                     self._unwatch(svc)
                 tree = self.system.tree(launched.run_id, launched.pid, launched.create_time)
-                tree.refresh()
+                tree.refresh(self._table())
                 tree.signal(signal.SIGKILL)
                 tree.close()
                 self._reap(launched.child)
@@ -719,7 +727,7 @@ class Watcher:
         if log_path:
             # Before the signal: the service's shutdown output then follows it in order.
             logs.append_line(log_path, marker)
-        tree.refresh()
+        tree.refresh(self._table())
         began = self.monotonic()
         svc.stopping = Stopping(tree.leader, tree, sig, timeout, began, began + timeout, then=then,
                                 request=request, periodic=periodic, leader_gone=run is None)
@@ -736,14 +744,14 @@ class Watcher:
                 if code is not None:  # reaped here when the exit event is still on its way
                     self._leader_exited(svc, code, True)
             alive = bool(st.tree.alive()) or (svc.run is not None and svc.run.pid == st.pgid)
-            if not alive and st.tree.refresh():  # forked while it was stopping: them too
+            if not alive and st.tree.refresh(self._table()):  # forked while it was stopping: them too
                 st.tree.signal(signal.SIGKILL if st.killed else st.signal)
                 alive = True
             step = st.step(now, alive)
             if step == runs.GONE:
                 self._finish_stop(svc, ok=True)
             elif step == runs.KILL:
-                st.tree.refresh()
+                st.tree.refresh(self._table())
                 st.tree.signal(signal.SIGKILL)
                 self.log(f"stop {svc.name}: still running after {fmt_seconds(st.timeout)} s: sent SIGKILL")
             elif step == runs.SURVIVED:
@@ -879,7 +887,7 @@ class Watcher:
             return
         d = model.definition(entry)
         tree = self.system.tree(run.run_id, run.pid, run.create_time)
-        if tree.refresh():
+        if tree.refresh(self._table()):
             # A daemon's own parent exits 0 too; a followed process's status is unknown, and
             # when it ends leaving another process of the run, that one is the daemon.
             if (run.followed or (known and code == 0)) and self._follow(svc, run, tree, entry):
