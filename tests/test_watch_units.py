@@ -291,3 +291,27 @@ def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
     assert "stop stubborn: still running after 3 s: sent SIGKILL" in out.getvalue()
     text = open(log_path).read()
     assert "[auto] stopped by user\n" in text and "(still running 3 s after SIGTERM)" in text
+
+
+def test_stop_all_of_four_stubborn_services_takes_the_longest_timeout(home, make_watcher):
+    """Stops run side by side: four services that ignore SIGTERM, with stop timeouts of 0.5
+    to 2 s, are all gone after about the longest (2 s), not the sum (5 s)."""
+    timeouts = {"a": 0.5, "b": 1.0, "c": 1.5, "d": 2.0}
+    for name, timeout in timeouts.items():
+        define(home, name, "trap '' TERM; echo ready; while :; do sleep 0.1; done", stop_timeout=timeout)
+    w, _, _ = make_watcher()
+    w.iterate()
+    for name in timeouts:
+        log_path = entry_of(home, name)["log_path"]
+        wait_until(lambda p=log_path: "ready\n" in open(p).read(), message=f"{name}'s TERM trap set")
+    pids = {n: entry_of(home, n)["pid"] for n in timeouts}
+    t0 = time.monotonic()
+    for name in timeouts:
+        ask(home, name, "stop", f"stop-{name}")
+    drive(w, lambda: all((entry_of(home, n).get("outcome") or {}).get("id") == f"stop-{n}"
+                         for n in timeouts), timeout=15)
+    took = time.monotonic() - t0
+    assert 2.0 <= took < 3.5, took
+    assert not any(pid_alive(p) for p in pids.values())
+    for name, timeout in timeouts.items():
+        assert entry_of(home, name)["last_exit"]["killed_after"] == timeout
