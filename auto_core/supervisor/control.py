@@ -18,7 +18,7 @@ import json
 import os
 import socket
 
-from auto_core.store.paths import Home
+from auto_core.store.paths import FILE_MODE, Home
 
 NAME = "control.sock"
 MAX_MESSAGE = 65536
@@ -44,6 +44,7 @@ class Listener:
             except FileNotFoundError:
                 pass
             sock.bind(self.path)
+            os.chmod(self.path, FILE_MODE)  # as every file of the home, whatever the umask
             sock.setblocking(False)
         except OSError:
             sock.close()
