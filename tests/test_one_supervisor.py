@@ -42,7 +42,8 @@ def test_add_brings_a_watcher_that_restarts_with_the_callers_environment(auto_ho
     watcher = _watcher(auto_home)
     # Two runs at least that printed: the first (started on request) and a restart.
     def two_runs() -> list[str] | None:
-        printed = [p for p in _runs(auto_home, "envcheck") if "value=" in open(p).read()]
+        # A line of its own: the header line quotes the command, which says "value=" too.
+        printed = [p for p in _runs(auto_home, "envcheck") if "\nvalue=" in open(p).read()]
         return printed[:2] if len(printed) >= 2 else None
 
     runs = wait_until(two_runs, timeout=15, message="a restart of envcheck that printed its value")
