@@ -147,6 +147,11 @@ class ProcessView(Record, frozen=True):
     create_time: float | None = None
     starting: bool = False
     daemon_follow: bool = True
+    # A request the watcher has not answered yet (start, stop, restart, remove) and when it
+    # was made: a face shows "stopping" (and the seconds left before SIGKILL: the request's
+    # time plus stop_timeout) or "starting" from these.
+    pending: str | None = None
+    pending_since: float | None = None
 
     def to_json(self) -> dict:
         return self.to_dict()

@@ -28,6 +28,8 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
     if status == model.DEAD and isinstance(due, (int, float)):
         next_in = max(0.0, due - now)
     d = model.definition(entry)
+    req = model.request(entry)
+    since = req.get("at") if req is not None else None
     return ProcessView(
         name=name,
         status=status,
@@ -50,6 +52,8 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         create_time=ct if alive else None,
         starting=model.claim_fresh(entry, now) and not alive,
         daemon_follow=d.daemon_follow,
+        pending=req["op"] if req is not None else None,
+        pending_since=float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None,
     )
 
 
