@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
-from helpers import pid_alive, procs_with_env, wait_until
+from helpers import kill_home_processes, pid_alive, wait_until
 
 SIZE = 4 * 1024 * 1024
 
@@ -32,12 +31,7 @@ def small_home(tmp_path):
     try:
         yield home
     finally:
-        for pid in procs_with_env("AUTO_HOME", str(home)):
-            try:
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except OSError:
-                pass
-        wait_until(lambda: not procs_with_env("AUTO_HOME", str(home)), message="every process gone")
+        kill_home_processes(home)
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
