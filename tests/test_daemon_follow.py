@@ -5,6 +5,7 @@ restarted into many; children that left the group by job control (``set -m``), `
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -102,8 +103,10 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.parametrize("command", [
-    "set -m; sleep 31002 & wait",  # job control: the child gets a group of its own
-    "timeout 1000 sleep 31002",  # GNU timeout puts itself in its own group
+    # job control: the child gets a group of its own (dash turns it off without a terminal)
+    "bash -c 'set -m; sleep 31002 & wait'",
+    # GNU timeout puts itself in a group of its own unless it leads one already (exec'd)
+    "timeout 1000 sleep 31002; exit 0",
     f"{sys.executable} -c 'import os, subprocess; subprocess.Popen([\"sleep\", \"31002\"], "
     "process_group=0).wait()'",  # setpgid(0, 0)
 ], ids=["set-m", "timeout", "setpgid"])
@@ -112,6 +115,7 @@ def test_children_outside_the_group_go_with_restart_and_remove(home, command):
     assert api.add("tree", command, workdir="/").ok
     wait_until(lambda: len(copies(home, 31002)) == 1, message="the child running")
     old = copies(home, 31002)
+    assert os.getpgid(old[0]) != api.entry("tree")["pid"]  # it left the service's group
     outcome = api.restart(["tree"])[0]
     assert outcome.ok, outcome.message
     wait_until(lambda: len(copies(home, 31002)) == 1
