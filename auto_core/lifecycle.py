@@ -295,17 +295,17 @@ class Api:
 
     # --- starting and stopping -------------------------------------------------------------
 
-    def start(self, names: Iterable[str], *, skip_running: bool = False,
-              wait: float = CHECK_WINDOW) -> list[Outcome]:
-        """Manual start: clears ``explicitly_stopped`` and resets the backoff counter."""
-        return self._ask(list(names), model.START, skip_running=skip_running, wait=wait)
+    def start(self, names: Iterable[str], *, wait: float = CHECK_WINDOW) -> list[Outcome]:
+        """Manual start: clears ``explicitly_stopped`` and resets the backoff counter. A
+        service already running is left alone, and that counts as success."""
+        return self._ask(list(names), model.START, wait=wait)
 
     def restart(self, names: Iterable[str], *, wait: float = CHECK_WINDOW) -> list[Outcome]:
         """Stop (group, bounded) and start again; resets the backoff counter."""
         return self._ask(list(names), model.RESTART, wait=wait)
 
     def start_all(self, *, wait: float = CHECK_WINDOW) -> list[Outcome]:
-        return self._ask(None, model.START, skip_running=True, wait=wait)
+        return self._ask(None, model.START, wait=wait)
 
     def stop(self, names: Iterable[str]) -> list[Outcome]:
         """Record the stop, then the watcher signals the group, waits, KILLs. Idempotent."""
@@ -314,7 +314,7 @@ class Api:
     def stop_all(self) -> list[Outcome]:
         return self._ask(None, model.STOP)
 
-    def _ask(self, names: list[str] | None, op: str, *, skip_running: bool = False,
+    def _ask(self, names: list[str] | None, op: str, *,
              wait: float = CHECK_WINDOW) -> list[Outcome]:
         """Write ``op`` as a request for ``names`` (None: every process), then wait for it."""
         for name in names or ():
@@ -335,9 +335,10 @@ class Api:
                 for name in names:
                     if name not in procs:
                         raise NotFound(name)
-                if op in (model.START, model.RESTART) and not skip_running:
+                if op in (model.START, model.RESTART):
                     for name in names:  # a program gone since `add`: refused before anything changes
-                        self._check_program(name, procs[name])
+                        if op == model.RESTART or not identity.runs(procs[name]):
+                            self._check_program(name, procs[name])
                 for name in names:
                     entry = procs[name]
                     stopping = op in (model.STOP, model.REMOVE)
@@ -351,9 +352,9 @@ class Api:
                             removed.append(name)
                             done[name] = Outcome(name, True, self._removed(name))
                         else:
-                            done[name] = Outcome(name, True, f"stopped {name} (it was not running)")
+                            done[name] = Outcome(name, True, f"{name} is already stopped")
                         continue
-                    entry["request"] = _request(op, rid, now, skip_running=skip_running)
+                    entry["request"] = _request(op, rid, now)
                     entry["explicitly_stopped"] = stopping
                     entry.pop("next_restart_at", None)
                     asked[name] = op
@@ -569,11 +570,8 @@ def _new_id() -> str:
     return os.urandom(6).hex()
 
 
-def _request(op: str, rid: str, now: float, skip_running: bool = False) -> dict:
-    req = {"id": rid, "op": op, "at": now, "by": os.getpid()}
-    if skip_running:
-        req["skip_running"] = True
-    return req
+def _request(op: str, rid: str, now: float) -> dict:
+    return {"id": rid, "op": op, "at": now, "by": os.getpid()}
 
 
 def _say_stderr(message: str) -> None:

@@ -117,20 +117,26 @@ def test_ps_shows_stopped_dead_and_pid(auto_home, capsys):
     assert rows["halted"][-3:] == ["stopped", "by", "user"]
 
 
-def test_start_of_running_process_is_an_error_naming_its_pid(auto_home, capsys):
+def test_start_of_a_running_process_succeeds_and_says_so(auto_home, capsys):
+    """One rule for idempotence: asking for the state a service is in already is a success
+    that says so (as `stop` of a stopped one is), and changes nothing."""
     assert auto(capsys, "add", "svc", "sleep 1000")[0] == 0
     before = read_state(auto_home)["processes"]["svc"]
     pid = before["pid"]
     code, out, err = auto(capsys, "start", "svc")
-    assert code == 1
-    assert err.startswith("auto: error: ") and f"pid {pid}" in err and len(err.splitlines()) == 1
+    assert code == 0, err
+    assert out.strip() == f"svc is already running (pid {pid})" and err == ""
     # The request and its answer go through the entry; nothing else about the service changes.
     after = read_state(auto_home)["processes"]["svc"]
-    assert after["outcome"]["ok"] is False and "request" not in after
+    assert after["outcome"]["ok"] is True and "request" not in after
     exchange = ("request", "outcome")
     assert {k: v for k, v in after.items() if k not in exchange} == \
         {k: v for k, v in before.items() if k not in exchange}
-    assert pid_alive(pid)
+    assert auto(capsys, "stop", "svc")[0] == 0
+    code, out, _ = auto(capsys, "stop", "svc")
+    assert code == 0 and out.strip() == "svc is already stopped"
+    assert not pid_alive(pid)
+
 
 
 def test_start_after_stop_starts_a_new_instance(auto_home, capsys):

@@ -97,7 +97,7 @@ def test_zombie_service_counts_as_dead(home, tmp_path):
         assert api.view("z").status == "dead"
         assert procgroup.live_groups([pid]) == set()
         t0 = time.monotonic()
-        assert api.stop(["z"])[0].message == "stopped z (it was not running)"
+        assert api.stop(["z"])[0].message == "z is already stopped"
         assert time.monotonic() - t0 < 2
         assert watchlock.holder(home) is None  # nothing ran, so no watcher was needed
         assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # never waited on

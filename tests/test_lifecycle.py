@@ -110,7 +110,7 @@ def test_stopping_a_dead_process_still_records_the_stop(auto_home, capsys):
     assert out.splitlines()[1].split()[1] == "dead"
     code, out, err = auto(capsys, "stop", "brief")
     assert code == 0, err
-    assert out.strip() == "stopped brief (it was not running)"
+    assert out.strip() == "brief is already stopped"
     entry = read_state(auto_home)["processes"]["brief"]
     assert entry["explicitly_stopped"] is True
     assert "next_restart_at" not in entry  # the pending restart is cancelled

@@ -226,7 +226,7 @@ def test_a_watcher_that_does_not_act_is_reported_and_the_request_kept(auto_home)
 def test_stop_without_a_watcher_needs_none(auto_home):
     assert run_cli("add", "idle", "sleep 1000", "--no-start").returncode == 0
     out = run_cli("stop", "idle")
-    assert out.returncode == 0 and out.stdout.strip() == "stopped idle (it was not running)"
+    assert out.returncode == 0 and out.stdout.strip() == "idle is already stopped"
     assert "started the watcher" not in out.stderr
     assert watchlock.holder(Home(auto_home)) is None
     out = run_cli("remove", "idle")

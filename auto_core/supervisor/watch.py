@@ -483,8 +483,8 @@ class Watcher:
                     self._answer(name, old, False, f"{name}: another command came first", None)
             if op == model.START:
                 if svc.run is not None:
-                    self._answer(name, req, bool(req.get("skip_running")),
-                                 f"{name} is already running (pid {svc.run.pid})", svc.run.pid)
+                    self._answer(name, req, True, f"{name} is already running (pid {svc.run.pid})",
+                                 svc.run.pid)
                 else:
                     self._start(svc, entry, req)
             elif op == model.RESTART:
@@ -503,7 +503,7 @@ class Watcher:
                 elif then == "remove":
                     self._remove(svc, req)
                 else:
-                    self._answer(name, req, True, f"stopped {name} (it was not running)", None)
+                    self._answer(name, req, True, f"{name} is already stopped", None)
         except BaseException:
             svc.handled = None  # carried out again after ERROR_RETRY (``_guarded``)
             raise
