@@ -150,7 +150,7 @@ def bench_tick(n: int = 500, ticks: int = 30) -> None:
     async def main():
         app = AutoApp(api=Source(make_views(n, 0)), poll_interval=3600)
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.ticks < 1:
+            while app.query_one("#table").row_count < n:
                 await pilot.pause(0.05)
             build, apply_ms = [], []
             for t in range(1, ticks + 1):
@@ -247,7 +247,7 @@ def bench_fast_log(seconds: float = 5.0, rate: float = 10e6) -> None:
         app = AutoApp(api=Source(make_views(20, 0), {f"svc{i:03d}": str(log) for i in range(20)}), poll_interval=0.5)
         lags: list[float] = []
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.ticks < 1:
+            while app.query_one("#table").row_count < 20:
                 await pilot.pause(0.05)
             last = [time.perf_counter()]
 

@@ -27,7 +27,7 @@ async def running(app, size: tuple[int, int]):
     """``app.run_test``, leaving only once the app's lifecycle calls have returned: a call
     still waiting for the watcher's answer would otherwise outlive the test, and the test's
     cleanup (which ends the watcher) would keep it waiting until its timeout."""
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size, notifications=True) as pilot:
         yield pilot
         await until(pilot, lambda: not [w for w in app.workers
                                         if w.group in ("actions", "watcher") and not w.is_finished],
@@ -41,6 +41,27 @@ def cell(app, name: str, column: str) -> str:
         return ""
     value = table.get_cell(name, column)
     return getattr(value, "plain", value)
+
+
+def shown(widget) -> str:
+    """What ``widget`` puts on the screen now, as plain lines."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
+def toasts(app, severity: str | None = None) -> list[str]:
+    """The text of the notifications on the current screen (``severity``: only those), each
+    on one line without its border."""
+    return [" ".join(line.strip(" ▌▐") for line in shown(t).splitlines()).strip() for t in app.screen.query("Toast")
+            if severity is None or t.has_class(f"-{severity}")]
+
+
+def header(app) -> str:
+    return shown(app.query_one("#header"))
+
+
+def polled(app) -> bool:
+    """The first snapshot is on screen (the header names the watcher's state)."""
+    return "watcher" in header(app)
 
 
 def cursor_name(app) -> str | None:

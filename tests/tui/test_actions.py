@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import cell, cursor_name, running, until
+from conftest import cell, cursor_name, header, polled, running, shown, toasts, until
 from helpers import pid_alive, read_state
 
 from auto_core.store import watchlock
@@ -28,17 +28,13 @@ def running_pid(home, name):
 
 
 async def told(pilot, app, prefix: str) -> None:
-    """Wait for the notice of an action's success that starts with ``prefix``; fail with the
-    error notices if one comes instead (the lifecycle call's own timeouts are shorter)."""
+    """Wait for the toast of an action's success that starts with ``prefix``; fail with the
+    error toasts if one comes instead (the lifecycle call's own timeouts are shorter)."""
     def seen():
-        return errors(app) or any(m.startswith(prefix) and s == "information" for m, s in app.notices)
+        return toasts(app, "error") or any(m.startswith(prefix) for m in toasts(app, "information"))
 
-    await until(pilot, seen, timeout=40, message=f"a notice starting with {prefix!r}")
-    assert not errors(app), errors(app)
-
-
-def errors(app) -> list[str]:
-    return [m for m, s in app.notices if s == "error"]
+    await until(pilot, seen, timeout=40, message=f"a toast starting with {prefix!r}")
+    assert not toasts(app, "error"), toasts(app, "error")
 
 
 async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
@@ -69,7 +65,7 @@ async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
 async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
     app = make_app(home, tmp_path)
     async with running(app, SIZE) as pilot:
-        await until(pilot, lambda: app.ticks >= 1)
+        await until(pilot, lambda: polled(app))
         assert app.query_one("#empty").display  # the empty-state hint
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, ProcessForm))
@@ -206,17 +202,17 @@ async def test_errors_are_notifications_not_crashes(home, tmp_path, quiet_api):
         await until(pilot, lambda: cell(app, "ghost", "status") == "stopped")
         quiet_api.remove("ghost")  # vanishes behind the table's back
         app.run_verb("start", "ghost")
-        await until(pilot, lambda: any("no process named 'ghost'" in m and s == "error" for m, s in app.notices))
+        await until(pilot, lambda: any("no process named 'ghost'" in m for m in toasts(app, "error")))
 
         home.state_bak.unlink(missing_ok=True)
         home.state_file.write_text("{ not json")
-        await until(pilot, lambda: any("unreadable" in m for m, _ in app.notices), message="state error notice")
-        await until(pilot, lambda: "state unreadable" in str(app.query_one("#header").render()), message="header")
+        await until(pilot, lambda: any("unreadable" in m for m in toasts(app, "error")), message="state error toast")
+        await until(pilot, lambda: "state unreadable" in header(app), message="header")
         await pilot.press("S")  # acting on a corrupt state is refused, not fatal
-        await until(pilot, lambda: sum("unreadable" in m for m, _ in app.notices) >= 2)
+        await until(pilot, lambda: sum("unreadable" in m for m in toasts(app, "error")) >= 2)
         assert app.is_running
         home.state_file.write_text('{"version": 1, "processes": {}}')
-        await until(pilot, lambda: "state unreadable" not in str(app.query_one("#header").render()))
+        await until(pilot, lambda: "state unreadable" not in header(app))
 
 
 async def test_a_service_started_by_the_tui_is_the_watchers_child_and_its_exit_recorded(home, tmp_path, quiet_api):
@@ -230,7 +226,7 @@ async def test_a_service_started_by_the_tui_is_the_watchers_child_and_its_exit_r
         await until(pilot, lambda: cell(app, "blip", "status") == "stopped")
         watcher = await until(pilot, lambda: (w := watchlock.holder(home)) and w > 0 and w,
                               message="the watcher brought up (and its pid in the lock file)")
-        await until(pilot, lambda: any(m.startswith(f"started the watcher (pid {watcher})") for m, _ in app.notices),
+        await until(pilot, lambda: any(m.startswith(f"started the watcher (pid {watcher})") for m in toasts(app)),
                     message="the TUI to say it started the watcher")
         await pilot.press("s")
         pid = await until(pilot, lambda: running_pid(home, "blip"), message="blip started")
@@ -270,23 +266,24 @@ async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_
         await until(pilot, lambda: not app.screen.query("HelpPanel"), message="help closed")
 
 
-async def test_a_tick_updates_changed_cells_on_screen_in_one_batch(home, tmp_path, quiet_api):
-    """``ProcessTable.update_cells``: what ``update_cell`` did per cell, with one refresh; the
-    new value is what the screen shows, and an unknown cell is refused without a change."""
+async def test_a_tick_updates_changed_cells_on_screen(home, tmp_path, quiet_api):
+    """``ProcessTable.update_cells`` holds the refreshes of its ``update_cell`` calls and makes
+    one: the new values are what the screen shows, also after an unknown cell stopped it."""
     import pytest
     from textual.widgets.data_table import CellDoesNotExist
 
     from auto_tui.app import ProcessTable
 
-    quiet_api.add("web", "sleep 300", start=False)
+    quiet_api.add("web", "sleep 300", start=False, port=7002)
     app = make_app(home, tmp_path)
     async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
         table = app.query_one(ProcessTable)
-        table.update_cells([("web", "status", "zz-updated")])
+        # A poll writes only cells whose value changed since the last poll: not these.
+        table.update_cells([("web", "status", "zz-updated"), ("web", "port", "65001")])
         await pilot.pause()
-        assert cell(app, "web", "status") == "zz-updated"
-        assert any("zz-updated" in strip.text for strip in table.render_lines(table.region.reset_offset))
+        assert "zz-updated" in shown(table) and "65001" in shown(table)
         with pytest.raises(CellDoesNotExist):
-            table.update_cells([("web", "status", "no"), ("ghost", "status", "no")])
-        assert cell(app, "web", "status") == "zz-updated"
+            table.update_cells([("web", "status", "yy-second"), ("ghost", "status", "no")])
+        await pilot.pause()
+        assert "yy-second" in shown(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import until
+from conftest import polled, until
 
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
@@ -95,7 +95,7 @@ def settled(want_log: bool = True):
 
         def ready():
             footer_keys = app.screen.query("FooterKey")  # the Footer is mounted after the first frame
-            return app.ticks >= 1 and footer_keys and (not want_log or app.query_one("#logpane").entries)
+            return polled(app) and footer_keys and (not want_log or app.query_one("#logpane").entries)
 
         await until(pilot, ready, message="the first snapshot, the footer and the log lines")
 
