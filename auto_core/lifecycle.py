@@ -285,6 +285,28 @@ class Api:
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
         return Outcome(name, True, f"updated {name}{tail}")
 
+    def select(self, patterns: Iterable[str]) -> list[str]:
+        """The names ``patterns`` choose, in order, each once: a name as it is (an unknown
+        one fails later, naming it), a glob (``web-*``, ``db?``) every defined name it matches;
+        a glob that matches nothing is an error naming it. Names never hold glob characters."""
+        import fnmatch
+
+        defined = self.names()
+        chosen: list[str] = []
+        for pattern in patterns:
+            if any(c in pattern for c in "*?["):
+                matched = fnmatch.filter(defined, pattern)
+                if not matched:
+                    raise AutoError(f"no process matches {pattern!r} (see 'auto ps')")
+                chosen += matched
+            else:
+                chosen.append(pattern)
+        return list(dict.fromkeys(chosen))
+
+    def remove_many(self, names: Iterable[str]) -> list[Outcome]:
+        """``remove`` of several: each stopped, then its definition deleted."""
+        return self._ask(list(names), model.REMOVE)
+
     def remove(self, name: str) -> Outcome:
         """Stop the service (like ``stop``), then delete its definition. Logs stay."""
         validate.name(name)
@@ -313,6 +335,12 @@ class Api:
 
     def stop_all(self) -> list[Outcome]:
         return self._ask(None, model.STOP)
+
+    def restart_all(self, *, wait: float = CHECK_WINDOW) -> list[Outcome]:
+        """Restart every process that is not stopped: one the user stopped stays stopped."""
+        procs = state.processes(self.load())
+        names = [n for n in sorted(procs) if not procs[n].get("explicitly_stopped")]
+        return self._ask(names, model.RESTART, wait=wait) if names else []
 
     def _ask(self, names: list[str] | None, op: str, *,
              wait: float = CHECK_WINDOW) -> list[Outcome]:

@@ -84,8 +84,8 @@ def test_duplicate_add_is_refused(auto_home, capsys, existing):
     (["update", "existing", "--env", "NOEQUALS"], "KEY=VALUE"),
     (["update", "existing"], "nothing to update"),
     (["log", "existing", "-n", "many"], "invalid int value"),
-    (["frobnicate"], "invalid choice"),
-    (["start"], "required"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["start"], "--all"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_invalid_values_are_usage_errors(auto_home, capsys, existing, argv, needle):
     code, out, err = auto(capsys, *argv)

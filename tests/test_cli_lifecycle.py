@@ -268,7 +268,13 @@ def test_help_lists_every_command_and_unknown_command_names_them(capsys):
                     "start-all", "stop-all", "watch", "install", "uninstall", "tui"):
         assert f"\n    {command} " in out, command
     code, out, err = auto(capsys, "frobnicate")
-    assert code == 2 and err.startswith("auto: error: ") and "'ps', 'add'" in err
+    assert code == 2 and err == "auto: error: unknown command 'frobnicate' (see 'auto -h')\n"
+    code, out, err = auto(capsys, "sotp", "web")
+    assert code == 2 and err == "auto: error: unknown command 'sotp' (did you mean 'stop'?)\n"
+    # `auto` alone: the commands, one line each, and no error line.
+    code, out, err = auto(capsys)
+    assert code == 2 and out == "" and "error" not in err
+    assert all(f"\n  {c} " in err for c in ("ps", "add", "restart-all", "tui"))
     with pytest.raises(SystemExit):
         cli.main(["add", "--help"])
     assert "--workdir" in capsys.readouterr().out

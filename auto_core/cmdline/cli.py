@@ -117,16 +117,28 @@ def _api(args):
     return Api(paths.Home.resolve(args.home))
 
 
-def _report(out: _Out, outcomes) -> int:
+_DONE = {"start": "started", "stop": "stopped", "restart": "restarted", "remove": "removed"}
+
+
+def _report(out: _Out, outcomes, verb: str | None = None) -> int:
+    """One line per service; for more than one, a summary (``3 started, 1 already running,
+    1 failed``). Exit 1 if any failed: the others were done all the same."""
     code = ExitCode.OK
+    counts: dict[str, int] = {}
     for o in outcomes:
         if o.ok:
             out.info(o.message)
+            kind = "already " + o.message.rsplit("already ", 1)[1].split(" (")[0] \
+                if " is already " in o.message else _DONE.get(verb or "", "done")
         else:
             out.error(o.message)
             for line in o.detail:  # the failed run's last log lines, under its error
                 print(f"  | {line}", file=sys.stderr)
             code = ExitCode.FAILURE
+            kind = "failed"
+        counts[kind] = counts.get(kind, 0) + 1
+    if len(outcomes) > 1:
+        out.info(", ".join(f"{n} {kind}" for kind, n in counts.items()))
     return code
 
 
@@ -204,24 +216,34 @@ def cmd_update(args, out: _Out) -> int:
 
 
 def cmd_lifecycle(args, out: _Out) -> int:
+    """start, stop, restart, remove: of names, globs or --all."""
     api = _api(args)
-    names = list(dict.fromkeys(args.names))
+    if args.all == bool(args.names):
+        raise UsageError(f"give names or globs, or --all (see 'auto {args.cmd} -h')")
+    names = api.names() if args.all else api.select(args.names)
+    if not names:
+        out.info("no processes defined")
+        return ExitCode.OK
     if args.cmd == "stop":
-        return _report(out, api.stop(names))
-    method = api.start if args.cmd == "start" else api.restart
-    return _report(out, method(names, **_wait(args)))
+        outcomes = api.stop(names)
+    elif args.cmd == "remove":
+        outcomes = api.remove_many(names)
+    else:
+        outcomes = (api.start if args.cmd == "start" else api.restart)(names, **_wait(args))
+    return _report(out, outcomes, args.cmd)
 
 
 def cmd_all(args, out: _Out) -> int:
     api = _api(args)
-    outcomes = api.start_all(**_wait(args)) if args.cmd == "start-all" else api.stop_all()
+    if args.cmd == "start-all":
+        outcomes = api.start_all(**_wait(args))
+    elif args.cmd == "restart-all":
+        outcomes = api.restart_all(**_wait(args))
+    else:
+        outcomes = api.stop_all()
     if not outcomes:
-        out.info("no processes defined")
-    return _report(out, outcomes)
-
-
-def cmd_remove(args, out: _Out) -> int:
-    return _report(out, [_api(args).remove(args.name)])
+        out.info("no processes defined" if args.cmd != "restart-all" else "no process to restart")
+    return _report(out, outcomes, args.cmd.removesuffix("-all"))
 
 
 def cmd_show(args, out: _Out) -> int:
@@ -309,7 +331,7 @@ def cmd_tui(args, out: _Out) -> int:
 HANDLERS = {
     "ps": cmd_ps, "add": cmd_add, "update": cmd_update, "start": cmd_lifecycle,
     "stop": cmd_lifecycle, "restart": cmd_lifecycle, "start-all": cmd_all, "stop-all": cmd_all,
-    "remove": cmd_remove, "show": cmd_show, "log": cmd_log, "watch": cmd_watch,
+    "restart-all": cmd_all, "remove": cmd_lifecycle, "show": cmd_show, "log": cmd_log, "watch": cmd_watch,
     "install": cmd_install, "uninstall": cmd_install, "status": cmd_status, "tui": cmd_tui,
     "logs": cmd_logs,
 }
@@ -344,9 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser()
             parser.command = command
             args = parser.parse_args(argv)
-            if args.cmd is None:
-                parser.print_help()
-                raise UsageError("no command given (see 'auto -h')")  # the one error line, exit 2
+            if args.cmd is None:  # `auto` alone: what there is to do, as a usage mistake
+                from auto_core.cmdline.cliparse import short_usage
+
+                print(short_usage(parser), file=sys.stderr)
+                return ExitCode.USAGE
         out.quiet = args.quiet
         return int(HANDLERS[args.cmd](args, out))
     except AutoError as exc:

@@ -7,6 +7,7 @@ and status bars run ``auto -q ps`` often, and argparse's imports are a good part
 from __future__ import annotations
 
 import argparse
+import re
 
 from auto_core import __version__
 from auto_core.errors import UsageError
@@ -16,26 +17,46 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit 2."""
 
     command: str | None = None  # the command word being parsed, for a better hint
+    commands: list[tuple[str, str]]  # (command, one-line description), in help order
 
     def error(self, message: str):  # noqa: D401 - argparse API
         # The top-level parser reports a sub-command's leftovers, so ask which command it was.
         if "unrecognized arguments" in message and self.command == "add":
             message += " (quote the command, or put it after --)"
+        unknown = re.match(r"argument COMMAND: invalid choice: '(.*?)'", message)
+        if unknown:
+            import difflib
+
+            word = unknown.group(1)
+            close = difflib.get_close_matches(word, [c for c, _ in self.commands], n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "see 'auto -h'"
+            message = f"unknown command '{word}' ({hint})"
         raise UsageError(message)
 
 
 def build_parser() -> _Parser:
     """The whole CLI: every command, its arguments and help."""
     p = _Parser(prog="auto", description="Keep your local services running.")
+    p.commands = []
     p.add_argument("--home", metavar="DIR", help="state and logs root (default: $AUTO_HOME or the user state dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but the command's own output")
     p.add_argument("--version", action="version", version=f"auto {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    # The global options work after the command too (`auto ps -q`); SUPPRESS keeps a value
+    # given before it when they are not repeated after.
+    common = _Parser(add_help=False)
+    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
 
-    ps = sub.add_parser("ps", help="list processes")
+    def command(name: str, help: str, **kwargs) -> _Parser:
+        p.commands.append((name, help))
+        return sub.add_parser(name, help=help, parents=[common], **kwargs)
+
+    ps = command("ps", help="list processes")
     ps.add_argument("--json", action="store_true", help="machine-readable list")
 
-    add = sub.add_parser("add", help="define a process and start it")
+    add = command("add", help="define a process and start it")
     add.add_argument("name")
     add.add_argument("command", nargs="+", help="shell command (quote it, or put it after --)")
     _definition_flags(add)
@@ -43,19 +64,22 @@ def build_parser() -> _Parser:
     _wait_flag(add)
 
     for verb, text in (("start", "start processes"), ("stop", "stop processes (they stay stopped)"),
-                       ("restart", "stop and start processes")):
-        sp = sub.add_parser(verb, help=text)
-        sp.add_argument("names", nargs="+", metavar="NAME")
-        if verb != "stop":
+                       ("restart", "stop and start processes"),
+                       ("remove", "stop processes and delete their definitions (logs stay)")):
+        sp = command(verb, help=text)
+        sp.add_argument("names", nargs="*", metavar="NAME",
+                        help="a process name or a quoted glob such as 'web-*' (repeatable)")
+        sp.add_argument("--all", action="store_true", help=f"{verb} every process")
+        if verb in ("start", "restart"):
             _wait_flag(sp)
 
-    show = sub.add_parser("show", help="show a process's definition and state")
+    show = command("show", help="show a process's definition and state")
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
     show.add_argument("--show-secrets", action="store_true",
                       help="show the values of variables that look secret (KEY, TOKEN, PASSWORD...)")
 
-    upd = sub.add_parser("update", help="edit a definition (takes effect on next start)")
+    upd = command("update", help="edit a definition (takes effect on next start)")
     upd.add_argument("name")
     upd.add_argument("--command", dest="new_command", metavar="C")
     _definition_flags(upd)
@@ -63,11 +87,15 @@ def build_parser() -> _Parser:
     upd.add_argument("--update-env", action="store_true",
                      help="capture the current environment again for the service's next runs")
 
-    rm = sub.add_parser("remove", help="stop and delete a definition (logs stay)")
-    rm.add_argument("name")
-
-    log = sub.add_parser("log", help="print or follow a process's current log")
-    log.add_argument("name")
+    log = command("log", help="print or follow the current logs of processes",
+                         description="One NAME: its log as written. No NAME, several, or a glob "
+                         "('web-*'): the logs merged, each line prefixed with its process's name. "
+                         "The opening lines are ordered by an estimate (a line's time is put "
+                         "between its run's start and the file's last write, by its position); "
+                         "followed lines in the order they were read.")
+    log.add_argument("names", nargs="*", metavar="NAME", help="a process name or glob (default: all)")
+    log.add_argument("--since", metavar="AGE",
+                     help="only logs written in the last AGE (90, 30s, 10m, 2h, 1d)")
     log.add_argument("-f", "--follow", "--tail", action="store_true", help="follow new output (and new runs)")
     log.add_argument("-n", "--lines", type=_line_count, default=None, metavar="N",
                      help="last N lines (0: none, like tail), default 100 (with --run: all)")
@@ -76,24 +104,34 @@ def build_parser() -> _Parser:
     log.add_argument("--run", type=_run_number, metavar="N",
                      help="print run N: -1 the current or last, -2 the previous...; 1 the oldest")
 
-    logs_cmd = sub.add_parser("logs", help="log maintenance")
+    logs_cmd = command("logs", help="log maintenance")
     logs_sub = logs_cmd.add_subparsers(dest="logs_cmd", metavar="ACTION", parser_class=_Parser, required=True)
     prune = logs_sub.add_parser("prune", help="apply log retention now: delete old files, compress finished runs")
     prune.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
-    _wait_flag(sub.add_parser("start-all", help="start every process that is not running"))
-    sub.add_parser("stop-all", help="stop every process")
-    watch = sub.add_parser("watch", help="run the watcher in the foreground")
+    _wait_flag(command("start-all", help="start every process that is not running"))
+    command("stop-all", help="stop every process")
+    _wait_flag(command("restart-all", help="restart every process that is not stopped"))
+    watch = command("watch", help="run the watcher in the foreground")
     watch.add_argument("--poll", action="store_true", help=argparse.SUPPRESS)  # force the 1 s poll path
     watch.add_argument("--login", action="store_true",
                        help="run as the login service's watcher (takes over from one started on demand)")
     for verb in ("install", "uninstall"):
-        sp = sub.add_parser(verb, help=f"{verb} the login service and ~/bin/auto wrapper")
+        sp = command(verb, help=f"{verb} the login service and ~/bin/auto wrapper")
         sp.add_argument("--dry-run", action="store_true", help="print what would be written and run")
         sp.add_argument("--platform", choices=("macos", "linux"), help="render for this platform")
-    sub.add_parser("status", help="check the watcher, login service, state and logs")
-    sub.add_parser("tui", help="open the full-screen app")
+    command("status", help="check the watcher, login service, state and logs")
+    command("tui", help="open the full-screen app")
     return p
+
+
+def short_usage(parser: _Parser) -> str:
+    """What ``auto`` alone prints: the commands, one line each."""
+    width = max(len(c) for c, _ in parser.commands)
+    lines = ["usage: auto [-q] [--home DIR] COMMAND [ARGS]  (auto COMMAND -h for its options)", "",
+             "commands:"]
+    lines += [f"  {c:<{width}}  {h}" for c, h in parser.commands]
+    return "\n".join(lines)
 
 
 def _wait_flag(p: argparse.ArgumentParser) -> None:

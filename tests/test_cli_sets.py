@@ -1,0 +1,91 @@
+"""Sets of services through the real CLI, as pm2 and supervisord users type them: globs,
+``--all``, ``restart-all``, one line per service and a summary, one rule for idempotence,
+and global options after the command."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import assert_one_error, auto, pid_alive, read_state
+
+
+@pytest.fixture
+def three(auto_home, capsys):
+    for name in ("web-1", "web-2", "db"):
+        code, _, err = auto(capsys, "add", name, "sleep 1000")
+        assert code == 0, err
+    return read_state(auto_home)["processes"]
+
+
+def pids(auto_home) -> dict[str, int | None]:
+    return {n: e.get("pid") for n, e in read_state(auto_home)["processes"].items()}
+
+
+def test_a_glob_restarts_only_its_matches_with_a_summary(auto_home, capsys, three):
+    before = pids(auto_home)
+    code, out, err = auto(capsys, "restart", "web-*")
+    assert code == 0, err
+    after = pids(auto_home)
+    assert after["db"] == before["db"]
+    assert after["web-1"] != before["web-1"] and after["web-2"] != before["web-2"]
+    lines = out.splitlines()
+    assert lines[:2] == [f"restarted web-1 (pid {after['web-1']})", f"restarted web-2 (pid {after['web-2']})"]
+    assert lines[2] == "2 restarted"
+
+
+def test_a_glob_matching_nothing_is_an_error_naming_it(auto_home, capsys, three):
+    before = read_state(auto_home)
+    code, _, err = auto(capsys, "stop", "api-*")
+    assert_one_error(code, err, 1)
+    assert "'api-*'" in err
+    assert read_state(auto_home) == before
+
+
+def test_all_and_idempotence(auto_home, capsys, three):
+    code, out, err = auto(capsys, "stop", "db")
+    assert code == 0, err
+    code, out, err = auto(capsys, "stop", "--all")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "1 already stopped, 2 stopped"
+    assert not any(pid_alive(p) for p in three_pids(three))
+    code, out, err = auto(capsys, "start", "db")
+    assert code == 0, err
+    code, out, err = auto(capsys, "start", "--all")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "1 already running, 2 started"
+    assert "db is already running (pid " in out
+
+
+def three_pids(entries: dict) -> list[int]:
+    return [e["pid"] for e in entries.values() if e.get("pid")]
+
+
+def test_restart_all_leaves_stopped_services_stopped(auto_home, capsys, three):
+    assert auto(capsys, "stop", "db")[0] == 0
+    before = pids(auto_home)
+    code, out, err = auto(capsys, "restart-all")
+    assert code == 0, err
+    after = pids(auto_home)
+    assert after["web-1"] != before["web-1"] and after["web-2"] != before["web-2"]
+    assert read_state(auto_home)["processes"]["db"]["explicitly_stopped"] is True
+    assert not pid_alive(before["db"])
+    assert out.splitlines()[-1] == "2 restarted"
+
+
+def test_remove_takes_globs_and_names_and_needs_one_or_all(auto_home, capsys, three):
+    code, _, err = auto(capsys, "remove")
+    assert_one_error(code, err, 2)
+    code, _, err = auto(capsys, "remove", "db", "--all")
+    assert_one_error(code, err, 2)
+    code, out, err = auto(capsys, "remove", "web-?")
+    assert code == 0, err
+    assert sorted(read_state(auto_home)["processes"]) == ["db"]
+
+
+def test_global_options_work_after_the_command(auto_home, capsys, three):
+    def columns(result):  # NAME PID PORT: UPTIME may tick between the two
+        code, out, err = result
+        return code, [line.split()[:3] for line in out.splitlines()], err
+
+    assert columns(auto(capsys, "ps", "-q")) == columns(auto(capsys, "-q", "ps"))
+    code, out, _ = auto(capsys, "stop", "db", "-q")
+    assert code == 0 and out == ""
