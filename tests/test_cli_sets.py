@@ -4,6 +4,9 @@ and global options after the command."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 from helpers import assert_one_error, auto, pid_alive, read_state
 
@@ -89,3 +92,26 @@ def test_global_options_work_after_the_command(auto_home, capsys, three):
     assert columns(auto(capsys, "ps", "-q")) == columns(auto(capsys, "-q", "ps"))
     code, out, _ = auto(capsys, "stop", "db", "-q")
     assert code == 0 and out == ""
+
+
+def test_ps_shows_cpu_and_memory_after_the_columns_scripts_parse(auto_home, capsys):
+    assert auto(capsys, "add", "busy", "while :; do :; done")[0] == 0
+    assert auto(capsys, "add", "idle", "sleep 1000")[0] == 0
+    code, out, err = auto(capsys, "ps", "--json", "--sort", "cpu")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["busy", "idle"]
+    assert rows[0]["cpu_percent"] > rows[1]["cpu_percent"] >= 0
+    assert all(isinstance(r["rss_bytes"], int) and r["rss_bytes"] > 0 for r in rows)
+    code, out, _ = auto(capsys, "-q", "ps")
+    header, *lines = out.splitlines()
+    assert header.split()[:5] == ["NAME", "PID", "PORT", "CPU", "MEM"]
+    # What a shell script does: awk '{print $1, $2}' of `auto -q ps`.
+    awk = subprocess.run(["awk", "NR > 1 {print $1, $2}"], input=out, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    state = read_state(auto_home)["processes"]
+    assert awk[:2] == [f"busy {state['busy']['pid']}", f"idle {state['idle']['pid']}"]
+    assert auto(capsys, "stop", "--all")[0] == 0
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert [line.split()[:5] for line in out.splitlines()[1:]] == [
+        ["busy", "stopped", "-", "-", "-"], ["idle", "stopped", "-", "-", "-"]]

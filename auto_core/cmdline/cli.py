@@ -87,16 +87,32 @@ def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
 
 # --- formatting ----------------------------------------------------------------------------
 
-def ps_rows(views) -> list[list[str]]:
+def ps_rows(views, used: dict[int, tuple[float, int]] | None = None) -> list[list[str]]:
+    """The table of ``auto ps``. NAME PID PORT come first, as scripts parse them (``awk``)."""
+    from auto_core.humanize import size
     from auto_core.views import describe_exit
 
-    rows = [["NAME", "PID", "PORT", "UPTIME", "RESTARTS", "NEXT RESTART", "LAST EXIT"]]
+    used = used or {}
+    rows = [["NAME", "PID", "PORT", "CPU", "MEM", "UPTIME", "RESTARTS", "NEXT RESTART", "LAST EXIT"]]
     for v in views:
         pid = str(v.pid) if v.status == "running" else v.status
         nxt = "starting" if v.starting else countdown(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
-        rows.append([v.name, pid, str(v.port) if v.port else "-", duration(v.uptime_s),
-                     str(v.restarts), nxt, describe_exit(v.last_exit) if v.status != "running" else "-"])
+        cpu, rss = _usage(v, used)
+        rows.append([v.name, pid, str(v.port) if v.port else "-",
+                     f"{cpu:.1f}%" if cpu is not None else "-", size(rss) if rss is not None else "-",
+                     duration(v.uptime_s), str(v.restarts), nxt,
+                     describe_exit(v.last_exit) if v.status != "running" else "-"])
     return rows
+
+
+def _usage(v, used: dict[int, tuple[float, int]]) -> tuple[float | None, int | None]:
+    """(CPU %, resident bytes) of a running service's process group: CPU time over uptime,
+    as ps(1) counts %CPU, so one cheap sample does."""
+    found = used.get(v.pid) if v.pid else None
+    if found is None:
+        return None, None
+    cpu_s, rss = found
+    return (100.0 * cpu_s / v.uptime_s if v.uptime_s else 0.0), rss
 
 
 def _env_pairs(values: Sequence[str]) -> dict[str, str]:
@@ -159,12 +175,29 @@ def cmd_ps(args, out: _Out) -> int:
         if line:
             warn_stderr(line)
     views = snapshot(loaded.data, time.time())
+    running = {v.pid for v in views if v.pid}
+    if running:
+        from auto_core.proc import usage
+
+        used = usage.group_usage(running)
+    else:
+        used = {}
+    order = getattr(args, "sort", "name")
+    if order != "name":
+        key = {"cpu": lambda v: _usage(v, used)[0] or 0.0, "mem": lambda v: _usage(v, used)[1] or 0,
+               "uptime": lambda v: v.uptime_s or 0.0}[order]
+        views = sorted(views, key=key, reverse=True)
     if args.json:
         fields = ("name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",
                   "next_restart_in_s", "log_path", "last_exit", "restart_attempt", "restart_every")
-        out.data(json_text([{f: getattr(v, f) for f in fields} for v in views]))
+        rows = []
+        for v in views:
+            cpu, rss = _usage(v, used)
+            rows.append(dict({f: getattr(v, f) for f in fields},
+                             cpu_percent=round(cpu, 2) if cpu is not None else None, rss_bytes=rss))
+        out.data(json_text(rows))
     elif views:
-        out.data(table(ps_rows(views)))
+        out.data(table(ps_rows(views, used)))
     else:
         out.data(table(ps_rows([])))
         out.info("(no processes yet: auto add NAME \"COMMAND\")")

@@ -54,7 +54,10 @@ def build_parser() -> _Parser:
         return sub.add_parser(name, help=help, parents=[common], **kwargs)
 
     ps = command("ps", help="list processes")
-    ps.add_argument("--json", action="store_true", help="machine-readable list")
+    ps.add_argument("--json", action="store_true",
+                    help="machine-readable list (with cpu_percent and rss_bytes)")
+    ps.add_argument("--sort", choices=("name", "cpu", "mem", "uptime"), default="name",
+                    help="order of the rows (cpu, mem, uptime: largest first; default name)")
 
     add = command("add", help="define a process and start it")
     add.add_argument("name")
