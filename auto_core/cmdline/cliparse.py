@@ -91,11 +91,11 @@ def build_parser() -> _Parser:
                      help="capture the current environment again for the service's next runs")
 
     log = command("log", help="print or follow the current logs of processes",
-                         description="One NAME: its log as written. No NAME, several, or a glob "
-                         "('web-*'): the logs merged, each line prefixed with its process's name. "
-                         "The opening lines are ordered by an estimate (a line's time is put "
-                         "between its run's start and the file's last write, by its position); "
-                         "followed lines in the order they were read.")
+                  description="One NAME: its log as written. No NAME, several, or a glob "
+                  "('web-*'): the logs merged, each line prefixed with its process's name. "
+                  "The opening lines are ordered by an estimate (a line's time is put "
+                  "between its run's start and the file's last write, by its position); "
+                  "followed lines in the order they were read.")
     log.add_argument("names", nargs="*", metavar="NAME", help="a process name or glob (default: all)")
     log.add_argument("--since", metavar="AGE",
                      help="only logs written in the last AGE (90, 30s, 10m, 2h, 1d)")

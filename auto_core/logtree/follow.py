@@ -132,14 +132,15 @@ class RunReader:
 
     ``read`` returns the new complete lines, at most about ``budget`` bytes' worth; ``flush``
     the unterminated last one. After a ``read``, ``idle`` says it reached the end of everything
-    written (not a pause for a roll under way), ``more`` that it stopped at its budget.
+    written (not a pause for a roll under way), ``more`` that it stopped at its budget, and
+    ``partial`` that the start of a line waits for its newline.
     """
 
     def __init__(self, path: str | os.PathLike, offset: int = 0, max_behind: int | None = None,
                  *, seen: int | None = None, rolls: _Rolls | None = None, mark: bytes | None = None):
         self.path = Path(path)
         self.max_behind = max_behind
-        self.idle = self.more = False
+        self.idle = self.more = self.partial = False
         self._rolls = rolls or _Rolls(self.path)
         # Rolls up to part ``_seen`` happened before our place in the live file.
         self._seen = self._rolls.look().newest if seen is None else seen
@@ -155,14 +156,17 @@ class RunReader:
         self._finished = logs.is_gz(path)  # a compressed run no longer grows
 
     @classmethod
-    def at_end(cls, path: str | os.PathLike, n: int,
-               max_behind: int | None = None) -> tuple[RunReader, list[str]]:
-        """A reader from the end of ``path`` and the last ``n`` lines before it."""
+    def at_end(cls, path: str | os.PathLike, n: int, max_behind: int | None = None,
+               *, whole: bool = False) -> tuple[RunReader, list[str]]:
+        """A reader from the end of ``path`` and the last ``n`` lines before it. ``whole``: the
+        end of the last complete line instead, so an unterminated last line is left to the
+        reader, which gives it whole once its newline is written."""
         path = Path(path)
         rolls = _Rolls(path)
         for _ in range(50):
             before = rolls.look()
-            lines, end = logs.tail_lines(path, n)
+            lines, end = _whole_tail(path, n) if whole and not logs.is_gz(path) \
+                else logs.tail_lines(path, n)
             mark = b"" if logs.is_gz(path) else _bytes_before(path, end)
             # A roll under way may empty the file between the tail and the look: try again.
             if not before.rolling and rolls.look() == before:
@@ -176,7 +180,13 @@ class RunReader:
             self._live.close()
             self._live = None
 
+    @property
+    def offset(self) -> int:
+        """Where the reader is in the file it reads (a rolled part, else the live file)."""
+        return self._offset
+
     def flush(self) -> list[str]:
+        self.partial = False
         return self._split.flush()
 
     def read(self, budget: int = logs.CHUNK) -> list[str]:
@@ -243,6 +253,7 @@ class RunReader:
 
     def _take(self, data: bytes, out: list[str]) -> int:
         out.extend(self._split.feed(data))
+        self.partial = not data.endswith(b"\n")
         self._offset += len(data)
         self._mark = ((self._mark or b"") + data)[-MARK:]
         return len(data)
@@ -256,7 +267,7 @@ class RunReader:
         if now - self._emptied < TRUNCATE_GRACE:
             return None
         self._emptied = None
-        out.extend(self._split.flush())
+        out.extend(self.flush())
         lost = self._size - self._offset
         known = f"at least {logs.amount(lost)} of output" if lost > 0 else "output"
         out.append(f"{SKIPPED}{known}; {self.path.name} was emptied and no rolled part kept it")
@@ -326,7 +337,7 @@ class RunReader:
     def _gone(self, first: int, last: int, lost: int, out: list[str], why: str = "") -> None:
         """Say that parts ``first`` to ``last`` were passed over (``lost``: bytes known to be in
         them, 0 if unknown)."""
-        out.extend(self._split.flush())
+        out.extend(self.flush())
         if first >= last:
             names = f"{self.path.name}.{first}"
             exists = any(os.path.exists(f"{self.path}.{first}{gz}") for gz in ("", ".gz"))
@@ -360,6 +371,7 @@ class RunReader:
             return  # a roll began meanwhile: look again on the next read
         where = spans[0][0]
         skipped, lines = self._split.drop(), 0
+        self.partial = False
         for path, start, stop in spans:
             got = _count(fh if path == self.path else path, start, stop)
             skipped += got[0]
@@ -388,6 +400,29 @@ class RunReader:
             except OSError:
                 continue
         return [*spans, (self.path, 0, size)]
+
+
+def _whole_tail(path: Path, n: int) -> tuple[list[str], int]:
+    """``logs.tail_lines`` that ends after the last newline: the last ``n`` complete lines."""
+    lines, end = logs.tail_lines(path, n + 1)
+    with open(path, "rb") as fh:
+        cut = _last_line_end(fh, end)
+    if cut < end:
+        lines = lines[:-1]  # the unterminated last line
+    return lines[-n:] if n > 0 else [], cut
+
+
+def _last_line_end(fh: BinaryIO, end: int) -> int:
+    """The offset just after the last newline before ``end`` (0 if there is none)."""
+    pos = end
+    while pos > 0:
+        step = min(logs.CHUNK, pos)
+        chunk = os.pread(fh.fileno(), step, pos - step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
 
 
 def _line_start(fh: BinaryIO, pos: int, end: int) -> int:
@@ -444,22 +479,31 @@ def _count_stream(chunks: Iterator[bytes], start: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Event:
     """``open``: the file first followed and its last lines; ``lines``: new lines of ``path``;
-    ``switch``: the process started a new run and ``path`` is followed from now on."""
+    ``switch``: the process started a new run and ``path`` is followed from now on.
+    ``offset``: where in ``path`` an ``open`` event's lines end."""
 
     kind: Literal["open", "lines", "switch"]
     path: Path
     lines: list[str] = field(default_factory=list)
+    offset: int = 0
 
 
 class LogFollower:
     """The current log of one process (named by ``resolve``), followed across rolls and into
-    each new run. ``poll`` returns what happened since the last call (nothing when idle)."""
+    each new run. ``poll`` returns what happened since the last call (nothing when idle).
+
+    The first file found opens at its last ``start_lines`` lines, or at its start with
+    ``from_start`` (a process that appeared while followed: all of its output is new).
+    ``whole``: the opening lines end with the last complete one (see ``RunReader.at_end``).
+    """
 
     def __init__(self, resolve: Callable[[], str | os.PathLike | None], start_lines: int = 10,
-                 max_behind: int | None = None):
+                 max_behind: int | None = None, *, from_start: bool = False, whole: bool = False):
         self.resolve = resolve
         self.start_lines = start_lines
         self.max_behind = max_behind
+        self.from_start = from_start
+        self.whole = whole
         self.path: Path | None = None
         self._reader: RunReader | None = None
 
@@ -468,18 +512,32 @@ class LogFollower:
         """The last ``poll`` stopped at its budget: poll again at once."""
         return self._reader is not None and self._reader.more
 
+    @property
+    def partial(self) -> bool:
+        """The start of a line waits for its newline (``flush`` gives it now)."""
+        return self._reader is not None and self._reader.partial
+
+    def flush(self) -> list[str]:
+        """The unterminated line read so far; what follows it comes as a line of its own."""
+        return self._reader.flush() if self._reader is not None else []
+
     def poll(self, budget: int = logs.CHUNK) -> list[Event]:
         if self._reader is None or self.path is None:
             found = self.resolve()
             if found is None:
                 return []
             path = Path(found)
+            lines: list[str] = []
             try:
-                self._reader, lines = RunReader.at_end(path, self.start_lines, self.max_behind)
+                if self.from_start:
+                    self._reader = RunReader(path, 0, self.max_behind)
+                else:
+                    self._reader, lines = RunReader.at_end(path, self.start_lines, self.max_behind,
+                                                           whole=self.whole)
             except OSError:
                 return []
             self.path = path
-            return [Event("open", path, lines)]
+            return [Event("open", path, lines, self._reader.offset)]
         lines = self._reader.read(budget)
         if lines:
             return [Event("lines", self.path, lines)]
