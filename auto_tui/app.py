@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Self
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.events import Resize
 from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
@@ -27,18 +28,20 @@ from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Input, Static
 
 from auto_core.errors import AutoError
-from auto_core.lifecycle import Api
+from auto_core.lifecycle import Api, Outcome
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
 from auto_core.store import watchlock
 from auto_core.store.paths import Home
 from auto_tui.facts import Sampler
+from auto_tui.feedback import summary
 from auto_tui.logpane import LogPane, LogView
-from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells
-from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit
+from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
+    from textual.screen import Screen
 
 
 def _process_commands():
@@ -56,10 +59,11 @@ class SnapshotReady(Message):
     """One poll's result, built in the worker thread."""
 
     def __init__(self, views: dict[str, ProcessView], rows: dict[str, tuple], watcher: int | None,
-                 error: str | None) -> None:
+                 error: str | None, widths: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.views = views
         self.rows = rows
+        self.widths = widths or content_widths(rows.values())  # the cells' widths, per column
         self.watcher = watcher
         self.error = error
 
@@ -75,8 +79,8 @@ class Notice(Message):
 
 class ProcessTable(DataTable):
     BINDINGS = [
-        Binding("enter", "app.details", "Details"),
-        Binding("/", "app.filter", "Filter"),
+        Binding("enter", "app.details", "Details", show=False),
+        Binding("/", "app.filter", "Filter", show=False),
     ]
 
     _one_refresh = False  # inside update_cells: the refreshes update_cell asks for wait
@@ -118,6 +122,8 @@ class AutoApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "auto"
     COMMANDS = App.COMMANDS | {_process_commands}
+    # The footer shows the process keys, ? and q: at 80 columns, more would push ? and q
+    # out of sight. The help screen lists every key.
     BINDINGS = [
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
@@ -125,10 +131,12 @@ class AutoApp(App[int]):
         Binding("a", "add", "Add"),
         Binding("e", "edit", "Edit"),
         Binding("d", "remove", "Remove"),
-        Binding("S", "start_all", "Start all"),
-        Binding("X", "stop_all", "Stop all"),
-        Binding("f", "toggle_follow", "Follow"),
-        Binding("tab", "switch_focus", "Focus", priority=True),
+        Binding("S", "start_all", "Start all", show=False),
+        Binding("X", "stop_all", "Stop all", show=False),
+        Binding("W", "start_watcher", "Start the watcher", show=False),
+        Binding("f", "toggle_follow", "Follow", show=False),
+        Binding("w", "toggle_wrap", "Wrap", show=False),
+        Binding("tab", "switch_focus", "Focus", show=False, priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -159,6 +167,9 @@ class AutoApp(App[int]):
         self.rows: dict[str, tuple] = {}
         self.name_filter = ""
         self._shown: dict[str, tuple] = {}
+        self._content: tuple[int, ...] = content_widths(())  # column content widths, grow-only
+        self._latest: tuple[int, ...] = self._content  # of the last snapshot
+        self._widths: tuple[int, ...] = ()  # the table's columns now
         self._wake = threading.Event()
         self._consumed = threading.Event()
         self._stopping = threading.Event()
@@ -170,10 +181,7 @@ class AutoApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Static("auto", id="header")
         yield Input(placeholder="filter by name (enter keeps it, escape clears)", id="table-filter")
-        table = ProcessTable(id="table", cursor_type="row", zebra_stripes=True)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
+        yield ProcessTable(id="table", cursor_type="row", zebra_stripes=True)
         yield Static(EMPTY_HINT, id="empty")
         self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, runs_of=self._runs_of,
                              id="logpane")
@@ -189,6 +197,7 @@ class AutoApp(App[int]):
         self.call_after_refresh(self.refresh_bindings)
 
     def on_mount(self) -> None:
+        self._set_columns(self._content)
         self.query_one("#table-filter").display = False
         self.query_one("#log-search").display = False
         self.query_one("#empty").display = False
@@ -256,7 +265,8 @@ class AutoApp(App[int]):
             facts = self.sampler.sample({v.pid: v.create_time for v in views.values() if v.pid})
         except Exception:
             facts = {}
-        rows = {name: cells(v, facts.get(v.pid) if v.pid else None) for name, v in views.items()}
+        now = self.clock()
+        rows = {name: cells(v, facts.get(v.pid) if v.pid else None, now) for name, v in views.items()}
         return SnapshotReady(views, rows, watcher, error)
 
     def refresh_now(self) -> None:
@@ -267,6 +277,7 @@ class AutoApp(App[int]):
     def _on_snapshot(self, message: SnapshotReady) -> None:
         try:
             self.views, self.rows = message.views, message.rows
+            self._latest = message.widths
             self._apply()
             self._set_header(message.watcher, message.error)
             if message.error:
@@ -278,12 +289,14 @@ class AutoApp(App[int]):
 
     def _set_header(self, watcher: int | None, error: str | None) -> None:
         running = sum(1 for v in self.views.values() if v.status == "running")
-        if watcher:
-            who = "watcher running" + (f" (pid {watcher})" if watcher > 0 else "")
-        else:
-            who = "watcher not running"
         # Most important first: a narrow terminal cuts the home path, not the watcher state.
-        text = Text.assemble(("auto", "bold"), f"  {who}  ·  {running}/{len(self.views)} running")
+        text = Text.assemble((" auto ", "bold reverse"), " ")
+        if watcher:
+            text.append("watcher running" + (f" (pid {watcher})" if watcher > 0 else ""))
+        else:
+            text.append("watcher not running", style=f"bold {self.current_theme.warning or 'yellow'}")
+            text.append(": W starts it")
+        text.append(f"  ·  {running}/{len(self.views)} running")
         if error:
             text.append("  ·  ")
             text.append("state unreadable", style="bold red")
@@ -297,7 +310,11 @@ class AutoApp(App[int]):
         wanted = {n: c for n, c in self.rows.items() if needle in n.lower()}
         keep = self.selected
         added = False
+        content = tuple(map(max, self._content, self._latest))
         with self.batch_update():
+            if self._fit(content) != self._widths:
+                self._content = content
+                self._set_columns(content)  # empties the table: the loop below fills it again
             for name in [n for n in self._shown if n not in wanted]:
                 table.remove_row(name)
                 del self._shown[name]
@@ -325,8 +342,38 @@ class AutoApp(App[int]):
             empty.update(f"No process matches {self.name_filter!r} (escape clears the filter).")
         # The table stays (header only) so focus never jumps when the last row goes.
         empty.display = not wanted
-        table.set_class(not wanted, "-empty")
         self._sync_selection()
+
+    def _fit(self, content: tuple[int, ...]) -> tuple[int, ...]:
+        """Column widths for the table's width now: each as wide as its content, NAME also
+        takes the slack (one cell is kept for the scrollbar that more rows bring)."""
+        table = self.query_one(ProcessTable)
+        if not table.size.width:
+            return content  # not laid out yet
+        return fit(content, table.size.width - 1, 2 * table.cell_padding)
+
+    def _set_columns(self, content: tuple[int, ...]) -> None:
+        """(Re)create the columns at the widths ``content`` fits to; the rows go with them.
+        Only when a width changes: a wider cell than ever before, a resize."""
+        table = self.query_one(ProcessTable)
+        widths = self._fit(content)
+        table.clear(columns=True)
+        for (key, label), width in zip(COLUMNS, widths, strict=True):
+            table.add_column(label, key=key, width=width)
+        self._widths = widths
+        self._shown.clear()
+
+    def on_resize(self, event: Resize) -> None:
+        # Columns fit the new width after the layout that gives the table its new size;
+        # content widths start again from what is shown now (they only grow in between).
+        def refit() -> None:
+            self._content = self._latest
+            try:
+                self._apply()
+            except NoMatches:
+                pass  # closing
+
+        self.call_after_refresh(refit)
 
     def _sync_selection(self) -> None:
         table = self.query_one(ProcessTable)
@@ -367,7 +414,9 @@ class AutoApp(App[int]):
 
     @on(Notice)
     def _on_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=6 if message.severity != "error" else 10)
+        # markup=False: a message quotes commands and log lines, whose brackets are not markup.
+        self.notify(message.text, severity=message.severity, markup=False,
+                    timeout=6 if message.severity != "error" else 10)
 
     # --- lifecycle actions -----------------------------------------------------------------
 
@@ -381,8 +430,10 @@ class AutoApp(App[int]):
         return True
 
     @work(thread=True, group="actions", exit_on_error=False)
-    def _act(self, what: str, call: Callable[[], object]) -> None:
-        """Run a blocking lifecycle call; every failure becomes a notification."""
+    def _act(self, what: str, call: Callable[[], object],
+             say: Callable[[object], str | None] | None = None) -> None:
+        """Run a blocking lifecycle call; its result or its error becomes one toast
+        (``say`` may word a result itself)."""
         try:
             result = call()
         except AutoError as exc:
@@ -392,31 +443,30 @@ class AutoApp(App[int]):
         except Exception as exc:
             self.post_message(Notice(f"{what} failed: {exc}", "error"))
         else:
-            outcomes = result if isinstance(result, list) else [result]
-            for outcome in outcomes:
-                message = getattr(outcome, "message", None)
-                if message:
-                    ok = getattr(outcome, "ok", True)
-                    # A start that failed at once brings the last lines of its log.
-                    detail = getattr(outcome, "detail", ())
-                    text = "\n".join([message, *(f"| {line}" for line in detail)])
-                    self.post_message(Notice(text, "information" if ok else "error"))
-            if not outcomes:
-                self.post_message(Notice(f"{what}: nothing to do"))
+            text = say(result) if say is not None else None
+            if text is not None:
+                self.post_message(Notice(text))
+            else:
+                outcomes = result if isinstance(result, list) else [result]
+                text, ok = summary(what, [o for o in outcomes if isinstance(o, Outcome)])
+                self.post_message(Notice(text, "information" if ok else "error"))
         finally:
             self.refresh_now()
 
     def run_verb(self, verb: str, name: str) -> None:
-        """Used by keys and the command palette: ``start|stop|restart|logs`` one process."""
-        if verb == "logs":
+        """Used by keys and the command palette: one process's ``start``, ``stop``,
+        ``restart``, ``edit``, ``remove``, ``details`` or ``logs``. The row shows the request
+        under way (starting, stopping); the toast comes with the result."""
+        if verb in ("logs", "edit", "remove", "details"):
             self._select(name)
-            self.query_one(LogView).focus()
+            if verb == "logs":
+                self.query_one(LogView).focus()
+            else:
+                getattr(self, f"action_{verb}")()
             return
         calls: dict[str, Callable[[list[str]], object]] = {
             "start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}
-        call = calls[verb]
-        self.notify(f"{verb} {name}…", timeout=2)
-        self._act(f"{verb} {name}", partial(call, [name]))
+        self._act(f"{verb} {name}", partial(calls[verb], [name]))
 
     def _select(self, name: str) -> None:
         table = self.query_one(ProcessTable)
@@ -437,16 +487,22 @@ class AutoApp(App[int]):
             self.run_verb("restart", self.selected)
 
     def action_start_all(self) -> None:
-        self.notify("start all…", timeout=2)
         self._act("start all", self.api.start_all)
 
     def action_stop_all(self) -> None:
         def answered(ok: bool | None) -> None:
             if ok:
-                self.notify("stop all…", timeout=2)
                 self._act("stop all", self.api.stop_all)
 
         self.push_screen(ConfirmScreen(f"Stop all {len(self.views)} processes?"), answered)
+
+    def action_start_watcher(self) -> None:
+        def say(pid: object) -> str:
+            return f"the watcher runs (pid {pid})"
+
+        ensure = getattr(self.api, "ensure_watcher", None)
+        if ensure is not None:
+            self._act("start the watcher", ensure, say)
 
     def action_remove(self) -> None:
         name = self.selected
@@ -487,7 +543,14 @@ class AutoApp(App[int]):
             if not changes:
                 self.notify(f"{view.name}: nothing changed")
                 return
-            self._act(f"update {view.name}", partial(self.api.update, view.name, **changes))
+
+            def say(outcome: object) -> str:
+                # The Api's message advises a CLI command; here it is a key.
+                current = self.views.get(view.name)
+                running = current is not None and current.status == "running"
+                return f"updated {view.name}; takes effect at its next start" + (" (r restarts it)" if running else "")
+
+            self._act(f"update {view.name}", partial(self.api.update, view.name, **changes), say)
 
         self.push_screen(ProcessForm(view, cwd=self.cwd, blink=not self.is_headless), done)
 
@@ -514,11 +577,20 @@ class AutoApp(App[int]):
         else:
             table.focus()
 
+    def action_toggle_wrap(self) -> None:
+        pane = self.query_one(LogPane)
+        pane.wrap = not pane.wrap
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        # Textual's "Keys" panel lists bindings only: the help screen replaces it.
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
+        yield SystemCommand("Help", "every key, and how auto keeps services alive", self.action_help)
+
     def action_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def action_filter(self) -> None:
         box = self.query_one("#table-filter", Input)

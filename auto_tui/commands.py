@@ -1,4 +1,4 @@
-"""Command palette provider: "Start/Stop/Restart/Logs: <name>" for every process."""
+"""Command palette provider: each action once per process, plus Add, Start all and Stop all."""
 
 from __future__ import annotations
 
@@ -16,18 +16,35 @@ class _Verbs(Protocol):
 
     def run_verb(self, verb: str, name: str) -> None: ...
 
-VERBS = ("Start", "Stop", "Restart", "Logs")
+    def run_action(self, action: str) -> object: ...
+
+
+VERBS = (
+    ("Start", "start {}"),
+    ("Stop", "stop {}"),
+    ("Restart", "restart {}"),
+    ("Edit", "edit the definition of {}"),
+    ("Remove", "stop and remove {} (asks first)"),
+    ("Details", "everything about {}"),
+    ("Logs", "show the log of {}"),
+)
+GLOBAL = (
+    ("Add a process", "add", "define a process and start it"),
+    ("Start all", "start_all", "start every process"),
+    ("Stop all", "stop_all", "stop every process (asks first)"),
+)
 
 
 class ProcessCommands(Provider):
     """Offers each verb for each process the table currently knows."""
 
-    def _commands(self) -> Iterator[tuple[str, Callable[[], None], str]]:
+    def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
         app = cast(_Verbs, self.app)  # AutoApp.COMMANDS is the only place this provider is used
+        for title, action, help_text in GLOBAL:
+            yield title, partial(app.run_action, action), help_text
         for name in sorted(getattr(app, "views", {})):
-            for verb in VERBS:
-                help_text = f"show the log of {name}" if verb == "Logs" else f"{verb.lower()} {name}"
-                yield f"{verb}: {name}", partial(app.run_verb, verb.lower(), name), help_text
+            for verb, help_text in VERBS:
+                yield f"{verb}: {name}", partial(app.run_verb, verb.lower(), name), help_text.format(name)
 
     async def discover(self) -> Hits:
         for title, callback, help_text in self._commands():

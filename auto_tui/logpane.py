@@ -72,14 +72,16 @@ class LogView(RichLog):
 class LogPane(Vertical, can_focus=False):
     """Follows one process's log; ``follow`` and the line filter are its own state."""
 
+    # Not in the footer (which keeps room for ? and q at 80 columns): the help screen lists them.
     BINDINGS = [
-        Binding("/", "search", "Search log"),
-        Binding("left_square_bracket", "step_run(-1)", "Older run", key_display="["),
-        Binding("right_square_bracket", "step_run(1)", "Newer run", key_display="]"),
+        Binding("/", "search", "Search log", show=False),
+        Binding("left_square_bracket", "step_run(-1)", "Older run", key_display="[", show=False),
+        Binding("right_square_bracket", "step_run(1)", "Newer run", key_display="]", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
     follow: reactive[bool] = reactive(True)
+    wrap: reactive[bool] = reactive(False)  # long lines wrap instead of scrolling sideways
 
     class Batch(Message):
         def __init__(self, generation: int, kind: str, payload: object) -> None:
@@ -246,8 +248,11 @@ class LogPane(Vertical, can_focus=False):
             file = self.path.name if self.path else "no log yet"
             self.border_title = f"log: {self.name_shown} · {file}"
         if self.name_shown is not None and self.run_offset < 0:
-            self.border_title += f" · run {self.run_offset} of {self.run_total} ([ older, ] newer)"
+            # Numbered as `auto log NAME --run N` numbers them: -1 is the current run.
+            self.border_title += f" · run {self.run_offset - 1} of {self.run_total} ([ older, ] newer)"
         flags = [] if self.follow else ["paused (f follows)"]
+        if self.wrap:
+            flags.append("wrapped (w)")
         if self.query_text:
             flags.append(f"search: {self.query_text}")
         self.border_subtitle = " · ".join(flags)
@@ -257,6 +262,10 @@ class LogPane(Vertical, can_focus=False):
         if follow:
             self.view.scroll_end(animate=False)
         self._set_title()
+
+    def watch_wrap(self, wrap: bool) -> None:
+        self.view.wrap = wrap
+        self._refilter()  # lines already written are laid out again
 
     @on(LogView.ScrolledUp)
     def _scrolled_up(self) -> None:

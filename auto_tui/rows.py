@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from rich.cells import cell_len
 from rich.text import Text
 
 from auto_core import humanize
@@ -9,35 +12,44 @@ from auto_core.humanize import countdown, duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
 from auto_tui.facts import Facts
 
-COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("name", "NAME", 18),
-    ("status", "STATUS", 18),
-    ("pid", "PID", 8),
-    ("port", "PORT", 6),
-    ("uptime", "UPTIME", 9),
-    ("restarts", "RESTARTS", 8),
-    ("cpu", "CPU %", 6),
-    ("mem", "MEM", 8),
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "NAME"),
+    ("status", "STATUS"),
+    ("pid", "PID"),
+    ("port", "PORT"),
+    ("uptime", "UPTIME"),
+    ("restarts", "RESTARTS"),
+    ("cpu", "CPU %"),
+    ("mem", "MEM"),
 )
-COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
+COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 
-STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow"}
+STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow",
+          "stopping": "yellow"}
+STOPS = ("stop", "restart", "remove")  # requests that end the running run first
 
 
-def status_label(view: ProcessView) -> tuple[str, str]:
-    """The status text and its style key (``waiting`` = dead with a restart scheduled)."""
+def status_label(view: ProcessView, now: float) -> tuple[str, str]:
+    """The status text and its style key (``waiting`` = dead with a restart scheduled;
+    ``stopping``/``starting`` = a request the watcher has not answered yet)."""
     if view.status == RUNNING:
+        if view.pending in STOPS:
+            if view.pending_since is None:
+                return "stopping", "stopping"
+            # The seconds left before the watcher escalates to SIGKILL.
+            left = max(0.0, view.pending_since + view.stop_timeout - now)
+            return f"stopping {countdown(left)}", "stopping"
         return "running", RUNNING
-    if view.starting:
+    if view.starting or view.pending in ("start", "restart"):
         return "starting", "starting"
     if view.status == DEAD and view.next_restart_in_s is not None:
         return f"restart in {countdown(view.next_restart_in_s)}", "waiting"
     return view.status, view.status
 
 
-def cells(view: ProcessView, facts: Facts | None) -> tuple:
+def cells(view: ProcessView, facts: Facts | None, now: float) -> tuple:
     """One row's cells in ``COLUMN_KEYS`` order. Equal inputs give equal tuples (cheap diffs)."""
-    label, style = status_label(view)
+    label, style = status_label(view, now)
     cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
     mem = humanize.size(facts.rss) if facts is not None else "-"
     return (
@@ -50,3 +62,21 @@ def cells(view: ProcessView, facts: Facts | None) -> tuple:
         cpu,
         mem,
     )
+
+
+def content_widths(rows: Iterable[tuple]) -> tuple[int, ...]:
+    """Each column's width: its widest cell or its label."""
+    widths = [cell_len(label) for _, label in COLUMNS]
+    for row in rows:
+        for i, value in enumerate(row):
+            width = value.cell_len if isinstance(value, Text) else cell_len(value)
+            if width > widths[i]:
+                widths[i] = width
+    return tuple(widths)
+
+
+def fit(content: tuple[int, ...], available: int, padding: int) -> tuple[int, ...]:
+    """Column widths for a table ``available`` cells wide: every column as wide as its
+    content, NAME (the first) also takes what is left over."""
+    rest = sum(content[1:]) + padding * len(content)
+    return (max(content[0], available - rest), *content[1:])

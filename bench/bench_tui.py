@@ -156,7 +156,7 @@ def bench_tick(n: int = 500, ticks: int = 30) -> None:
             for t in range(1, ticks + 1):
                 views = make_views(n, t)
                 t0 = time.perf_counter()
-                rows = {v.name: cells(v, Facts(float(t % 7), (50 + t) << 20) if v.pid else None) for v in views}
+                rows = {v.name: cells(v, Facts(float(t % 7), (50 + t) << 20) if v.pid else None, 0.0) for v in views}
                 build.append((time.perf_counter() - t0) * 1000)
                 message = SnapshotReady({v.name: v for v in views}, rows, None, None)
                 t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from helpers import pid_alive, read_state
 
 from auto_core.store import watchlock
 from auto_tui.app import AutoApp
-from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
 
 SIZE = (120, 36)
 
@@ -80,18 +80,33 @@ async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
         await until(pilot, lambda: any("hello-from-api" in t.plain for _, t in pane.entries), message="log line")
 
 
-async def test_add_form_rejects_bad_input_inline(home, tmp_path):
+async def test_add_form_at_80x24_shows_each_error_by_its_field_then_saves(home, tmp_path):
+    """Enter with a bad value keeps the form open with the error under that field, the field
+    focused and both in view (the form scrolls at 80x24); fixed, the same Enter saves."""
     app = make_app(home, tmp_path)
-    async with running(app, SIZE) as pilot:
+    async with running(app, (80, 24)) as pilot:
+        await until(pilot, lambda: polled(app))
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ProcessForm))
-        await pilot.press(*"bad name", "tab", *"sleep 1", "enter")
-        error = app.screen.query_one("#form-error")
-        await until(pilot, lambda: "invalid name" in str(error.render()))
-        assert isinstance(app.screen, ProcessForm)  # still open
-        await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, ProcessForm))
-    assert not (home.state_file.exists() and read_state(home.root)["processes"])
+        form = await until(pilot, lambda: isinstance(app.screen, ProcessForm) and app.screen)
+        await pilot.press(*"bad name", "tab", *"sleep 300", "tab", "tab", *"80x", "enter")
+        await until(pilot, lambda: "invalid name" in shown(form.query_one("#name-error")), message="name error")
+        assert app.focused is form.query_one("#name")
+        await pilot.press("ctrl+a", "ctrl+k", *"fixed")  # select_on_focus is off: clear it by hand
+        await pilot.press("enter")
+        port_error = form.query_one("#port-error")
+        await until(pilot, lambda: "invalid port" in shown(port_error), message="port error")
+        assert app.focused is form.query_one("#port")
+        assert not form.query_one("#name-error").display  # the fixed field's error is gone
+        dialog = form.query_one("#dialog")
+        await until(pilot, lambda: dialog.region.contains_region(port_error.region)
+                    and dialog.region.contains_region(form.query_one("#port").region),
+                    message="the port field and its error in view")
+        assert isinstance(app.screen, ProcessForm)
+        assert not (home.state_file.exists() and read_state(home.root)["processes"])
+        await pilot.press("backspace", "enter")
+        pid = await until(pilot, lambda: entry(home, "fixed") and running_pid(home, "fixed"), message="saved")
+        assert entry(home, "fixed")["port"] == 80
+        await until(pilot, lambda: cell(app, "fixed", "pid") == str(pid))
 
 
 async def test_remove_asks_first(home, tmp_path, quiet_api):
@@ -124,15 +139,16 @@ async def test_start_all_and_stop_all_with_confirm(home, tmp_path, quiet_api):
         await until(pilot, lambda: all(running_pid(home, n) for n in ("a1", "a2", "a3")), message="all started")
         pids = [entry(home, n)["pid"] for n in ("a1", "a2", "a3")]
         await until(pilot, lambda: all(cell(app, n, "status") == "running" for n in ("a1", "a2", "a3")))
+        await told(pilot, app, "started 3")  # one toast for the batch, summed up
+        assert not [t for t in toasts(app) if "a1" in t]
         await pilot.press("X")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: not any(pid_alive(p) for p in pids), message="all stopped")
         assert all(entry(home, n)["explicitly_stopped"] for n in ("a1", "a2", "a3"))
         await until(pilot, lambda: all(cell(app, n, "status") == "stopped" for n in ("a1", "a2", "a3")))
-        for n in ("a1", "a2", "a3"):
-            await told(pilot, app, f"started {n} (pid ")
-            await told(pilot, app, f"stopped {n} (SIGTERM, ")
+        await told(pilot, app, "stopped 3")
+        assert not [t for t in toasts(app) if "a1" in t]
 
 
 async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
@@ -142,12 +158,15 @@ async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
         await until(pilot, lambda: cell(app, "ed", "status") == "stopped")
         await pilot.press("e")
         form = await until(pilot, lambda: isinstance(app.screen, ProcessForm) and app.screen)
-        form.query_one("#command").value = "sleep 301"
+        assert app.focused is form.query_one("#command")
+        await pilot.press("backspace", "1")  # the cursor waits at the end, nothing selected
         form.query_one("#port").value = ""
         await pilot.press("enter")
         await until(pilot, lambda: entry(home, "ed")["command"] == "sleep 301", message="command updated")
         assert entry(home, "ed").get("port") is None
         await until(pilot, lambda: cell(app, "ed", "port") == "-")
+        await told(pilot, app, "updated ed; takes effect at its next start")
+        assert not [t for t in toasts(app) if t.startswith("updated") and "auto " in t]  # no CLI advice here
 
 
 async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_api):
@@ -167,7 +186,7 @@ async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_a
 
         await pilot.press("enter")
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
-        body = str(details.query_one("#details-body").render())
+        body = shown(details.query_one("#details-body"))
         assert "sleep 300" in body and str(tmp_path) in body and "GREETING=hi" in body
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
@@ -185,10 +204,23 @@ async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
     async with running(app, SIZE) as pilot:
         await until(pilot, lambda: cell(app, "pal", "status") == "running")
         await pilot.press("ctrl+p")
-        await pilot.press(*"stop: pal")
-        # The palette searches asynchronously: wait until it lists the command, then pick it.
         from textual.command import CommandList
 
+        def listed() -> list[str]:
+            options = app.screen.query(CommandList)
+            if not options:
+                return []
+            found = options.first()
+            return [str(getattr(found.get_option_at_index(i).prompt, "plain", found.get_option_at_index(i).prompt))
+                    for i in range(found.option_count)]
+
+        await until(pilot, lambda: "Stop all" in " ".join(listed()), message="the palette's commands")
+        titles = [line.split("\n")[0] for line in listed()]
+        for title in ("Add a process", "Start all", "Stop all", "Start: pal", "Stop: pal", "Restart: pal",
+                      "Edit: pal", "Remove: pal", "Details: pal", "Logs: pal"):
+            assert titles.count(title) == 1, (title, titles)
+        await pilot.press(*"stop: pal")
+        # The palette searches asynchronously: wait until it lists the command, then pick it.
         await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count,
                     message="the palette's match")
         await pilot.press("enter")
@@ -261,9 +293,13 @@ async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_
         await until(pilot, lambda: cursor_name(app) == "m3", message="click selects m3")
         await until(pilot, lambda: app.query_one("#logpane").name_shown == "m3", message="pane follows the row")
         await pilot.press("question_mark")
-        await until(pilot, lambda: app.screen.query("HelpPanel"), message="help panel")
+        help_screen = await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, message="help")
+        text = shown(help_screen.query_one("#help-body"))
+        for heading in ("Process", "Log", "View", "How auto works"):
+            assert heading in text
+        assert "exponential backoff" in text and "stays stopped" in text
         await pilot.press("question_mark")
-        await until(pilot, lambda: not app.screen.query("HelpPanel"), message="help closed")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen), message="help closed")
 
 
 async def test_a_tick_updates_changed_cells_on_screen(home, tmp_path, quiet_api):
@@ -280,10 +316,10 @@ async def test_a_tick_updates_changed_cells_on_screen(home, tmp_path, quiet_api)
         await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
         table = app.query_one(ProcessTable)
         # A poll writes only cells whose value changed since the last poll: not these.
-        table.update_cells([("web", "status", "zz-updated"), ("web", "port", "65001")])
+        table.update_cells([("web", "status", "zzupdat"), ("web", "port", "7999")])
         await pilot.pause()
-        assert "zz-updated" in shown(table) and "65001" in shown(table)
+        assert "zzupdat" in shown(table) and "7999" in shown(table)
         with pytest.raises(CellDoesNotExist):
-            table.update_cells([("web", "status", "yy-second"), ("ghost", "status", "no")])
+            table.update_cells([("web", "status", "yysecon"), ("ghost", "status", "no")])
         await pilot.pause()
-        assert "yy-second" in shown(table)
+        assert "yysecon" in shown(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
-from conftest import cell, running, until
+from conftest import cell, running, shown, until
 from helpers import read_state, wait_until
 
 from auto_tui.app import AutoApp
@@ -199,7 +199,8 @@ async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
 
 
 async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_path):
-    """`[` shows the previous run's log, `]` the next; back at the newest, it follows live."""
+    """`[` shows the previous run's log, `]` the next; back at the newest, it follows live.
+    Runs are labelled as the CLI numbers them: `auto log NAME --run -2` is the previous one."""
     from auto_core.lifecycle import Api
     from auto_core.logtree import logs
 
@@ -217,12 +218,26 @@ async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_pa
         await pilot.press("tab")  # the keys belong to the log pane
         await pilot.press("left_square_bracket")
         await until(pilot, lambda: pane.path == runs[1], message="the previous run")
-        assert pane_text(app)[0] == firsts[1] and "run -1 of 3" in str(pane.border_title)
+        assert pane_text(app)[0] == firsts[1] and "run -2 of 3" in str(pane.border_title)
         await pilot.press("left_square_bracket", "left_square_bracket")  # the second one stops at the oldest
         await until(pilot, lambda: pane.path == runs[0], message="the oldest run")
-        assert pane_text(app)[0] == firsts[0] and "run -2 of 3" in str(pane.border_title)
+        assert pane_text(app)[0] == firsts[0] and "run -3 of 3" in str(pane.border_title)
         await pilot.press("right_square_bracket", "right_square_bracket")
         await until(pilot, lambda: pane.path == runs[2] and pane.run_offset == 0, message="back to the current run")
         assert "run -" not in str(pane.border_title)
         api.restart(["runner"])  # live again: the pane follows the next run's new file
         await until(pilot, lambda: pane.path not in runs and pane.path is not None, message="followed the new run")
+
+
+async def test_w_wraps_long_lines_and_back(home, tmp_path, quiet_api):
+    quiet_api.add("long", "echo start-$(printf 'x%.0s' $(seq 150))-end; exec sleep 300", workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with running(app, (80, 24)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: any(t.startswith("start-") for t in pane_text(app)), message="the long line")
+        assert "-end" not in shown(view)  # cut at the pane's edge
+        await pilot.press("w")
+        await until(pilot, lambda: "-end" in shown(view), message="the line wrapped")
+        assert "wrapped" in str(app.query_one(LogPane).border_subtitle)
+        await pilot.press("w")
+        await until(pilot, lambda: "-end" not in shown(view), message="unwrapped again")

@@ -9,15 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import polled, until
+from conftest import polled, shown, until
 
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
 from auto_tui.app import AutoApp
 from auto_tui.facts import Facts
-from auto_tui.screens import ConfirmScreen, DetailsScreen, ProcessForm
+from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
 
-SIZE = (110, 32)
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 35), id="120x35")]
 NOW = 1_790_000_000.0
 FAKE_HOME = Home(Path("/home/dev/.local/state/auto"))
 
@@ -39,9 +39,12 @@ VIEWS = [
     view("queue", "dead", restarts=5, next_in=16.0, restart_attempt=4,
          last_exit={"code": 2, "signal": None, "at": NOW - 15}),
     view("web", "running", 4250, 3000, 95, command="npm run dev", env={"PATH": "/usr/bin:/bin", "NODE_ENV": "dev"}),
+    view("mail", "running", 4277, 2525, 640, pending="stop", pending_since=NOW - 3.2, stop_timeout=10.0,
+         command="/home/dev/mail/venv/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2525 --class LoggingHandler",
+         workdir="/home/dev/projects/customer-portal/services/mail-relay/current"),
     view("worker", "running", 4301, None, 2 * 86400 + 5 * 3600),
 ]
-FACTS = {4242: Facts(12.5, 85 * 2**20), 4250: Facts(0.4, 210 * 2**20), 4301: Facts(97.0, 1_610 * 2**20)}
+FACTS = {4277: Facts(1.5, 48 * 2**20), 4242: Facts(12.5, 85 * 2**20), 4250: Facts(0.4, 210 * 2**20), 4301: Facts(97.0, 1_610 * 2**20)}
 
 API_LOG = (
     "[auto] start api pid 4242 at 2026-09-21T14:02:11: uvicorn main:app --port 8000\n"
@@ -86,7 +89,7 @@ def logs(tmp_path) -> dict[str, Path]:
 
 def make_app(views, logs) -> AutoApp:
     return AutoApp(api=FixedSource(views, logs), poll_interval=3600, clock=lambda: NOW,
-                   sampler=FixedSampler(), cwd="/home/dev/project")
+                   sampler=FixedSampler(), cwd="/tmp")  # the form checks that it exists
 
 
 def settled(want_log: bool = True):
@@ -102,52 +105,68 @@ def settled(want_log: bool = True):
     return run_before
 
 
-def test_main_screen_every_status_and_coloured_log(snap_compare, logs):
-    assert snap_compare(make_app(VIEWS, logs), run_before=settled(), terminal_size=SIZE)
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen_every_status_and_coloured_log(snap_compare, logs, size):
+    assert snap_compare(make_app(VIEWS, logs), run_before=settled(), terminal_size=size)
 
 
-def test_log_pane_focused_and_paused(snap_compare, logs):
+@pytest.mark.parametrize("size", SIZES)
+def test_log_pane_focused_and_paused(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
-        await pilot.press("down", "down", "down", "down")  # web
+        await pilot.press("down", "down", "down", "down", "down")  # web
         await until(pilot, lambda: any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries),
                     message="web's log in the pane")
         await pilot.press("tab", "f")
 
-    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
 
 
-def test_add_form_with_validation_error(snap_compare, logs):
+@pytest.mark.parametrize("size", SIZES)
+def test_add_form_with_a_bad_port(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
         await pilot.press("a")
         await until(pilot, lambda: isinstance(pilot.app.screen, ProcessForm), message="the add form")
-        await pilot.press(*"my app", "tab", *"python -m http.server", "enter")
-        error = lambda: str(pilot.app.screen.query_one("#form-error").render())  # noqa: E731
-        await until(pilot, lambda: "invalid name" in error(), message="the inline error")
+        await pilot.press(*"web", "tab", *"python3 -m http.server 8000", "tab", "tab", *"80x", "enter")
+        error = pilot.app.screen.query_one("#port-error")
+        await until(pilot, lambda: "invalid port" in shown(error), message="the error under the port")
 
-    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
 
 
-def test_remove_confirm_dialog(snap_compare, logs):
+@pytest.mark.parametrize("size", SIZES)
+def test_remove_confirm_dialog(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
         await pilot.press("down", "down")  # db
         await pilot.press("d")
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), message="the confirm dialog")
 
-    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
 
 
-def test_details_view(snap_compare, logs):
+@pytest.mark.parametrize("size", SIZES)
+def test_details_of_a_stopping_process_with_a_long_command_and_workdir(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
-        await pilot.press("down", "down", "down")  # queue: waiting to restart
+        await pilot.press("down", "down", "down")  # mail: stopping
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(pilot.app.screen, DetailsScreen), message="the details view")
 
-    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=SIZE)
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
 
 
-def test_empty_state(snap_compare):
-    assert snap_compare(make_app([], {}), run_before=settled(want_log=False), terminal_size=SIZE)
+@pytest.mark.parametrize("size", SIZES)
+def test_help_screen(snap_compare, logs, size):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), message="the help screen")
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_empty_state(snap_compare, size):
+    assert snap_compare(make_app([], {}), run_before=settled(want_log=False), terminal_size=size)
