@@ -33,5 +33,13 @@ class NotFound(AutoError):
         self.name = name
 
 
+def no_space(exc: BaseException) -> bool:
+    """The disk (or the user's quota) is full, as ``exc`` or its cause says."""
+    import errno
+
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+               for e in (exc, exc.__cause__))
+
+
 class StateError(AutoError):
     """The state file cannot be read or written safely."""

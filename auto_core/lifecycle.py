@@ -10,13 +10,12 @@ in time the request stays recorded, and the next watcher carries it out.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from auto_core import model, validate, views
-from auto_core.errors import AutoError, NotFound, StateError, UsageError, warn_stderr
+from auto_core.errors import AutoError, NotFound, StateError, UsageError, no_space, warn_stderr
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
 from auto_core.proc import identity, shellwords
@@ -387,7 +386,7 @@ class Api:
                     entry.pop("next_restart_at", None)
                     asked[name] = op
         except StateError as exc:
-            if op != model.STOP or watcher is None or not _no_space(exc):
+            if op != model.STOP or watcher is None or not no_space(exc):
                 raise
             return self._stop_unrecorded(names, rid, exc)
         for name in removed:  # the watcher deletes it for the removes it carries out
@@ -401,8 +400,11 @@ class Api:
         channel, wait for the services to end, and say the stop is not recorded yet."""
         procs = state.processes(self.load())
         names = sorted(procs) if names is None else names
-        if not control.send(self.home, {"op": model.STOP, "names": names, "id": rid, "by": os.getpid()}):
-            raise exc
+        # A few names a message: a datagram is small on some systems (2 KiB on macOS).
+        for i in range(0, len(names), 20):
+            message = {"op": model.STOP, "names": names[i:i + 20], "id": rid, "by": os.getpid()}
+            if not control.send(self.home, message):
+                raise exc
         waiting = {n for n in names if n in procs and identity.runs(procs[n])}
         longest = max((model.stop_timeout(procs[n]) for n in waiting), default=0.0)
         deadline = time.monotonic() + ACT_TIMEOUT + longest + KILL_WAIT
@@ -586,12 +588,6 @@ def _own_env(env: Mapping[str, str] | None, env_file: str | None) -> dict[str, s
         own.update(environ.read_env_file(env_file))
     own.update(env or {})
     return own
-
-
-def _no_space(exc: BaseException) -> bool:
-    """The disk (or the user's quota) is full, as ``exc`` or its cause says."""
-    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-               for e in (exc, exc.__cause__))
 
 
 def _new_id() -> str:

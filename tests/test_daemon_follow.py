@@ -37,7 +37,7 @@ def test_a_daemonizing_service_is_followed_as_one_copy_and_stopped(home):
     wait_until(lambda: api.entry("redis").get("pid") == daemon, message="the daemon followed")
     view = api.view("redis")
     assert view.status == "running" and view.pid == daemon
-    # No restarts, so no second copy: watched over a while (the seed made 8 in 12 s).
+    # No restarts, so no second copy: watched over a while (a restart loop makes several).
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         assert copies(home, 31001) == [daemon]

@@ -15,6 +15,7 @@ import pytest
 from watchsim import STUBBORN, Sim, ask, crashes, define, entry_of
 
 from auto_core import backoff
+from auto_core.errors import StateError
 from auto_core.proc.marks import Marked
 from auto_core.store import state
 from auto_core.supervisor import recovery, runs
@@ -171,9 +172,10 @@ def test_sort_marked_claims_one_run_per_wanted_service():
     found = [Marked(10, 10, "a", "r1"), Marked(11, 11, "a", "r2"), Marked(12, 12, "b", "r3"),
              Marked(13, 13, "c", "r4"), Marked(14, 5, "d", "r5"), Marked(15, 15, "gone", "r6"),
              Marked(16, 16, "d", "r7"), Marked(20, 20, "e", "r8")]
-    claims, strays = recovery.sort_marked(found, entries, running={"e"}, watched_pids={20})
+    claims, strays, unknown = recovery.sort_marked(found, entries, running={"e"}, watched_pids={20})
     assert [m.pid for m in claims] == [10, 16]  # one per service; a group leader only
-    assert [m.pid for m in strays] == [11, 12, 13, 14, 15]
+    assert [m.pid for m in strays] == [11, 12, 13, 14]
+    assert [m.pid for m in unknown] == [15]  # its service is not defined: left alone
 
 
 def test_a_lack_of_descriptors_is_one_line_and_the_service_is_tried_again(home, sim):
@@ -227,3 +229,61 @@ def test_a_held_state_lock_delays_the_records_not_the_restarts(home, sim):
     sim.until(lambda: entry_of(home, "flaky")["restarts"] == len(sim.world.starts_of("flaky")) - 1,
               within=2, what="every restart recorded")
     assert "the state lock is free again" in sim.out.getvalue()
+
+
+def test_a_watcher_starting_on_an_unreadable_state_kills_nothing(home, sim):
+    """Both state files broken (or the state missing): no entry says what runs, so the marked
+    processes found are left alone, not taken for strays; recovery waits for a readable file."""
+    marked = sim.world.spawn("web", STUBBORN, {"AUTO_SERVICE": "web", "AUTO_RUN": "r-web"})
+    home.local.mkdir(parents=True, exist_ok=True)
+    home.state_file.write_text("{not json")
+    home.state_bak.write_text("{not json either")
+    sim.step()
+    sim.step()
+    assert marked.alive and marked.signals == []
+    assert "stray" not in sim.out.getvalue()
+
+
+def test_a_marked_run_of_a_service_the_state_does_not_define_is_left_alone(home, sim):
+    started(home, "api")
+    foreign = sim.world.spawn("gone", STUBBORN, {"AUTO_SERVICE": "gone", "AUTO_RUN": "r-gone"})
+    sim.step()
+    assert foreign.alive and foreign.signals == []
+    assert f"a run of gone (pid {foreign.pid}) that the state does not define: left alone" in sim.out.getvalue()
+
+
+def test_what_a_run_left_while_no_watcher_ran_is_stopped_before_the_restart(home, sim):
+    world = sim.world
+    leader = world.spawn("api", STUBBORN, {"AUTO_SERVICE": "api", "AUTO_RUN": "r-1"})
+    worker = world.spawn("api", STUBBORN, {"AUTO_SERVICE": "api", "AUTO_RUN": "r-1"})
+    define(home, "api", "serve", pid=leader.pid, create_time=leader.create_time, run="r-1",
+           started_at=leader.create_time)
+    world.end(leader, 1)  # the leader crashed while no watcher ran; its worker lives on
+    sim.until(lambda: len(world.starts_of("api")) == 1, within=10, what="the restart")
+    assert not worker.alive and worker.signals[-1][1] == signal.SIGKILL
+    assert "its run ended while no watcher ran" in sim.out.getvalue()
+    assert sum(p.alive for p in world.procs.values() if p.name == "api") == 1
+
+
+def test_a_state_file_that_cannot_be_written_delays_records_not_stops(home, sim):
+    sim.world.behaviours["db"] = STUBBORN
+    started(home, "db", stop_timeout=3)
+    sim.until(lambda: entry_of(home, "db").get("pid"), within=1, what="db started")
+    pid = entry_of(home, "db")["pid"]
+    ask(home, "db", "stop", "s-1")
+    real = sim.watcher.state.transaction
+
+    def read_only(*args, **kwargs):
+        raise StateError("cannot write state.json: Read-only file system") from OSError(errno.EROFS, "x")
+
+    sim.watcher.state.transaction = read_only  # type: ignore[method-assign]
+    sim.step()  # reads the request: the stop begins
+    t0 = sim.world.now
+    sim.until(lambda: not sim.world.procs[pid].alive, within=5, what="the SIGKILL, on time")
+    assert sim.world.now - t0 == pytest.approx(3, abs=KILL_TOLERANCE)
+    sim.step()  # the stop's end, to be written
+    assert "cannot write the state" in sim.out.getvalue()
+    assert outcome(home, "db", "s-1") is None
+    sim.watcher.state.transaction = real  # type: ignore[method-assign]
+    answer = sim.until(lambda: outcome(home, "db", "s-1"), within=2, what="the stop recorded")
+    assert answer["ok"] is True

@@ -213,7 +213,8 @@ class SimSystem:
     def table(self) -> None:
         return None
 
-    def tree(self, run_id: str | None, leader: int, create_time: float | None) -> SimTree:
+    def tree(self, run_id: str | None, leader: int, create_time: float | None,
+             stamp: str | None = None) -> SimTree:
         return SimTree(self.world, run_id, leader)
 
     def is_ours(self, pid: object, create_time: object, stamp: object) -> bool:
@@ -270,7 +271,7 @@ class SimNotifier:
         self.watched.difference_update(dead)
         return sorted(dead)
 
-    def add_waker(self, fd: int) -> bool:
+    def add_waker(self, fd: int, drain: bool = True) -> bool:
         return False
 
     def close(self) -> None:

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 
 from auto_core.proc import procfs
 
-# psutil derives create_time from the boot time, which the kernel reports to the second and
-# which can shift by a second; a pid reused within the same second is not a realistic risk.
+# create_time is derived from the boot time, which the kernel reports to the second and which
+# shifts when the clock is set: two processes reading it may differ by a second. Compared
+# with this tolerance only where no stamp was recorded (see the module docstring).
 CREATE_TIME_TOLERANCE = 1.0
 
 # On Linux we read /proc directly with psutil's own formula (starttime / CLK_TCK + btime):

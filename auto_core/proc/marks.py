@@ -22,27 +22,13 @@ class Marked:
     run_id: str
 
 
-def _environ_linux(pid: int) -> dict[bytes, bytes] | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    env = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            env[key] = value
-    return env
-
-
 def _candidates() -> list[tuple[int, dict[bytes, bytes]]]:
     me = os.getpid()
     if procfs.AVAILABLE:
         found = []
         for entry in os.listdir("/proc"):
             if entry.isdigit() and int(entry) != me:
-                env = _environ_linux(int(entry))
+                env = procfs.environ(entry)
                 if env is not None and b"AUTO_RUN" in env:
                     found.append((int(entry), env))
         return found

@@ -36,6 +36,21 @@ def stat_fields(pid: int | str) -> list[bytes] | None:
     return fields if len(fields) > RSS else None
 
 
+def environ(pid: int | str) -> dict[bytes, bytes] | None:
+    """``/proc/PID/environ`` as a mapping, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key] = value
+    return env
+
+
 def all_stat_fields() -> Iterator[tuple[int, list[bytes]]]:
     """``(pid, fields)`` for every process, in one pass over ``/proc``."""
     for entry in os.listdir("/proc"):

@@ -17,6 +17,7 @@ A run started before marks existed (``run_id`` None) is its process group alone.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -37,17 +38,7 @@ class _Member:
 
 def _environ(pid: int) -> dict[bytes, bytes] | None:
     if procfs.AVAILABLE:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            return None
-        env = {}
-        for item in raw.split(b"\0"):
-            key, sep, value = item.partition(b"=")
-            if sep:
-                env[key] = value
-        return env
+        return procfs.environ(pid)
     import psutil
 
     try:
@@ -99,11 +90,12 @@ class Tree:
     is also its process group). ``leader_create_time``: the leader's recorded start time."""
 
     def __init__(self, home_root: str, run_id: str | None, leader: int,
-                 leader_create_time: float | None):
+                 leader_create_time: float | None, leader_stamp: str | None = None):
         self.root = os.fsencode(home_root)
         self.run_id = os.fsencode(run_id) if run_id else None
         self.leader = leader
         self.leader_create_time = leader_create_time
+        self.leader_stamp = leader_stamp
         self.members: dict[int, _Member] = {}
 
     # --- finding ---------------------------------------------------------------------------
@@ -125,8 +117,11 @@ class Tree:
         seen = set(self.members)
         marked = [p for p in table.runs.get(self.run_id or b"", ()) if p not in seen]
         grouped = [p for p in table.groups.get(self.leader, ()) if p not in seen and p not in marked]
-        group_is_ours = (self.run_id is None or bool(marked) or self._held_in_group()
-                         or identity.is_ours(self.leader, self.leader_create_time))
+        # The group is the run's while its leader is the run's process, or while a process
+        # of the run is in it; otherwise its id may have been taken by a stranger's group.
+        in_group = set(table.groups.get(self.leader, ()))
+        group_is_ours = (any(p in in_group for p in marked) or self._held_in_group()
+                         or identity.is_ours(self.leader, self.leader_create_time, self.leader_stamp))
         found = []
         for pid in marked + (grouped if group_is_ours else []):
             member = self._hold(pid, group_is_ours)
@@ -142,13 +137,18 @@ class Tree:
         if PIDFDS:
             try:
                 fd = os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
-            except OSError:
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):  # no descriptor left: by pid
+                    return self._hold_by_pid(pid, group_is_ours)
                 return None
             # Checked after the open: the descriptor now pins whatever process has the pid.
             if not self._belongs(pid, group_is_ours) or identity.create_time(pid) is None:
                 os.close(fd)
                 return None
             return _Member(pid, fd, None)
+        return self._hold_by_pid(pid, group_is_ours)
+
+    def _hold_by_pid(self, pid: int, group_is_ours: bool) -> _Member | None:
         ct = identity.create_time(pid)
         if ct is None or not self._belongs(pid, group_is_ours):
             return None

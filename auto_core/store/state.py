@@ -160,10 +160,14 @@ def save(home: Home, data: dict, loaded_from: str = "main", payload: bytes | Non
             raise StateError(f"cannot move aside the unreadable {home.state_file}: {exc.strerror}") from exc
     try:
         write_atomic(home.local, home.state_file, payload)
-        fsync_dir(home.local)
-        write_atomic(home.local, home.state_bak, payload, sync=False)
     except OSError as exc:
         raise StateError(f"cannot write {home.state_file}: {exc.strerror or exc}") from exc
+    # Written: what follows only makes it durable or backs it up, and must not report the
+    # write as failed (a caller would do it again on top of the file that holds it).
+    with contextlib.suppress(OSError):
+        fsync_dir(home.local)
+    with contextlib.suppress(OSError):
+        write_atomic(home.local, home.state_bak, payload, sync=False)
 
 
 def signature(path: str) -> tuple[int, int, int] | None:

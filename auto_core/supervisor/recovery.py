@@ -56,16 +56,22 @@ def recorded_runs(entries: dict[str, dict]) -> dict[str, str | None]:
 
 
 def sort_marked(found: list[Marked], entries: dict[str, dict], running: Collection[str],
-                watched_pids: Collection[int]) -> tuple[list[Marked], list[Marked]]:
-    """(claims, strays): the marked runs to record and adopt, and the ones to stop.
-    ``running``: services with a live run adopted already; ``watched_pids``: their pids."""
+                watched_pids: Collection[int]) -> tuple[list[Marked], list[Marked], list[Marked]]:
+    """(claims, strays, unknown): the marked runs to record and adopt, the ones to stop, and
+    the ones of services the state does not define, which are left alone (as the running
+    watcher leaves the process of an entry removed by hand). ``running``: services with a
+    live run adopted already; ``watched_pids``: their pids."""
     claims: list[Marked] = []
     strays: list[Marked] = []
+    unknown: list[Marked] = []
     claimed: set[str] = set()
     for run in found:
         if run.pid in watched_pids:
             continue
         entry = entries.get(run.service)
+        if entry is None:
+            unknown.append(run)
+            continue
         wanted = (entry is not None and not entry.get("explicitly_stopped")
                   and model.request(entry) is None
                   and run.service not in running and run.service not in claimed)
@@ -74,4 +80,4 @@ def sort_marked(found: list[Marked], entries: dict[str, dict], running: Collecti
             claimed.add(run.service)
         else:
             strays.append(run)
-    return claims, strays
+    return claims, strays, unknown

@@ -78,11 +78,11 @@ WAIT, KILL, GONE, SURVIVED = "wait", "kill", "gone", "survived"
 
 @dataclass
 class Stopping:
-    """A stop in progress: the stop signal was sent to the group at ``began``; SIGKILL goes
-    at ``deadline`` (``began`` + the stop timeout); once killed, the group has KILL_WAIT to
-    go before the stop is reported as failed. Times are monotonic."""
+    """A stop in progress: the stop signal was sent to the run's processes (``tree``) at
+    ``began``; SIGKILL goes at ``deadline`` (``began`` + the stop timeout); once killed, they
+    have KILL_WAIT to go before the stop is reported as failed. Times are monotonic."""
 
-    pgid: int  # the run's leader: its process group
+    pgid: int  # the run's leader (its process group, or the daemon it followed)
     tree: Tree  # every process of the run, signalled and watched
     signal: int
     timeout: float

@@ -26,10 +26,11 @@ class System:
         """Start a run; the reason as text when it cannot start."""
         return self.launcher.launch(name, definition)
 
-    def tree(self, run_id: str | None, leader: int, create_time: float | None) -> Tree:
+    def tree(self, run_id: str | None, leader: int, create_time: float | None,
+             stamp: str | None = None) -> Tree:
         """The processes of a run, to signal and watch (``proc.tree``): its group and every
         process that carries its marks."""
-        return Tree(str(self.home.root), run_id, leader, create_time)
+        return Tree(str(self.home.root), run_id, leader, create_time, stamp)
 
     def table(self) -> Table:
         """One read of the process table, for ``Tree.refresh``."""

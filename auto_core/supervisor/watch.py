@@ -11,9 +11,10 @@ every second where inotify is missing), by signals, and by its own timers:
 
 - a restart due after its backoff delay, a periodic restart, the backoff reset after 60 s of
   uptime;
-- a stop in progress: the stop signal goes to the process group at once, SIGKILL when the
-  stop timeout passes; the group is looked at every ``STOP_POLL`` until it is gone. No step
-  waits for a service, so one slow stop never delays another service's restart.
+- a stop in progress: the stop signal goes at once to every process of the run (its group
+  and whatever carries its marks, ``proc.tree``), SIGKILL when the stop timeout passes; they
+  are looked at every ``STOP_POLL`` until they are gone. No step waits for a service, so one
+  slow stop never delays another service's restart.
 
 An automatic restart spawns before it writes: the decision is taken on the parsed state after
 a stat shows the file unchanged, and the new run is recorded right after the spawn. A run
@@ -40,7 +41,7 @@ from datetime import datetime
 from typing import TextIO
 
 from auto_core import backoff, model
-from auto_core.errors import StateError
+from auto_core.errors import AutoError, no_space
 from auto_core.logtree import logmaint, logs
 from auto_core.proc import limits
 from auto_core.proc.tree import Table, Tree
@@ -122,6 +123,7 @@ class Watcher:
         self._queue: list[tuple] = []  # changes of the state not yet written (``_write``)
         self._file: dict[str, dict] = {}  # the processes as last read or written
         self._scan: Table | None = None  # this pass's process table (``_table``)
+        self._parsed = False  # a state file was read (recovery waits for one)
         self._failure: tuple[str, float] = ("", 0.0)  # the last failed iteration, quiet until
         self._busy_since: float | None = None  # monotonic: since when writes find the lock held
         self._busy_said = False
@@ -215,7 +217,7 @@ class Watcher:
         """One pass: state changes, deaths, stops, due timers. Returns how long to block next."""
         self._scan = None
         self._check_state()
-        if not self._started:
+        if not self._started and self._parsed:  # never on a state it could not read
             self._started = True
             self._recover()
         for message in self.control.receive():
@@ -273,11 +275,12 @@ class Watcher:
             return  # said once: a broken file is not read again every tick
         try:
             data = self.state.read()
-        except StateError as exc:
+        except AutoError as exc:  # unreadable, or no longer private (HomeNotPrivate)
             self.log(f"error: {exc}")
             self._bad = sig
             return
         self._bad = None
+        self._parsed = True
         self._take(state.processes(data))
 
     def _take(self, fresh: dict[str, dict]) -> None:
@@ -298,14 +301,19 @@ class Watcher:
     # --- adoption and recovery -------------------------------------------------------------
 
     def _recover(self) -> None:
-        """At start: adopt every recorded service that still runs, then claim or stop the
-        marked runs that no entry records (``recovery``)."""
+        """At start: adopt every recorded service that still runs, take over what is left of
+        a recorded run whose leader ended meanwhile, then claim or stop the marked runs that
+        no entry records (``recovery``)."""
         for found in recovery.recorded_alive(self.entries, self.system.is_ours):
             self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path,
                         found.run_id, found.followed)
+        for name in sorted(self.entries):
+            self._guarded(name, "recovery", self._recover_remains, name)
         marked = self.system.marked(recovery.recorded_runs(self.entries))
         running = {n for n, s in self.services.items() if s.run is not None}
-        claims, strays = recovery.sort_marked(marked, self.entries, running, self.by_pid)
+        claims, strays, unknown = recovery.sort_marked(marked, self.entries, running, self.by_pid)
+        for run in unknown:
+            self.log(f"a run of {run.service} (pid {run.pid}) that the state does not define: left alone")
         for run in claims:
             ct = self.system.create_time(run.pid)
             if ct is not None:
@@ -319,6 +327,30 @@ class Watcher:
                 tree.signal(signal.SIGKILL)
             tree.close()
 
+    def _recover_remains(self, name: str) -> None:
+        """A recorded run whose leader ended while no watcher ran, with processes of the run
+        still alive: a daemon it followed leaves its workers (followed again), anything else
+        is left over and asked to stop, as after a crash (killed at the restart)."""
+        entry, svc = self.entries[name], self.services.setdefault(name, Service(name))
+        run_id, pid = entry.get("run"), entry.get("pid")
+        if svc.run is not None or not isinstance(run_id, str) or not isinstance(pid, int):
+            return
+        tree = self.system.tree(run_id, pid, number(entry.get("create_time")), entry.get("stamp"))
+        if not tree.refresh(self._table()):
+            tree.close()
+            return
+        log_path = entry.get("log_path") if isinstance(entry.get("log_path"), str) else None
+        run = Run(pid, number(entry.get("create_time")) or 0.0,
+                  number(entry.get("started_at")) or self.clock(), None, log_path, run_id,
+                  followed=entry.get("daemon_of") is not None)
+        if run.followed and self._follow(svc, run, tree, entry):
+            return
+        d = model.definition(entry)
+        sent = tree.signal(d.stop_signum)
+        svc.leftover = tree
+        self.log(f"leftovers of {name} (pids {', '.join(map(str, sent))}; its run ended while no "
+                 f"watcher ran): sent {d.stop_signal}")
+
     def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None,
                run_id: str | None, followed: bool = False) -> None:
         svc = self.services.setdefault(name, Service(name))
@@ -330,11 +362,12 @@ class Watcher:
         self.log(f"adopt {name} pid {pid}")
 
     def _record_adopted(self, name: str, pid: int, ct: float, run_id: str) -> None:
+        stamp = self.system.stamp(pid)  # now: the change may be written (and replayed) later
+
         def change(procs: dict) -> None:
             entry = procs.get(name)
             if entry is not None:
-                entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id,
-                             stamp=self.system.stamp(pid))
+                entry.update(pid=pid, create_time=ct, started_at=ct, run=run_id, stamp=stamp)
                 entry.pop("next_restart_at", None)
 
         self._write(change)
@@ -350,6 +383,9 @@ class Watcher:
         if entry is None:  # removed by hand: forget it, leave its process alone
             if svc.run is not None:
                 self._unwatch(svc)
+            if svc.leftover is not None:
+                svc.leftover.close()
+                svc.leftover = None
             if svc.stopping is None:
                 del self.services[name]
             return
@@ -636,23 +672,26 @@ class Watcher:
                 _settle(entry, req, ok, message, pid)
             return True
 
+        # Said now, not once written: the write may wait (a held lock) past the run's end.
+        if isinstance(launched, launch.Launched):
+            why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
+            self.log(f"start {name} pid {launched.pid} ({why})")
+        else:
+            self.log(f"error: {launched}")
+
         def then(recorded: object) -> None:
             svc.unrecorded = False
             self.dirty.add(name)
-            if not isinstance(launched, launch.Launched):
-                self.log(f"error: {launched}")
-            elif not recorded:  # a run without a definition must not live
+            if isinstance(launched, launch.Launched) and not recorded:  # no definition: must not live
                 if svc.run is not None and svc.run.pid == launched.pid:
                     self._unwatch(svc)
-                tree = self.system.tree(launched.run_id, launched.pid, launched.create_time)
-                tree.refresh(self._table())
+                tree = self.system.tree(launched.run_id, launched.pid, launched.create_time,
+                                        launched.stamp)
+                tree.refresh(self.system.table())  # fresh: this pass's may predate the spawn
                 tree.signal(signal.SIGKILL)
                 tree.close()
                 self._reap(launched.child)
                 self.log(f"{name} was removed while starting: stopped pid {launched.pid}")
-            else:
-                why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
-                self.log(f"start {name} pid {launched.pid} ({why})")
 
         self._write(change, then)
 
@@ -676,11 +715,11 @@ class Watcher:
             with self.state.transaction(blocking=False) as data:
                 procs = state.processes(data)
                 results = [change(procs) for change, _ in queue]
-        except (StateError, OSError) as exc:
-            self._queue[:0] = queue  # tried again on the next flush
-            if not isinstance(exc, state.Busy) and _no_space(exc) is None:
-                raise
-            # Go on from what the file will say once written: a run just started is known.
+        except (AutoError, OSError) as exc:
+            # Held lock, full disk, a file gone read-only: the changes wait and are tried
+            # again at the next pass; meanwhile the watcher goes on from what the file will
+            # say once written (a run just started is known, stops go on to SIGKILL).
+            self._queue[:0] = queue
             self._take(self._file)
             for svc in self.services.values():
                 svc.unrecorded = False
@@ -694,7 +733,8 @@ class Watcher:
                               "changes wait, services are still watched")
             elif now >= self._full_said:
                 self._full_said = now + REPEAT_QUIET
-                self.warn(f"disk full: {exc}; changes wait, services are still watched")
+                what = "disk full" if no_space(exc) else "cannot write the state"
+                self.warn(f"{what}: {exc}; changes wait, services are still watched")
             return
         except BaseException:
             self._queue[:0] = queue
@@ -722,7 +762,7 @@ class Watcher:
         run = svc.run
         if tree is None:
             assert run is not None
-            tree = self.system.tree(run.run_id, run.pid, run.create_time)
+            tree = self.system.tree(run.run_id, run.pid, run.create_time, entry.get("stamp"))
         log_path = run.log_path if run is not None else entry.get("log_path")
         if log_path:
             # Before the signal: the service's shutdown output then follows it in order.
@@ -771,12 +811,7 @@ class Watcher:
         name = svc.name
         entry = self.entries.get(name) or {}
         log_path = entry.get("log_path")
-        if svc.run is not None and svc.run.pid == st.pgid:
-            # The group is gone but the exit event has not arrived yet: take the status now.
-            code, known = self._reap(svc.run.child)
-            self._unwatch(svc)
-            st.code, st.known = code, known
-        svc.stopping = None
+        svc.stopping = None  # a leader that survived SIGKILL (stuck in the kernel) stays watched
         survivors = st.tree.alive()
         st.tree.close()
         elapsed = self.monotonic() - st.began
@@ -887,7 +922,7 @@ class Watcher:
             return
         d = model.definition(entry)
         tree = self.system.tree(run.run_id, run.pid, run.create_time)
-        if tree.refresh(self._table()):
+        if tree.refresh(self.system.table()):  # fresh: the run just ended
             # A daemon's own parent exits 0 too; a followed process's status is unknown, and
             # when it ends leaving another process of the run, that one is the daemon.
             if (run.followed or (known and code == 0)) and self._follow(svc, run, tree, entry):
@@ -952,10 +987,12 @@ class Watcher:
             logs.append_line(run.log_path, f"[auto] the service daemonized itself; following pid {pid}")
         self.log(f"follow {name}: pid {run.pid} exited 0 and left pid {pid} running (a daemon)")
 
+        stamp = self.system.stamp(pid)
+
         def change(procs: dict) -> None:
             current = procs.get(name)
             if current is not None and current.get("pid") == run.pid:
-                current.update(pid=pid, create_time=ct, stamp=self.system.stamp(pid),
+                current.update(pid=pid, create_time=ct, stamp=stamp,
                                daemon_of=current.get("daemon_of", run.pid))
 
         self._write(change)
@@ -1007,14 +1044,6 @@ class Watcher:
         for event in self.maintainer.tick(self._live_logs, self._watcher_log):
             if event.error or event.kind in ("rolled", "recovered"):
                 self.log(f"logs: {event.kind} {event.path} {event.detail}".rstrip())
-
-
-def _no_space(exc: BaseException) -> int | None:
-    """ENOSPC or EDQUOT when ``exc`` (or its cause) says the disk is full, else None."""
-    for err in (exc, exc.__cause__):
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return err.errno
-    return None
 
 
 def _why(exc: Exception) -> str:
