@@ -101,22 +101,15 @@ def _written_before(path: str, since: float) -> bool:
 
 def selection(api, patterns: list[str]) -> list[str]:
     """The defined names ``patterns`` choose (all when there are none), sorted; a name that is
-    not defined, or a glob that matches nothing, is an error naming it."""
+    not defined, or a glob that matches nothing, is an error naming it (``Api.select``)."""
     defined = api.names()
     if not patterns:
         return defined
-    chosen: set[str] = set()
-    for pattern in patterns:
-        if any(c in pattern for c in GLOB):
-            matched = _matching(defined, [pattern])
-            if not matched:
-                raise AutoError(f"no process matches {pattern!r} (see 'auto ps')")
-            chosen.update(matched)
-        else:
-            validate.name(pattern)
-            if pattern not in defined:
-                raise NotFound(pattern)
-            chosen.add(pattern)
+    chosen = api.select(patterns)
+    for name in chosen:
+        if name not in defined:
+            validate.name(name)
+            raise NotFound(name)
     return sorted(chosen)
 
 
