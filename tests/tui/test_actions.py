@@ -323,3 +323,24 @@ async def test_a_tick_updates_changed_cells_on_screen(home, tmp_path, quiet_api)
             table.update_cells([("web", "status", "yysecon"), ("ghost", "status", "no")])
         await pilot.pause()
         assert "yysecon" in shown(table)
+
+
+async def test_a_slow_stop_shows_stopping_with_its_countdown_then_stopped(home, tmp_path, quiet_api):
+    """A service that ignores SIGTERM: while the watcher waits out its stop timeout the row
+    says ``stopping Ns`` (the seconds left before SIGKILL), then ``stopped``; one toast."""
+    ready = tmp_path / "ready"
+    quiet_api.add("stubborn", f"trap '' TERM; touch '{ready}'; while :; do sleep 0.05; done",
+                  workdir=str(tmp_path), stop_timeout=3)
+    app = make_app(home, tmp_path)
+    async with running(app, SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "stubborn", "status") == "running" and ready.exists())
+        pid = entry(home, "stubborn")["pid"]
+        await pilot.press("x")
+        label = await until(pilot, lambda: (c := cell(app, "stubborn", "status")).startswith("stopping ") and c,
+                            message="the stopping row")
+        assert label in ("stopping 1s", "stopping 2s", "stopping 3s"), label
+        assert pid_alive(pid)
+        await until(pilot, lambda: cell(app, "stubborn", "status") == "stopped", message="stopped after SIGKILL")
+        assert not pid_alive(pid)
+        await told(pilot, app, "stopped stubborn (SIGKILL after 3 s)")
+        assert len([t for t in toasts(app) if "stubborn" in t]) == 1

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import pid_alive, read_state, wait_until
+from helpers import free_port, pid_alive, read_state, wait_until
 
 from auto_core.store import watchlock
 from auto_core.store.paths import Home
@@ -81,3 +81,40 @@ def test_auto_tui_in_tmux_adds_stops_and_quits_leaving_services(tmux, auto_home,
     assert watchlock.holder(Home(auto_home)) == watcher, "and their watcher"
     state = read_state(auto_home)["processes"]["e2e"]
     assert state["pid"] == new_pid and not state["explicitly_stopped"]
+
+
+def test_auto_tui_at_80x24_add_form_shows_a_bad_port_then_saves_the_fixed_one(tmux, auto_home, tmp_path):
+    env = {"AUTO_HOME": str(auto_home), "TERM": "xterm-256color"}
+    exit_file = tmp_path / "tui-exit"
+    tmux("new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "-c", str(tmp_path),
+         *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], f"{AUTO} tui; echo exit=$? > {exit_file}")
+
+    def screen() -> str:
+        return tmux("capture-pane", "-p", "-t", "t").stdout
+
+    wait_until(lambda: "No processes yet" in screen(), 20, message="the empty TUI")
+    wait_until(lambda: "? Help" in screen() and "q Quit" in screen(), message="? and q in the footer at 80 columns")
+    port = free_port()
+    tmux("send-keys", "-t", "t", "a")
+    wait_until(lambda: "Add a process" in screen(), message="the add form")
+    for keys in (["-l", "web"], ["Tab"], ["-l", "sleep 300"], ["Tab"], ["Tab"], ["-l", f"{port}x"], ["Enter"]):
+        tmux("send-keys", "-t", "t", *keys)
+    wait_until(lambda: f"invalid port '{port}x'" in screen(), message="the port's error in view")
+    assert "Port (optional)" in screen() and "Save (enter)" in screen()  # still the form, scrolled to the port
+    assert not (auto_home / "state.json").exists() or "web" not in read_state(auto_home)["processes"]
+
+    tmux("send-keys", "-t", "t", "BSpace")
+    tmux("send-keys", "-t", "t", "Enter")
+
+    def row() -> list[str]:
+        return next((line.split() for line in screen().splitlines() if line.split()[:1] == ["web"]), [])
+
+    wait_until(lambda: row()[1:2] == ["running"], message="web running in the table")
+    state = read_state(auto_home)["processes"]["web"]
+    assert state["port"] == port and state["command"] == "sleep 300" and pid_alive(state["pid"])
+    assert row()[2:4] == [str(state["pid"]), str(port)]
+
+    tmux("send-keys", "-t", "t", "q")
+    wait_until(lambda: exit_file.exists() and exit_file.read_text().strip(), message="auto tui exited")
+    assert exit_file.read_text().strip() == "exit=0"
+    assert "Traceback" not in screen()
