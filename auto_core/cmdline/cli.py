@@ -234,9 +234,14 @@ def cmd_add(args, out: _Out) -> int:
 
 
 def cmd_update(args, out: _Out) -> int:
+    words = getattr(args, "command_words", None)
+    if words is not None and args.new_command is not None:
+        raise UsageError("give the new command after -- or with --command, not both")
+    if words == []:
+        raise UsageError("no command after --")
     result = _api(args).update(
         args.name,
-        command=args.new_command,
+        command=_command_text(words) if words else args.new_command,
         workdir=args.workdir,
         port=args.port,
         env=_env_pairs(args.env),
@@ -396,9 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from auto_core.cmdline.cliparse import build_parser
 
             command = _command_of(argv)
+            words = None
+            if command == "update" and "--" in argv:  # `update NAME [options] -- NEW COMMAND`
+                cut = argv.index("--")
+                argv, words = argv[:cut], argv[cut + 1:]
             parser = build_parser()
             parser.command = command
             args = parser.parse_args(argv)
+            if words is not None:
+                args.command_words = words
             if args.cmd is None:  # `auto` alone: what there is to do, as a usage mistake
                 from auto_core.cmdline.cliparse import short_usage
 

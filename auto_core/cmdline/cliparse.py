@@ -51,6 +51,10 @@ def build_parser() -> _Parser:
 
     def command(name: str, help: str, **kwargs) -> _Parser:
         p.commands.append((name, help))
+        examples = EXAMPLES.get(name)
+        if examples:
+            kwargs.update(epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
         return sub.add_parser(name, help=help, parents=[common], **kwargs)
 
     ps = command("ps", help="list processes")
@@ -60,8 +64,10 @@ def build_parser() -> _Parser:
                     help="order of the rows (cpu, mem, uptime: largest first; default name)")
 
     add = command("add", help="define a process and start it")
-    add.add_argument("name")
-    add.add_argument("command", nargs="+", help="shell command (quote it, or put it after --)")
+    add.add_argument("name", help="its name: letters, digits, . _ - (up to 64)")
+    add.add_argument("command", nargs="+",
+                     help="the command: quoted as one word (run by /bin/sh when it has shell "
+                          "syntax, exec'd otherwise), or its words after --")
     _definition_flags(add)
     add.add_argument("--no-start", action="store_true", help="define it but do not start it")
     _wait_flag(add)
@@ -77,16 +83,20 @@ def build_parser() -> _Parser:
             _wait_flag(sp)
 
     show = command("show", help="show a process's definition and state")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("name", help="the process")
+    show.add_argument("--json", action="store_true", help="machine-readable, with its environment")
     show.add_argument("--show-secrets", action="store_true",
                       help="show the values of variables that look secret (KEY, TOKEN, PASSWORD...)")
 
-    upd = command("update", help="edit a definition (takes effect on next start)")
-    upd.add_argument("name")
-    upd.add_argument("--command", dest="new_command", metavar="C")
+    upd = command("update", help="edit a definition (takes effect on next start)",
+                  usage="auto update NAME [options] [-- NEW COMMAND ...]",
+                  description="A new command goes after -- (its words, as add takes them) "
+                              "or, quoted, in --command.")
+    upd.add_argument("name", help="the process")
+    upd.add_argument("--command", dest="new_command", metavar="C", help="a new command, quoted")
     _definition_flags(upd)
-    upd.add_argument("--unset-env", action="append", default=[], metavar="KEY")
+    upd.add_argument("--unset-env", action="append", default=[], metavar="KEY",
+                     help="drop a variable set with --env (repeatable)")
     upd.add_argument("--update-env", action="store_true",
                      help="capture the current environment again for the service's next runs")
 
@@ -170,8 +180,29 @@ def _run_number(text: str) -> int:
     return int(text)
 
 
+EXAMPLES = {
+    "ps": ["auto ps", "auto -q ps | awk '{print $1, $2}'", "auto ps --sort cpu --json"],
+    "add": ['auto add api "uvicorn main:app --port 8000" --port 8000',
+            "auto add worker --env QUEUE=jobs -- python3 worker.py",
+            "auto add site --workdir ~/site --restart-every 1d --no-start -- npm start"],
+    "start": ["auto start api", "auto start 'web-*' db", "auto start --all"],
+    "stop": ["auto stop api", "auto stop 'web-*'", "auto stop --all"],
+    "restart": ["auto restart api --wait 2", "auto restart 'web-*'"],
+    "remove": ["auto remove api", "auto remove 'tmp-*'"],
+    "show": ["auto show api", "auto show api --json"],
+    "update": ["auto update api --port 8001", "auto update api -- uvicorn main:app --port 8001",
+               "auto update api --env LOG_LEVEL=debug --unset-env OLD"],
+    "log": ["auto log api", "auto log api -f", "auto log", "auto log 'web-*' -f -n 0",
+            "auto log api --runs", "auto log api --run -2"],
+    "logs": ["auto logs prune --dry-run"],
+    "restart-all": ["auto restart-all"],
+    "install": ["auto install --dry-run", "auto install"],
+}
+
+
 def _definition_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", metavar="DIR")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="where it runs (default: the current directory; ~ expands)")
     p.add_argument("--port", metavar="P", help="1-65535 (update: 'off' clears it)")
     p.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="a variable for the service (repeatable); it overrides the captured environment")
