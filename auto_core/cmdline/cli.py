@@ -69,6 +69,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 # Commands whose every form is a bare word with on/off flags, and those flags.
 _PLAIN = {"ps": ("--json",), "stop-all": (), "status": (), "tui": (), "watch": ("--poll", "--login")}
+_PLAIN_DEFAULTS = {"ps": {"sort": "name"}}  # what argparse would add for options not given
 
 
 def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
@@ -82,7 +83,8 @@ def _plain_args(argv: Sequence[str]) -> SimpleNamespace | None:
     given = argv[i + 1:]
     if any(flag not in flags for flag in given):
         return None
-    return SimpleNamespace(home=home, quiet=quiet, cmd=argv[i], **{f[2:].replace("-", "_"): f in given for f in flags})
+    return SimpleNamespace(home=home, quiet=quiet, cmd=argv[i], **_PLAIN_DEFAULTS.get(argv[i], {}),
+                           **{f[2:].replace("-", "_"): f in given for f in flags})
 
 
 # --- formatting ----------------------------------------------------------------------------
