@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import time
@@ -84,9 +85,14 @@ def test_cli_runs_lists_runs_and_run_prints_previous(api, home):
     header, *rows = r.stdout.splitlines()
     assert header.split() == ["RUN", "STARTED", "SIZE", "PARTS", "ENDED", "FILE"]
     assert [row.split()[0] for row in rows] == ["-2", "-1"]
-    # A restart's run ends with the watcher's end line: how its process group went.
-    assert rows[0].endswith(first["log_path"]) and re.search(r"  killed by SIGTERM after \d+(\.\d)? s  ", rows[0])
-    assert rows[1].endswith(second["log_path"]) and " running " in rows[1]
+    # A restart's run ends with the watcher's end line: how its processes went, in short.
+    logs_dir = str(home.process_logs("svc")) + "/"
+    assert rows[0].endswith(first["log_path"].removeprefix(logs_dir)) and "  SIGTERM (restart)  " in rows[0]
+    assert rows[1].endswith(second["log_path"].removeprefix(logs_dir)) and " running " in rows[1]
+    assert max(len(line) for line in r.stdout.splitlines()) <= 100
+    detail = json.loads(run_cli("log", "svc", "--runs", "--json", home=home.root).stdout)
+    assert detail[0]["path"] == first["log_path"] and detail[0]["ended"] == "SIGTERM (restart)"
+    assert re.fullmatch(r"killed by SIGTERM after \d+(\.\d)? s", detail[0]["how"])
 
     prev = run_cli("log", "svc", "--run", "-2", home=home.root)
     assert prev.returncode == 0, prev.stderr
@@ -122,7 +128,7 @@ def test_cli_reads_rolled_and_compressed_runs_and_reports_corrupt_gz(api, home):
     listing = run_cli("log", "old", "--runs", home=home.root)
     assert listing.returncode == 0, listing.stderr
     rows = listing.stdout.splitlines()[1:]
-    assert rows[0].split()[4:8] == ["1", "exit", "code", "0"] and "corrupt .gz" in rows[1]
+    assert rows[0].split()[4:7] == ["1", "exit", "0"] and "corrupt .gz" in rows[1]
 
     bad = run_cli("log", "old", "--run", "-1", home=home.root)
     assert bad.returncode == 1

@@ -114,6 +114,7 @@ def build_parser() -> _Parser:
                      help="last N lines (0: none, like tail), default 100 (with --run: all)")
     log.add_argument("--path", "--file", action="store_true", help="print the log file's path only")
     log.add_argument("--runs", action="store_true", help="list the runs: start time, size, how each ended")
+    log.add_argument("--json", action="store_true", help="with --runs: machine-readable, how each ended in full")
     log.add_argument("--run", type=_run_number, metavar="N",
                      help="print run N: -1 the current or last, -2 the previous...; 1 the oldest")
 

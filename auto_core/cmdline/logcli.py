@@ -9,6 +9,7 @@ Kept apart from cli.py so that file stays a thin dispatcher: ``auto log NAME [-n
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from auto_core import humanize, validate
@@ -221,6 +222,36 @@ def pick(all_runs: list[logs.Run], number: int) -> logs.Run:
     return all_runs[index]
 
 
+def _short_end(ended: str | None, run: logs.Run) -> str:
+    """ENDED of ``--runs`` in a word or two (``exit 3``, ``SIGKILL``, ``stopped``); the whole
+    sentence is in ``--json``."""
+    if ended is None:
+        return "-"
+    why = ""
+    if not ended.startswith(("running", "corrupt", "unreadable")):
+        try:
+            tail = logs.tail_lines(run.path, 8)[0]
+        except OSError:
+            tail = []
+        if "[auto] stopped by user" in tail:
+            why = " (stop)"
+        elif "[auto] restarting" in tail or "[auto] periodic restart" in tail:
+            why = " (restart)"
+    code = re.match(r"(?:exited with code|exit code) (-?\d+)", ended)
+    signal = re.match(r"killed by (SIG\w+)", ended)
+    if code:
+        short = f"exit {code.group(1)}"
+    elif signal:
+        short = signal.group(1)
+    elif "exit status unknown" in ended or ended == "ended":
+        short = "unknown"
+    elif ended.startswith("cannot start"):
+        short = "not started"
+    else:
+        short = ended.split(" (")[0].split(";")[0]
+    return short + why
+
+
 def show_runs(api, args, out) -> int:
     """``auto log NAME --runs`` (a table) or ``auto log NAME --run N`` (that run's text)."""
     from auto_core.views import describe_exit
@@ -238,6 +269,8 @@ def show_runs(api, args, out) -> int:
 
     if args.runs:
         rows = [["RUN", "STARTED", "SIZE", "PARTS", "ENDED", "FILE"]]
+        found = []
+        base = api.home.process_logs(args.name)
         for i, run in enumerate(all_runs):
             number = i - len(all_runs)
             current = recorded is not None and str(run.path) == recorded
@@ -248,10 +281,21 @@ def show_runs(api, args, out) -> int:
                 ended = logs.run_end(run)
                 if ended is None and current and last_exit:
                     ended = describe_exit(last_exit)
+            short = _short_end(ended, run)
+            found.append({"run": number, "started": run.started.isoformat(), "size": run.size,
+                          "parts": len(run.parts), "ended": short, "how": ended, "path": str(run.path)})
+            try:
+                shown = str(run.path.relative_to(base))
+            except ValueError:
+                shown = str(run.path)
             rows.append([str(number), f"{run.started:%Y-%m-%d %H:%M:%S}", humanize.size(run.size),
-                         str(len(run.parts)), ended or "-", str(run.path)])
+                         str(len(run.parts)), short, shown])
+        if getattr(args, "json", False):
+            from auto_core.views import json_text
 
-        out.data(humanize.table(rows))
+            out.data(json_text(found))
+        else:
+            out.data(humanize.table(rows))
         return ExitCode.OK
 
     run = pick(all_runs, args.run)
