@@ -85,6 +85,12 @@ class ProcessTable(DataTable):
 
     _one_refresh = False  # inside update_cells: the refreshes update_cell asks for wait
 
+    class Resized(Message):
+        """The table has a new size: its columns fit it again."""
+
+    def on_resize(self, event: Resize) -> None:
+        self.post_message(self.Resized())
+
     def update_cells(self, changes: list[tuple[str, str, object]]) -> None:
         """``update_cell`` for each ``(row, column, value)``, then one refresh. Each
         ``update_cell`` asks for a whole-widget refresh, which costs more than the update
@@ -363,17 +369,14 @@ class AutoApp(App[int]):
         self._widths = widths
         self._shown.clear()
 
-    def on_resize(self, event: Resize) -> None:
-        # Columns fit the new width after the layout that gives the table its new size;
-        # content widths start again from what is shown now (they only grow in between).
-        def refit() -> None:
-            self._content = self._latest
-            try:
-                self._apply()
-            except NoMatches:
-                pass  # closing
-
-        self.call_after_refresh(refit)
+    @on(ProcessTable.Resized)
+    def _refit(self) -> None:
+        # Content widths start again from what is shown now (they only grow in between).
+        self._content = self._latest
+        try:
+            self._apply()
+        except NoMatches:
+            pass  # closing
 
     def _sync_selection(self) -> None:
         table = self.query_one(ProcessTable)

@@ -302,29 +302,6 @@ async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), message="help closed")
 
 
-async def test_a_tick_updates_changed_cells_on_screen(home, tmp_path, quiet_api):
-    """``ProcessTable.update_cells`` holds the refreshes of its ``update_cell`` calls and makes
-    one: the new values are what the screen shows, also after an unknown cell stopped it."""
-    import pytest
-    from textual.widgets.data_table import CellDoesNotExist
-
-    from auto_tui.app import ProcessTable
-
-    quiet_api.add("web", "sleep 300", start=False, port=7002)
-    app = make_app(home, tmp_path)
-    async with running(app, SIZE) as pilot:
-        await until(pilot, lambda: cell(app, "web", "status") == "stopped", message="web row")
-        table = app.query_one(ProcessTable)
-        # A poll writes only cells whose value changed since the last poll: not these.
-        table.update_cells([("web", "status", "zzupdat"), ("web", "port", "7999")])
-        await pilot.pause()
-        assert "zzupdat" in shown(table) and "7999" in shown(table)
-        with pytest.raises(CellDoesNotExist):
-            table.update_cells([("web", "status", "yysecon"), ("ghost", "status", "no")])
-        await pilot.pause()
-        assert "yysecon" in shown(table)
-
-
 async def test_a_slow_stop_shows_stopping_with_its_countdown_then_stopped(home, tmp_path, quiet_api):
     """A service that ignores SIGTERM: while the watcher waits out its stop timeout the row
     says ``stopping Ns`` (the seconds left before SIGKILL), then ``stopped``; one toast."""
