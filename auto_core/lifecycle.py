@@ -186,25 +186,13 @@ class Api:
         return Outcome(name, result.ok, f"added {name}; {result.message}", result.pid, result.detail)
 
     @staticmethod
-    def _apply_options(entry: dict, **options) -> None:
-        if "restart_every" in options and options["restart_every"] is not None:
-            value = options["restart_every"]
-            entry["restart_every"] = validate.interval(value) if value != "off" else None
-        if options.get("backoff_max") is not None:
-            entry["backoff_max"] = validate.seconds(options["backoff_max"], "backoff max", 1)
-        if options.get("backoff_base") is not None:
-            entry["backoff_base"] = validate.seconds(options["backoff_base"], "backoff base", 0)
-        if options.get("stop_timeout") is not None:
-            entry["stop_timeout"] = validate.seconds(options["stop_timeout"], "stop timeout", 0)
-        if options.get("stop_signal") is not None:
-            entry["stop_signal"] = validate.signal_name(options["stop_signal"])
-        if options.get("daemon_follow") is not None:
-            entry["daemon_follow"] = bool(options["daemon_follow"])
-        for key in ("log_max_bytes", "log_keep_parts", "log_keep_days"):
-            if options.get(key) is not None:
-                from auto_core.logtree import logmaint  # only when a log option is given
+    def _apply_options(entry: dict, **given) -> None:
+        """Check each option given (not None) by its rule in ``options`` and store it."""
+        from auto_core import options
 
-                entry[key] = logmaint.parse_option(key, options[key])
+        for key in options.ENTRY_KEYS:
+            if given.get(key) is not None:
+                entry[key] = options.BY_KEY[key].check(given[key])
 
     def update(
         self,

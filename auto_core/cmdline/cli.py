@@ -207,17 +207,10 @@ def cmd_ps(args, out: _Out) -> int:
 
 
 def _options(args) -> dict:
-    return {
-        "restart_every": args.restart_every,
-        "backoff_max": args.backoff_max,
-        "backoff_base": args.backoff_base,
-        "stop_timeout": args.stop_timeout,
-        "stop_signal": args.stop_signal,
-        "daemon_follow": args.daemon_follow,
-        "log_max_bytes": args.log_max_bytes,
-        "log_keep_parts": args.log_keep_parts,
-        "log_keep_days": args.log_keep_days,
-    }
+    """The definition options stored as given (``options.ENTRY_KEYS``), by their flags."""
+    from auto_core import options
+
+    return {key: getattr(args, key) for key in options.ENTRY_KEYS}
 
 
 def cmd_add(args, out: _Out) -> int:

@@ -202,23 +202,13 @@ EXAMPLES = {
 
 
 def _definition_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", metavar="DIR",
-                   help="where it runs (default: the current directory; ~ expands)")
-    p.add_argument("--port", metavar="P", help="1-65535 (update: 'off' clears it)")
-    p.add_argument("--env", action="append", default=[], metavar="K=V",
-                   help="a variable for the service (repeatable); it overrides the captured environment")
-    p.add_argument("--env-file", metavar="FILE",
-                   help="variables from a dotenv file (comments, 'export ', quotes)")
-    p.add_argument("--restart-every", metavar="I", help="periodic restart, e.g. 30m, 2h (update: 'off')")
-    p.add_argument("--backoff-max", metavar="S", help="cap of the restart delay in seconds (default 7200)")
-    p.add_argument("--backoff-base", metavar="S", help="first restart delay in seconds (default 1)")
-    p.add_argument("--stop-timeout", metavar="S", help="seconds between the stop signal and SIGKILL (default 10)")
-    p.add_argument("--stop-signal", metavar="SIG", help="signal sent first on stop (default SIGTERM)")
-    p.add_argument("--daemon-follow", action=argparse.BooleanOptionalAction, default=None,
-                   help="when the program exits 0 leaving a process of its own running (it "
-                        "daemonized itself), follow that process instead of restarting (default on)")
-    p.add_argument("--log-max-bytes", metavar="SIZE", help="roll the run's log past this size, e.g. 50M (default 50M)")
-    p.add_argument("--log-keep-parts", metavar="N", help="rolled parts kept per run (default 5)")
-    p.add_argument("--log-keep-days", metavar="D", help="delete log files older than D days (default 30)")
+    """The definition options (``options.OPTIONS``, shared with ``auto.toml``'s keys)."""
+    from auto_core import options
 
-
+    for o in options.OPTIONS:
+        if o.kind == "switch":
+            p.add_argument(o.flag, action=argparse.BooleanOptionalAction, default=None, help=o.help)
+        elif o.kind == "repeat":
+            p.add_argument(o.flag, action="append", default=[], metavar=o.metavar, help=o.help)
+        else:
+            p.add_argument(o.flag, metavar=o.metavar, help=o.help)

@@ -1,0 +1,128 @@
+"""The definition options, listed once: what ``auto add``/``auto update`` take as flags and
+``auto.toml`` takes as keys (``setupfile``), each with its help text and the rule that checks
+its value. The CLI's flags and the file's keys are built from this list, so they cannot drift
+apart.
+
+Each ``check`` takes a value as the user gave it (a flag's text, or a TOML string, number or
+boolean) and returns what the state entry stores, or raises ``UsageError`` with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from auto_core import validate
+from auto_core.errors import UsageError
+
+
+class Option:
+    """One definition option. ``kind``: ``value`` (one value), ``repeat`` (``--env K=V``,
+    a table in the file), ``switch`` (``--daemon-follow``/``--no-daemon-follow``, a boolean)."""
+
+    __slots__ = ("key", "help", "metavar", "kind", "check")
+
+    def __init__(self, key: str, help: str, metavar: str | None,
+                 check: Callable[[object], object], kind: str = "value"):
+        self.key, self.help, self.metavar, self.check, self.kind = key, help, metavar, check, kind
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def __repr__(self) -> str:
+        return f"Option({self.key!r})"
+
+
+def _interval(value: object) -> float | None:
+    return validate.interval(value)  # type: ignore[arg-type]
+
+
+def _seconds(what: str, minimum: float) -> Callable[[object], float]:
+    return lambda value: validate.seconds(value, what, minimum)  # type: ignore[arg-type]
+
+
+def _log(key: str) -> Callable[[object], int | float]:
+    def check(value: object) -> int | float:
+        from auto_core.logtree import logmaint  # only when a log option is given
+
+        return logmaint.parse_option(key, value)
+
+    return check
+
+
+def _switch(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"invalid value {value!r}: use true or false")
+    return value
+
+
+def _env(value: object) -> dict[str, str]:
+    """``K=V`` texts (the flag, repeated) or a mapping (the file's table)."""
+    if isinstance(value, dict):
+        pairs = []
+        for key, val in value.items():
+            if not isinstance(val, str):
+                raise UsageError(f"invalid value of {key}: {val!r}: use a string")
+            pairs.append(f"{key}={val}")
+    elif isinstance(value, (list, tuple)):
+        pairs = list(value)
+    else:
+        raise UsageError(f"invalid env {value!r}: use a table of NAME = \"value\"")
+    return dict(validate.env_pair(p) for p in pairs)
+
+
+def _env_file(value: object) -> dict[str, str]:
+    from auto_core.store import environ
+
+    if not isinstance(value, str):
+        raise UsageError(f"invalid env file {value!r}: use a path")
+    return environ.read_env_file(value)
+
+
+def _text(check: Callable) -> Callable[[object], object]:
+    """A check for a value that is text or a number: a boolean, list or table is refused
+    (``float(True)`` would read as 1)."""
+
+    def checked(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise UsageError(f"invalid value {value!r}: use a string or a number")
+        return check(value)
+
+    return checked
+
+
+def _workdir(value: object) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"invalid workdir {value!r}: use a path")
+    return validate.workdir(value)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("workdir", "where it runs (default: the current directory; ~ expands)", "DIR", _workdir),
+    Option("port", "1-65535 (update: 'off' clears it)", "P", _text(validate.port)),
+    Option("env", "a variable for the service (repeatable); it overrides the captured environment",
+           "K=V", _env, kind="repeat"),
+    Option("env_file", "variables from a dotenv file (comments, 'export ', quotes)", "FILE", _env_file),
+    Option("restart_every", "periodic restart, e.g. 30m, 2h (update: 'off')", "I", _text(_interval)),
+    Option("backoff_max", "cap of the restart delay in seconds (default 7200)", "S",
+           _text(_seconds("backoff max", 1))),
+    Option("backoff_base", "first restart delay in seconds (default 1)", "S",
+           _text(_seconds("backoff base", 0))),
+    Option("stop_timeout", "seconds between the stop signal and SIGKILL (default 10)", "S",
+           _text(_seconds("stop timeout", 0))),
+    Option("stop_signal", "signal sent first on stop (default SIGTERM)", "SIG",
+           _text(validate.signal_name)),
+    Option("daemon_follow", "when the program exits 0 leaving a process of its own running (it "
+           "daemonized itself), follow that process instead of restarting (default on)", None,
+           _switch, kind="switch"),
+    Option("log_max_bytes", "roll the run's log past this size, e.g. 50M (default 50M)", "SIZE",
+           _text(_log("log_max_bytes"))),
+    Option("log_keep_parts", "rolled parts kept per run (default 5)", "N", _text(_log("log_keep_parts"))),
+    Option("log_keep_days", "delete log files older than D days (default 30)", "D",
+           _text(_log("log_keep_days"))),
+)
+
+BY_KEY = {o.key: o for o in OPTIONS}
+# The options stored in the entry under their own key, as ``check`` returns them; the rest
+# (workdir, port, env, env_file) are the definition's core, handled by add and update.
+ENTRY_KEYS = tuple(o.key for o in OPTIONS if o.key not in ("workdir", "port", "env", "env_file"))
