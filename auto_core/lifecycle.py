@@ -314,7 +314,9 @@ class Api:
         return self._ask(list(names), model.RESTART, wait=wait)
 
     def start_all(self, *, wait: float = CHECK_WINDOW) -> list[Outcome]:
-        return self._ask(None, model.START, wait=wait)
+        # No program check: one service whose program is gone must not hold back the others
+        # (its start fails like a crash, with the shell's 127, and is reported).
+        return self._ask(None, model.START, wait=wait, check_programs=False)
 
     def stop(self, names: Iterable[str]) -> list[Outcome]:
         """Record the stop, then the watcher signals the group, waits, KILLs. Idempotent."""
@@ -330,7 +332,7 @@ class Api:
         return self._ask(names, model.RESTART, wait=wait) if names else []
 
     def _ask(self, names: list[str] | None, op: str, *,
-             wait: float = CHECK_WINDOW) -> list[Outcome]:
+             wait: float = CHECK_WINDOW, check_programs: bool = True) -> list[Outcome]:
         """Write ``op`` as a request for ``names`` (None: every process), then wait for it."""
         for name in names or ():
             validate.name(name)
@@ -350,7 +352,7 @@ class Api:
                 for name in names:
                     if name not in procs:
                         raise NotFound(name)
-                if op in (model.START, model.RESTART):
+                if op in (model.START, model.RESTART) and check_programs:
                     for name in names:  # a program gone since `add`: refused before anything changes
                         if op == model.RESTART or not identity.runs(procs[name]):
                             self._check_program(name, procs[name])
