@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from auto_core import model, validate, views
+from auto_core import model, setupfile, validate, views
 from auto_core.errors import AutoError, NotFound, StateError, UsageError, no_space, warn_stderr
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
@@ -271,6 +271,49 @@ class Api:
             running = identity.runs(entry)
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
         return Outcome(name, True, f"updated {name}{tail}")
+
+    def apply(self, steps: Iterable[setupfile.Step], *, start: bool = True,
+              wait: float = CHECK_WINDOW) -> dict[str, Outcome]:
+        """Carry out a plan (``setupfile.plan``): every definition added or changed in one
+        state transaction (a crash leaves the old set or the new one), then the watcher asked
+        to remove, restart (a changed service that was running) and start (the new ones,
+        unless ``start`` is False). Unchanged services are not touched. Returns the outcome
+        of each request by name; refuses the whole plan if the state changed since it."""
+        steps = list(steps)
+        added = [s for s in steps if s.action == setupfile.ADD]
+        captured = environ.capture()
+        for step in added:
+            environ.save(self.home, step.name, captured)
+        restart: list[str] = []
+        try:
+            with self._txn() as data:
+                procs = state.processes(data)
+                for step in steps:
+                    if (step.name in procs) != (step.action != setupfile.ADD):
+                        raise AutoError(f"{step.name} was added or removed meanwhile; nothing "
+                                        "applied (run apply again)")
+                for step in steps:
+                    if step.action == setupfile.ADD:
+                        entry: dict = {"explicitly_stopped": True, "restart_attempt": 0,
+                                       "restarts": 0, "last_restart_time": None, "pid": None,
+                                       "create_time": None, "log_path": None}
+                        setupfile.define(entry, step.fields)
+                        procs[step.name] = entry
+                    elif step.action == setupfile.CHANGE:
+                        setupfile.define(procs[step.name], step.fields)
+                        if identity.runs(procs[step.name]):
+                            restart.append(step.name)
+        except BaseException:
+            for step in added:
+                environ.delete(self.home, step.name)
+            raise
+        done: dict[str, Outcome] = {}
+        removes = [s.name for s in steps if s.action == setupfile.REMOVE]
+        for names, op in ((removes, model.REMOVE), (restart, model.RESTART),
+                          ([s.name for s in added] if start else [], model.START)):
+            if names:
+                done.update((o.name, o) for o in self._ask(names, op, wait=wait))
+        return done
 
     def select(self, patterns: Iterable[str]) -> list[str]:
         """The names ``patterns`` choose, in order, each once: a name as it is (an unknown

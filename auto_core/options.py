@@ -62,7 +62,7 @@ def _env(value: object) -> dict[str, str]:
         pairs = []
         for key, val in value.items():
             if not isinstance(val, str):
-                raise UsageError(f"invalid value of {key}: {val!r}: use a string")
+                raise UsageError(f"invalid value of {key}, {val!r}: use a string (in quotes)")
             pairs.append(f"{key}={val}")
     elif isinstance(value, (list, tuple)):
         pairs = list(value)

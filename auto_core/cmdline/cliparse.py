@@ -123,6 +123,19 @@ def build_parser() -> _Parser:
     prune = logs_sub.add_parser("prune", help="apply log retention now: delete old files, compress finished runs")
     prune.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
 
+    apply = command("apply", help="make the services what a file (auto.toml) defines",
+                    description="Adds the file's new services, updates and restarts the "
+                    "changed ones, leaves the unchanged ones alone. See 'Your setup as a file' "
+                    "in the README for the format.")
+    apply.add_argument("file", metavar="FILE", help="the setup file, e.g. auto.toml")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    apply.add_argument("--prune", action="store_true", help="remove the services the file does not define")
+    apply.add_argument("--no-start", action="store_true", help="define new services but do not start them")
+    _wait_flag(apply)
+    export = command("export", help="print definitions as a setup file (for auto apply)")
+    export.add_argument("names", nargs="*", metavar="NAME", help="a process name or glob (default: all)")
+    export.add_argument("--format", choices=("toml",), default="toml", help="the file format (toml)")
+
     _wait_flag(command("start-all", help="start every process that is not running"))
     command("stop-all", help="stop every process")
     _wait_flag(command("restart-all", help="restart every process that is not stopped"))
@@ -196,6 +209,8 @@ EXAMPLES = {
     "log": ["auto log api", "auto log api -f", "auto log", "auto log 'web-*' -f -n 0",
             "auto log api --runs", "auto log api --run -2"],
     "logs": ["auto logs prune --dry-run"],
+    "apply": ["auto apply auto.toml --dry-run", "auto apply auto.toml", "auto apply auto.toml --prune"],
+    "export": ["auto export > auto.toml", "auto export 'web-*'"],
     "restart-all": ["auto restart-all"],
     "install": ["auto install --dry-run", "auto install"],
 }
