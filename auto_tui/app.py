@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 from rich.text import Text
 from textual import on, work
@@ -31,7 +31,6 @@ from auto_core.errors import AutoError
 from auto_core.lifecycle import Api, Outcome
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
-from auto_core.store import watchlock
 from auto_core.store.paths import Home
 from auto_tui.facts import Sampler
 from auto_tui.feedback import summary
@@ -262,7 +261,7 @@ class AutoApp(App[int]):
         except Exception as exc:  # anything else is shown, never fatal
             error = f"cannot read the state: {exc}"
         try:
-            watcher = watchlock.holder(self.api.home)
+            watcher = self.api.watcher()
         except Exception:
             watcher = None
         if views is None:
@@ -436,7 +435,7 @@ class AutoApp(App[int]):
     def _act(self, what: str, call: Callable[[], object],
              say: Callable[[object], str | None] | None = None) -> None:
         """Run a blocking lifecycle call; its result or its error becomes one toast
-        (``say`` may word a result itself)."""
+        (``say`` may word a result itself; "" when another toast already said it)."""
         try:
             result = call()
         except AutoError as exc:
@@ -447,9 +446,9 @@ class AutoApp(App[int]):
             self.post_message(Notice(f"{what} failed: {exc}", "error"))
         else:
             text = say(result) if say is not None else None
-            if text is not None:
+            if text:
                 self.post_message(Notice(text))
-            else:
+            elif text is None:
                 outcomes = result if isinstance(result, list) else [result]
                 text, ok = summary(what, [o for o in outcomes if isinstance(o, Outcome)])
                 self.post_message(Notice(text, "information" if ok else "error"))
@@ -500,12 +499,19 @@ class AutoApp(App[int]):
         self.push_screen(ConfirmScreen(f"Stop all {len(self.views)} processes?"), answered)
 
     def action_start_watcher(self) -> None:
-        def say(pid: object) -> str:
-            return f"the watcher runs (pid {pid})"
-
         ensure = getattr(self.api, "ensure_watcher", None)
-        if ensure is not None:
-            self._act("start the watcher", ensure, say)
+        if ensure is None:
+            return
+
+        def start() -> tuple[int | None, int | None]:
+            return self.api.watcher(), ensure()
+
+        def say(result: object) -> str:
+            # A watcher it started, the Api announces ("started the watcher ...") itself.
+            before, pid = cast("tuple[int | None, int | None]", result)
+            return f"the watcher is already running (pid {pid})" if before else ""
+
+        self._act("start the watcher", start, say)
 
     def action_remove(self) -> None:
         name = self.selected

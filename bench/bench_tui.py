@@ -127,6 +127,9 @@ class Source:
     def log_path(self, name):
         return self.logs.get(name)
 
+    def watcher(self):
+        return None
+
 
 def make_views(n: int, tick: int):
     from auto_core.model import ProcessView

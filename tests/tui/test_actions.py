@@ -321,3 +321,20 @@ async def test_a_slow_stop_shows_stopping_with_its_countdown_then_stopped(home, 
         assert not pid_alive(pid)
         await told(pilot, app, "stopped stubborn (SIGKILL after 3 s)")
         assert len([t for t in toasts(app) if "stubborn" in t]) == 1
+
+
+async def test_w_starts_a_watcher_when_none_runs(home, tmp_path, quiet_api):
+    import signal
+
+    quiet_api.add("idle", "sleep 300", start=False)
+    app = make_app(home, tmp_path)
+    async with running(app, SIZE) as pilot:
+        first = await until(pilot, lambda: watchlock.holder(home), message="the watcher the app brought up")
+        os.kill(first, signal.SIGTERM)  # it exits and leaves the services alone
+        await until(pilot, lambda: "watcher not running: W starts it" in header(app), message="the warning")
+        await pilot.press("W")
+        watcher = await until(pilot, lambda: (w := watchlock.holder(home)) and w != first and w, message="a watcher")
+        await until(pilot, lambda: f"watcher running (pid {watcher})" in header(app), message="the header")
+        await told(pilot, app, f"started the watcher (pid {watcher})")
+        await pilot.press("W")
+        await told(pilot, app, f"the watcher is already running (pid {watcher})")

@@ -58,12 +58,17 @@ API_LOG = (
 
 
 class FixedSource:
-    """Same read surface as ``auto_core.lifecycle.Api`` (snapshot, log_path, home), fixed data."""
+    """Same read surface as ``auto_core.lifecycle.Api`` (snapshot, log_path, watcher, home),
+    fixed data."""
 
-    def __init__(self, views, logs: dict[str, Path]):
+    def __init__(self, views, logs: dict[str, Path], watcher: int | None = 4100):
         self.views = list(views)
         self.logs = logs
         self.home = FAKE_HOME
+        self._watcher = watcher
+
+    def watcher(self):
+        return self._watcher
 
     def snapshot(self):
         return list(self.views)
@@ -87,8 +92,8 @@ def logs(tmp_path) -> dict[str, Path]:
     return {"api": api_log, "web": web_log}
 
 
-def make_app(views, logs) -> AutoApp:
-    return AutoApp(api=FixedSource(views, logs), poll_interval=3600, clock=lambda: NOW,
+def make_app(views, logs, watcher: int | None = 4100) -> AutoApp:
+    return AutoApp(api=FixedSource(views, logs, watcher), poll_interval=3600, clock=lambda: NOW,
                    sampler=FixedSampler(), cwd="/tmp")  # the form checks that it exists
 
 
@@ -168,5 +173,5 @@ def test_help_screen(snap_compare, logs, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_empty_state(snap_compare, size):
-    assert snap_compare(make_app([], {}), run_before=settled(want_log=False), terminal_size=size)
+def test_empty_state_without_a_watcher(snap_compare, size):
+    assert snap_compare(make_app([], {}, watcher=None), run_before=settled(want_log=False), terminal_size=size)
