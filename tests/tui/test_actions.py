@@ -188,6 +188,9 @@ async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_a
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
         body = shown(details.query_one("#details-body"))
         assert "sleep 300" in body and str(tmp_path) in body and "GREETING=hi" in body
+        await until(pilot, lambda: details.query("FooterKey"), message="the details' own footer")
+        keys = " ".join(shown(key) for key in details.query("FooterKey"))
+        assert "Close" in keys and "Quit" not in keys  # q closes the details here
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
 
@@ -219,6 +222,7 @@ async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
         for title in ("Add a process", "Start all", "Stop all", "Start: pal", "Stop: pal", "Restart: pal",
                       "Edit: pal", "Remove: pal", "Details: pal", "Logs: pal"):
             assert titles.count(title) == 1, (title, titles)
+        assert "Help" in titles and "Keys" not in titles  # the help screen, not Textual's key panel
         await pilot.press(*"stop: pal")
         # The palette searches asynchronously: wait until it lists the command, then pick it.
         await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count,
