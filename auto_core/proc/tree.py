@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from auto_core.proc import identity, procfs
 
 PIDFDS = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+_ME = os.getpid()
 
 
 @dataclass
@@ -55,22 +56,45 @@ def _pgid(pid: int) -> int | None:
 
 
 class Table:
-    """One pass over the process table: the processes of each run of one home (by their
-    marks) and of each process group. Stopping 200 services reads it once, not 200 times;
-    a process is checked again, exactly, when a tree takes hold of it."""
+    """One pass over the process table: every process's group and start time, and, read only
+    when asked and once, the run mark of the processes started since a run began (a run's
+    processes all started after its leader: the old ones, most of a machine's, are never
+    opened). Stopping 200 services reads it once, not 200 times; a process is checked again,
+    exactly, when a tree takes hold of it."""
 
     def __init__(self, home_root: str | bytes):
-        root = home_root if isinstance(home_root, bytes) else os.fsencode(home_root)
-        self.runs: dict[bytes, list[int]] = {}
+        self.root = home_root if isinstance(home_root, bytes) else os.fsencode(home_root)
         self.groups: dict[int, list[int]] = {}
-        for pid in _pids():
-            pgid = _pgid(pid)
-            if pgid is None:
-                continue
-            self.groups.setdefault(pgid, []).append(pid)
+        self.started: list[tuple[int, int]] = []  # (start ticks since boot, pid), None: unknown
+        self._marks: dict[int, bytes | None] = {}
+        if procfs.AVAILABLE:
+            for pid, fields in procfs.all_stat_fields():
+                if pid == _ME or procfs.is_zombie(fields):
+                    continue
+                self.groups.setdefault(int(fields[procfs.PGRP]), []).append(pid)
+                self.started.append((int(fields[procfs.STARTTIME]), pid))
+        else:
+            for pid in _pids():
+                pgid = _pgid(pid)
+                if pgid is not None:
+                    self.groups.setdefault(pgid, []).append(pid)
+                    self.started.append((0, pid))
+
+    def run(self, run_id: bytes, since_ticks: int = 0) -> list[int]:
+        """The processes marked with ``run_id`` of this home among those started at or after
+        ``since_ticks`` (clock ticks since boot; 0: all)."""
+        found = []
+        for start, pid in self.started:
+            if start >= since_ticks and self._mark(pid) == run_id:
+                found.append(pid)
+        return found
+
+    def _mark(self, pid: int) -> bytes | None:
+        if pid not in self._marks:
             env = _environ(pid)
-            if env is not None and env.get(b"AUTO_HOME") == root and b"AUTO_RUN" in env:
-                self.runs.setdefault(env[b"AUTO_RUN"], []).append(pid)
+            ok = env is not None and env.get(b"AUTO_HOME") == self.root
+            self._marks[pid] = env.get(b"AUTO_RUN") if ok and env is not None else None
+        return self._marks[pid]
 
 
 def _pids() -> Iterator[int]:
@@ -115,7 +139,8 @@ class Tree:
         """Look for members not held yet in ``table`` (a fresh one if None); returns them."""
         table = table if table is not None else Table(self.root)
         seen = set(self.members)
-        marked = [p for p in table.runs.get(self.run_id or b"", ()) if p not in seen]
+        since = self._leader_ticks()
+        marked = [p for p in table.run(self.run_id, since) if p not in seen] if self.run_id else []
         grouped = [p for p in table.groups.get(self.leader, ()) if p not in seen and p not in marked]
         # The group is the run's while its leader is the run's process, or while a process
         # of the run is in it; otherwise its id may have been taken by a stranger's group.
@@ -129,6 +154,17 @@ class Tree:
                 self.members[pid] = member
                 found.append(pid)
         return found
+
+    def _leader_ticks(self) -> int:
+        """When the leader started, in clock ticks since boot (a little before, for safety);
+        0 when not known: every process is looked at."""
+        if not procfs.AVAILABLE:
+            return 0
+        if self.leader_stamp and ":" in self.leader_stamp:
+            ticks = self.leader_stamp.rsplit(":", 1)[1]
+            if ticks.isdigit():
+                return max(0, int(ticks) - procfs.TICKS)
+        return 0
 
     def _held_in_group(self) -> bool:
         return any(_pgid(m.pid) == self.leader for m in self.members.values() if self._alive(m))

@@ -32,6 +32,7 @@ class Recorded:
     log_path: str | None
     run_id: str | None
     followed: bool  # a daemon its run's leader left running
+    stamp: str | None
 
 
 def recorded_alive(entries: dict[str, dict],
@@ -46,7 +47,8 @@ def recorded_alive(entries: dict[str, dict],
             found.append(Recorded(name, pid, ct, number(entry.get("started_at")) or ct,
                                   log_path if isinstance(log_path, str) else None,
                                   run_id if isinstance(run_id, str) else None,
-                                  entry.get("daemon_of") is not None))
+                                  entry.get("daemon_of") is not None,
+                                  entry.get("stamp") if isinstance(entry.get("stamp"), str) else None))
     return found
 
 

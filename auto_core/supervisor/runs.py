@@ -70,6 +70,9 @@ class Run:
     log_path: str | None = None
     run_id: str | None = None  # its AUTO_RUN mark (None: started before marks existed)
     followed: bool = False  # a process the run's leader left running when it exited (a daemon)
+    # identity.stamp of the leader: exact identity, and when the run began (a run's other
+    # processes started after it). None for a followed daemon: the run began before it.
+    stamp: str | None = None
 
 
 # What a stop in progress needs next (``Stopping.step``).

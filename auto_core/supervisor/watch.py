@@ -306,7 +306,7 @@ class Watcher:
         no entry records (``recovery``)."""
         for found in recovery.recorded_alive(self.entries, self.system.is_ours):
             self._adopt(found.name, found.pid, found.create_time, found.started_at, found.log_path,
-                        found.run_id, found.followed)
+                        found.run_id, found.followed, found.stamp)
         for name in sorted(self.entries):
             self._guarded(name, "recovery", self._recover_remains, name)
         marked = self.system.marked(recovery.recorded_runs(self.entries))
@@ -342,7 +342,8 @@ class Watcher:
         log_path = entry.get("log_path") if isinstance(entry.get("log_path"), str) else None
         run = Run(pid, number(entry.get("create_time")) or 0.0,
                   number(entry.get("started_at")) or self.clock(), None, log_path, run_id,
-                  followed=entry.get("daemon_of") is not None)
+                  followed=entry.get("daemon_of") is not None,
+                  stamp=entry.get("stamp") if entry.get("daemon_of") is None else None)
         if run.followed and self._follow(svc, run, tree, entry):
             return
         d = model.definition(entry)
@@ -352,11 +353,12 @@ class Watcher:
                  f"watcher ran): sent {d.stop_signal}")
 
     def _adopt(self, name: str, pid: int, ct: float, started_at: float, log_path: str | None,
-               run_id: str | None, followed: bool = False) -> None:
+               run_id: str | None, followed: bool = False, stamp: str | None = None) -> None:
         svc = self.services.setdefault(name, Service(name))
         if not self.notifier.watch(pid, ct):
             return  # died meanwhile: evaluated as dead
-        svc.run = Run(pid, ct, started_at, None, log_path, run_id, followed)
+        svc.run = Run(pid, ct, started_at, None, log_path, run_id, followed,
+                      None if followed else stamp)
         self.by_pid[pid] = name
         self._live_logs = None
         self.log(f"adopt {name} pid {pid}")
@@ -371,7 +373,8 @@ class Watcher:
                 entry.pop("next_restart_at", None)
 
         self._write(change)
-        self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"), run_id)
+        self._adopt(name, pid, ct, ct, self.entries.get(name, {}).get("log_path"), run_id,
+                    stamp=stamp)
 
     # --- evaluation ------------------------------------------------------------------------
 
@@ -617,7 +620,7 @@ class Watcher:
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
-                          launched.log_path, launched.run_id)
+                          launched.log_path, launched.run_id, stamp=launched.stamp)
             self.by_pid[launched.pid] = name
             self._live_logs = None
             if not self.notifier.watch(launched.pid, launched.create_time):
@@ -762,7 +765,7 @@ class Watcher:
         run = svc.run
         if tree is None:
             assert run is not None
-            tree = self.system.tree(run.run_id, run.pid, run.create_time, entry.get("stamp"))
+            tree = self.system.tree(run.run_id, run.pid, run.create_time, run.stamp)
         log_path = run.log_path if run is not None else entry.get("log_path")
         if log_path:
             # Before the signal: the service's shutdown output then follows it in order.
@@ -921,7 +924,7 @@ class Watcher:
         if entry is None:
             return
         d = model.definition(entry)
-        tree = self.system.tree(run.run_id, run.pid, run.create_time)
+        tree = self.system.tree(run.run_id, run.pid, run.create_time, run.stamp)
         if tree.refresh(self.system.table()):  # fresh: the run just ended
             # A daemon's own parent exits 0 too; a followed process's status is unknown, and
             # when it ends leaving another process of the run, that one is the daemon.
