@@ -268,7 +268,7 @@ def test_sigkilled_watcher_is_replaced_by_one_that_adopts(home, watcher):
     a_old = int(w1.wait_line(r"start a pid (\d+)").group(1))
     b_old = int(w1.wait_line(r"start b pid (\d+)").group(1))
     os.kill(b_old, signal.SIGKILL)
-    b_pid = int(w1.wait_line(r"start b pid (\d+) \(automatic restart\)").group(1))
+    b_pid = started(w1, home, "b", r"start b pid (\d+) \(automatic restart\)")
     w1.proc.kill()
     w1.proc.wait(10)
     assert live_pid(home, "a") == a_old and live_pid(home, "b") == b_pid  # they outlive it

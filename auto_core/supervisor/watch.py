@@ -535,7 +535,8 @@ class Watcher:
                 then = "remove" if op == model.REMOVE else None
                 if svc.run is not None:
                     self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
-                elif svc.leftover is not None and svc.leftover.alive():
+                elif svc.leftover is not None and (svc.leftover.alive()
+                                                   or svc.leftover.refresh(self._table())):
                     self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user",
                                      request=req, tree=svc.leftover)
                     svc.leftover = None
@@ -596,6 +597,7 @@ class Watcher:
                 self.dirty.add(name)
                 return
         if svc.leftover is not None:
+            svc.leftover.refresh(self._table())
             killed = svc.leftover.signal(signal.SIGKILL)
             if killed:
                 self.log(f"leftovers of {name} (pids {', '.join(map(str, killed))}): sent SIGKILL")
@@ -935,6 +937,10 @@ class Watcher:
             sent = tree.signal(d.stop_signum)
             svc.leftover = tree
             self.log(f"leftovers of {name} (pids {', '.join(map(str, sent))}): sent {d.stop_signal}")
+        elif known and code == 0:
+            # Nothing left yet, but a program that daemonizes may fork its daemon just after
+            # its own exit: looked for again (and ended) before the next run starts.
+            svc.leftover = tree
         else:
             tree.close()
         ended = dict(exit_fields(code), at=now, pid=run.pid)
