@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from auto_core import model, setupfile, validate, views
+from auto_core import model, validate, views
 from auto_core.errors import AutoError, NotFound, StateError, UsageError, no_space, warn_stderr
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
@@ -23,7 +23,11 @@ from auto_core.record import Factory, Record
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home
 from auto_core.supervisor import control, ondemand
-from auto_core.supervisor.runs import KILL_WAIT, PORT_WAIT
+from auto_core.supervisor.timing import KILL_WAIT, PORT_WAIT
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from auto_core.setupfile import Step
 
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
@@ -272,13 +276,15 @@ class Api:
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
         return Outcome(name, True, f"updated {name}{tail}")
 
-    def apply(self, steps: Iterable[setupfile.Step], *, start: bool = True,
+    def apply(self, steps: Iterable[Step], *, start: bool = True,
               wait: float = CHECK_WINDOW) -> dict[str, Outcome]:
         """Carry out a plan (``setupfile.plan``): every definition added or changed in one
         state transaction (a crash leaves the old set or the new one), then the watcher asked
         to remove, restart (a changed service that was running) and start (the new ones,
         unless ``start`` is False). Unchanged services are not touched. Returns the outcome
         of each request by name; refuses the whole plan if the state changed since it."""
+        from auto_core import setupfile  # only `auto apply` needs it
+
         steps = list(steps)
         added = [s for s in steps if s.action == setupfile.ADD]
         captured = environ.capture()

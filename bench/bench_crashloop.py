@@ -13,8 +13,8 @@ does the same work 1440 times less often.
 
 Two cases by default, side by side: ``--base 0.05`` (the doubling above) and ``--base 0``
 (restart at once: only the watcher's crash-loop bounds pace it, two starts of one service at
-least ``runs.MIN_START_INTERVAL`` apart, ``runs.BURST_INTERVAL`` apart once it started
-``runs.BURST`` times within ``runs.BURST_WINDOW``; the watcher must stay under 1% of a core).
+least ``timing.MIN_START_INTERVAL`` apart, ``timing.BURST_INTERVAL`` apart once it started
+``timing.BURST`` times within ``timing.BURST_WINDOW``; the watcher must stay under 1% of a core).
 The service is the bench's marker program (``harness.MARKER_C``) in its crashing form, exec'd
 directly: its first action stamps the wall clock and its pid into a file, then it exits 1, so
 every start time is exact (not the watcher's log line, written after the state).

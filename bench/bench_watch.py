@@ -16,8 +16,8 @@ manager and N:
   has no delay setting: it restarts at the pace of its own loop). A kill comes ``--spacing`` s
   after the previous mark, for every manager, and for auto once ``state.json`` records the new
   pid. The default spacing keeps auto's crash-loop bounds out of the measurement: two starts of
-  one service at least ``runs.MIN_START_INTERVAL`` (0.1 s) apart, and ``runs.BURST_INTERVAL``
-  (1 s) apart once it started ``runs.BURST`` (10) times within ``runs.BURST_WINDOW`` (10 s).
+  one service at least ``timing.MIN_START_INTERVAL`` (0.1 s) apart, and ``timing.BURST_INTERVAL``
+  (1 s) apart once it started ``timing.BURST`` (10) times within ``timing.BURST_WINDOW`` (10 s).
   Median and p90 (nearest rank); the raw kill-to-mark latency is reported too.
 - scheduled restart (auto): the same kill with ``backoff_base 1, backoff_max 1``, so every
   restart is due 1 s after the death; lateness = mark - (kill + 1 s) - calibration.

@@ -18,10 +18,10 @@ from auto_core import backoff
 from auto_core.errors import StateError
 from auto_core.proc.marks import Marked
 from auto_core.store import state
-from auto_core.supervisor import recovery, runs
+from auto_core.supervisor import recovery, timing
 
 TOLERANCE = 0.005  # the loop wakes EARLY_WAKE (2 ms) before a timer
-KILL_TOLERANCE = runs.STOP_POLL + TOLERANCE  # a stopping group is looked at every STOP_POLL
+KILL_TOLERANCE = timing.STOP_POLL + TOLERANCE  # a stopping group is looked at every STOP_POLL
 
 
 @pytest.fixture
@@ -62,9 +62,9 @@ def test_a_crash_loop_without_backoff_is_floored_then_slowed(home, sim):
     sim.until(lambda: len(sim.world.starts_of("loop")) >= 14, within=30, what="14 starts")
     spaced = gaps(sim.world.starts_of("loop"))
     # The first BURST starts come MIN_START_INTERVAL apart, the next ones BURST_INTERVAL apart.
-    assert spaced[: runs.BURST - 1] == pytest.approx([runs.MIN_START_INTERVAL] * (runs.BURST - 1),
+    assert spaced[: timing.BURST - 1] == pytest.approx([timing.MIN_START_INTERVAL] * (timing.BURST - 1),
                                                      abs=TOLERANCE)
-    assert spaced[runs.BURST - 1:] == pytest.approx([runs.BURST_INTERVAL] * (len(spaced) - runs.BURST + 1),
+    assert spaced[timing.BURST - 1:] == pytest.approx([timing.BURST_INTERVAL] * (len(spaced) - timing.BURST + 1),
                                                     abs=TOLERANCE)
 
 

@@ -20,7 +20,7 @@ from watchsim import ask, define, entry_of
 from auto_core import backoff
 from auto_core.proc import identity
 from auto_core.store import state
-from auto_core.supervisor import deathwatch, runs
+from auto_core.supervisor import deathwatch, timing
 from auto_core.supervisor.runs import fmt_seconds
 from auto_core.supervisor.watch import Watcher
 
@@ -244,7 +244,7 @@ def test_crash_loop_with_backoff_base_0_is_floored(home, make_watcher):
     drive(w, lambda: len(launches) >= 8)
     gaps = [b - a for a, b in zip(launches, launches[1:], strict=False)]
     # Never more often than the floor, though the backoff says "now" ...
-    assert min(gaps) >= runs.MIN_START_INTERVAL - 0.002, gaps
+    assert min(gaps) >= timing.MIN_START_INTERVAL - 0.002, gaps
     # ... and not held back by anything else (the default backoff would wait 1, 2, 4 s).
     assert sum(gaps) / len(gaps) < 0.5, gaps
     e = entry_of(home, "crashy")
@@ -265,7 +265,7 @@ def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
     t0 = time.monotonic()
     block = w.iterate()
     assert time.monotonic() - t0 < 0.5  # SIGTERM sent; nobody waits for the group to go
-    assert block <= runs.STOP_POLL
+    assert block <= timing.STOP_POLL
     assert w.services["stubborn"].stopping is not None and pid_alive(pid)
     e = entry_of(home, "stubborn")
     assert e["request"]["id"] == "stop-1" and "outcome" not in e

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 from auto_core.store.paths import FILE_MODE, Home
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import socket
 
 NAME = "control.sock"
 MAX_MESSAGE = 65536
@@ -34,6 +37,8 @@ class Listener:
     def __init__(self, home: Home):
         self.path = path(home)
         self.sock: socket.socket | None = None
+        import socket  # here: every one-shot command imports this module, few use a socket
+
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         except (OSError, AttributeError):
@@ -84,6 +89,8 @@ class Listener:
 
 def send(home: Home, message: dict) -> bool:
     """Send ``message`` to the home's watcher; False if no watcher listens."""
+    import socket
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(json.dumps(message).encode(), path(home))

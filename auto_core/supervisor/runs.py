@@ -9,17 +9,16 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # faces read the constants here and must not import what signals
-    from auto_core.proc.tree import Tree
+from auto_core.supervisor.timing import (
+    BURST,
+    BURST_INTERVAL,
+    BURST_WINDOW,
+    KILL_WAIT,
+    MIN_START_INTERVAL,
+)
 
-STOP_POLL = 0.02  # how often a stopping process group is looked at
-KILL_WAIT = 5.0  # how long a group may take to go after SIGKILL before it is reported
-PORT_WAIT = 10.0  # a restart waits this long for its old instance's port to be released
-# A crash loop costs little whatever the backoff settings (even a base of 0): two starts of
-# one service are at least MIN_START_INTERVAL apart, and once a service has started BURST
-# times within BURST_WINDOW, at least BURST_INTERVAL apart (one log file a second at most).
-MIN_START_INTERVAL = 0.1
-BURST, BURST_WINDOW, BURST_INTERVAL = 10, 10.0, 1.0
+if TYPE_CHECKING:
+    from auto_core.proc.tree import Tree
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -50,8 +50,6 @@ from auto_core.store.paths import Home, check_private, ensure_dir
 from auto_core.supervisor import control, deathwatch, launch, recovery, runs
 from auto_core.supervisor.notifier import Notifier
 from auto_core.supervisor.runs import (
-    PORT_WAIT,
-    STOP_POLL,
     Run,
     Service,
     Stopping,
@@ -62,6 +60,7 @@ from auto_core.supervisor.runs import (
     signal_name,
 )
 from auto_core.supervisor.system import System
+from auto_core.supervisor.timing import PORT_WAIT, STOP_POLL
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
