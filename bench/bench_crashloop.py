@@ -54,7 +54,7 @@ from procstats import cpu_seconds, rss_kib  # noqa: E402
 
 from auto_core.lifecycle import Api  # noqa: E402
 from auto_core.store.paths import Home  # noqa: E402
-from auto_core.supervisor import watch  # noqa: E402
+from auto_core.supervisor import timing  # noqa: E402
 
 EXIT_RE = re.compile(r"^(\S+ \S+) exit crashy pid (\d+) .*restarting in ([\d.]+) s$")
 EARLY_SLACK = 0.02  # the exit line is stamped (to the ms) after the watcher set the due time
@@ -69,8 +69,7 @@ def stamp(text: str) -> float:
 
 def bounds() -> tuple[float, int | None, float | None, float | None]:
     """The watcher's crash-loop bounds: (min interval, burst, burst window, burst interval)."""
-    return (getattr(watch, "MIN_START_INTERVAL", 0.1), getattr(watch, "BURST", None),
-            getattr(watch, "BURST_WINDOW", None), getattr(watch, "BURST_INTERVAL", None))
+    return (timing.MIN_START_INTERVAL, timing.BURST, timing.BURST_WINDOW, timing.BURST_INTERVAL)
 
 
 def run(seconds: float, base: float, cap: float) -> dict:

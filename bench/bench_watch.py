@@ -373,18 +373,17 @@ def default_idle() -> float:
     spans one such tick, so its cost is in the figure."""
     from auto_core.supervisor import watch
 
-    return float(getattr(watch, "IDLE_TICK", 20.0))
+    return float(watch.IDLE_TICK)
 
 
 def default_spacing() -> float:
     """Seconds between a restart and the next kill that keep auto's crash-loop bounds out of
-    the measurement: fewer than ``BURST`` starts within ``BURST_WINDOW``."""
-    from auto_core.supervisor import watch
+    the measurement: fewer than ``BURST`` starts within ``BURST_WINDOW``. Read from the code
+    (no fallback: a constant that moved must break this, not quietly change the bench)."""
+    from auto_core.supervisor import timing
 
-    spacing = getattr(watch, "MIN_START_INTERVAL", 0.1) + 0.2
-    burst, window = getattr(watch, "BURST", None), getattr(watch, "BURST_WINDOW", None)
-    if burst and window:
-        spacing = max(spacing, window / (burst - 1) + 0.1)
+    spacing = timing.MIN_START_INTERVAL + 0.2
+    spacing = max(spacing, timing.BURST_WINDOW / (timing.BURST - 1) + 0.1)
     return round(spacing, 2)
 
 
