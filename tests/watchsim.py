@@ -213,6 +213,10 @@ class SimSystem:
     def table(self) -> None:
         return None
 
+    def group_exists(self, pgid: int) -> bool:
+        proc = self.world.procs.get(pgid)
+        return proc is not None and proc.alive
+
     def tree(self, run_id: str | None, leader: int, create_time: float | None,
              stamp: str | None = None) -> SimTree:
         return SimTree(self.world, run_id, leader)

@@ -122,6 +122,9 @@ class Service:
     wake: float | None = None  # clock time to evaluate it again
     periodic_anchor: float | None = None
     leftover: Tree | None = None  # processes a dead leader left behind, asked to stop
+    # A crashed run whose group was empty: what it may have left outside the group is looked
+    # for after the next spawn, so an immediate restart waits for no read of every process.
+    unchecked: Tree | None = None
     starts: list[float] = field(default_factory=list)  # monotonic times of recent spawns
     port_wait_until: float | None = None  # monotonic: a start waiting for its port
     waiting: tuple | None = None  # (request, periodic, ended) of that start

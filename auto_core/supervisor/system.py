@@ -11,7 +11,7 @@ real one is this thin layer over ``proc`` and ``launch``.
 from __future__ import annotations
 
 from auto_core.model import Definition
-from auto_core.proc import identity, marks, ports
+from auto_core.proc import identity, marks, ports, procgroup
 from auto_core.proc.tree import Table, Tree
 from auto_core.store.paths import Home
 from auto_core.supervisor import launch
@@ -31,6 +31,10 @@ class System:
         """The processes of a run, to signal and watch (``proc.tree``): its group and every
         process that carries its marks."""
         return Tree(str(self.home.root), run_id, leader, create_time, stamp)
+
+    def group_exists(self, pgid: int) -> bool:
+        """The group has a member (one syscall, no read of the process table)."""
+        return procgroup.exists(pgid)
 
     def table(self) -> Table:
         """One read of the process table, for ``Tree.refresh``."""

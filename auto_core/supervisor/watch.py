@@ -385,9 +385,10 @@ class Watcher:
         if entry is None:  # removed by hand: forget it, leave its process alone
             if svc.run is not None:
                 self._unwatch(svc)
-            if svc.leftover is not None:
-                svc.leftover.close()
-                svc.leftover = None
+            for tree in (svc.leftover, svc.unchecked):
+                if tree is not None:
+                    tree.close()
+            svc.leftover = svc.unchecked = None
             if svc.stopping is None:
                 del self.services[name]
             return
@@ -532,6 +533,8 @@ class Watcher:
                     self._start(svc, entry, req)
             elif op in (model.STOP, model.REMOVE):
                 then = "remove" if op == model.REMOVE else None
+                if svc.leftover is None and svc.unchecked is not None:
+                    svc.leftover, svc.unchecked = svc.unchecked, None
                 if svc.run is not None:
                     self._begin_stop(svc, entry, then=then, marker="[auto] stopped by user", request=req)
                 elif svc.leftover is not None and (svc.leftover.alive()
@@ -602,6 +605,20 @@ class Watcher:
                 self.log(f"leftovers of {name} (pids {', '.join(map(str, killed))}): sent SIGKILL")
             svc.leftover.close()
             svc.leftover = None
+        unchecked, svc.unchecked = svc.unchecked, None
+        try:
+            self._spawn_start(svc, entry, req, periodic, ended)
+        finally:
+            if unchecked is not None:  # after the spawn: a restart does not wait for it
+                killed = unchecked.refresh(self.system.table()) and unchecked.signal(signal.SIGKILL)
+                if killed:
+                    self.log(f"leftovers of {name} outside its group (pids "
+                             f"{', '.join(map(str, killed))}): sent SIGKILL")
+                unchecked.close()
+
+    def _spawn_start(self, svc: Service, entry: dict, req: dict | None, periodic: bool,
+                     ended: dict | None) -> None:
+        name = svc.name
         busy = self._port_busy(svc, entry)
         if busy is not None:
             if svc.port_wait_until is None:
@@ -926,7 +943,10 @@ class Watcher:
             return
         d = model.definition(entry)
         tree = self.system.tree(run.run_id, run.pid, run.create_time, run.stamp)
-        if tree.refresh(self.system.table()):  # fresh: the run just ended
+        exited_0 = run.followed or (known and code == 0)
+        if not exited_0 and not self.system.group_exists(run.pid):
+            svc.unchecked = tree  # the common crash: looked for after the next spawn
+        elif tree.refresh(self.system.table()):  # fresh: the run just ended
             # A daemon's own parent exits 0 too; a followed process's status is unknown, and
             # when it ends leaving another process of the run, that one is the daemon.
             if (run.followed or (known and code == 0)) and self._follow(svc, run, tree, entry):
