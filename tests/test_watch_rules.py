@@ -287,3 +287,17 @@ def test_a_state_file_that_cannot_be_written_delays_records_not_stops(home, sim)
     sim.watcher.state.transaction = real  # type: ignore[method-assign]
     answer = sim.until(lambda: outcome(home, "db", "s-1"), within=2, what="the stop recorded")
     assert answer["ok"] is True
+
+
+def test_a_crash_restarts_first_and_ends_what_its_run_left_outside_the_group_after(home, sim):
+    started(home, "api", backoff_base=0)
+    sim.until(lambda: entry_of(home, "api").get("pid"), within=1, what="api started")
+    world = sim.world
+    leader = world.procs[entry_of(home, "api")["pid"]]
+    # A worker of the run in a group (and session) of its own, as setsid makes it.
+    worker = world.spawn("api", STUBBORN, dict(leader.env))
+    world.end(leader, 1)
+    sim.until(lambda: len(world.starts_of("api")) == 2, within=2, what="the restart")
+    restarted_at = world.starts_of("api")[1]
+    assert not worker.alive and worker.signals == [(restarted_at, signal.SIGKILL)]
+    assert "leftovers of api outside its group" in sim.out.getvalue()
