@@ -317,7 +317,8 @@ def test_periodic_restart_and_crash_does_not_reset_it(home, watcher):
     assert periodic_at - started_at < 6.5
     assert periodic_at - crashed_at < 4.0
     new = int(m.group(1))
-    assert live_pid(home, "svc") == new and copies(home, "svc") == {new}
+    wait_until(lambda: live_pid(home, "svc") == new, message="the periodic restart recorded")
+    assert copies(home, "svc") == {new}
     # And it keeps going on its interval.
     w.wait_line(r"start svc pid \d+ \(periodic restart", count=2, timeout=15)
     assert "[auto] periodic restart" in "".join(p.read_text() for p in home.process_logs("svc").rglob("*.log"))

@@ -61,9 +61,12 @@ def ensure(home: Home, say: Callable[[str], None]) -> int | None:
     deadline = time.monotonic() + STARTUP_WAIT
     while time.monotonic() < deadline:
         pid = watchlock.holder(home)
-        if pid is not None:
-            if pid == proc.pid:
-                say(f"started the watcher (pid {pid}); 'auto install' starts it at login")
+        if pid == proc.pid:
+            say(f"started the watcher (pid {pid}); 'auto install' starts it at login")
+            return pid
+        # Another pid: another face's watcher won (ours then exits), or ours holds the lock
+        # and has not written its pid over the last holder's yet.
+        if pid is not None and proc.poll() is not None:
             return pid
         if proc.poll() is not None and watchlock.holder(home) is None:
             return None

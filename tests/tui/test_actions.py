@@ -334,7 +334,10 @@ async def test_w_starts_a_watcher_when_none_runs(home, tmp_path, quiet_api):
     app = make_app(home, tmp_path)
     async with running(app, SIZE) as pilot:
         first = await until(pilot, lambda: watchlock.holder(home), message="the watcher the app brought up")
+        # The header said "not running" before that watcher came up: wait for it to say so.
+        await until(pilot, lambda: f"watcher running (pid {first})" in header(app), message="the header")
         os.kill(first, signal.SIGTERM)  # it exits and leaves the services alone
+        await until(pilot, lambda: watchlock.holder(home) is None, message="the watcher gone")
         await until(pilot, lambda: "watcher not running: W starts it" in header(app), message="the warning")
         await pilot.press("W")
         watcher = await until(pilot, lambda: (w := watchlock.holder(home)) and w != first and w, message="a watcher")
