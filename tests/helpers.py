@@ -28,6 +28,14 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.02, message: st
         time.sleep(step)
 
 
+def holds(predicate, seconds: float, step: float = 0.05, message: str = "condition") -> None:
+    """Assert ``predicate`` stays true for ``seconds`` (a bounded check that nothing happens)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"{message} stopped holding"
+        time.sleep(step)
+
+
 def run_cli(*args: str, home: Path | None = None, env: dict | None = None, timeout: float = 60,
             cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run the real ``auto`` entry point (``python -m auto_core``) in a subprocess."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 
 import pytest
-from helpers import free_port, pid_alive, sleeps, wait_until
+from helpers import free_port, holds, pid_alive, sleeps, wait_until
 
 from auto_core.lifecycle import Api
 
@@ -38,10 +37,7 @@ def test_a_daemonizing_service_is_followed_as_one_copy_and_stopped(home):
     view = api.view("redis")
     assert view.status == "running" and view.pid == daemon
     # No restarts, so no second copy: watched over a while (a restart loop makes several).
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        assert copies(home, 31001) == [daemon]
-        time.sleep(0.1)
+    holds(lambda: copies(home, 31001) == [daemon], 3, message="one copy of the daemon")
     assert api.entry("redis")["restarts"] == 0
     log = open(api.entry("redis")["log_path"]).read()
     assert f"[auto] the service daemonized itself; following pid {daemon}" in log

@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from helpers import LINE_RE, pid_alive, ppid, procs_with_env, read_state, run_cli, wait_until
+from helpers import LINE_RE, holds, pid_alive, ppid, procs_with_env, read_state, run_cli, wait_until
 
 from auto_core.store import state
 from auto_core.store.paths import Home
@@ -59,14 +59,6 @@ def copies(home: Home, name: str) -> set[int]:
         except ProcessLookupError:
             pass
     return groups
-
-
-def holds(predicate, seconds: float, step: float = 0.05) -> None:
-    """Assert ``predicate`` stays true for ``seconds`` (a bounded check that nothing happens)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate(), "condition stopped holding"
-        time.sleep(step)
 
 
 def ps_json(name: str) -> dict:
