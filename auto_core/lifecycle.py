@@ -332,6 +332,9 @@ class Api:
         for pattern in patterns:
             if any(c in pattern for c in "*?["):
                 matched = fnmatch.filter(defined, pattern)
+                if not matched and ":" in pattern:  # supervisorctl's group:* spelling
+                    raise AutoError(f"no process matches {pattern!r}: auto has no groups; a glob "
+                                    f"such as {pattern.replace(':', '')!r} selects by name")
                 if not matched:
                     raise AutoError(f"no process matches {pattern!r} (see 'auto ps')")
                 chosen += matched

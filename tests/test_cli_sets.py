@@ -58,6 +58,28 @@ def test_all_and_idempotence(auto_home, capsys, three):
     assert "db is already running (pid " in out
 
 
+def test_pm2s_all_means_every_service_unless_one_is_named_all(auto_home, capsys, three):
+    code, out, err = auto(capsys, "stop", "all")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "3 stopped"
+    assert not any(pid_alive(p) for p in three_pids(three))
+    assert auto(capsys, "add", "all", "sleep 1000")[0] == 0
+    assert auto(capsys, "start", "--all")[0] == 0
+    code, out, err = auto(capsys, "stop", "all")
+    assert code == 0, err
+    assert out.startswith("stopped all (SIGTERM") and len(out.splitlines()) == 1
+    running = {n for n, e in read_state(auto_home)["processes"].items() if not e.get("explicitly_stopped")}
+    assert running == {"web-1", "web-2", "db"}
+
+
+def test_supervisors_group_spelling_is_one_error_pointing_at_a_glob(auto_home, capsys, three):
+    before = read_state(auto_home)
+    code, _, err = auto(capsys, "restart", "web:*")
+    line = assert_one_error(code, err, 1)
+    assert "auto has no groups" in line and "'web*'" in line
+    assert read_state(auto_home) == before
+
+
 def three_pids(entries: dict) -> list[int]:
     return [e["pid"] for e in entries.values() if e.get("pid")]
 

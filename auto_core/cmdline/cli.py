@@ -251,6 +251,8 @@ def cmd_update(args, out: _Out) -> int:
 def cmd_lifecycle(args, out: _Out) -> int:
     """start, stop, restart, remove: of names, globs or --all."""
     api = _api(args)
+    if args.names == ["all"] and "all" not in api.names():
+        args.all, args.names = True, []  # pm2's spelling of --all, unless a service is named so
     if args.all == bool(args.names):
         raise UsageError(f"give names or globs, or --all (see 'auto {args.cmd} -h')")
     names = api.names() if args.all else api.select(args.names)
