@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -74,7 +75,7 @@ def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
     if isinstance(args, list) and all(isinstance(a, str) for a in args):
         command += " " + shlex.join(args) if args else ""
     elif isinstance(args, str):
-        command += f" {args}" if args.strip() else ""
+        command += f" {args.strip()}" if args.strip() else ""
     elif args is not None:
         raise fail(path, f"{name}: args: use a string or a list of strings")
     return command
@@ -101,7 +102,9 @@ def _evaluated(path: str) -> object:
         raise fail(path, f"node could not read it: {err}") from None
     if done.returncode != 0:
         said = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
-        why = next((ln for ln in said if "Error" in ln), said[-1] if said else f"exit {done.returncode}")
+        # node prints the file's line, a caret, then "SyntaxError: ..." and a stack
+        why = next((ln for ln in said if re.match(r"\w*Error\b", ln)),
+                   said[-1] if said else f"exit {done.returncode}")
         raise fail(path, f"node could not read it: {why}")
     try:
         return json.loads(done.stdout)
