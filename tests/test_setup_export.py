@@ -30,7 +30,7 @@ def services(tmp_path, capsys):
         ("shell", "--workdir", str(work), "--env", f"ODD={ODD}", "--",
          'echo "at $PWD" 100% && exec sleep 1002'),
         ("full", "--port", str(free_port()), "--env", "A=1", "--env", "B=two words",
-         "--restart-every", "2h", "--backoff-base", "3", "--backoff-max", "60",
+         "--restart-every", "30d", "--backoff-base", "3", "--backoff-max", "60",
          "--stop-signal", "INT", "--stop-timeout", "4", "--log-keep-days", "7", "--",
          "sleep", "1003"),
         ("quoted", "--env", "Q='single'", "--env", "OK=fine", "--", "sleep", "1004"),
@@ -71,7 +71,7 @@ def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
     assert "Restart=always" in plain and "RestartSec=1" in plain
     assert "KillSignal=SIGTERM" in plain and "TimeoutStopSec=10" in plain
     full = (out / "auto-full.service").read_text().splitlines()
-    assert {"RestartSec=3", "KillSignal=SIGINT", "TimeoutStopSec=4", "RuntimeMaxSec=7200",
+    assert {"RestartSec=3", "KillSignal=SIGINT", "TimeoutStopSec=4", "RuntimeMaxSec=2592000",
             'Environment="A=1"', 'Environment="B=two words"'} <= set(full)
     assert "# Not carried, set here: full: port, backoff_max, log_keep_days." in full
     shell = (out / "auto-shell.service").read_text().splitlines()

@@ -79,7 +79,7 @@ def header(services: list[Service], carried: tuple[str, ...], note: str) -> list
 
 def seconds(value: float) -> str:
     """A number of seconds as written in a config: ``10``, ``2.5``."""
-    return f"{value:g}" if value == int(value) else f"{value:.3f}".rstrip("0")
+    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def render(fmt: str, services: list[Service], folder: str | None = None) -> dict[str, str]:
