@@ -242,3 +242,22 @@ def test_an_option_added_later_is_named_as_not_carried(monkeypatch):
     for module in (procfile, supervisord, systemd):
         text = next(iter(module.render([service]).values()))
         assert "Not carried, set here: api: health_cmd." in text, module
+
+
+@pytest.mark.parametrize("fmt, name", [("toml", "auto.toml"), ("procfile", "Procfile"),
+                                       ("supervisord", "supervisord.conf")])
+def test_a_one_file_format_goes_to_stdout_or_into_the_folder(services, tmp_path, capsys, fmt, name):
+    printed = export(capsys, "plain", "--format", fmt)
+    out = tmp_path / "new" / "folder"
+    said = export(capsys, "plain", "--format", fmt, "--output", str(out))
+    assert said.splitlines() == [f"wrote {out / name}"]
+    assert (out / name).read_text() == printed and "1001" in printed
+    assert [p.name for p in out.iterdir()] == [name]  # no temp file left beside it
+
+
+def test_export_into_a_folder_that_is_a_file_is_one_error(services, tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    code, out, err = auto(capsys, "export", "--format", "systemd", "--output", str(blocker))
+    assert_one_error(code, err, 1)
+    assert blocker.read_text() == ""

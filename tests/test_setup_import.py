@@ -52,6 +52,7 @@ def test_a_procfile_starts_each_line_in_the_files_folder(tmp_path, auto_home, ca
 SUPERVISORD = """\
 [supervisord]
 logfile = /tmp/supervisord.log
+environment = SHARED="all",C=theirs
 
 [program:api]
 command = /bin/sh -c "exec sleep 2003"  ; a word with blanks: supervisord splits by quotes
@@ -84,10 +85,11 @@ def test_a_supervisord_conf_carries_its_programs_and_names_what_it_drops(tmp_pat
     api = procs["api"]
     assert api["command"] == "/bin/sh -c 'exec sleep 2003'"
     assert api["workdir"] == str(tmp_path / "srv")
-    assert api["env"] == {"A": "1,2", "B": "x y", "C": "plain", "WHERE": "api"}
+    assert api["env"] == {"SHARED": "all", "C": "plain", "A": "1,2", "B": "x y", "WHERE": "api"}
     assert api["stop_signal"] == "SIGINT" and api["stop_timeout"] == 3
     assert identity.runs(api)
     assert procs["later"]["explicitly_stopped"] is True and procs["later"]["pid"] is None
+    assert procs["later"]["env"] == {"SHARED": "all", "C": "theirs"}
 
 
 def test_a_pm2_ecosystem_json(tmp_path, auto_home, capsys):

@@ -1,5 +1,6 @@
 """A supervisord configuration: each ``[program:NAME]`` section's ``command``, ``directory``,
-``environment``, ``stopsignal``, ``stopwaitsecs`` and ``autostart``, read by supervisord's
+``environment`` (over ``[supervisord]``'s), ``stopsignal``, ``stopwaitsecs`` and
+``autostart``, read by supervisord's
 rules (``%(here)s``-style expansions, ``KEY="value",...`` environments, a command split into
 words without a shell)."""
 
@@ -27,6 +28,13 @@ def parse(path: str, text: str) -> Imported:
     except configparser.Error as err:
         raise _syntax(path, err) from None
     here = os.path.dirname(os.path.abspath(path))
+    machine = {"here": here, "host_node_name": platform.node(),
+               **{f"ENV_{k}": v for k, v in os.environ.items()}}
+    # [supervisord]'s environment is every program's, under the program's own.
+    common: dict[str, str] = {}
+    if parser.has_option("supervisord", "environment"):
+        common = _environment(path, "supervisord", _expand(
+            path, "supervisord", dict(parser.items("supervisord")), machine, "environment"))
     tables: dict = {}
     held: list[str] = []
     left: list[str] = []
@@ -37,10 +45,7 @@ def parse(path: str, text: str) -> Imported:
                 left.append(f"[{section}]")
             continue
         values = dict(parser.items(section))
-        names = {"here": here, "program_name": name, "group_name": name, "process_num": 0,
-                 "numprocs": 1, "host_node_name": platform.node(),
-                 **{f"ENV_{k}": v for k, v in os.environ.items()}}
-
+        names = dict(machine, program_name=name, group_name=name, process_num=0, numprocs=1)
         value = functools.partial(_expand, path, section, values, names)
 
         if "command" not in values:
@@ -54,8 +59,11 @@ def parse(path: str, text: str) -> Imported:
         table: dict = {"command": shlex.join(words)}
         if "directory" in values:
             table["workdir"] = value("directory")
+        env = dict(common)
         if "environment" in values:
-            table["env"] = _environment(path, section, value("environment"))
+            env.update(_environment(path, section, value("environment")))
+        if env:
+            table["env"] = env
         if "stopsignal" in values:
             signame = value("stopsignal").upper()
             table["stop_signal"] = signame if signame.startswith("SIG") else "SIG" + signame
