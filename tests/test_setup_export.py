@@ -234,12 +234,12 @@ def test_an_option_added_later_is_named_as_not_carried(monkeypatch):
     """The exporters list any set definition key outside what they carry, so an option that
     a later version adds is reported, not dropped silently."""
     from auto_core import exports, setupfile
-    from auto_core.exports import procfile, supervisord, systemd
+    from auto_core.exports import launchd, procfile, supervisord, systemd
 
     monkeypatch.setattr(setupfile, "DEFINITION_KEYS", (*setupfile.DEFINITION_KEYS, "health_cmd"))
     service = exports.Service("api", {"command": "sleep 1", "health_cmd": "true"},
                               {"PATH": "/usr/bin:/bin"})
-    for module in (procfile, supervisord, systemd):
+    for module in (procfile, supervisord, systemd, launchd):
         text = next(iter(module.render([service]).values()))
         assert "Not carried, set here: api: health_cmd." in text, module
 
