@@ -281,7 +281,7 @@ class Api:
         """Carry out a plan (``setupfile.plan``): every definition added or changed in one
         state transaction (a crash leaves the old set or the new one), then the watcher asked
         to remove, restart (a changed service that was running) and start (the new ones,
-        unless ``start`` is False). Unchanged services are not touched. Returns the outcome
+        unless ``start`` or the step's own ``start`` is False). Unchanged services are not touched. Returns the outcome
         of each request by name; refuses the whole plan if the state changed since it."""
         from auto_core import setupfile  # only `auto apply` needs it
 
@@ -316,7 +316,7 @@ class Api:
         done: dict[str, Outcome] = {}
         removes = [s.name for s in steps if s.action == setupfile.REMOVE]
         for names, op in ((removes, model.REMOVE), (restart, model.RESTART),
-                          ([s.name for s in added] if start else [], model.START)):
+                          ([s.name for s in added if s.start] if start else [], model.START)):
             if names:
                 done.update((o.name, o) for o in self._ask(names, op, wait=wait))
         return done

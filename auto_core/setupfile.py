@@ -32,12 +32,14 @@ ADD, CHANGE, SAME, REMOVE, KEEP = "add", "change", "same", "remove", "keep"
 
 class Step(Record, frozen=True):
     """What ``apply`` does to one service: ``fields`` is its definition from the file (for
-    add and change), ``changed`` the keys that differ from the state's."""
+    add and change), ``changed`` the keys that differ from the state's. ``start`` False: an
+    added service stays stopped (an imported file's ``autostart=false``)."""
 
     name: str
     action: str
     fields: dict = Factory(factory=dict)
     changed: tuple = ()
+    start: bool = True
 
 
 class FileError(UsageError):
@@ -77,9 +79,19 @@ def load(path: str, check_program: Callable[[str, str, dict, str], None] | None 
     services = data.get("services", {})
     if not isinstance(services, dict):
         raise where.error(None, "services", "use [services.NAME] tables")
+    return definitions(path, services, check_program, where)
+
+
+def definitions(path: str, tables: Mapping[str, object],
+                check_program: Callable[[str, str, dict, str], None] | None = None,
+                where: _Locator | None = None) -> dict[str, dict]:
+    """``tables`` (name -> ``[services.NAME]`` table, as a file in another format converts
+    to) checked by the rules of ``auto.toml`` and turned into definitions; paths are relative
+    to ``path``'s folder. Errors name ``path`` (and the line, when ``where`` can find it)."""
     folder = os.path.dirname(os.path.abspath(path))
+    where = where or _Locator(path, "")
     return {name: _service(where, folder, name, table, check_program)
-            for name, table in services.items()}
+            for name, table in tables.items()}
 
 
 def _service(where: _Locator, folder: str, name: str, table: object,
@@ -152,6 +164,8 @@ class _Locator:
     def error(self, name: str | None, key: str | None, message: str) -> FileError:
         line = self.line(name, key)
         at = f"{self.path}:{line}" if line else self.path
+        if not self.lines and name is not None:  # a file of another format: name the service
+            return FileError(f"{at}: {name}: {key + ': ' if key else ''}{message}")
         what = key if key is not None else f"services.{name}"
         return FileError(f"{at}: {what}: {message}")
 
@@ -201,12 +215,15 @@ def effective(entry: Mapping) -> dict:
     }
 
 
-def plan(wanted: Mapping[str, dict], procs: Mapping[str, dict], prune: bool) -> list[Step]:
-    """What ``apply`` does: the file's services in its order, then the others by name."""
+def plan(wanted: Mapping[str, dict], procs: Mapping[str, dict], prune: bool,
+         held: Iterable[str] = ()) -> list[Step]:
+    """What ``apply`` does: the file's services in its order, then the others by name.
+    ``held``: services the file says not to start when added."""
+    held = set(held)
     steps = []
     for name, fields in wanted.items():
         if name not in procs:
-            steps.append(Step(name, ADD, fields))
+            steps.append(Step(name, ADD, fields, start=name not in held))
             continue
         now, then = effective(fields), effective(procs[name])
         changed = tuple(k for k in now if now[k] != then[k])

@@ -363,65 +363,22 @@ def cmd_tui(args, out: _Out) -> int:
     return run(paths.Home.resolve(args.home))
 
 
-_MARKS = {"add": "+", "change": "~", "same": "=", "remove": "-", "keep": "="}
-
-
-def _plan_line(step) -> str:
-    what = {"add": "add", "same": "unchanged", "remove": "remove, --prune",
-            "keep": "not in the file; kept without --prune"}.get(step.action)
-    if step.action == "change":
-        what = f"{', '.join(step.changed)} changed"
-    return f"{_MARKS[step.action]} {step.name} ({what})"
-
-
 def cmd_apply(args, out: _Out) -> int:
-    """Plan, then (unless --dry-run) apply: one line per service for each."""
-    from auto_core import setupfile
-    from auto_core.lifecycle import check_program
-    from auto_core.store import state
+    from auto_core.cmdline import setupcli
 
-    api = _api(args)
-    wanted = setupfile.load(args.file, check_program)
-    steps = setupfile.plan(wanted, state.processes(api.load()), args.prune)
-    for step in steps:
-        out.data(_plan_line(step))
-    if args.dry_run or all(s.action in ("same", "keep") for s in steps):
-        return ExitCode.OK
-    done = api.apply(steps, start=not args.no_start, **_wait(args))
-    out.info("applied:")
-    code = ExitCode.OK
-    for step in steps:
-        outcome = done.get(step.name)
-        line = {"add": "added", "change": f"{', '.join(step.changed)} changed",
-                "same": "unchanged", "remove": "removed, --prune", "keep": "kept"}[step.action]
-        if outcome is not None and outcome.ok:
-            line += {"add": "; started", "change": "; restarted"}.get(step.action, "")
-            if outcome.pid and step.action != "remove":
-                line += f", pid {outcome.pid}"
-        if outcome is not None and not outcome.ok:
-            code = ExitCode.FAILURE
-            out.error(f"{_MARKS[step.action]} {step.name} ({line}): {outcome.message}")
-            for detail in outcome.detail:
-                print(f"  | {detail}", file=sys.stderr)
-        else:
-            out.info(f"{_MARKS[step.action]} {step.name} ({line})")
-    return code
+    return setupcli.apply(_api(args), args, out, _wait(args))
+
+
+def cmd_import(args, out: _Out) -> int:
+    from auto_core.cmdline import setupcli
+
+    return setupcli.import_file(_api(args), args, out, _wait(args))
 
 
 def cmd_export(args, out: _Out) -> int:
-    from auto_core import setupfile
-    from auto_core.store import state
+    from auto_core.cmdline import setupcli
 
-    api = _api(args)
-    names = api.select(args.names) if args.names else api.names()
-    procs = state.processes(api.load())
-    for name in names:
-        if name not in procs:
-            from auto_core.errors import NotFound
-
-            raise NotFound(name)
-    sys.stdout.write(setupfile.export(procs, names))
-    return ExitCode.OK
+    return setupcli.export(_api(args), args, out)
 
 
 HANDLERS = {
@@ -429,7 +386,7 @@ HANDLERS = {
     "stop": cmd_lifecycle, "restart": cmd_lifecycle, "start-all": cmd_all, "stop-all": cmd_all,
     "restart-all": cmd_all, "remove": cmd_lifecycle, "show": cmd_show, "log": cmd_log, "watch": cmd_watch,
     "install": cmd_install, "uninstall": cmd_install, "status": cmd_status, "tui": cmd_tui,
-    "logs": cmd_logs, "apply": cmd_apply, "export": cmd_export,
+    "logs": cmd_logs, "apply": cmd_apply, "import": cmd_import, "export": cmd_export,
 }
 
 

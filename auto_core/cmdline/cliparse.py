@@ -132,9 +132,25 @@ def build_parser() -> _Parser:
     apply.add_argument("--prune", action="store_true", help="remove the services the file does not define")
     apply.add_argument("--no-start", action="store_true", help="define new services but do not start them")
     _wait_flag(apply)
-    export = command("export", help="print definitions as a setup file (for auto apply)")
+    imp = command("import", help="apply another process manager's file (Procfile, supervisord, pm2, process-compose)",
+                  description="Reads a Procfile, a supervisord .conf/.ini ([program:NAME]), a pm2 "
+                  "ecosystem.json or ecosystem.config.js (with node) or a process-compose.yaml "
+                  "and applies it as 'auto apply' does an auto.toml: the same checks, plan and "
+                  "flags. What the file sets and auto does not carry is named in one warning.")
+    imp.add_argument("file", metavar="FILE", help="the file; its format is told by its name, else its content")
+    imp.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    imp.add_argument("--prune", action="store_true", help="remove the services the file does not define")
+    imp.add_argument("--no-start", action="store_true", help="define new services but do not start them")
+    _wait_flag(imp)
+    export = command("export", help="print definitions as a setup file (auto.toml, or another manager's)",
+                     description="toml (for auto apply) and procfile and supervisord print one file, "
+                     "or write it into --output DIR; systemd and launchd write a file per service "
+                     "into --output DIR. What a format cannot express is listed in a comment at "
+                     "the top of each file.")
     export.add_argument("names", nargs="*", metavar="NAME", help="a process name or glob (default: all)")
-    export.add_argument("--format", choices=("toml",), default="toml", help="the file format (toml)")
+    export.add_argument("--format", choices=("toml", "procfile", "systemd", "launchd", "supervisord"),
+                        default="toml", help="the file format (default toml)")
+    export.add_argument("--output", metavar="DIR", help="write the file(s) into this folder (made if missing)")
 
     _wait_flag(command("start-all", help="start every process that is not running"))
     command("stop-all", help="stop every process")
@@ -210,7 +226,11 @@ EXAMPLES = {
             "auto log api --runs", "auto log api --run -2"],
     "logs": ["auto logs prune --dry-run"],
     "apply": ["auto apply auto.toml --dry-run", "auto apply auto.toml", "auto apply auto.toml --prune"],
-    "export": ["auto export > auto.toml", "auto export 'web-*'"],
+    "import": ["auto import Procfile --dry-run", "auto import supervisord.conf",
+               "auto import ecosystem.config.js --prune"],
+    "export": ["auto export > auto.toml", "auto export 'web-*'",
+               "auto export --format systemd --output ~/.config/systemd/user",
+               "auto export --format supervisord > conf.d/auto.conf"],
     "restart-all": ["auto restart-all"],
     "install": ["auto install --dry-run", "auto install"],
 }

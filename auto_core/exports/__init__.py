@@ -1,0 +1,121 @@
+"""``auto export --format``: the services' definitions written for another process manager
+(``procfile``, ``systemd``, ``launchd``, ``supervisord``; ``toml`` is ``setupfile.export``).
+
+Each format is one module with ``CARRIED`` (the definition keys it can express), ``NOTE``
+(what it always does differently) and ``render(services) -> {file name: text}``. A
+definition key a format does not carry (``uncarried``: any set key outside ``CARRIED``, so an
+option added later is named too) is listed in a comment at the top of what it writes, never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from auto_core import model
+from auto_core.proc import shellwords
+from auto_core.record import Record
+
+FORMATS = ("toml", "procfile", "systemd", "launchd", "supervisord")
+# Formats that write a file per service: only into a folder (--output).
+PER_SERVICE = ("systemd", "launchd")
+SHELL = "/bin/sh"
+
+
+class Service(Record, frozen=True):
+    """One service to export: its state entry and the environment its runs get (the one
+    captured at ``add`` with its own ``env`` on top), which decides where its program is."""
+
+    name: str
+    entry: dict
+    environment: dict
+
+    @property
+    def definition(self) -> model.Definition:
+        return model.definition(self.entry)
+
+    @property
+    def path(self) -> str:
+        return self.environment.get("PATH") or os.defpath
+
+
+def argv(service: Service) -> list[str]:
+    """The words to exec for ``service``: its program's absolute path and arguments when the
+    command is that plain and the program is found on its PATH, else ``/bin/sh -c COMMAND``
+    (as auto runs it)."""
+    d = service.definition
+    words = shellwords.simple_argv(d.command)
+    if words:
+        program = words[0]
+        if "/" in program:
+            found: str | None = os.path.join(d.workdir or os.getcwd(), program)
+            found = os.path.normpath(found) if found and os.access(found, os.X_OK) else None
+        else:
+            found = shutil.which(program, path=service.path)
+        if found:
+            return [os.path.abspath(found), *words[1:]]
+    return [SHELL, "-c", d.command]
+
+
+def uncarried(service: Service, carried: tuple[str, ...]) -> list[str]:
+    """The keys of ``service``'s definition that are set and that a format cannot express."""
+    from auto_core.setupfile import DEFINITION_KEYS
+
+    return [k for k in DEFINITION_KEYS
+            if k not in carried and service.entry.get(k) not in (None, {}, [], "")]
+
+
+def header(services: list[Service], carried: tuple[str, ...], note: str) -> list[str]:
+    """The comment lines (without their comment mark) that say what was not carried."""
+    lines = ["Written by auto export from the definitions in auto's state."]
+    if note:
+        lines.append(f"Not carried, always: {note}")
+    left = [f"{s.name}: {', '.join(keys)}" for s in services if (keys := uncarried(s, carried))]
+    if left:
+        lines.append(f"Not carried, set here: {'; '.join(left)}.")
+    return lines
+
+
+def seconds(value: float) -> str:
+    """A number of seconds as written in a config: ``10``, ``2.5``."""
+    return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def render(fmt: str, services: list[Service], folder: str | None = None) -> dict[str, str]:
+    """``services`` in format ``fmt``: file name -> text. ``folder``: where the files go
+    (absolute), when they are written to one."""
+    if fmt == "procfile":
+        from auto_core.exports import procfile
+
+        return procfile.render(services)
+    if fmt == "systemd":
+        from auto_core.exports import systemd
+
+        return systemd.render(services)
+    if fmt == "launchd":
+        from auto_core.exports import launchd
+
+        return launchd.render(services, os.path.join(folder or os.getcwd(), launchd.LOGS))
+    from auto_core.exports import supervisord
+
+    return supervisord.render(services)
+
+
+def write(folder: str, files: dict[str, str], fmt: str) -> list[str]:
+    """Write ``files`` into ``folder`` (made if missing), each replaced whole; the paths."""
+    from pathlib import Path
+
+    from auto_core.store.atomic import write_atomic
+
+    directory = Path(folder)
+    directory.mkdir(parents=True, exist_ok=True)
+    if fmt == "launchd":  # launchd opens the log files but makes no folder for them
+        from auto_core.exports.launchd import LOGS
+
+        (directory / LOGS).mkdir(exist_ok=True)
+    written = []
+    for name, text in files.items():
+        write_atomic(directory, directory / name, text.encode("utf-8"))
+        written.append(str(directory / name))
+    return written

@@ -1,0 +1,50 @@
+"""launchd agents: ``auto.NAME.plist`` per service, for ``~/Library/LaunchAgents``: kept alive
+and started at load, the output in ``logs/NAME.log`` beside the plists."""
+
+from __future__ import annotations
+
+import plistlib
+
+from auto_core.exports import Service, argv, header
+
+CARRIED = ("command", "workdir", "env", "backoff_base", "stop_timeout")
+NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff base, in whole "
+        "seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
+        "whatever the stop signal; the log is one file without rotation; PATH is the one "
+        "captured when the service was added.")
+LOGS = "logs"
+
+
+def label(name: str) -> str:
+    return f"auto.{name}"
+
+
+def job(service: Service, logs: str) -> dict:
+    d = service.definition
+    env = dict(d.env)
+    if "PATH" not in env and "PATH" in service.environment:
+        env = {"PATH": service.environment["PATH"], **env}
+    plist: dict = {"Label": label(service.name), "ProgramArguments": argv(service),
+                   "KeepAlive": True, "RunAtLoad": True,
+                   "StandardOutPath": f"{logs}/{service.name}.log",
+                   "StandardErrorPath": f"{logs}/{service.name}.log",
+                   "ExitTimeOut": max(1, round(d.stop_timeout)),
+                   "ThrottleInterval": max(1, round(d.backoff_base))}
+    if d.workdir:
+        plist["WorkingDirectory"] = d.workdir
+    if env:
+        plist["EnvironmentVariables"] = env
+    return plist
+
+
+def render_plist(service: Service, logs: str) -> str:
+    text = plistlib.dumps(job(service, logs), sort_keys=False).decode("utf-8")
+    # An XML comment may not hold "--".
+    notes = [f"<!-- {line.replace('--', '- -')} -->" for line in header([service], CARRIED, NOTE)]
+    head, _, body = text.partition("<plist")
+    return head + "\n".join(notes) + "\n<plist" + body
+
+
+def render(services: list[Service], logs: str = LOGS) -> dict[str, str]:
+    """``logs``: the folder of the logs, absolute (the caller's ``--output DIR/logs``)."""
+    return {f"{label(s.name)}.plist": render_plist(s, logs) for s in services}

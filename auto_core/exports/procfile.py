@@ -1,0 +1,22 @@
+"""A Procfile: ``name: command`` lines, run by foreman, honcho or a Heroku-like platform from
+the Procfile's folder."""
+
+from __future__ import annotations
+
+from auto_core.exports import Service, header
+
+CARRIED = ("command",)
+NOTE = ("workdir and env are not part of a Procfile (its processes run in its folder, "
+        "with the variables of a .env file beside it); auto's restart rules neither.")
+FILE = "Procfile"
+
+
+def render(services: list[Service]) -> dict[str, str]:
+    lines = [f"# {line}" for line in header(services, CARRIED, NOTE)]
+    for s in services:
+        command = s.definition.command
+        if "\n" in command:  # a Procfile line ends at its newline
+            lines.append(f"# {s.name}: not carried (its command has several lines)")
+        else:
+            lines.append(f"{s.name}: {command}")
+    return {FILE: "\n".join(lines) + "\n"}

@@ -1,0 +1,112 @@
+"""A pm2 ecosystem file: ``apps[]`` with ``name``, ``script`` and ``args``, ``interpreter``,
+``cwd``, ``env`` and ``kill_timeout``. ``ecosystem.config.js`` is a program: ``node`` runs it
+and prints what it exports as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+from auto_core.imports import Imported, fail, ignored
+
+_CARRIED = ("name", "script", "args", "interpreter", "cwd", "env", "kill_timeout")
+# The interpreter pm2 picks by the script's extension when none is given.
+_BY_EXTENSION = {".js": "node", ".cjs": "node", ".mjs": "node", ".py": "python3", ".sh": "bash",
+                 ".rb": "ruby", ".php": "php"}
+_NODE_PRINT = "console.log(JSON.stringify(require(process.argv[1])))"
+
+
+def parse(path: str, text: str) -> Imported:
+    data = _evaluated(path) if path.endswith((".js", ".cjs")) else _json(path, text)
+    apps = data.get("apps") if isinstance(data, dict) else data
+    if not isinstance(apps, list):
+        raise fail(path, "apps: missing (an ecosystem file holds apps: [{name, script, ...}])")
+    folder = os.path.dirname(os.path.abspath(path))
+    tables: dict = {}
+    left: list[str] = []
+    for number, app in enumerate(apps, 1):
+        if not isinstance(app, dict) or not isinstance(app.get("script"), str) or not app["script"]:
+            raise fail(path, f"apps[{number - 1}]: script: missing (use an object with a script)")
+        script = app["script"]
+        name = app.get("name") or os.path.splitext(os.path.basename(script))[0]
+        if not isinstance(name, str):
+            raise fail(path, f"apps[{number - 1}]: name: use a string")
+        if name in tables:
+            raise fail(path, f"{name}: defined twice")
+        table: dict = {"command": _command(path, name, app, script, folder)}
+        if "cwd" in app:
+            table["workdir"] = app["cwd"]
+        if "env" in app:
+            env = app["env"]
+            if not isinstance(env, dict):
+                raise fail(path, f"{name}: env: use an object of NAME: value")
+            # pm2 hands numbers and booleans to the program as their text
+            table["env"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in env.items()}
+        if "kill_timeout" in app:  # milliseconds
+            timeout = app["kill_timeout"]
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise fail(path, f"{name}: kill_timeout: use a number of milliseconds")
+            table["stop_timeout"] = timeout / 1000
+        left += ignored(name, [k for k in app if k not in _CARRIED])
+        tables[name] = table
+    return Imported(tables=tables, ignored=tuple(left))
+
+
+def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
+    interpreter = app.get("interpreter")
+    if interpreter is not None and not isinstance(interpreter, str):
+        raise fail(path, f"{name}: interpreter: use a string")
+    if interpreter is None:
+        interpreter = _BY_EXTENSION.get(os.path.splitext(script)[1].lower(), "none")
+    words = [script]
+    if interpreter != "none":
+        words = [interpreter, script]
+    elif "/" not in script:
+        cwd = app.get("cwd")
+        where = os.path.join(folder, os.path.expanduser(cwd if isinstance(cwd, str) else "."))
+        if os.path.isfile(os.path.join(where, script)):
+            words = ["./" + script]  # pm2 runs a file beside it before one on PATH
+    command = shlex.join(words)
+    args = app.get("args")
+    if isinstance(args, list) and all(isinstance(a, str) for a in args):
+        command += " " + shlex.join(args) if args else ""
+    elif isinstance(args, str):
+        command += f" {args.strip()}" if args.strip() else ""
+    elif args is not None:
+        raise fail(path, f"{name}: args: use a string or a list of strings")
+    return command
+
+
+def _json(path: str, text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        line = getattr(err, "lineno", None)
+        message = getattr(err, "msg", str(err))
+        raise fail(path, f"not JSON: {message}", line) from None
+
+
+def _evaluated(path: str) -> object:
+    node = shutil.which("node")
+    if node is None:
+        raise fail(path, "reading a .js ecosystem file needs node, which is not on PATH "
+                   "(or write it as ecosystem.json)")
+    try:
+        done = subprocess.run([node, "-e", _NODE_PRINT, os.path.abspath(path)],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise fail(path, f"node could not read it: {err}") from None
+    if done.returncode != 0:
+        said = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+        # node prints the file's line, a caret, then "SyntaxError: ..." and a stack
+        why = next((ln for ln in said if re.match(r"\w*Error\b", ln)),
+                   said[-1] if said else f"exit {done.returncode}")
+        raise fail(path, f"node could not read it: {why}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise fail(path, "node printed no JSON for it (does it set module.exports?)") from None

@@ -1,0 +1,124 @@
+"""A supervisord configuration: each ``[program:NAME]`` section's ``command``, ``directory``,
+``environment`` (over ``[supervisord]``'s), ``stopsignal``, ``stopwaitsecs`` and
+``autostart``, read by supervisord's
+rules (``%(here)s``-style expansions, ``KEY="value",...`` environments, a command split into
+words without a shell)."""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import os
+import platform
+import shlex
+
+from auto_core.imports import Imported, fail, ignored
+
+_CARRIED = ("command", "directory", "environment", "stopsignal", "stopwaitsecs", "autostart")
+# supervisord's own sections: they configure it, not a program.
+_OWN = ("supervisord", "supervisorctl", "unix_http_server", "inet_http_server")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def parse(path: str, text: str) -> Imported:
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=True)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as err:
+        raise _syntax(path, err) from None
+    here = os.path.dirname(os.path.abspath(path))
+    machine = {"here": here, "host_node_name": platform.node(),
+               **{f"ENV_{k}": v for k, v in os.environ.items()}}
+    # [supervisord]'s environment is every program's, under the program's own.
+    common: dict[str, str] = {}
+    if parser.has_option("supervisord", "environment"):
+        common = _environment(path, "supervisord", _expand(
+            path, "supervisord", dict(parser.items("supervisord")), machine, "environment"))
+    tables: dict = {}
+    held: list[str] = []
+    left: list[str] = []
+    for section in parser.sections():
+        kind, _, name = section.partition(":")
+        if kind != "program":
+            if kind not in _OWN and kind != "rpcinterface":
+                left.append(f"[{section}]")
+            continue
+        values = dict(parser.items(section))
+        names = dict(machine, program_name=name, group_name=name, process_num=0, numprocs=1)
+        value = functools.partial(_expand, path, section, values, names)
+
+        if "command" not in values:
+            raise fail(path, f"[{section}] command: missing")
+        try:
+            words = shlex.split(value("command"))
+        except ValueError as err:
+            raise fail(path, f"[{section}] command: {err}") from None
+        # supervisord execs the words itself; auto runs a command through sh, so each word is
+        # quoted for sh to give the same words back.
+        table: dict = {"command": shlex.join(words)}
+        if "directory" in values:
+            table["workdir"] = value("directory")
+        env = dict(common)
+        if "environment" in values:
+            env.update(_environment(path, section, value("environment")))
+        if env:
+            table["env"] = env
+        if "stopsignal" in values:
+            signame = value("stopsignal").upper()
+            table["stop_signal"] = signame if signame.startswith("SIG") else "SIG" + signame
+        if "stopwaitsecs" in values:
+            table["stop_timeout"] = value("stopwaitsecs")
+        if "autostart" in values:
+            start = value("autostart").lower()
+            if start not in _TRUE + _FALSE:
+                raise fail(path, f"[{section}] autostart: invalid value {start!r}: use true or false")
+            if start in _FALSE:
+                held.append(name)
+        extra = [k for k in values if k not in _CARRIED
+                 and not (k == "autorestart" and values[k].lower() in _TRUE)]  # auto's own way
+        left += ignored(name, extra)
+        tables[name] = table
+    return Imported(tables=tables, held=tuple(held), ignored=tuple(left))
+
+
+def _syntax(path: str, err: configparser.Error) -> Exception:
+    if isinstance(err, configparser.MissingSectionHeaderError):
+        return fail(path, f"no [section] before {err.line.strip()[:60]!r}", err.lineno)
+    if isinstance(err, configparser.DuplicateSectionError):
+        return fail(path, f"[{err.section}] is there twice", err.lineno)
+    if isinstance(err, configparser.DuplicateOptionError):
+        return fail(path, f"[{err.section}] {err.option}: given twice", err.lineno)
+    if isinstance(err, configparser.ParsingError) and err.errors:
+        line, text = err.errors[0]
+        return fail(path, f"not a key = value line: {str(text)[:60]}", line)
+    return fail(path, str(err).splitlines()[0])
+
+
+def _expand(path: str, section: str, values: dict, names: dict, key: str) -> str:
+    """Key ``key``'s value with ``%(here)s``, ``%(ENV_HOME)s``... expanded as supervisord
+    does; ``%%`` is one ``%``."""
+    try:
+        return values[key] % names
+    except KeyError as err:
+        raise fail(path, f"[{section}] {key}: unknown expansion %({err.args[0]})s") from None
+    except (ValueError, TypeError) as err:
+        raise fail(path, f"[{section}] {key}: {err} (write a % as %%)") from None
+
+
+def _environment(path: str, section: str, text: str) -> dict[str, str]:
+    """``KEY="value",KEY2=value2`` as supervisord reads it: non-POSIX shlex words, each value's
+    surrounding quotes stripped."""
+    lexer = shlex.shlex(text)
+    lexer.wordchars += "/.+-():"
+    try:
+        tokens = list(lexer)
+    except ValueError as err:
+        raise fail(path, f"[{section}] environment: {err}") from None
+    env: dict[str, str] = {}
+    for i in range(0, len(tokens), 4):
+        triple = tokens[i:i + 3]
+        if len(triple) != 3 or triple[1] != "=" or (i + 3 < len(tokens) and tokens[i + 3] != ","):
+            raise fail(path, f"[{section}] environment: use KEY=\"value\",KEY2=\"value\"")
+        env[triple[0]] = triple[2].strip("'\"")
+    return env
