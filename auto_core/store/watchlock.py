@@ -10,7 +10,6 @@ loop.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import time
@@ -106,17 +105,14 @@ def _read(fd: int) -> tuple[int, str] | None:
 
 def _file_holder(home: Home) -> tuple[int, str] | None:
     """(pid, kind) written in watch.lock when a process holds that file's lock."""
+    if not locks.is_held(str(home.watch_lock)):
+        return None
     try:
         fd = os.open(home.watch_lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return None
+        return -1, ON_DEMAND
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read(fd) or (-1, ON_DEMAND)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        return _read(fd) or (-1, ON_DEMAND)
     finally:
         os.close(fd)
 
