@@ -90,6 +90,9 @@ class Settings:
     keep_days: float = DEFAULT_KEEP_DAYS
 
 
+DEFAULTS = Settings()
+
+
 def settings(entry: Mapping | None) -> Settings:
     """The log settings of one state entry; bad or missing values fall back to the defaults."""
     entry = entry or {}
@@ -575,7 +578,7 @@ class Maintainer:
         return self._job is not None or bool(self._waiting)
 
     def settings_for(self, name: str) -> Settings:
-        return self._settings.get(name, Settings())
+        return self._settings.get(name, DEFAULTS)
 
     def _report(self, events: list[Event], path: str, detail: str) -> None:
         if self._reported.get(path) != detail:
@@ -587,14 +590,17 @@ class Maintainer:
     def _check_sizes(self, now: float, live, watcher_log, events: list[Event]) -> None:
         """Queue a roll of every log past its limit; the next check comes when the fastest
         growing log would reach its limit at the rate it grew since the last check."""
+        # A stat per live log is all an idle watcher does every size_interval: this loop is
+        # its idle cost, so it allocates nothing per log that it does not keep.
         targets = [(name, path) for name, path in live.items() if path]
         if watcher_log:
             targets.append((None, watcher_log))
         seen: dict[str, tuple[float, int, float]] = {}
         soonest = self.size_interval
+        per_name = self._settings
         for name, path in targets:
             path = str(path)
-            limits = self.settings_for(name) if name else self.watcher_settings
+            limits = per_name.get(name, DEFAULTS) if name else self.watcher_settings
             try:
                 size = os.stat(path).st_size
             except FileNotFoundError:
@@ -609,7 +615,8 @@ class Maintainer:
             if rate > 0:
                 soonest = min(soonest, (limits.max_bytes - size) / rate)
             if size <= limits.max_bytes:
-                self._reported.pop(path, None)
+                if self._reported:
+                    self._reported.pop(path, None)
             else:
                 self._want(Path(path), limits.keep_parts, size)
         self._seen = seen
