@@ -370,10 +370,19 @@ def run_auto_long(ctx, restarts: int, services: int) -> dict:
 
 def default_idle() -> float:
     """An idle watcher with inotify wakes once per ``watch.IDLE_TICK`` (30 s): the idle window
-    spans one such tick, so its cost is in the figure."""
+    spans two such ticks, so any window holds the same number of wakes, whatever its phase."""
     from auto_core.supervisor import watch
 
-    return float(watch.IDLE_TICK)
+    return 2 * float(watch.IDLE_TICK)
+
+
+def default_settle() -> float:
+    """Idle means after the start-up's follow-up work (the first log retention pass, the
+    first size checks of the new logs): one idle tick of auto's watcher and a little more,
+    the same wait for every manager."""
+    from auto_core.supervisor import watch
+
+    return float(watch.IDLE_TICK) + 5.0
 
 
 def default_spacing() -> float:
@@ -395,9 +404,10 @@ def main() -> int:
     parser.add_argument("--spacing", type=float, default=default_spacing(),
                         help="seconds from a mark to the next kill (default: clear of auto's crash-loop bounds)")
     parser.add_argument("--idle", type=float, default=default_idle(),
-                        help="idle CPU window (s; default: one idle tick of auto's watcher, which a "
+                        help="idle CPU window (s; default: two idle ticks of auto's watcher, which a "
                              "shorter window may miss)")
-    parser.add_argument("--settle", type=float, default=2.0, help="seconds from start-up to the idle window")
+    parser.add_argument("--settle", type=float, default=default_settle(),
+                        help="seconds from start-up to the idle window (default: one idle tick and 5 s)")
     parser.add_argument("--long", type=int, default=1000, help="restarts in the long RSS run (0: skip)")
     parser.add_argument("--long-services", type=int, default=20, help="crash-looping services in the long run")
     parser.add_argument("--pm2", default=shutil.which("pm2"), help="path of the pm2 binary")
