@@ -32,7 +32,7 @@ Then, for auto alone (``--long``): the watcher's RSS and CPU per restart over th
 restarts of ``--long-services`` services that exit at once, with ``backoff_base 0`` (each
 restarts about once a second once its crash-loop bound applies).
 
-Usage: ``.venv/bin/python bench/bench_watch.py [--n 10 200 2000] [--kills 20] [--idle 30]
+Usage: ``.venv/bin/python bench/bench_watch.py [--n 10 200 2000] [--kills 20] [--idle 60] [--settle 35]
 [--managers auto supervisord pm2] [--long 1000] [--json]``. supervisord comes from the pip extra
 ``bench``, PM2 from a ``pm2`` binary on PATH (or ``--pm2``); Linux (/proc). Every process it
 starts is stopped at the end, also on a failure, Ctrl-C or SIGTERM.
