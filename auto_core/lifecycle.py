@@ -133,6 +133,8 @@ class Api:
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
+        restart_on_change: Iterable[str] | None = None,
+        ignore: Iterable[str] | None = None,
         start: bool = True,
         wait: float = CHECK_WINDOW,
     ) -> Outcome:
@@ -165,6 +167,8 @@ class Api:
             log_max_bytes=log_max_bytes,
             log_keep_parts=log_keep_parts,
             log_keep_days=log_keep_days,
+            restart_on_change=_under(entry["workdir"], restart_on_change),
+            ignore=ignore,
         )
         check_program(name, entry["command"], dict(captured, **own), entry["workdir"])
         if name in state.processes(self.load()):  # before the env file is written
@@ -195,7 +199,7 @@ class Api:
         from auto_core import options
 
         for key in options.ENTRY_KEYS:
-            if given.get(key) is not None:
+            if given.get(key) is not None and given[key] != []:  # [] is a repeatable flag not given
                 entry[key] = options.BY_KEY[key].check(given[key])
 
     def update(
@@ -218,6 +222,8 @@ class Api:
         log_max_bytes: int | str | None = None,
         log_keep_parts: int | str | None = None,
         log_keep_days: float | str | None = None,
+        restart_on_change: Iterable[str] | None = None,
+        ignore: Iterable[str] | None = None,
     ) -> Outcome:
         """Change the definition; the running instance keeps its old settings until restarted.
         ``update_env``: capture the caller's environment again."""
@@ -229,6 +235,10 @@ class Api:
             changes["workdir"] = validate.workdir(workdir)
         if port is not None:
             changes["port"] = validate.port(port)
+        watched = None
+        if restart_on_change is not None:  # relative paths: from the workdir it will have
+            watched = _under(changes.get("workdir") or model.workdir(self.entry(name))
+                             or os.getcwd(), restart_on_change)
         scratch: dict = {}
         self._apply_options(
             scratch,
@@ -241,6 +251,8 @@ class Api:
             log_max_bytes=log_max_bytes,
             log_keep_parts=log_keep_parts,
             log_keep_days=log_keep_days,
+            restart_on_change=watched,
+            ignore=ignore,
         )
         unset = list(unset_env)
         for key in unset:
@@ -622,6 +634,15 @@ def check_program(name: str, command: str, env: Mapping[str, str], workdir: str)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return
     raise AutoError(f"{name}: program {word!r} not found on the service's PATH")
+
+
+def _under(workdir: str, paths: Iterable[str] | None) -> object:
+    """``--restart-on-change`` paths with the relative ones taken from the service's workdir."""
+    from auto_core import options
+
+    if paths is None:
+        return None
+    return options.under(workdir, paths if isinstance(paths, str) else list(paths))
 
 
 def _own_env(env: Mapping[str, str] | None, env_file: str | None) -> dict[str, str]:

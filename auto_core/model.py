@@ -62,6 +62,15 @@ def workdir(entry: dict) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def texts(entry: dict, key: str) -> tuple[str, ...]:
+    """A list of strings (``restart_on_change``, ``ignore``) as a tuple; anything else reads
+    as empty."""
+    value = entry.get(key)
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and v)
+
+
 def backoff_max(entry: dict) -> float:
     value = entry.get("backoff_max")
     return float(value) if isinstance(value, (int, float)) and value > 0 else backoff.DEFAULT_MAX
@@ -103,6 +112,8 @@ class Definition(Record, frozen=True):
     stop_signal: str
     stop_timeout: float
     daemon_follow: bool
+    restart_on_change: tuple[str, ...] = ()  # absolute paths: a change restarts a running run
+    ignore: tuple[str, ...] = ()  # the user's globs, besides the watcher's defaults
 
     @property
     def stop_signum(self) -> int:
@@ -122,6 +133,8 @@ def definition(entry: dict) -> Definition:
         stop_signal=stop_signal(entry),
         stop_timeout=stop_timeout(entry),
         daemon_follow=entry.get("daemon_follow") is not False,
+        restart_on_change=texts(entry, "restart_on_change"),
+        ignore=texts(entry, "ignore"),
     )
 
 
@@ -147,6 +160,8 @@ class ProcessView(Record, frozen=True):
     create_time: float | None = None
     starting: bool = False
     daemon_follow: bool = True
+    restart_on_change: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
     # A request the watcher has not answered yet (start, stop, restart, remove) and when it
     # was made: a face shows "stopping" (and the seconds left before SIGKILL: the request's
     # time plus stop_timeout) or "starting" from these.
@@ -154,7 +169,7 @@ class ProcessView(Record, frozen=True):
     pending_since: float | None = None
 
     def to_json(self) -> dict:
-        return self.to_dict()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}
 
 
 # --- requests: how a face asks the watcher to act ------------------------------------------

@@ -9,6 +9,7 @@ boolean) and returns what the state entry stores, or raises ``UsageError`` with 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from auto_core import validate
@@ -97,6 +98,54 @@ def _workdir(value: object) -> str:
     return validate.workdir(value)
 
 
+DEFAULT_IGNORE = (".git", "__pycache__", "node_modules", "*.pyc", "*.log")  # always ignored
+CLEAR = ("none", "off")  # a repeatable option given only this clears it (update)
+
+
+def _items(value: object, what: str) -> list[str] | None:
+    """The texts of a repeatable option (the flag's, or a TOML list; one string is a list of
+    one); None when it clears the option."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise UsageError(f"invalid {what} {value!r}: use a list of strings")
+    if len(items) == 1 and items[0].strip().lower() in CLEAR:
+        return None
+    for item in items:
+        if not item or "\x00" in item:
+            raise UsageError(f"invalid {what} {item!r}")
+    return list(dict.fromkeys(items)) or None
+
+
+def _watch_paths(value: object) -> list[str] | None:
+    """Existing paths, made absolute (a relative one is taken from the current directory:
+    ``under`` has joined it to the workdir or the file's folder first)."""
+    items = _items(value, "path")
+    if items is None:
+        return None
+    found = []
+    for item in items:
+        path = os.path.normpath(os.path.abspath(os.path.expanduser(item)))
+        if not os.path.exists(path):
+            raise UsageError(f"cannot watch {path!r}: it does not exist")
+        found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def _globs(value: object) -> list[str] | None:
+    return _items(value, "glob")
+
+
+def under(base: str, value: object) -> object:
+    """A path option's value with its relative paths joined to ``base`` (``~`` expands); a
+    value that clears the option, or a malformed one (refused by the check), as it is."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        return value
+    if len(items) == 1 and items[0].strip().lower() in CLEAR:
+        return value
+    return [os.path.join(base, os.path.expanduser(v)) for v in items]
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("workdir", "where it runs (default: the current directory; ~ expands)", "DIR", _workdir),
     Option("port", "1-65535 (update: 'off' clears it)", "P", _text(validate.port)),
@@ -120,7 +169,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_keep_parts", "rolled parts kept per run (default 5)", "N", _text(_log("log_keep_parts"))),
     Option("log_keep_days", "delete log files older than D days (default 30)", "D",
            _text(_log("log_keep_days"))),
+    Option("restart_on_change", "restart when a file under PATH changes (repeatable; a directory "
+           "is watched recursively; relative to the workdir; update: 'none' clears)", "PATH",
+           _watch_paths, kind="repeat"),
+    Option("ignore", f"changes to ignore (repeatable), besides {' '.join(DEFAULT_IGNORE)}, "
+           "e.g. '*.tmp' or 'build/*' (update: 'none' clears)", "GLOB", _globs,
+           kind="repeat"),
 )
+# Options whose values are paths taken from the service's workdir (the CLI) or the file's
+# folder (auto.toml) when relative (``under``).
+PATH_KEYS = ("restart_on_change",)
 
 BY_KEY = {o.key: o for o in OPTIONS}
 # The options stored in the entry under their own key, as ``check`` returns them; the rest

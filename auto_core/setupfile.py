@@ -3,8 +3,9 @@ by ``auto export``.
 
 A file holds ``[services.NAME]`` tables whose keys are ``command`` (required) and the
 definition options (``options.OPTIONS``), checked by the same rules as ``auto add``. ``workdir``
-(default: the file's folder) and ``env_file`` are relative to the file's folder; ``~``
-expands. Any error is one line naming the file, the line and the key, and nothing is applied.
+(default: the file's folder), ``env_file`` and ``restart_on_change`` are relative to the
+file's folder; ``~`` expands. Any error is one line naming the file, the line and the key,
+and nothing is applied.
 
 ``plan`` compares the file's definitions with the state's: each service is added, changed
 (the keys that differ), unchanged, removed (``--prune``) or kept (not in the file).
@@ -128,7 +129,10 @@ def _service(where: _Locator, folder: str, name: str, table: object,
             elif key == "env":
                 fields["env"] = dict(fields.get("env", {}), **options.BY_KEY[key].check(table[key]))  # type: ignore[arg-type]
             else:
-                checked = options.BY_KEY[key].check(table[key])
+                value = table[key]
+                if key in options.PATH_KEYS:  # relative to the file's folder, as env_file
+                    value = options.under(folder, value)
+                checked = options.BY_KEY[key].check(value)
                 if checked is not None:
                     fields[key] = checked
         except UsageError as err:
@@ -212,6 +216,7 @@ def effective(entry: Mapping) -> dict:
         "stop_timeout": d.stop_timeout, "daemon_follow": d.daemon_follow,
         "log_max_bytes": logs.max_bytes, "log_keep_parts": logs.keep_parts,
         "log_keep_days": logs.keep_days,
+        "restart_on_change": d.restart_on_change, "ignore": d.ignore,
     }
 
 

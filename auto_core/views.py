@@ -52,6 +52,8 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         create_time=ct if alive else None,
         starting=model.claim_fresh(entry, now) and not alive,
         daemon_follow=d.daemon_follow,
+        restart_on_change=d.restart_on_change,
+        ignore=d.ignore,
         pending=req["op"] if req is not None else None,
         pending_since=float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None,
     )

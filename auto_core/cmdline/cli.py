@@ -314,6 +314,11 @@ def cmd_show(args, out: _Out) -> int:
         ("restart every", duration(v.restart_every) if v.restart_every else "-"),
         ("stop", f"{v.stop_signal}, then SIGKILL after {v.stop_timeout:g} s"),
     ]
+    if v.restart_on_change:
+        from auto_core.options import DEFAULT_IGNORE
+
+        rows.append(("on change", "restart; watching " + ", ".join(v.restart_on_change)
+                     + " (ignoring " + " ".join(DEFAULT_IGNORE + v.ignore) + ")"))
     if not v.daemon_follow:
         rows.append(("daemons", "not followed: a run that exits 0 is restarted (--no-daemon-follow)"))
     width = max(len(k) for k, _ in rows) + 1

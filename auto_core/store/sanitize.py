@@ -45,6 +45,12 @@ def _text(value: object) -> bool:
     return type(value) is str and "\x00" not in value
 
 
+def _texts(value: object, absolute: bool = False) -> bool:
+    """A list of non-empty texts (absolute paths when ``absolute``)."""
+    return type(value) is list and all(
+        _text(v) and v and (not absolute or v.startswith("/")) for v in value)
+
+
 def _request(value: object) -> bool:
     return isinstance(value, dict) and type(value.get("id")) is str and value.get("op") in OPS
 
@@ -89,6 +95,9 @@ _RULES: dict[str, tuple[Callable[[object], bool], object, str]] = {
     "run": (_text, _DROP, "not a run id; ignored"),
     "stamp": (_text, _DROP, "not a process stamp; using the start time"),
     "daemon_follow": (lambda v: type(v) is bool, _DROP, "not true or false; following daemons"),
+    "restart_on_change": (lambda v: _texts(v, absolute=True), _DROP,
+                          "not a list of absolute paths; not watched"),
+    "ignore": (_texts, _DROP, "not a list of globs; ignoring the defaults only"),
     "daemon_of": (_pid, _DROP, "not a process id; ignored"),
     "request": (_request, _DROP, "not a request auto wrote; ignored"),
     "outcome": (_outcome, _DROP, "not an outcome auto wrote; ignored"),

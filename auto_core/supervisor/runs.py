@@ -129,6 +129,7 @@ class Service:
     port_wait_until: float | None = None  # monotonic: a start waiting for its port
     waiting: tuple | None = None  # (request, periodic, ended) of that start
     unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
+    changed: bool = False  # the restart under way is for changed files: no backoff (``changes``)
 
     def started(self, now: float) -> None:
         """Note a spawn at monotonic ``now`` (only the last BURST count)."""

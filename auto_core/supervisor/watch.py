@@ -47,7 +47,7 @@ from auto_core.proc import limits
 from auto_core.proc.tree import Table, Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
-from auto_core.supervisor import control, deathwatch, launch, recovery, runs
+from auto_core.supervisor import changes, control, deathwatch, launch, recovery, runs
 from auto_core.supervisor.notifier import Notifier
 from auto_core.supervisor.runs import (
     Run,
@@ -127,6 +127,9 @@ class Watcher:
         self._busy_since: float | None = None  # monotonic: since when writes find the lock held
         self._busy_said = False
         self._full_said = 0.0  # monotonic: a full disk is said again after this
+        # Restart on change: a thread per watched service wakes the loop through the
+        # notifier's self-pipe (looked up only then: a simulated notifier needs no wake).
+        self.changes = changes.Changes(lambda: self.notifier.wake())
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -140,6 +143,7 @@ class Watcher:
         return fd
 
     def close(self) -> None:
+        self.changes.close()
         self.control.close()
         self.notifier.close()
         if self._dir_fd is not None:
@@ -224,6 +228,7 @@ class Watcher:
         while self.dead_pids:
             pid = self.dead_pids.pop(0)
             self._guarded(self.by_pid.get(pid), f"handling the exit of pid {pid}", self._on_exit, pid)
+        self._files_changed()
         self._flush()
         self._advance_stops()
         self._flush()
@@ -238,6 +243,8 @@ class Watcher:
                 self._flush()  # one write for every start of this pass; it may dirty more
         self._flush()
         self._maintain_logs()
+        for line in self.changes.sync(self.entries, self._running):
+            self.log(line)
         wakes = [s.wake for s in self.services.values() if s.wake is not None]
         nearest = min(wakes, default=math.inf) - self.clock()
         tick = TICK if self.maintainer.busy else self.tick
@@ -663,6 +670,7 @@ class Watcher:
         ok = isinstance(launched, launch.Launched)
         verb = "started" if req is not None and req["op"] == model.START else "restarted"
         svc.unrecorded = True
+        changed, svc.changed = svc.changed, False  # a restart for changed files, like a requested one
 
         def change(procs: dict) -> bool:
             entry = procs.get(name)
@@ -671,7 +679,7 @@ class Watcher:
             if ended:
                 entry.update(ended)
             entry.pop("next_restart_at", None)
-            if req is not None:
+            if req is not None or changed:
                 entry["restart_attempt"] = 0
             elif periodic:
                 entry["last_periodic_restart"] = now
@@ -695,7 +703,8 @@ class Watcher:
 
         # Said now, not once written: the write may wait (a held lock) past the run's end.
         if isinstance(launched, launch.Launched):
-            why = "requested" if req is not None else ("periodic restart" if periodic else "automatic restart")
+            why = "requested" if req is not None else ("periodic restart" if periodic else
+                                                       "files changed" if changed else "automatic restart")
             self.log(f"start {name} pid {launched.pid} ({why})")
         else:
             self.log(f"error: {launched}")
@@ -1059,6 +1068,33 @@ class Watcher:
                 self.log(f"reset {name}: up {fmt_seconds(backoff.RESET_AFTER)} s, backoff counter cleared")
 
         self._write(change, then)
+
+    # --- restart on change -----------------------------------------------------------------
+
+    def _files_changed(self) -> None:
+        """Restart each running service whose watched files changed (``changes``), as a
+        requested restart goes: no backoff. One not running (stopped, crashed, in a restart
+        already) is left to its course: its next start reads the files anyway."""
+        found, said = self.changes.take()
+        for name, message in said:
+            self.log(f"{name}: restart on change: {message}")
+        for name in sorted(found):
+            svc, entry = self.services.get(name), self.entries.get(name)
+            if (svc is None or entry is None or svc.run is None or svc.stopping is not None
+                    or svc.unrecorded or entry.get("explicitly_stopped") or model.request(entry)):
+                continue
+            what = f"files changed ({changes.describe(found[name], model.workdir(entry))})"
+            self.log(f"{name}: {what}; restarting")
+            svc.changed = True
+            self._guarded(name, "restart on change", self._restart_changed, (svc, entry, what))
+
+    def _running(self, name: str) -> bool:
+        svc = self.services.get(name)
+        return svc is not None and svc.run is not None
+
+    def _restart_changed(self, args: tuple[Service, dict, str]) -> None:
+        svc, entry, what = args
+        self._begin_stop(svc, entry, then="start", marker=f"[auto] {what}; restarting")
 
     # --- logs ------------------------------------------------------------------------------
 

@@ -1,0 +1,181 @@
+"""Restart on change (``--restart-on-change PATH``): which files a service's run depends on,
+watched for it while it runs.
+
+The loop must never block on files, so each watched service gets one thread, running
+``watchfiles.watch`` (a blocking generator over inotify, FSEvents or kqueue, through Rust's
+``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes without a new one
+(``GROUP_MAX`` at most), drops what the ignore globs match (``Ignore``), and the thread hands
+the changed paths over under a lock and wakes the loop through the notifier's self-pipe
+(``Notifier.wake``, which every back end waits on). The loop takes them (``Changes.take``)
+and restarts the service (``watch``).
+
+A thread is started when a service with the option is running, kept across its restarts and
+crashes, and stopped (its ``stop_event`` set; it ends within ``DEBOUNCE``, the loop does not
+wait for it) when the service is stopped, removed, or its paths or globs change. No service
+with the option: no thread, and ``watchfiles`` is never imported (the first thread imports
+it, so neither the faces nor a watcher without such services pay for it).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from auto_core import model
+from auto_core.options import DEFAULT_IGNORE
+
+DEBOUNCE = 0.3  # a burst of saves is one restart: changes are grouped until this passes quiet
+GROUP_MAX = 5.0  # changes that never pause are handed over this often at most
+
+Spec = tuple[tuple[str, ...], tuple[str, ...]]  # (watched paths, the user's ignore globs)
+
+
+def spec(entry: dict) -> Spec | None:
+    """What ``entry`` asks to be watched, or None."""
+    paths = model.texts(entry, "restart_on_change")
+    return (paths, model.texts(entry, "ignore")) if paths else None
+
+
+class Ignore:
+    """watchfiles' ``watch_filter``: False for a change to drop. A glob without ``/`` is
+    matched against every part of the path below the watched root (``__pycache__`` drops
+    ``src/__pycache__/x.pyc``, ``*.log`` any log file); one with ``/`` against that whole
+    relative path (``build/*``)."""
+
+    def __init__(self, roots: Iterable[str], globs: Iterable[str]):
+        self.roots = sorted((r.rstrip("/") or "/" for r in roots), key=len, reverse=True)
+        self.parts: list[str] = []
+        self.paths: list[str] = []
+        for glob in globs:
+            glob = glob.strip("/")
+            if glob:
+                (self.paths if "/" in glob else self.parts).append(glob)
+
+    def relative(self, path: str) -> str:
+        for root in self.roots:
+            if path == root:
+                return os.path.basename(path)
+            if path.startswith(root.rstrip("/") + "/"):
+                return path[len(root.rstrip("/")) + 1:]
+        return os.path.basename(path)
+
+    def __call__(self, change: object, path: str) -> bool:
+        rel = self.relative(path)
+        parts = rel.split("/")
+        if any(fnmatch.fnmatchcase(part, glob) for part in parts for glob in self.parts):
+            return False
+        return not any(fnmatch.fnmatchcase(rel, glob) for glob in self.paths)
+
+
+def describe(paths: Iterable[str], workdir: str | None) -> str:
+    """``src/app.py and 3 more``: the first changed path (relative to ``workdir`` when under
+    it) and how many others."""
+    shown = sorted(paths)
+    if not shown:
+        return "nothing"
+    first = shown[0]
+    if workdir and first.startswith(workdir.rstrip("/") + "/"):
+        first = first[len(workdir.rstrip("/")) + 1:]
+    return first + (f" and {len(shown) - 1} more" if len(shown) > 1 else "")
+
+
+class _Watch:
+    """One service's thread."""
+
+    def __init__(self, name: str, what: Spec, deliver: Callable[[_Watch, set[str] | None, str | None], None]):
+        self.name, self.spec, self._deliver = name, what, deliver
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"auto-changes-{name}", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _run(self) -> None:
+        paths, globs = self.spec
+        try:
+            import watchfiles  # here: nothing else loads it (see the module's docstring)
+
+            roots = [p for p in paths if os.path.exists(p)]
+            if not roots:
+                self._deliver(self, None, f"{', '.join(paths)}: not found; not watching")
+                return
+            for batch in watchfiles.watch(
+                    *roots, watch_filter=Ignore(roots, DEFAULT_IGNORE + globs),
+                    step=int(DEBOUNCE * 1000), debounce=int(GROUP_MAX * 1000),
+                    stop_event=self.stop_event, raise_interrupt=False):
+                if self.stop_event.is_set():
+                    return
+                self._deliver(self, {path for _, path in batch}, None)
+        except Exception as exc:  # a thread's failure is said by the loop, not raised
+            if not self.stop_event.is_set():
+                self._deliver(self, None, f"watching failed ({type(exc).__name__}: {exc}); "
+                                          "not watching")
+
+
+class Changes:
+    """Every watched service's thread, and what they found that the loop has not taken."""
+
+    def __init__(self, wake: Callable[[], None]):
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._watches: dict[str, _Watch] = {}
+        self._found: dict[str, set[str]] = {}
+        self._said: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    def sync(self, entries: Mapping[str, dict], running: Callable[[str], bool]) -> list[str]:
+        """Start a thread for each service with the option that runs, keep it while the
+        service is not stopped, end it when the service is stopped, removed or its paths or
+        globs changed. Returns what to log."""
+        wanted: dict[str, Spec] = {}
+        for name, entry in entries.items():
+            if "restart_on_change" not in entry or entry.get("explicitly_stopped"):
+                continue
+            what = spec(entry)
+            if what is not None and (name in self._watches or running(name)):
+                wanted[name] = what
+        said = []
+        with self._lock:
+            for name in [n for n, w in self._watches.items() if wanted.get(n) != w.spec]:
+                self._watches.pop(name).stop()
+                self._found.pop(name, None)
+                said.append(f"{name}: not watching for changes any more")
+            for name, what in wanted.items():
+                if name not in self._watches:
+                    self._watches[name] = _Watch(name, what, self._deliver)
+                    ignoring = " ".join(DEFAULT_IGNORE + what[1])
+                    said.append(f"{name}: watching {', '.join(what[0])} for changes "
+                                f"(ignoring {ignoring})")
+        return said
+
+    def take(self) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+        """The changed paths by service since the last call, and the threads' messages."""
+        if not self._watches and not self._said:
+            return {}, []
+        with self._lock:
+            found, self._found = self._found, {}
+            said, self._said = self._said, []
+        return found, said
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._watches.values():
+                w.stop()
+            self._watches.clear()
+
+    def _deliver(self, watch: _Watch, paths: set[str] | None, message: str | None) -> None:
+        """From a thread: keep what it found (unless it was stopped or replaced meanwhile)
+        and wake the loop."""
+        with self._lock:
+            if self._watches.get(watch.name) is not watch:
+                return
+            if paths:
+                self._found.setdefault(watch.name, set()).update(paths)
+            if message:
+                self._said.append((watch.name, message))
+        self._wake()

@@ -1,0 +1,266 @@
+"""Restart on change (``--restart-on-change``, ``--ignore``): real files, the real watcher and
+real services. A burst of saves is one restart, ignored paths none, a stopped service stays
+stopped, clearing the option ends the watching thread, and bad paths change nothing. That
+nothing happens is shown by a condition that keeps holding, after the watch is shown alive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import assert_one_error, auto, holds, read_state, run_cli, state_bytes, wait_until
+
+from auto_core.options import DEFAULT_IGNORE
+from auto_core.supervisor.changes import Ignore, describe
+
+LINUX = sys.platform == "linux"
+
+
+def cli_ok(*args: str) -> subprocess.CompletedProcess:
+    result = run_cli(*args)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+def entry(home: Path, name: str) -> dict:
+    return read_state(home)["processes"][name]
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def loaded_watchfiles(pid: int) -> bool:
+    """The watcher process has watchfiles' native module mapped (it was imported)."""
+    with open(f"/proc/{pid}/maps") as fh:
+        return "_rust_notify" in fh.read()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A service's workdir with a ``src`` folder to watch."""
+    root = tmp_path / "project"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("print('hi')\n")
+    return root
+
+
+def add_watched(w, auto_home: Path, project: Path, name: str, seconds: int, *extra: str) -> int:
+    """Add ``sleep SECONDS`` watching ``src``; its pid once its watch is up."""
+    cli_ok("add", name, "--workdir", str(project), "--restart-on-change", "src", *extra,
+           "--", "sleep", str(seconds))
+    w.wait_line(rf"^{name}: watching {project / 'src'} for changes")
+    return entry(auto_home, name)["pid"]
+
+
+# --- the rules, without processes ---------------------------------------------------------
+
+def test_ignore_globs_match_any_part_below_the_root_or_the_relative_path():
+    keep = Ignore(["/w/src", "/w/conf.toml"], DEFAULT_IGNORE + ("*.tmp", "build/*"))
+    assert keep(None, "/w/src/app.py") and keep(None, "/w/src/pkg/mod.py")
+    assert keep(None, "/w/conf.toml")
+    for dropped in ("/w/src/app.log", "/w/src/__pycache__/x.pyc", "/w/src/pkg/__pycache__/y.py",
+                    "/w/src/.git/HEAD", "/w/src/node_modules/a/b.js", "/w/src/x.tmp",
+                    "/w/src/build/out.js", "/w/src/build/deep/out.js"):
+        assert not keep(None, dropped), dropped
+    # Parts above the watched root are not looked at: a project under ~/.git-work still counts.
+    assert Ignore(["/w/.git/src"], DEFAULT_IGNORE)(None, "/w/.git/src/app.py")
+    assert keep(None, "/w/src/rebuild/x.py")  # build/* is anchored at the root
+
+
+def test_describe_names_the_first_change_and_counts_the_rest():
+    assert describe({"/p/src/app.py"}, "/p") == "src/app.py"
+    assert describe({"/p/src/b.py", "/p/src/a.py", "/q/c.py", "/p/src/d.py"}, "/p") == \
+        "src/a.py and 3 more"
+    assert describe({"/q/c.py"}, "/p") == "/q/c.py"
+
+
+# --- with the watcher ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_burst_of_saves_is_one_restart_not_counted_as_a_crash(auto_home, watcher, project):
+    w = watcher()
+    first = add_watched(w, auto_home, project, "dev", 3101)
+    began = time.monotonic()
+    for i in range(20):  # 20 saves of 4 files within 0.2 s
+        (project / "src" / f"m{i % 4}.py").write_text(f"x = {i}\n")
+        time.sleep(0.01)
+    wrote = time.monotonic()
+    assert wrote - began < 0.4  # still a burst on a loaded machine
+    second = int(w.wait_line(r"start dev pid (\d+) \(files changed\)", timeout=15).group(1))
+    restarted = time.monotonic() - wrote
+    wait_until(lambda: entry(auto_home, "dev").get("pid") == second, message="the restart recorded")
+    assert second != first and not os.path.exists(f"/proc/{first}")
+    holds(lambda: len(w.lines(r"^dev: files changed")) == 1
+          and entry(auto_home, "dev")["pid"] == second, 1.5)
+    line = w.lines(r"^dev: files changed")[0]
+    assert line == "dev: files changed (src/m0.py and 3 more); restarting", line
+    e = entry(auto_home, "dev")
+    assert e["restarts"] == 0 and e["restart_attempt"] == 0 and "next_restart_at" not in e
+    old_log = next(p for p in auto_home.joinpath("output", "logs", "dev").rglob("*.log")
+                   if f" pid {first} at " in p.read_text())
+    assert "[auto] files changed (src/m0.py and 3 more); restarting\n" in old_log.read_text()
+    print(f"restarted {restarted:.2f} s after the last of 20 saves")
+
+
+@pytest.mark.slow
+def test_ignored_paths_do_not_restart(auto_home, watcher, project):
+    w = watcher()
+    pid = add_watched(w, auto_home, project, "dev", 3102, "--ignore", "*.tmp")
+    src = project / "src"
+    (src / "__pycache__").mkdir()
+    (src / "node_modules" / "pkg").mkdir(parents=True)
+    (src / "app.log").write_text("log line\n")
+    (src / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (src / "node_modules" / "pkg" / "index.js").write_text("1\n")
+    (src / "scratch.tmp").write_text("tmp\n")
+    (project / "outside.py").write_text("not watched\n")
+    holds(lambda: not w.lines(r"^dev: files changed") and entry(auto_home, "dev")["pid"] == pid, 1.5)
+    # The watch was alive all along: a change it keeps restarts the service.
+    (src / "app.py").write_text("print('changed')\n")
+    w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+
+
+@pytest.mark.slow
+def test_a_stopped_service_stays_stopped_on_change(auto_home, watcher, project):
+    w = watcher()
+    add_watched(w, auto_home, project, "dev", 3103)
+    cli_ok("stop", "dev")
+    w.wait_line(r"^dev: not watching for changes any more")
+    if LINUX:
+        wait_until(lambda: threads(w.pid) == 1, message="the watching thread gone")
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    holds(lambda: not w.lines(r"^dev: files changed") and len(w.lines(r"^start dev ")) == 1
+          and entry(auto_home, "dev").get("explicitly_stopped") is True, 1.5)
+    # Started again, it is watched again.
+    cli_ok("start", "dev")
+    w.wait_line(rf"^dev: watching {project / 'src'} for changes", count=2)
+    (project / "src" / "app.py").write_text("print('again')\n")
+    w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+
+
+@pytest.mark.slow
+def test_clearing_the_option_stops_watching(auto_home, watcher, project, capsys):
+    w = watcher()
+    pid = add_watched(w, auto_home, project, "dev", 3104)
+    code, out, _ = auto(capsys, "show", "dev")
+    assert f"on change:     restart; watching {project / 'src'} (ignoring .git" in out
+    cli_ok("update", "dev", "--restart-on-change", "none")
+    w.wait_line(r"^dev: not watching for changes any more")
+    if LINUX:
+        wait_until(lambda: threads(w.pid) == 1, message="the watching thread gone")
+    assert "restart_on_change" not in entry(auto_home, "dev") or \
+        entry(auto_home, "dev")["restart_on_change"] is None
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    holds(lambda: not w.lines(r"^dev: files changed") and entry(auto_home, "dev")["pid"] == pid, 1.5)
+    code, out, _ = auto(capsys, "show", "dev")
+    assert code == 0 and "on change" not in out
+
+
+@pytest.mark.skipif(not LINUX, reason="reads /proc")
+@pytest.mark.slow
+def test_watchfiles_is_loaded_only_for_a_service_that_asks(auto_home, watcher, project):
+    ps = subprocess.run([sys.executable, "-X", "importtime", "-m", "auto_core", "ps"],
+                        capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    assert ps.returncode == 0 and "auto_core.views" in ps.stderr
+    assert "watchfiles" not in ps.stderr
+    w = watcher()
+    cli_ok("add", "plain", "--workdir", str(project), "--", "sleep", "3105")
+    w.wait_line(r"^start plain pid \d+")
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    holds(lambda: threads(w.pid) == 1 and not loaded_watchfiles(w.pid), 1.0)
+    cli_ok("update", "plain", "--restart-on-change", "src")
+    w.wait_line(rf"^plain: watching {project / 'src'} for changes")
+    wait_until(lambda: loaded_watchfiles(w.pid) and threads(w.pid) > 1, message="the thread up")
+    cli_ok("remove", "plain")
+    w.wait_line(r"^plain: not watching for changes any more")
+    wait_until(lambda: threads(w.pid) == 1, message="the watching thread gone")
+
+
+# --- definitions -----------------------------------------------------------------------------
+
+def test_paths_resolve_against_the_workdir_and_show_json_lists_them(auto_home, project, capsys,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = auto(capsys, "add", "dev", "--no-start", "--workdir", str(project),
+                        "--restart-on-change", "src", "--restart-on-change", str(project / "src" / "app.py"),
+                        "--ignore", "*.tmp", "--", "sleep", "3106")
+    assert code == 0, err
+    e = entry(auto_home, "dev")
+    assert e["restart_on_change"] == [str(project / "src"), str(project / "src" / "app.py")]
+    assert e["ignore"] == ["*.tmp"]
+    code, out, _ = auto(capsys, "show", "dev", "--json")
+    shown = json.loads(out)
+    assert shown["restart_on_change"] == e["restart_on_change"] and shown["ignore"] == ["*.tmp"]
+    code, out, err = auto(capsys, "update", "dev", "--ignore", "none")
+    assert code == 0, err
+    assert entry(auto_home, "dev").get("ignore") is None
+
+
+def test_auto_toml_paths_are_relative_to_its_folder_and_export_round_trips(auto_home, project,
+                                                                           capsys, tmp_path,
+                                                                           monkeypatch):
+    path = project / "auto.toml"
+    path.write_text('[services.dev]\ncommand = "sleep 3107"\nworkdir = "src"\n'
+                    'restart_on_change = ["src", "src/app.py"]\nignore = ["*.tmp"]\n')
+    monkeypatch.chdir(tmp_path)
+    code, _, err = auto(capsys, "apply", str(path), "--no-start")
+    assert code == 0, err
+    e = entry(auto_home, "dev")
+    assert e["restart_on_change"] == [str(project / "src"), str(project / "src" / "app.py")]
+    code, exported, _ = auto(capsys, "export")
+    assert 'restart_on_change = [\n    "' + str(project / "src") + '",' in exported
+    code, out, _ = auto(capsys, "apply", str(path))
+    assert code == 0 and out.splitlines() == ["= dev (unchanged)"], out
+    path.write_text('[services.dev]\ncommand = "sleep 3107"\nworkdir = "src"\n'
+                    'restart_on_change = ["src"]\n')
+    code, out, _ = auto(capsys, "apply", str(path), "--dry-run")
+    assert code == 0 and "restart_on_change" in out and "ignore" in out, out
+
+
+def test_bad_values_are_one_line_exit_2_and_change_nothing(auto_home, project, capsys, tmp_path):
+    code, _, err = auto(capsys, "add", "dev", "--no-start", "--workdir", str(project),
+                        "--restart-on-change", "src", "--", "sleep", "3108")
+    assert code == 0, err
+    before = state_bytes(auto_home)
+    missing = project / "nope"
+    for args in (("add", "other", "--no-start", "--workdir", str(project),
+                  "--restart-on-change", "nope", "--", "sleep", "3109"),
+                 ("update", "dev", "--restart-on-change", "nope"),
+                 ("update", "dev", "--restart-on-change", "src", "--restart-on-change", "nope"),
+                 ("update", "dev", "--ignore", "")):
+        code, out, err = auto(capsys, *args)
+        line = assert_one_error(code, err, 2)
+        if "nope" in args:
+            assert line == f"auto: error: cannot watch {str(missing)!r}: it does not exist", line
+        assert out == "" and state_bytes(auto_home) == before, args
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[services.dev]\ncommand = "sleep 3108"\nrestart_on_change = ["nope"]\n')
+    code, out, err = auto(capsys, "apply", str(bad))
+    line = assert_one_error(code, err, 2)
+    assert line.startswith(f"auto: error: {bad}:3: restart_on_change: cannot watch "), line
+    bad.write_text('[services.dev]\ncommand = "sleep 3108"\nrestart_on_change = [1]\n')
+    code, out, err = auto(capsys, "apply", str(bad))
+    line = assert_one_error(code, err, 2)
+    assert f"{bad}:3: restart_on_change: invalid path" in line, line
+    assert state_bytes(auto_home) == before
+
+
+def test_a_hand_edited_bad_value_is_dropped_on_load(auto_home, project, capsys):
+    code, _, err = auto(capsys, "add", "dev", "--no-start", "--workdir", str(project),
+                        "--restart-on-change", "src", "--", "sleep", "3110")
+    assert code == 0, err
+    data = read_state(auto_home)
+    data["processes"]["dev"]["restart_on_change"] = ["relative/src", 3]
+    data["processes"]["dev"]["ignore"] = "*.tmp"
+    (auto_home / "local" / "state.json").write_text(json.dumps(data))
+    code, out, err = auto(capsys, "show", "dev", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["restart_on_change"] == [] and shown["ignore"] == []
+    assert "restart_on_change: not a list of absolute paths; not watched" in err
