@@ -16,7 +16,7 @@ import pytest
 from helpers import assert_one_error, auto, holds, read_state, run_cli, state_bytes, wait_until
 
 from auto_core.options import DEFAULT_IGNORE
-from auto_core.supervisor.changes import Ignore, describe
+from auto_core.supervisor.changes import Select, describe, plan
 
 LINUX = sys.platform == "linux"
 
@@ -61,16 +61,28 @@ def add_watched(w, auto_home: Path, project: Path, name: str, seconds: int, *ext
 # --- the rules, without processes ---------------------------------------------------------
 
 def test_ignore_globs_match_any_part_below_the_root_or_the_relative_path():
-    keep = Ignore(["/w/src", "/w/conf.toml"], DEFAULT_IGNORE + ("*.tmp", "build/*"))
+    keep = Select(["/w/src"], ["/w/conf.toml"], DEFAULT_IGNORE + ("*.tmp", "build/*"))
     assert keep(None, "/w/src/app.py") and keep(None, "/w/src/pkg/mod.py")
-    assert keep(None, "/w/conf.toml")
+    assert keep(None, "/w/conf.toml") and not keep(None, "/w/other.toml")
     for dropped in ("/w/src/app.log", "/w/src/__pycache__/x.pyc", "/w/src/pkg/__pycache__/y.py",
                     "/w/src/.git/HEAD", "/w/src/node_modules/a/b.js", "/w/src/x.tmp",
                     "/w/src/build/out.js", "/w/src/build/deep/out.js"):
         assert not keep(None, dropped), dropped
     # Parts above the watched root are not looked at: a project under ~/.git-work still counts.
-    assert Ignore(["/w/.git/src"], DEFAULT_IGNORE)(None, "/w/.git/src/app.py")
+    assert Select(["/w/.git/src"], [], DEFAULT_IGNORE)(None, "/w/.git/src/app.py")
     assert keep(None, "/w/src/rebuild/x.py")  # build/* is anchored at the root
+
+
+def test_a_file_is_watched_through_its_folder(tmp_path):
+    (tmp_path / "src").mkdir()
+    conf, inner = tmp_path / "conf.toml", tmp_path / "src" / "a.py"
+    conf.write_text("")
+    inner.write_text("")
+    roots, recursive, _ = plan([str(conf)], ())
+    assert roots == [str(tmp_path)] and not recursive
+    roots, recursive, _ = plan([str(tmp_path / "src"), str(inner), str(conf)], ())
+    assert roots == [str(tmp_path / "src"), str(tmp_path)] and recursive
+    assert plan([str(tmp_path / "gone")], ()) is None
 
 
 def test_describe_names_the_first_change_and_counts_the_rest():
@@ -124,6 +136,25 @@ def test_ignored_paths_do_not_restart(auto_home, watcher, project):
     # The watch was alive all along: a change it keeps restarts the service.
     (src / "app.py").write_text("print('changed')\n")
     w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+
+
+@pytest.mark.slow
+def test_a_file_saved_by_rename_stays_watched(auto_home, watcher, project):
+    """Editors save by writing a new file and renaming it over the old one: the second save
+    restarts too, and a neighbour in the same folder does not."""
+    w = watcher()
+    conf = project / "conf.toml"
+    conf.write_text("a = 1\n")
+    cli_ok("add", "dev", "--workdir", str(project), "--restart-on-change", "conf.toml",
+           "--", "sleep", "3111")
+    w.wait_line(rf"^dev: watching {conf} for changes")
+    for n in (1, 2):
+        (project / "conf.toml.new").write_text(f"a = {n + 1}\n")
+        os.replace(project / "conf.toml.new", conf)
+        w.wait_line(r"^dev: files changed \(conf\.toml\); restarting", count=n, timeout=15)
+        w.wait_line(r"^start dev pid \d+ \(files changed\)", count=n)
+    (project / "neighbour.txt").write_text("x\n")
+    holds(lambda: len(w.lines(r"^dev: files changed")) == 2, 1.5)
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ watched for it while it runs.
 The loop must never block on files, so each watched service gets one thread, running
 ``watchfiles.watch`` (a blocking generator over inotify, FSEvents or kqueue, through Rust's
 ``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes without a new one
-(``GROUP_MAX`` at most), drops what the ignore globs match (``Ignore``), and the thread hands
+(``GROUP_MAX`` at most), drops what the ignore globs match (``Select``), and the thread hands
 the changed paths over under a lock and wakes the loop through the notifier's self-pipe
 (``Notifier.wake``, which every back end waits on). The loop takes them (``Changes.take``)
 and restarts the service (``watch``).
@@ -38,14 +38,16 @@ def spec(entry: dict) -> Spec | None:
     return (paths, model.texts(entry, "ignore")) if paths else None
 
 
-class Ignore:
-    """watchfiles' ``watch_filter``: False for a change to drop. A glob without ``/`` is
-    matched against every part of the path below the watched root (``__pycache__`` drops
-    ``src/__pycache__/x.pyc``, ``*.log`` any log file); one with ``/`` against that whole
-    relative path (``build/*``)."""
+class Select:
+    """watchfiles' ``watch_filter``: True for a change that counts. A watched file counts
+    whatever its name; below a watched directory, a glob without ``/`` is matched against
+    every part of the path below it (``__pycache__`` drops ``src/__pycache__/x.pyc``,
+    ``*.log`` any log file), one with ``/`` against that whole relative path (``build/*``).
+    Anything else (a neighbour of a watched file in its folder) does not count."""
 
-    def __init__(self, roots: Iterable[str], globs: Iterable[str]):
-        self.roots = sorted((r.rstrip("/") or "/" for r in roots), key=len, reverse=True)
+    def __init__(self, dirs: Iterable[str], files: Iterable[str], globs: Iterable[str]):
+        self.dirs = sorted({d.rstrip("/") or "/" for d in dirs}, key=len, reverse=True)
+        self.files = set(files)
         self.parts: list[str] = []
         self.paths: list[str] = []
         for glob in globs:
@@ -53,20 +55,36 @@ class Ignore:
             if glob:
                 (self.paths if "/" in glob else self.parts).append(glob)
 
-    def relative(self, path: str) -> str:
-        for root in self.roots:
-            if path == root:
-                return os.path.basename(path)
-            if path.startswith(root.rstrip("/") + "/"):
-                return path[len(root.rstrip("/")) + 1:]
-        return os.path.basename(path)
-
     def __call__(self, change: object, path: str) -> bool:
-        rel = self.relative(path)
+        if path in self.files:
+            return True
+        for root in self.dirs:
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                return not self.ignored(path[len(root.rstrip("/")) + 1:])
+        return False
+
+    def ignored(self, rel: str) -> bool:
         parts = rel.split("/")
         if any(fnmatch.fnmatchcase(part, glob) for part in parts for glob in self.parts):
-            return False
-        return not any(fnmatch.fnmatchcase(rel, glob) for glob in self.paths)
+            return True
+        return any(fnmatch.fnmatchcase(rel, glob) for glob in self.paths)
+
+
+def plan(paths: Iterable[str], globs: Iterable[str]) -> tuple[list[str], bool, Select] | None:
+    """What to hand watchfiles for ``paths`` (those that exist): the folders to watch,
+    whether recursively, and the filter; None when none exists. A file is watched through
+    its folder: an editor that saves by writing a new file and renaming it over the old one
+    would otherwise end the watch at the first save. Only files: their folders alone."""
+    dirs = [p for p in paths if os.path.isdir(p)]
+    files = [p for p in paths if os.path.exists(p) and p not in dirs]
+    if not dirs and not files:
+        return None
+    inside = Select(dirs, (), ())
+    roots = dirs + [os.path.dirname(f) for f in files if not inside(None, f)]
+    # Both forms of each path: FSEvents reports the real path, inotify the one watched.
+    select = Select(dirs + [os.path.realpath(d) for d in dirs],
+                    files + [os.path.realpath(f) for f in files], DEFAULT_IGNORE + tuple(globs))
+    return list(dict.fromkeys(roots)), bool(dirs), select
 
 
 def describe(paths: Iterable[str], workdir: str | None) -> str:
@@ -98,12 +116,13 @@ class _Watch:
         try:
             import watchfiles  # here: nothing else loads it (see the module's docstring)
 
-            roots = [p for p in paths if os.path.exists(p)]
-            if not roots:
+            planned = plan(paths, globs)
+            if planned is None:
                 self._deliver(self, None, f"{', '.join(paths)}: not found; not watching")
                 return
+            roots, recursive, select = planned
             for batch in watchfiles.watch(
-                    *roots, watch_filter=Ignore(roots, DEFAULT_IGNORE + globs),
+                    *roots, watch_filter=select, recursive=recursive,
                     step=int(DEBOUNCE * 1000), debounce=int(GROUP_MAX * 1000),
                     stop_event=self.stop_event, raise_interrupt=False):
                 if self.stop_event.is_set():
