@@ -286,6 +286,8 @@ class Api:
                 entry["env"] = now_env
             running = identity.runs(entry)
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
+        if not (changes or added or unset or update_env) and set(scratch) <= {"restart_on_change", "ignore"}:
+            tail = "; the files watched change at once" if running else ""  # the watcher follows the state
         return Outcome(name, True, f"updated {name}{tail}")
 
     def apply(self, steps: Iterable[Step], *, start: bool = True,

@@ -181,7 +181,8 @@ def test_clearing_the_option_stops_watching(auto_home, watcher, project, capsys)
     pid = add_watched(w, auto_home, project, "dev", 3104)
     code, out, _ = auto(capsys, "show", "dev")
     assert f"on change:     restart; watching {project / 'src'} (ignoring .git" in out
-    cli_ok("update", "dev", "--restart-on-change", "none")
+    updated = cli_ok("update", "dev", "--restart-on-change", "none")
+    assert updated.stdout == "updated dev; the files watched change at once\n", updated.stdout
     w.wait_line(r"^dev: not watching for changes any more")
     if LINUX:
         wait_until(lambda: threads(w.pid) == 1, message="the watching thread gone")
