@@ -158,6 +158,19 @@ def test_a_file_saved_by_rename_stays_watched(auto_home, watcher, project):
 
 
 @pytest.mark.slow
+def test_a_path_gone_before_the_start_is_said_once_and_the_service_runs(auto_home, watcher,
+                                                                       project):
+    w = watcher()
+    cli_ok("add", "dev", "--no-start", "--workdir", str(project), "--restart-on-change", "src",
+           "--", "sleep", "3112")
+    (project / "src" / "app.py").unlink()
+    (project / "src").rmdir()
+    cli_ok("start", "dev")
+    w.wait_line(rf"^dev: restart on change: {project / 'src'}: not found; not watching")
+    holds(lambda: len(w.lines(r"^start dev ")) == 1 and len(w.lines(r"not found")) == 1, 1.0)
+
+
+@pytest.mark.slow
 def test_a_stopped_service_stays_stopped_on_change(auto_home, watcher, project):
     w = watcher()
     add_watched(w, auto_home, project, "dev", 3103)

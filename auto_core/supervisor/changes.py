@@ -3,7 +3,7 @@ watched for it while it runs.
 
 The loop must never block on files, so each watched service gets one thread, running
 ``watchfiles.watch`` (a blocking generator over inotify, FSEvents or kqueue, through Rust's
-``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes without a new one
+``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes with no new path
 (``GROUP_MAX`` at most), drops what the ignore globs match (``Select``), and the thread hands
 the changed paths over under a lock and wakes the loop through the notifier's self-pipe
 (``Notifier.wake``, which every back end waits on). The loop takes them (``Changes.take``)
@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from auto_core import model
 from auto_core.options import DEFAULT_IGNORE
 
-DEBOUNCE = 0.3  # a burst of saves is one restart: changes are grouped until this passes quiet
+# A burst of saves is one restart: changes are grouped until this passes with no newly
+# changed path (watchfiles' ``step``).
+DEBOUNCE = 0.3
 GROUP_MAX = 5.0  # changes that never pause are handed over this often at most
 
 Spec = tuple[tuple[str, ...], tuple[str, ...]]  # (watched paths, the user's ignore globs)
