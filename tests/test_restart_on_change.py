@@ -268,6 +268,26 @@ def test_auto_toml_paths_are_relative_to_its_folder_and_export_round_trips(auto_
     assert code == 0 and "restart_on_change" in out and "ignore" in out, out
 
 
+def test_a_pm2_ecosystem_watch_becomes_restart_on_change(auto_home, project, capsys):
+    path = project / "ecosystem.json"
+    path.write_text(json.dumps({"apps": [
+        {"name": "api", "script": "sleep", "args": "3113", "watch": ["src"], "cwd": "src/..",
+         "ignore_watch": ["*.tmp"]},
+        {"name": "all", "script": "sleep", "args": "3114", "watch": True},
+        {"name": "none", "script": "sleep", "args": "3115", "watch": False}]}))
+    code, out, err = auto(capsys, "import", str(path), "--no-start")
+    assert code == 0 and "not carried" not in err, err
+    procs = read_state(auto_home)["processes"]
+    assert procs["api"]["restart_on_change"] == [str(project / "src")]
+    assert procs["api"]["ignore"] == ["*.tmp"]
+    assert procs["all"]["restart_on_change"] == [str(project)]
+    assert "restart_on_change" not in procs["none"]
+    path.write_text(json.dumps({"apps": [{"name": "api", "script": "sleep", "watch": ["gone"]}]}))
+    code, out, err = auto(capsys, "import", str(path), "--no-start")
+    line = assert_one_error(code, err, 2)
+    assert "restart_on_change: cannot watch" in line and "gone" in line, line
+
+
 def test_bad_values_are_one_line_exit_2_and_change_nothing(auto_home, project, capsys, tmp_path):
     code, _, err = auto(capsys, "add", "dev", "--no-start", "--workdir", str(project),
                         "--restart-on-change", "src", "--", "sleep", "3108")

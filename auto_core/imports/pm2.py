@@ -1,6 +1,6 @@
 """A pm2 ecosystem file: ``apps[]`` with ``name``, ``script`` and ``args``, ``interpreter``,
-``cwd``, ``env`` and ``kill_timeout``. ``ecosystem.config.js`` is a program: ``node`` runs it
-and prints what it exports as JSON."""
+``cwd``, ``env``, ``kill_timeout``, ``watch`` and ``ignore_watch``. ``ecosystem.config.js`` is
+a program: ``node`` runs it and prints what it exports as JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import subprocess
 
 from auto_core.imports import Imported, fail, ignored
 
-_CARRIED = ("name", "script", "args", "interpreter", "cwd", "env", "kill_timeout")
+_CARRIED = ("name", "script", "args", "interpreter", "cwd", "env", "kill_timeout", "watch",
+            "ignore_watch")
 # The interpreter pm2 picks by the script's extension when none is given.
 _BY_EXTENSION = {".js": "node", ".cjs": "node", ".mjs": "node", ".py": "python3", ".sh": "bash",
                  ".rb": "ruby", ".php": "php"}
@@ -51,9 +52,29 @@ def parse(path: str, text: str) -> Imported:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise fail(path, f"{name}: kill_timeout: use a number of milliseconds")
             table["stop_timeout"] = timeout / 1000
+        table.update(_watch(path, name, app))
         left += ignored(name, [k for k in app if k not in _CARRIED])
         tables[name] = table
     return Imported(tables=tables, ignored=tuple(left))
+
+
+def _watch(path: str, name: str, app: dict) -> dict:
+    """pm2's ``watch`` (true: the app's folder; or paths in it) and ``ignore_watch`` (taken
+    as globs) as ``restart_on_change`` and ``ignore``."""
+    table: dict = {}
+    watch, ignore = app.get("watch"), app.get("ignore_watch")
+    if watch is not None and watch is not False:
+        paths = ["."] if watch is True else [watch] if isinstance(watch, str) else watch
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+            raise fail(path, f"{name}: watch: use true or a list of paths")
+        cwd = app["cwd"] if isinstance(app.get("cwd"), str) else "."
+        table["restart_on_change"] = [os.path.normpath(os.path.join(cwd, p)) for p in paths]
+    if ignore is not None:
+        globs = [ignore] if isinstance(ignore, str) else ignore
+        if not isinstance(globs, list) or not all(isinstance(g, str) and g for g in globs):
+            raise fail(path, f"{name}: ignore_watch: use a list of globs")
+        table["ignore"] = globs
+    return table
 
 
 def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
