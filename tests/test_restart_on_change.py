@@ -102,9 +102,10 @@ def test_a_burst_of_saves_is_one_restart_not_counted_as_a_crash(auto_home, watch
     began = time.monotonic()
     for i in range(20):  # 20 saves of 4 files within 0.2 s
         (project / "src" / f"m{i % 4}.py").write_text(f"x = {i}\n")
-        time.sleep(0.01)
+        time.sleep(0.005)
     wrote = time.monotonic()
-    assert wrote - began < 0.4  # still a burst on a loaded machine
+    # A burst: within the 0.3 s the first change opens (even a stalled machine rarely fails it).
+    assert wrote - began < 0.3, f"the 20 saves took {wrote - began:.2f} s"
     second = int(w.wait_line(r"start dev pid (\d+) \(files changed\)", timeout=15).group(1))
     restarted = time.monotonic() - wrote
     wait_until(lambda: entry(auto_home, "dev").get("pid") == second, message="the restart recorded")
