@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
 POLL = 0.002  # how often a waiting face looks at state.json (a stat; a parse when it changed)
-DETAIL_LINES = 5  # log lines shown with a start that failed
+DETAIL_LINES = 5
+ORDER_WAIT = 60.0  # how long a start held for the services it comes after is waited for  # log lines shown with a start that failed
 
 
 class Outcome(Record):
@@ -135,6 +136,12 @@ class Api:
         log_keep_days: float | str | None = None,
         restart_on_change: Iterable[str] | None = None,
         ignore: Iterable[str] | None = None,
+        health: str | None = None,
+        health_interval: float | str | None = None,
+        health_timeout: float | str | None = None,
+        health_retries: int | str | None = None,
+        health_start_period: float | str | None = None,
+        after: str | list[str] | None = None,
         start: bool = True,
         wait: float = CHECK_WINDOW,
     ) -> Outcome:
@@ -169,10 +176,17 @@ class Api:
             log_keep_days=log_keep_days,
             restart_on_change=_under(entry["workdir"], restart_on_change),
             ignore=ignore,
+            health=health,
+            health_interval=health_interval,
+            health_timeout=health_timeout,
+            health_retries=health_retries,
+            health_start_period=health_start_period,
+            after=after,
         )
         check_program(name, entry["command"], dict(captured, **own), entry["workdir"])
         if name in state.processes(self.load()):  # before the env file is written
             raise AutoError(f"a process named {name!r} already exists (use 'auto update {name}')")
+        _check_order(state.processes(self.load()), name, entry)
         environ.save(self.home, name, captured)
         rid = _new_id()
         try:
@@ -224,6 +238,12 @@ class Api:
         log_keep_days: float | str | None = None,
         restart_on_change: Iterable[str] | None = None,
         ignore: Iterable[str] | None = None,
+        health: str | None = None,
+        health_interval: float | str | None = None,
+        health_timeout: float | str | None = None,
+        health_retries: int | str | None = None,
+        health_start_period: float | str | None = None,
+        after: str | list[str] | None = None,
     ) -> Outcome:
         """Change the definition; the running instance keeps its old settings until restarted.
         ``update_env``: capture the caller's environment again."""
@@ -253,6 +273,12 @@ class Api:
             log_keep_days=log_keep_days,
             restart_on_change=watched,
             ignore=ignore,
+            health=health,
+            health_interval=health_interval,
+            health_timeout=health_timeout,
+            health_retries=health_retries,
+            health_start_period=health_start_period,
+            after=after,
         )
         unset = list(unset_env)
         for key in unset:
@@ -276,6 +302,8 @@ class Api:
             entry = state.processes(data).get(name)
             if entry is None:
                 raise NotFound(name)
+            if "after" in scratch:
+                _check_order(state.processes(data), name, scratch)
             entry.update(changes)
             entry.update(scratch)
             if added or unset:
@@ -332,7 +360,8 @@ class Api:
         for names, op in ((removes, model.REMOVE), (restart, model.RESTART),
                           ([s.name for s in added if s.start] if start else [], model.START)):
             if names:
-                done.update((o.name, o) for o in self._ask(names, op, wait=wait))
+                done.update((o.name, o) for o in self._ask(names, op, wait=wait,
+                                                           ordered=op == model.START))
         return done
 
     def select(self, patterns: Iterable[str]) -> list[str]:
@@ -358,11 +387,26 @@ class Api:
 
     def remove_many(self, names: Iterable[str]) -> list[Outcome]:
         """``remove`` of several: each stopped, then its definition deleted."""
-        return self._ask(list(names), model.REMOVE)
+        names = list(names)
+        self._warn_dependents(names)
+        return self._ask(names, model.REMOVE)
+
+    def _warn_dependents(self, names: list[str]) -> None:
+        """Say which services that stay come after one being removed (they start without it)."""
+        from auto_core import order
+
+        procs = state.processes(self.load())
+        graph = {n: order.after_of(e) for n, e in procs.items()}
+        for name in names:
+            after = [n for n in order.dependents(graph, name) if n not in names]
+            if after:
+                self.warn(f"{', '.join(after)} come{'s' if len(after) == 1 else ''} after {name}; "
+                          f"{'it starts' if len(after) == 1 else 'they start'} without it now")
 
     def remove(self, name: str) -> Outcome:
         """Stop the service (like ``stop``), then delete its definition. Logs stay."""
         validate.name(name)
+        self._warn_dependents([name])
         result = self._ask([name], model.REMOVE)[0]
         if not result.ok:
             raise AutoError(f"{result.message}; {name} was not removed")
@@ -373,7 +417,21 @@ class Api:
     def start(self, names: Iterable[str], *, wait: float = CHECK_WINDOW) -> list[Outcome]:
         """Manual start: clears ``explicitly_stopped`` and resets the backoff counter. A
         service already running is left alone, and that counts as success."""
-        return self._ask(list(names), model.START, wait=wait)
+        outcomes = self._ask(list(names), model.START, wait=wait)
+        return [self._with_order(o) for o in outcomes]
+
+    def _with_order(self, outcome: Outcome) -> Outcome:
+        """A start's outcome, saying which services it comes after are not up."""
+        from auto_core import order
+
+        procs = state.processes(self.load())
+        entry = procs.get(outcome.name) or {}
+        down = [n for n in order.after_of(entry)
+                if n in procs and not order.is_up(procs[n], identity.runs(procs[n]))]
+        if not outcome.ok or not down:
+            return outcome
+        return Outcome(outcome.name, True, f"{outcome.message}; not up yet: {', '.join(down)}",
+                       outcome.pid, outcome.detail)
 
     def restart(self, names: Iterable[str], *, wait: float = CHECK_WINDOW) -> list[Outcome]:
         """Stop (group, bounded) and start again; resets the backoff counter."""
@@ -382,7 +440,7 @@ class Api:
     def start_all(self, *, wait: float = CHECK_WINDOW) -> list[Outcome]:
         # No program check: one service whose program is gone must not hold back the others
         # (its start fails like a crash, with the shell's 127, and is reported).
-        return self._ask(None, model.START, wait=wait, check_programs=False)
+        return self._ask(None, model.START, wait=wait, check_programs=False, ordered=True)
 
     def stop(self, names: Iterable[str]) -> list[Outcome]:
         """Record the stop, then the watcher signals the group, waits, KILLs. Idempotent."""
@@ -398,8 +456,10 @@ class Api:
         return self._ask(names, model.RESTART, wait=wait) if names else []
 
     def _ask(self, names: list[str] | None, op: str, *,
-             wait: float = CHECK_WINDOW, check_programs: bool = True) -> list[Outcome]:
-        """Write ``op`` as a request for ``names`` (None: every process), then wait for it."""
+             wait: float = CHECK_WINDOW, check_programs: bool = True,
+             ordered: bool = False) -> list[Outcome]:
+        """Write ``op`` as a request for ``names`` (None: every process), then wait for it.
+        ``ordered``: the watcher holds each start until the services it comes after are up."""
         for name in names or ():
             validate.name(name)
         rid = _new_id()
@@ -438,6 +498,8 @@ class Api:
                             done[name] = Outcome(name, True, f"{name} is already stopped")
                         continue
                     entry["request"] = _request(op, rid, now)
+                    if ordered and entry.get("after"):
+                        entry["request"]["ordered"] = True
                     entry["explicitly_stopped"] = stopping
                     entry.pop("next_restart_at", None)
                     asked[name] = op
@@ -517,6 +579,8 @@ class Api:
         extra = KILL_WAIT + stop if stop or any(op != model.START for op in asked.values()) else 0.0
         if model.RESTART in asked.values():
             extra += PORT_WAIT
+        if any((model.request(procs.get(n) or {}) or {}).get("ordered") for n in asked):
+            extra += ORDER_WAIT
         return ACT_TIMEOUT + extra + 0.02 * len(asked)
 
     def _changes(self) -> Iterator[dict | None]:
@@ -645,6 +709,15 @@ def _under(workdir: str, paths: Iterable[str] | None) -> object:
     if paths is None:
         return None
     return options.under(workdir, paths if isinstance(paths, str) else list(paths))
+def _check_order(procs: dict, name: str, entry: dict) -> None:
+    """Refuse a start order that names an unknown service or makes a cycle (exit 2)."""
+    from auto_core import order
+
+    graph = {n: order.after_of(e) for n, e in procs.items()}
+    graph[name] = order.after_of(entry)
+    problem = order.check(graph, [name])
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def _own_env(env: Mapping[str, str] | None, env_file: str | None) -> dict[str, str]:

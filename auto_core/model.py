@@ -114,6 +114,12 @@ class Definition(Record, frozen=True):
     daemon_follow: bool
     restart_on_change: tuple[str, ...] = ()  # absolute paths: a change restarts a running run
     ignore: tuple[str, ...] = ()  # the user's globs, besides the watcher's defaults
+    health: str | None = None  # the check's text (``healthcheck.parse``)
+    health_interval: float = 10.0
+    health_timeout: float = 3.0
+    health_retries: int = 3
+    health_start_period: float = 0.0
+    after: tuple = ()  # names of the services it starts after
 
     @property
     def stop_signum(self) -> int:
@@ -135,7 +141,29 @@ def definition(entry: dict) -> Definition:
         daemon_follow=entry.get("daemon_follow") is not False,
         restart_on_change=texts(entry, "restart_on_change"),
         ignore=texts(entry, "ignore"),
+        **_health_fields(entry),
     )
+
+
+def _positive(entry: dict, key: str, default: float, minimum: float = 0.0) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        return default
+    return float(value)
+
+
+def _health_fields(entry: dict) -> dict:
+    """The health check and start order (store/sanitize has checked their values)."""
+    check, retries, after = entry.get("health"), entry.get("health_retries"), entry.get("after")
+    return {
+        "health": check if isinstance(check, str) and check else None,
+        "health_interval": _positive(entry, "health_interval", 10.0, 0.1),
+        "health_timeout": _positive(entry, "health_timeout", 3.0, 0.1),
+        "health_retries": retries if isinstance(retries, int) and not isinstance(retries, bool)
+        and retries >= 1 else 3,
+        "health_start_period": _positive(entry, "health_start_period", 0.0),
+        "after": tuple(n for n in after if isinstance(n, str)) if isinstance(after, list) else (),
+    }
 
 
 class ProcessView(Record, frozen=True):
@@ -167,6 +195,12 @@ class ProcessView(Record, frozen=True):
     # time plus stop_timeout) or "starting" from these.
     pending: str | None = None
     pending_since: float | None = None
+    # The health check's text, its state (starting, healthy, unhealthy; None: no check or
+    # not running) and the last result the watcher recorded ({time, ok, detail}).
+    health_check: str | None = None
+    health: str | None = None
+    last_health: dict | None = None
+    after: tuple = ()
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}

@@ -92,6 +92,37 @@ def _text(check: Callable) -> Callable[[object], object]:
     return checked
 
 
+def _health(value: object) -> str | None:
+    from auto_core import healthcheck
+
+    return healthcheck.text(value)
+
+
+def _count(what: str, minimum: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isascii() or not text.isdigit() or int(text) < minimum \
+                or int(text) > 10**6:
+            raise UsageError(f"invalid {what} {value!r}: use a whole number >= {minimum}")
+        return int(text)
+
+    return check
+
+
+def _after(value: object) -> list[str]:
+    """``NAME[,NAME...]`` (the flag) or a list of names (the file); ``none`` or empty: none."""
+    if isinstance(value, str):
+        words = [] if value.strip().lower() in ("none", "off") else value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        words = list(value)
+    else:
+        raise UsageError(f"invalid after {value!r}: use a list of service names")
+    names = [w.strip() for w in words if w.strip()]
+    for name in names:
+        validate.name(name)
+    return list(dict.fromkeys(names))
+
+
 def _workdir(value: object) -> str:
     if not isinstance(value, str):
         raise UsageError(f"invalid workdir {value!r}: use a path")
@@ -175,6 +206,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("ignore", f"changes to ignore (repeatable), besides {' '.join(DEFAULT_IGNORE)}, "
            "e.g. '*.tmp' or 'build/*' (update: 'none' clears)", "GLOB", _globs,
            kind="repeat"),
+    Option("health", "health check: http://HOST:PORT/PATH, https://..., tcp://HOST:PORT, port "
+           "(the service's port on 127.0.0.1) or cmd:COMMAND; 'none' clears it", "CHECK", _health),
+    Option("health_interval", "seconds between health checks (default 10)", "S",
+           _text(_seconds("health interval", 0.1))),
+    Option("health_timeout", "seconds a health check may take (default 3)", "S",
+           _text(_seconds("health timeout", 0.1))),
+    Option("health_retries", "failed checks in a row that make it unhealthy and restart it "
+           "(default 3)", "N", _text(_count("health retries", 1))),
+    Option("health_start_period", "seconds after a start when failed checks do not count "
+           "(default 0)", "S", _text(_seconds("health start period", 0))),
+    Option("after", "start only once these services are up (healthy, or running when they have "
+           "no check): NAME[,NAME...]; 'none' clears it", "NAMES", _after),
 )
 # Options whose values are paths taken from the service's workdir (the CLI) or the file's
 # folder (auto.toml) when relative (``under``).

@@ -217,6 +217,9 @@ def effective(entry: Mapping) -> dict:
         "log_max_bytes": logs.max_bytes, "log_keep_parts": logs.keep_parts,
         "log_keep_days": logs.keep_days,
         "restart_on_change": d.restart_on_change, "ignore": d.ignore,
+        "health": d.health, "health_interval": d.health_interval, "health_timeout": d.health_timeout,
+        "health_retries": d.health_retries, "health_start_period": d.health_start_period,
+        "after": sorted(d.after),
     }
 
 
@@ -234,7 +237,18 @@ def plan(wanted: Mapping[str, dict], procs: Mapping[str, dict], prune: bool,
         changed = tuple(k for k in now if now[k] != then[k])
         steps.append(Step(name, CHANGE if changed else SAME, fields, changed))
     steps += [Step(name, REMOVE if prune else KEEP) for name in sorted(procs) if name not in wanted]
+    _check_order(wanted, procs, prune)
     return steps
+
+
+def _check_order(wanted: Mapping[str, dict], procs: Mapping[str, dict], prune: bool) -> None:
+    """The start order of the services as they will be: no unknown name, no cycle."""
+    from auto_core import order
+
+    kept = {} if prune else {n: order.after_of(e) for n, e in procs.items()}
+    problem = order.check(dict(kept, **{n: order.after_of(f) for n, f in wanted.items()}), list(wanted))
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def define(entry: dict, fields: Mapping) -> None:

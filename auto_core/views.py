@@ -56,7 +56,22 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         ignore=d.ignore,
         pending=req["op"] if req is not None else None,
         pending_since=float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None,
+        health_check=d.health,
+        health=health_state(entry, d.health) if alive else None,
+        last_health=entry.get("last_health") if isinstance(entry.get("last_health"), dict) else None,
+        after=d.after,
     )
+
+
+def health_state(entry: dict, check: str | None) -> str | None:
+    """starting, healthy or unhealthy for the current run (None: no check). The watcher
+    records the state with the run it belongs to; a newer run is starting until it writes."""
+    if check is None:
+        return None
+    found = entry.get("health_state")
+    if entry.get("health_run") != entry.get("run") or found not in ("healthy", "unhealthy"):
+        return "starting"
+    return str(found)
 
 
 def snapshot(data: dict, now: float) -> list[ProcessView]:

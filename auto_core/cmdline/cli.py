@@ -95,13 +95,15 @@ def ps_rows(views, used: dict[int, tuple[float, int]] | None = None) -> list[lis
     from auto_core.views import describe_exit
 
     used = used or {}
-    rows = [["NAME", "PID", "PORT", "CPU", "MEM", "UPTIME", "RESTARTS", "NEXT RESTART", "LAST EXIT"]]
+    # NEXT is the countdown to the next restart (a shorter header keeps 80 columns).
+    rows = [["NAME", "PID", "PORT", "CPU", "MEM", "HEALTH", "UPTIME", "RESTARTS", "NEXT", "LAST EXIT"]]
     for v in views:
         pid = str(v.pid) if v.status == "running" else v.status
         nxt = "starting" if v.starting else countdown(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
         cpu, rss = _usage(v, used)
         rows.append([v.name, pid, str(v.port) if v.port else "-",
                      f"{cpu:.1f}%" if cpu is not None else "-", size(rss) if rss is not None else "-",
+                     v.health or "-",
                      duration(v.uptime_s), str(v.restarts), nxt,
                      describe_exit(v.last_exit) if v.status != "running" else "-"])
     return rows
@@ -191,7 +193,8 @@ def cmd_ps(args, out: _Out) -> int:
         views = sorted(views, key=key, reverse=True)
     if args.json:
         fields = ("name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",
-                  "next_restart_in_s", "log_path", "last_exit", "restart_attempt", "restart_every")
+                  "next_restart_in_s", "log_path", "last_exit", "restart_attempt", "restart_every",
+                  "health", "last_health")
         rows = []
         for v in views:
             cpu, rss = _usage(v, used)
@@ -319,6 +322,12 @@ def cmd_show(args, out: _Out) -> int:
 
         rows.append(("on change", "restart; watching " + ", ".join(v.restart_on_change)
                      + " (ignoring " + " ".join(DEFAULT_IGNORE + v.ignore) + ")"))
+    if v.health_check:
+        from auto_core import model
+
+        rows.append(("health", _health_text(v, model.definition(api.entry(args.name)))))
+    if v.after:
+        rows.append(("after", ", ".join(v.after)))
     if not v.daemon_follow:
         rows.append(("daemons", "not followed: a run that exits 0 is restarted (--no-daemon-follow)"))
     width = max(len(k) for k, _ in rows) + 1
@@ -328,6 +337,19 @@ def cmd_show(args, out: _Out) -> int:
     for key in sorted(shown):
         out.data(f"  {key}={shown[key]}")
     return ExitCode.OK
+
+
+def _health_text(v, d) -> str:
+    """``healthy: http://... every 10 s (timeout 3 s, 3 retries); last: ok, HTTP 200 ...``."""
+    import time
+
+    text = (f"{v.health or 'not running'}: {d.health} every {d.health_interval:g} s (timeout "
+            f"{d.health_timeout:g} s, {d.health_retries} retries, start period {d.health_start_period:g} s)")
+    last = v.last_health
+    if isinstance(last, dict) and isinstance(last.get("time"), (int, float)):
+        when = time.strftime("%H:%M:%S", time.localtime(last["time"]))
+        text += f"; last: {'ok' if last.get('ok') else 'failed'}, {last.get('detail')}, {when}"
+    return text
 
 
 def cmd_log(args, out: _Out) -> int:

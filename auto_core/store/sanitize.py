@@ -59,6 +59,12 @@ def _outcome(value: object) -> bool:
     return isinstance(value, dict) and type(value.get("id")) is str
 
 
+def _check_parses(value: object) -> bool:
+    from auto_core import healthcheck
+
+    return healthcheck.valid(value)
+
+
 _pid = _in(1, PID_MAX, whole=True)
 _time = _in(0, TIME_MAX)
 _seconds = _in(0, SECONDS_MAX)
@@ -99,6 +105,17 @@ _RULES: dict[str, tuple[Callable[[object], bool], object, str]] = {
                           "not a list of absolute paths; not watched"),
     "ignore": (_texts, _DROP, "not a list of globs; ignoring the defaults only"),
     "daemon_of": (_pid, _DROP, "not a process id; ignored"),
+    "health": (lambda v: _text(v) and _check_parses(v), _DROP, "not a health check; no check"),
+    "health_interval": (_in(0.1, SECONDS_MAX), _DROP, "not a number of seconds from 0.1 to 1e7; using the default"),
+    "health_timeout": (_in(0.1, SECONDS_MAX), _DROP, "not a number of seconds from 0.1 to 1e7; using the default"),
+    "health_retries": (_in(1, 10**6, whole=True), _DROP, "not a whole number from 1 to 1e6; using the default"),
+    "health_start_period": (_seconds, _DROP, "not a number of seconds from 0 to 1e7; using the default"),
+    "health_state": (lambda v: v in ("starting", "healthy", "unhealthy"), _DROP, "not a health state; ignored"),
+    "health_run": (_text, _DROP, "not a run id; ignored"),
+    "last_health": (lambda v: isinstance(v, dict) and _time(v.get("time")) and type(v.get("ok")) is bool
+                    and _text(v.get("detail")), _DROP, "not a health result auto wrote; ignored"),
+    "after": (lambda v: isinstance(v, list) and all(type(n) is str and validate.NAME_RE.fullmatch(n) for n in v),
+              _DROP, "not a list of service names; no order"),
     "request": (_request, _DROP, "not a request auto wrote; ignored"),
     "outcome": (_outcome, _DROP, "not an outcome auto wrote; ignored"),
 }

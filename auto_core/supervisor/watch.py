@@ -40,14 +40,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from auto_core import backoff, model
+from auto_core import backoff, model, order
 from auto_core.errors import AutoError, no_space
 from auto_core.logtree import logmaint, logs
 from auto_core.proc import limits
 from auto_core.proc.tree import Table, Tree
 from auto_core.store import environ, state, watchlock
 from auto_core.store.paths import Home, check_private, ensure_dir
-from auto_core.supervisor import changes, control, deathwatch, launch, recovery, runs
+from auto_core.supervisor import changes, control, deathwatch, health, launch, recovery, runs
 from auto_core.supervisor.notifier import Notifier
 from auto_core.supervisor.runs import (
     Run,
@@ -130,6 +130,10 @@ class Watcher:
         # Restart on change: a thread per watched service wakes the loop through the
         # notifier's self-pipe (looked up only then: a simulated notifier needs no wake).
         self.changes = changes.Changes(lambda: self.notifier.wake())
+        self.health = health.Checks(home, self.notifier.add_waker, monotonic, clock, self._write,
+                                    self._health_failed, self.log)
+        self._checked: list[str] = []  # the services with a health check
+        self.held: set[str] = set()  # starts waiting for the services they come after
 
     def _watch_state_dir(self) -> int | None:
         try:
@@ -144,6 +148,7 @@ class Watcher:
 
     def close(self) -> None:
         self.changes.close()
+        self.health.close()
         self.control.close()
         self.notifier.close()
         if self._dir_fd is not None:
@@ -241,12 +246,15 @@ class Watcher:
             self._guarded(name, "evaluation", self._evaluate, name)
             if not self.dirty:
                 self._flush()  # one write for every start of this pass; it may dirty more
+        checks_due = self._health_tick() if self._checked or self.health.trackers else None
         self._flush()
         self._maintain_logs()
         for line in self.changes.sync(self.entries, self._running):
             self.log(line)
         wakes = [s.wake for s in self.services.values() if s.wake is not None]
         nearest = min(wakes, default=math.inf) - self.clock()
+        if checks_due is not None:
+            nearest = min(nearest, checks_due - self.monotonic())
         tick = TICK if self.maintainer.busy else self.tick
         if self._queue or any(s.stopping or s.waiting for s in self.services.values()):
             tick = STOP_POLL  # a stop to follow, a port to wait for, a write the lock held up
@@ -301,7 +309,10 @@ class Watcher:
             if self.entries.get(name) != fresh.get(name):
                 self.dirty.add(name)
                 self.services.setdefault(name, Service(name))
+        if self.held and self.dirty:
+            self.dirty |= self.held  # what they wait for may have come up
         self.entries = dict(fresh)
+        self._checked = [n for n, e in fresh.items() if e.get("health")]
         self._live_logs = None
 
     # --- adoption and recovery -------------------------------------------------------------
@@ -406,6 +417,8 @@ class Watcher:
             return  # a stop in progress: its end decides what comes next
         req = model.request(entry)
         if req is not None and req["id"] != svc.handled:
+            if svc.run is None and self._held(name, entry, req):
+                return
             self._carry_out(svc, entry, req)
             return
         if svc.waiting is not None and svc.run is None:  # a start waiting for its port
@@ -477,6 +490,8 @@ class Watcher:
                 due = max(due, now + floor)
         if due - now > EARLY_WAKE:
             svc.wake = due
+            return
+        if self._held(svc.name, entry, None):
             return
         if due > now:  # woken just before its time (below): the last moment is slept exactly
             time.sleep(due - now)
@@ -887,6 +902,8 @@ class Watcher:
                 self._answer_none(name, fields)
                 return
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
+        elif st.then == "backoff":
+            self._restart_later(svc, fields)
         elif st.then == "remove":
             assert st.request is not None
             self._remove(svc, st.request, **fields)
@@ -894,6 +911,72 @@ class Watcher:
             self._answer(name, st.request, True, f"stopped {name} ({how})", None, **fields)
         else:
             self._answer_none(name, fields)
+
+    # --- health and start order -----------------------------------------------------------
+
+    def _held(self, name: str, entry: dict, req: dict | None) -> bool:
+        """Whether a start waits for services it comes after (``--after``) that are wanted
+        (not stopped by the user) and not up yet. Held: a start of ``start-all``, ``apply``
+        (an ``ordered`` request) or the watcher's own; a single ``auto start`` is not."""
+        waiting: list[str] = []
+        if req is None or (req["op"] == model.START and req.get("ordered")):
+            for dep in order.after_of(entry):
+                found, svc = self.entries.get(dep), self.services.get(dep)
+                if found is None or (found.get("explicitly_stopped") and model.request(found) is None):
+                    continue
+                running = svc is not None and svc.run is not None and svc.stopping is None
+                if not order.is_up(found, running):
+                    waiting.append(dep)
+        if not waiting:
+            self.held.discard(name)
+            return False
+        if name not in self.held:
+            self.held.add(name)
+            self.log(f"hold {name}: waiting for {', '.join(waiting)} to be up")
+        return True
+
+    def _health_tick(self) -> float | None:
+        """The health checks' turn (``supervisor/health.py``): each running service with a
+        check, by its run (None while it is stopping)."""
+        found: dict[str, tuple[str, float] | None] = {}
+        for name in self._checked:
+            svc, entry = self.services.get(name), self.entries[name]
+            if svc is None or svc.run is None or entry.get("explicitly_stopped"):
+                continue
+            run = svc.run
+            found[name] = None if svc.stopping else (run.run_id or str(run.pid), run.started_at)
+        return self.health.tick(self.entries, found)
+
+    def _health_failed(self, name: str, line: str) -> None:
+        """Unhealthy: stopped like a restart, started again after its backoff, counted."""
+        svc, entry = self.services.get(name), self.entries.get(name)
+        if svc is None or entry is None or svc.run is None or svc.stopping is not None \
+                or entry.get("explicitly_stopped") or model.request(entry) is not None:
+            return
+        self.log(f"restart {name}: {line.removeprefix('[auto] ')}")
+        self._begin_stop(svc, entry, then="backoff", marker=line)
+
+    def _restart_later(self, svc: Service, fields: dict) -> None:
+        """After a stop for failed health checks: record the end, start after the backoff."""
+        name, now = svc.name, self.clock()
+        entry = self.entries.get(name)
+        if entry is None or entry.get("explicitly_stopped") or model.request(entry) is not None:
+            self._answer_none(name, fields)
+            self.dirty.add(name)
+            return
+        d = model.definition(entry)
+        delay = backoff.delay(entry.get("restart_attempt"), d.backoff_base, d.backoff_max)
+        delay = max(delay + backoff.jitter(name, delay), svc.earliest_start() - self.monotonic())
+
+        def change(procs: dict) -> None:
+            current = procs.get(name)
+            if current is not None:
+                current.update(fields)
+                current["next_restart_at"] = now + delay
+
+        self._write(change)
+        svc.wake = now + delay
+        self.log(f"schedule {name}: unhealthy; restarting in {fmt_seconds(delay)} s")
 
     def _answer_none(self, name: str, fields: dict) -> None:
         def change(procs: dict) -> None:

@@ -1,0 +1,304 @@
+"""Health checks, run by the watcher beside its loop (``--health``).
+
+The loop never waits for a check: each runs in a small thread pool, started with the first
+service that has a check (none otherwise), at most one per service at a time, each bounded by
+its timeout (a socket timeout; a command's process group is killed). A result goes into a
+queue and a byte into a pipe that the death notifier watches (``add_waker``), so it wakes the
+loop at once. The loop (``Checks.tick``) schedules the checks, takes the results, and decides:
+
+- ``starting`` until the first success, ``healthy`` then; ``unhealthy`` after ``retries``
+  failures in a row, which restarts the service (``restart``, the watcher's stop then
+  backoff). Failures inside the start period do not count; a success ends it.
+- Until its first success a service is checked every second (its interval when shorter), so
+  the services that come after it start soon; failures there still count once per interval,
+  so a slow start is not taken for an unhealthy service any sooner than with the interval.
+- The state goes into the entry (``health_state``, ``health_run``, ``last_health``) only when
+  it changes, or when a check's result turns from success to failure or back: an idle
+  healthy service costs a check per interval and no write.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from auto_core import healthcheck, model
+from auto_core.healthcheck import HEALTHY, STARTING, UNHEALTHY, Check
+from auto_core.store import environ
+from auto_core.store.paths import Home
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+WORKERS = 4  # checks at once: a hanging one holds a worker for its timeout at most
+STARTING_PACE = 1.0  # seconds between checks until the first success (at most the interval)
+
+
+@dataclass
+class Result:
+    name: str
+    key: str  # the run it was made for
+    ok: bool
+    detail: str
+    at: float  # wall clock
+
+
+@dataclass
+class Tracker:
+    """One run's health: what the loop knows between checks."""
+
+    key: str
+    run_id: str | None
+    check: Check
+    definition: model.Definition
+    started: float  # monotonic: the run's start
+    due: float  # monotonic: the next check
+    state: str = STARTING
+    failures: int = 0
+    counted: float = 0.0  # monotonic: when a failure was last counted
+    in_flight: bool = False
+    last_ok: bool | None = None
+    done: bool = False  # unhealthy: restarting, no more checks for this run
+
+
+def _took(began: float) -> str:
+    return f"after {time.monotonic() - began:.1f} s"
+
+
+def probe(check: Check, d: model.Definition, env: dict | None, timeout: float) -> tuple[bool, str]:
+    """Run one check, bounded by ``timeout``: (healthy, what happened)."""
+    began = time.monotonic()
+    try:
+        if check.kind == healthcheck.CMD:
+            return _command(check.command, d.workdir, env, timeout, began)
+        if check.kind == healthcheck.HTTP:
+            return _http(check, timeout, began)
+        host, port = (check.host, check.port) if check.kind == healthcheck.TCP else ("127.0.0.1", d.port)
+        if not port:
+            return False, "no port recorded for the service"
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"connected {_took(began)}"
+    except TimeoutError:
+        return False, f"timed out {_took(began)}"
+    except OSError as err:
+        return False, f"{err.strerror or err} {_took(began)}"
+
+
+def _http(check: Check, timeout: float, began: float) -> tuple[bool, str]:
+    import http.client
+
+    conn: http.client.HTTPConnection
+    if check.tls:
+        import ssl
+
+        # The check asks whether the service answers, not who it is: a local service's
+        # certificate is often its own.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(check.host, check.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(check.host, check.port, timeout=timeout)
+    try:
+        conn.request("GET", check.path, headers={"User-Agent": "auto-health"})
+        status = conn.getresponse().status
+    except http.client.HTTPException as err:
+        return False, f"bad answer ({type(err).__name__}) {_took(began)}"
+    finally:
+        conn.close()
+    return 200 <= status < 400, f"HTTP {status} {_took(began)}"
+
+
+def _command(command: str, workdir: str | None, env: dict | None, timeout: float,
+             began: float) -> tuple[bool, str]:
+    proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir or os.path.expanduser("~"),
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the check's own group, never the service's
+        except OSError:
+            pass
+        proc.wait()
+        return False, f"timed out {_took(began)}"
+    return code == 0, f"exit {code} {_took(began)}" if code >= 0 else f"killed by signal {-code} {_took(began)}"
+
+
+class Checks:
+    """The health checks of one watcher.
+
+    Args:
+        home: for the services' captured environments (``cmd:`` checks).
+        add_waker: the notifier's ``add_waker``: the results' pipe wakes the loop.
+        monotonic, clock: the watcher's clocks.
+        write: queue a change of the state (the watcher's ``_write``).
+        restart: ``restart(name, line)``: the service turned unhealthy; ``line`` goes into its log.
+        log: the watcher's event log.
+    """
+
+    def __init__(self, home: Home, add_waker: Callable[..., bool], monotonic: Callable[[], float],
+                 clock: Callable[[], float], write: Callable, restart: Callable[[str, str], None],
+                 log: Callable[[str], None]):
+        self.home = home
+        self._add_waker = add_waker
+        self.monotonic, self.clock = monotonic, clock
+        self._write, self._restart, self._log = write, restart, log
+        self.trackers: dict[str, Tracker] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._pipe: tuple[int, int] | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
+
+    def _submit(self, name: str, tracker: Tracker) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            r, w = os.pipe()
+            for fd in (r, w):
+                os.set_blocking(fd, False)
+                os.set_inheritable(fd, False)
+            self._pipe = (r, w)
+            self._add_waker(r)  # unsupported: results are taken at the next pass all the same
+            self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="health")
+        env = None
+        if tracker.check.kind == healthcheck.CMD:
+            env = environ.service_env(environ.load(self.home, name), tracker.definition.env, os.environ)
+        tracker.in_flight = True
+        assert self._pipe is not None
+        key, check, d, w = tracker.key, tracker.check, tracker.definition, self._pipe[1]
+
+        def job() -> None:
+            try:
+                ok, detail = probe(check, d, env, d.health_timeout)
+            except Exception as exc:  # a check that cannot run is a failed check
+                ok, detail = False, f"check failed: {exc}"
+            self._results.put(Result(name, key, ok, detail, time.time()))
+            try:
+                os.write(w, b"\0")
+            except OSError:
+                pass  # full (a wake is pending) or closed (the watcher is exiting)
+
+        pool = self._pool
+        assert pool is not None
+        pool.submit(job)
+
+    def tick(self, entries: dict[str, dict], runs: dict[str, tuple[str, float] | None]) -> float | None:
+        """Take the results, follow the runs, start the checks that are due. ``runs``: the
+        running services with a check: name -> (run key, started_at wall time), or None
+        while one is stopping. Returns the monotonic time of the next check due, if any."""
+        now = self.monotonic()
+        self._take_results(entries, now)
+        for name in [n for n in self.trackers if n not in runs]:
+            del self.trackers[name]
+        nearest = None
+        for name, found in runs.items():
+            tracker = self.trackers.get(name)
+            if found is None:
+                continue
+            key, started_at = found
+            if tracker is None or tracker.key != key:
+                tracker = self._track(name, entries[name], key, started_at, now)
+                if tracker is None:
+                    continue
+            if tracker.done or tracker.in_flight:
+                continue
+            if tracker.due <= now:
+                self._submit(name, tracker)
+                tracker.due = now + self._pace(tracker)
+                continue
+            nearest = tracker.due if nearest is None else min(nearest, tracker.due)
+        return nearest
+
+    def _track(self, name: str, entry: dict, key: str, started_at: float, now: float) -> Tracker | None:
+        d = model.definition(entry)
+        try:
+            check = healthcheck.parse(d.health)
+        except Exception:
+            check = None
+        if check is None:
+            return None
+        started = now - max(0.0, self.clock() - started_at)
+        run_id = entry.get("run") if isinstance(entry.get("run"), str) else None
+        tracker = Tracker(key, run_id, check, d, started, 0.0)
+        if entry.get("health_run") == run_id and entry.get("health_state") == HEALTHY:
+            tracker.state, tracker.last_ok = HEALTHY, True  # an earlier watcher saw it healthy
+        tracker.counted = started
+        tracker.due = max(now, started + self._pace(tracker))
+        self.trackers[name] = tracker
+        return tracker
+
+    @staticmethod
+    def _pace(tracker: Tracker) -> float:
+        interval = tracker.definition.health_interval
+        return min(interval, STARTING_PACE) if tracker.state == STARTING else interval
+
+    def _take_results(self, entries: dict[str, dict], now: float) -> None:
+        if self._pipe is not None:
+            try:
+                while os.read(self._pipe[0], 4096):
+                    pass
+            except OSError:
+                pass
+        while True:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            tracker = self.trackers.get(result.name)
+            if tracker is None or tracker.key != result.key:
+                continue  # a run that is gone
+            tracker.in_flight = False
+            if not tracker.done:
+                self._judge(result, tracker, now)
+
+    def _judge(self, result: Result, tracker: Tracker, now: float) -> None:
+        d = tracker.definition
+        before, was_ok = tracker.state, tracker.last_ok
+        tracker.last_ok = result.ok
+        if result.ok:
+            tracker.failures = 0
+            tracker.state = HEALTHY
+        elif tracker.state == STARTING and now - tracker.started < d.health_start_period:
+            pass  # inside the start period: does not count
+        elif tracker.state != STARTING or now - tracker.counted >= d.health_interval - 0.05 \
+                or d.health_interval <= STARTING_PACE:
+            tracker.failures += 1
+            tracker.counted = now
+            if tracker.failures >= d.health_retries:
+                tracker.state = UNHEALTHY
+        if tracker.state != before or result.ok != was_ok:
+            self._record(result, tracker)
+        if tracker.state != before:
+            self._log(f"health {result.name}: {tracker.state} ({result.detail})")
+        if tracker.state == UNHEALTHY:
+            tracker.done = True
+            times = "time" if tracker.failures == 1 else "times"
+            self._restart(result.name, f"[auto] health check failed {tracker.failures} {times} "
+                                       f"({result.detail}); restarting")
+
+    def _record(self, result: Result, tracker: Tracker) -> None:
+        name, run_id, state = result.name, tracker.run_id, tracker.state
+        last = {"time": result.at, "ok": result.ok, "detail": result.detail}
+
+        def change(procs: dict) -> None:
+            entry = procs.get(name)
+            if entry is not None and entry.get("run") == run_id:
+                entry.update(health_state=state, health_run=run_id, last_health=last)
+
+        self._write(change)

@@ -1,0 +1,174 @@
+"""Health checks (``--health``): the check's text, bad values refused, and the watcher running
+real checks against real servers on 127.0.0.1 and real processes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from helpers import (
+    assert_one_error,
+    auto,
+    free_port,
+    pid_alive,
+    read_state,
+    state_bytes,
+    wait_until,
+)
+
+from auto_core import healthcheck
+from auto_core.errors import UsageError
+from auto_core.store import sanitize
+
+
+def test_check_texts_parse():
+    web = healthcheck.parse("http://127.0.0.1:8000/health?deep=1")
+    assert (web.kind, web.host, web.port, web.path, web.tls) == ("http", "127.0.0.1", 8000, "/health?deep=1", False)
+    assert healthcheck.parse("https://localhost/").port == 443
+    assert healthcheck.parse("tcp://127.0.0.1:5432") == healthcheck.Check("tcp", host="127.0.0.1", port=5432)
+    assert healthcheck.parse("port").kind == "port"
+    assert healthcheck.parse("cmd: pg_isready -q").command == "pg_isready -q"
+    assert healthcheck.parse("none") is None and healthcheck.text("none") is None
+    for bad in ("ftp://x", "tcp://host", "tcp://h:99999", "http://:80/", "cmd:", "curl x", 3):
+        with pytest.raises(UsageError):
+            healthcheck.parse(bad)
+
+
+def test_hand_edited_health_values_are_neutralised():
+    entry = {"command": "x", "health": "ftp://x", "health_interval": 0, "health_retries": -1,
+             "health_state": "great", "after": ["ok", "../x"], "last_health": {"ok": 1}}
+    clean, problems = sanitize.sanitize("web", entry, "/logs", 0.0)
+    assert clean == {"command": "x"}
+    assert len(problems) == 6
+    good = {"command": "x", "health": "port", "health_interval": 0.5, "health_retries": 2,
+            "health_state": "healthy", "after": ["db"], "last_health": {"time": 1.0, "ok": True, "detail": "HTTP 200"}}
+    assert sanitize.sanitize("web", good, "/logs", 0.0) == (good, [])
+
+
+@pytest.mark.parametrize("flags", [("--health", "ftp://x"), ("--health-interval", "0"),
+                                   ("--health-retries", "-1"), ("--health-timeout", "x"),
+                                   ("--health-start-period", "-2"), ("--health", "tcp://h")])
+def test_bad_health_values_are_refused_and_change_nothing(capsys, auto_home, tmp_path, flags):
+    code, _, err = auto(capsys, "add", "base", "sleep 1000", "--no-start", "--workdir", str(tmp_path))
+    assert code == 0, err
+    before = state_bytes(auto_home)
+    code, _, err = auto(capsys, "add", "web", "sleep 1000", "--workdir", str(tmp_path), *flags)
+    assert "invalid health" in assert_one_error(code, err, 2)
+    code, _, err = auto(capsys, "update", "base", *flags)
+    assert "invalid health" in assert_one_error(code, err, 2)
+    assert state_bytes(auto_home) == before
+
+
+def holds(predicate, seconds: float, step: float = 0.05) -> None:
+    """Assert ``predicate`` stays true for ``seconds`` (a bounded check that nothing happens)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), "condition stopped holding"
+        time.sleep(step)
+
+
+def _entry(home, name: str) -> dict:
+    return read_state(home)["processes"][name]
+
+
+@pytest.mark.slow
+def test_http_check_turns_healthy_and_is_shown(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    port = free_port()
+    code, out, err = auto(capsys, "add", "web", f"python3 -m http.server {port} --bind 127.0.0.1",
+                          "--port", str(port), "--workdir", str(tmp_path),
+                          "--health", f"http://127.0.0.1:{port}/", "--health-interval", "0.5")
+    assert code == 0, err
+    wait_until(lambda: _entry(auto_home, "web").get("health_state") == "healthy", 20,
+               message="web to turn healthy")
+    entry = _entry(auto_home, "web")
+    assert entry["health_run"] == entry["run"]
+    assert entry["last_health"]["ok"] is True and entry["last_health"]["detail"].startswith("HTTP 200")
+    code, out, _ = auto(capsys, "-q", "ps")
+    header, row = out.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "PID", "PORT", "CPU", "MEM", "HEALTH"]
+    assert row.split()[:3] == ["web", str(entry["pid"]), str(port)] and row.split()[5] == "healthy"
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    code, out, _ = auto(capsys, "ps", "--json")
+    shown = json.loads(out)[0]
+    assert shown["health"] == "healthy" and shown["last_health"]["ok"] is True
+    code, out, _ = auto(capsys, "show", "web")
+    assert f"healthy: http://127.0.0.1:{port}/ every 0.5 s" in out
+    # A healthy service checked every 0.5 s is not written again while nothing changes.
+    state_file = auto_home / "local" / "state.json"
+    version = state_file.stat().st_ino, state_file.stat().st_mtime_ns
+    checks = len(w.lines(r"health web"))
+    holds(lambda: (state_file.stat().st_ino, state_file.stat().st_mtime_ns) == version, 2.0)
+    pid = entry["pid"]
+    code, out, _ = auto(capsys, "update", "web", "--health", "none")
+    assert code == 0
+    assert _entry(auto_home, "web")["pid"] == pid and pid_alive(pid)
+    assert len(w.lines(r"health web")) == checks
+    code, out, _ = auto(capsys, "-q", "ps")
+    assert out.splitlines()[1].split()[5] == "-"
+
+
+@pytest.mark.slow
+def test_failing_command_check_restarts_the_service_and_says_why(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    code, _, err = auto(capsys, "add", "sick", "sleep 1000", "--workdir", str(tmp_path),
+                        "--health", "cmd:false", "--health-interval", "0.2", "--health-retries", "3",
+                        "--backoff-base", "0.2")
+    assert code == 0, err
+    first = _entry(auto_home, "sick")
+    wait_until(lambda: _entry(auto_home, "sick").get("restarts", 0) >= 1, 20,
+               message="the unhealthy service to be restarted")
+    second = _entry(auto_home, "sick")
+    assert second["pid"] != first["pid"]
+    wait_until(lambda: not pid_alive(first["pid"]), message="the first run to end")
+    with open(first["log_path"]) as fh:
+        log = fh.read()
+    assert "[auto] health check failed 3 times (exit 1 after " in log and "); restarting" in log
+    assert second["last_exit"]["stopped"] is True
+    w.wait_line(r"^health sick: unhealthy \(exit 1 after ")
+    w.wait_line(r"^start sick pid \d+ \(automatic restart\)")
+
+
+def _silent_listener() -> socket.socket:
+    """A TCP server that accepts connections (the backlog does) and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    return srv
+
+
+@pytest.mark.slow
+def test_hanging_check_fails_at_its_timeout_and_stalls_no_restart(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    srv = _silent_listener()
+    try:
+        port = srv.getsockname()[1]
+        code, _, err = auto(capsys, "add", "hung", "sleep 1000", "--workdir", str(tmp_path),
+                            "--health", f"http://127.0.0.1:{port}/", "--health-timeout", "4",
+                            "--health-interval", "0.2", "--health-retries", "1", "--wait", "0")
+        assert code == 0, err
+        code, _, err = auto(capsys, "add", "crash", "sh -c 'sleep 0.7; exit 3'", "--workdir",
+                            str(tmp_path), "--backoff-base", "0", "--wait", "0")
+        assert code == 0, err
+        m = w.wait_line(r"^health hung: unhealthy \((timed out after [0-9.]+ s)\)", 30)
+        took = float(m.group(1).split()[-2])
+        assert 3.9 <= took < 6.0, m.group(0)
+        # While that check hung, the crashing service was restarted at once each time.
+        events = w.events()
+        hung_from = next(t for t, msg in events if msg.startswith("start hung pid"))
+        hung_to = next(t for t, msg in events if msg.startswith("health hung: unhealthy"))
+        latencies = []
+        for i, (t, msg) in enumerate(events):
+            if msg.startswith("exit crash pid") and hung_from <= t <= hung_to:
+                started = next((t2 for t2, m2 in events[i:] if m2.startswith("start crash pid")), None)
+                if started is not None:
+                    latencies.append((started - t).total_seconds())
+        assert len(latencies) >= 2, w.text()
+        assert max(latencies) < 0.5, latencies
+        wait_until(lambda: (_entry(auto_home, "hung").get("last_exit") or {}).get("stopped"), 15,
+                   message="the unhealthy service's stop to be recorded")
+    finally:
+        srv.close()
+
