@@ -301,3 +301,21 @@ def test_a_crash_restarts_first_and_ends_what_its_run_left_outside_the_group_aft
     restarted_at = world.starts_of("api")[1]
     assert not worker.alive and worker.signals == [(restarted_at, signal.SIGKILL)]
     assert "leftovers of api outside its group" in sim.out.getvalue()
+
+
+def test_starts_wait_for_the_services_they_come_after(home, sim):
+    """``--after``: the watcher's own starts (as at login) follow the order, at once once each
+    service before is running (no check); a service stopped by the user holds nothing."""
+    define(home, "a", "serve", after=["b"])  # looked at in name order: a first, held
+    define(home, "b", "serve", after=["c"])
+    define(home, "c", "serve")
+    define(home, "off", "serve", explicitly_stopped=True)
+    define(home, "e", "serve", after=["off"])
+    sim.until(lambda: all(sim.world.starts_of(n) for n in "abce"), within=1, what="every start")
+    lines = [line.split(" ", 2)[2] for line in sim.out.getvalue().splitlines()]
+    starts = [line.split()[1] for line in lines if line.startswith("start ")]
+    assert starts.index("c") < starts.index("b") < starts.index("a")
+    assert "hold a: waiting for b to be up" in lines and "hold b: waiting for c to be up" in lines
+    assert not any(line.startswith("hold e") for line in lines)
+    assert sim.world.starts_of("a")[0] - sim.world.starts_of("c")[0] < 0.05
+    assert not sim.world.starts_of("off")
