@@ -274,7 +274,7 @@ def export(procs: Mapping[str, dict], names: Iterable[str]) -> str:
         table: dict = {"command": entry.get("command", "")}
         for key in DEFINITION_KEYS[1:]:
             value = entry.get(key)
-            if value is not None and value != {}:
+            if value is not None and value != {} and value != []:
                 table[key] = value
         services[name] = table
     return tomli_w.dumps({"services": services})

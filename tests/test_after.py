@@ -122,3 +122,20 @@ def test_the_watcher_at_login_starts_in_order(capsys, auto_home, tmp_path, watch
     procs = read_state(auto_home)["processes"]
     wait_until(lambda: read_state(auto_home)["processes"]["app"].get("started_at", 0)
                >= procs["db"]["last_health"]["time"], message="app's start recorded")
+
+
+def test_apply_starts_in_order(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    setup = tmp_path / "auto.toml"
+    setup.write_text('[services.app]\ncommand = "sleep 1000"\nafter = ["db"]\n'
+                     '[services.db]\ncommand = "sleep 1000"\nhealth = "cmd:true"\nhealth_interval = 0.3\n')
+    code, out, err = auto(capsys, "apply", str(setup), "--wait", "0")
+    assert code == 0, err
+    assert "+ app (added; started, pid" in out
+    procs = read_state(auto_home)["processes"]
+    assert procs["db"]["health_state"] == "healthy"
+    assert procs["app"]["started_at"] >= procs["db"]["last_health"]["time"]
+    w.wait_line(r"^hold app: waiting for db to be up")
+    code, out, err = auto(capsys, "export")
+    assert 'after = [\n    "db",\n]' in out or 'after = ["db"]' in out
+    assert 'health = "cmd:true"' in out and "health_interval = 0.3" in out
