@@ -4,7 +4,7 @@ it, the watcher holds a start with it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 def after_of(entry: Mapping) -> tuple[str, ...]:
@@ -49,6 +49,20 @@ def check(graph: Mapping[str, tuple[str, ...] | list[str]], names: list[str] | N
 def dependents(graph: Mapping[str, tuple[str, ...] | list[str]], name: str) -> list[str]:
     """The services that come after ``name``, sorted."""
     return sorted(n for n, deps in graph.items() if name in deps)
+
+
+def reaches(after: Callable[[str], tuple[str, ...]], start: str, target: str) -> bool:
+    """Whether ``start`` comes after ``target``, directly or through others (``after(name)``:
+    the names one comes after). The faces refuse cycles; a hand edit can still make one."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name not in seen:
+            seen.add(name)
+            todo.extend(after(name))
+    return False
 
 
 def is_up(entry: Mapping, running: bool) -> bool:

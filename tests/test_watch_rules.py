@@ -319,3 +319,9 @@ def test_starts_wait_for_the_services_they_come_after(home, sim):
     assert not any(line.startswith("hold e") for line in lines)
     assert sim.world.starts_of("a")[0] - sim.world.starts_of("c")[0] < 0.05
     assert not sim.world.starts_of("off")
+
+
+def test_a_cycle_made_by_hand_holds_nothing(home, sim):
+    define(home, "a", "serve", after=["b"])
+    define(home, "b", "serve", after=["a"])
+    sim.until(lambda: sim.world.starts_of("a") and sim.world.starts_of("b"), within=1, what="both starts")

@@ -925,8 +925,9 @@ class Watcher:
                 if found is None or (found.get("explicitly_stopped") and model.request(found) is None):
                     continue
                 running = svc is not None and svc.run is not None and svc.stopping is None
-                if not order.is_up(found, running):
-                    waiting.append(dep)
+                if not order.is_up(found, running) and not order.reaches(
+                        lambda n: order.after_of(self.entries.get(n) or {}), dep, name):
+                    waiting.append(dep)  # (a cycle a hand edit made holds nothing)
         if not waiting:
             self.held.discard(name)
             return False
