@@ -172,3 +172,48 @@ def test_hanging_check_fails_at_its_timeout_and_stalls_no_restart(capsys, auto_h
     finally:
         srv.close()
 
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_judging_results_start_period_pace_and_writes(home):
+    """The rules of ``Checks`` on given results: failures inside the start period do not
+    count, while starting they count once per interval, ``retries`` in a row restart, and the
+    state is written only when it (or a result's ok) changes."""
+    from auto_core import model
+    from auto_core.supervisor import health
+
+    clock = _Clock()
+    writes, restarts = [], []
+    checks = health.Checks(home, lambda fd: False, clock, clock, writes.append,
+                           lambda name, line: restarts.append(line), lambda m: None)
+    d = model.definition({"command": "x", "health": "port", "health_interval": 5.0,
+                          "health_retries": 2, "health_start_period": 10.0})
+    tracker = health.Tracker("run-1", "run-1", healthcheck.parse("port"), d, started=100.0, due=0.0)
+
+    def result(ok: bool, at: float) -> None:
+        clock.now = at
+        checks._judge(health.Result("web", "run-1", ok, "exit 1 after 0.0 s", at), tracker, at)
+
+    result(False, 101.0)
+    result(False, 109.0)  # inside the 10 s start period: not counted
+    assert (tracker.state, tracker.failures, len(writes)) == ("starting", 0, 1)  # ok changed: written
+    result(False, 111.0)  # counted: 11 s since the start
+    result(False, 112.0)  # while starting, once per interval: not yet
+    assert (tracker.failures, restarts) == (1, [])
+    result(True, 113.0)  # a success: healthy, the count starts over
+    assert (tracker.state, tracker.failures, len(writes)) == ("healthy", 0, 2)
+    result(True, 118.0)
+    assert len(writes) == 2  # nothing changed: no write
+    result(False, 123.0)
+    assert (tracker.state, tracker.failures, len(writes)) == ("healthy", 1, 3)
+    result(False, 128.0)
+    assert tracker.state == "unhealthy" and tracker.done
+    assert restarts == ["[auto] health check failed 2 times (exit 1 after 0.0 s); restarting"]
+    checks.close()

@@ -12,6 +12,8 @@ loop at once. The loop (``Checks.tick``) schedules the checks, takes the results
 - Until its first success a service is checked every second (its interval when shorter), so
   the services that come after it start soon; failures there still count once per interval,
   so a slow start is not taken for an unhealthy service any sooner than with the interval.
+- A result that changes nothing (a success of a healthy service, before its next check is
+  due) does not wake the loop: it is taken when the loop wakes for that next check.
 - The state goes into the entry (``health_state``, ``health_run``, ``last_health``) only when
   it changes, or when a check's result turns from success to failure or back: an idle
   healthy service costs a check per interval and no write.
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 WORKERS = 4  # checks at once: a hanging one holds a worker for its timeout at most
+BATCH = 0.25  # a check due within this (and 5 % of its interval) runs with one due now
 STARTING_PACE = 1.0  # seconds between checks until the first success (at most the interval)
 
 
@@ -182,6 +185,7 @@ class Checks:
         tracker.in_flight = True
         assert self._pipe is not None
         key, check, d, w = tracker.key, tracker.check, tracker.definition, self._pipe[1]
+        monotonic = self.monotonic
 
         def job() -> None:
             try:
@@ -189,6 +193,8 @@ class Checks:
             except Exception as exc:  # a check that cannot run is a failed check
                 ok, detail = False, f"check failed: {exc}"
             self._results.put(Result(name, key, ok, detail, time.time()))
+            if ok and tracker.state == HEALTHY and tracker.last_ok and monotonic() < tracker.due:
+                return  # nothing to act on: taken when the loop wakes for the next check
             try:
                 os.write(w, b"\0")
             except OSError:
@@ -216,12 +222,16 @@ class Checks:
                 tracker = self._track(name, entries[name], key, started_at, now)
                 if tracker is None:
                     continue
-            if tracker.done or tracker.in_flight:
+            if tracker.done:
                 continue
-            if tracker.due <= now:
+            if tracker.in_flight:  # its result may come without a wake: looked at by its due
+                if tracker.due > now:
+                    nearest = tracker.due if nearest is None else min(nearest, tracker.due)
+                continue
+            # Checks due soon go with this one: the loop wakes once for a batch, not per check.
+            if tracker.due <= now + min(BATCH, self._pace(tracker) * 0.05):
+                tracker.due = now + self._pace(tracker)  # first: the check's thread reads it
                 self._submit(name, tracker)
-                tracker.due = now + self._pace(tracker)
-                continue
             nearest = tracker.due if nearest is None else min(nearest, tracker.due)
         return nearest
 
