@@ -217,3 +217,25 @@ def test_judging_results_start_period_pace_and_writes(home):
     assert tracker.state == "unhealthy" and tracker.done
     assert restarts == ["[auto] health check failed 2 times (exit 1 after 0.0 s); restarting"]
     checks.close()
+
+
+def _threads(pid: int) -> int:
+    import os
+
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_no_thread_until_a_service_has_a_check(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    code, _, err = auto(capsys, "add", "plain", "sleep 1000", "--workdir", str(tmp_path))
+    assert code == 0, err
+    holds(lambda: _threads(w.pid) == 1, 1.0)  # the loop alone
+    code, _, err = auto(capsys, "update", "plain", "--health", "cmd:true", "--health-interval", "0.2")
+    assert code == 0, err
+    wait_until(lambda: _entry(auto_home, "plain").get("health_state") == "healthy", 15,
+               message="the check added to the running service to pass")
+    assert _threads(w.pid) > 1
+    # A changed check applies at once too, from `starting`.
+    code, _, err = auto(capsys, "update", "plain", "--health", "cmd:false", "--health-retries", "1")
+    assert code == 0, err
+    w.wait_line(r"^health plain: unhealthy \(exit 1 after ", 15)

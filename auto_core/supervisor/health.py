@@ -69,6 +69,15 @@ class Tracker:
     in_flight: bool = False
     last_ok: bool | None = None
     done: bool = False  # unhealthy: restarting, no more checks for this run
+    settings: tuple = ()  # the entry's check settings it was made with (``_settings``)
+
+
+_SETTINGS = ("health", "health_interval", "health_timeout", "health_retries", "health_start_period",
+             "port", "workdir", "env")
+
+
+def _settings(entry: dict) -> tuple:
+    return tuple(entry.get(key) for key in _SETTINGS)
 
 
 def _took(began: float) -> str:
@@ -159,6 +168,7 @@ class Checks:
         self._pool: ThreadPoolExecutor | None = None
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pipe: tuple[int, int] | None = None
+        self._entries: dict | None = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -210,8 +220,11 @@ class Checks:
         while one is stopping. Returns the monotonic time of the next check due, if any."""
         now = self.monotonic()
         self._take_results(entries, now)
-        for name in [n for n in self.trackers if n not in runs]:
-            del self.trackers[name]
+        changed = entries is not self._entries  # the watcher's view is a new dict per read
+        self._entries = entries
+        for name in [n for n in self.trackers if n not in runs
+                     or (changed and _settings(entries[n]) != self.trackers[n].settings)]:
+            del self.trackers[name]  # gone, or its check changed (``update``): starts over
         nearest = None
         for name, found in runs.items():
             tracker = self.trackers.get(name)
@@ -245,7 +258,7 @@ class Checks:
             return None
         started = now - max(0.0, self.clock() - started_at)
         run_id = entry.get("run") if isinstance(entry.get("run"), str) else None
-        tracker = Tracker(key, run_id, check, d, started, 0.0)
+        tracker = Tracker(key, run_id, check, d, started, 0.0, settings=_settings(entry))
         if entry.get("health_run") == run_id and entry.get("health_state") == HEALTHY:
             tracker.state, tracker.last_ok = HEALTHY, True  # an earlier watcher saw it healthy
         tracker.counted = started
