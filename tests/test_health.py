@@ -239,3 +239,31 @@ def test_no_thread_until_a_service_has_a_check(capsys, auto_home, tmp_path, watc
     code, _, err = auto(capsys, "update", "plain", "--health", "cmd:false", "--health-retries", "1")
     assert code == 0, err
     w.wait_line(r"^health plain: unhealthy \(exit 1 after ", 15)
+
+
+def _check_children(watcher_pid: int) -> list[int]:
+    """The watcher's children that are health-check commands (``sh -c 'sleep 60'``)."""
+    from helpers import procs_with_argv
+
+    return [p for p in procs_with_argv(["/bin/sh", "-c", "sleep 60"]) if _parent(p) == watcher_pid]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+def test_a_hanging_check_does_not_delay_the_watchers_exit(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    code, _, err = auto(capsys, "add", "slow", "sleep 1000", "--workdir", str(tmp_path), "--wait", "0",
+                        "--health", "cmd:sleep 60", "--health-timeout", "120", "--health-interval", "0.2")
+    assert code == 0, err
+    hung = wait_until(lambda: _check_children(w.pid), 15, message="the check command to run")
+    began = time.monotonic()
+    assert w.signal(15, timeout=10) == 0
+    assert time.monotonic() - began < 5
+    wait_until(lambda: not any(pid_alive(p) for p in hung), message="the check command to be killed")

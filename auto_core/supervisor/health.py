@@ -26,18 +26,15 @@ import queue
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from auto_core import healthcheck, model
 from auto_core.healthcheck import HEALTHY, STARTING, UNHEALTHY, Check
 from auto_core.store import environ
 from auto_core.store.paths import Home
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
 
 WORKERS = 4  # checks at once: a hanging one holds a worker for its timeout at most
 BATCH = 0.25  # a check due within this (and 5 % of its interval) runs with one due now
@@ -128,11 +125,20 @@ def _http(check: Check, timeout: float, began: float) -> tuple[bool, str]:
     return 200 <= status < 400, f"HTTP {status} {_took(began)}"
 
 
+_RUNNING: set[int] = set()  # the process groups of command checks in flight
+
+
+def _work(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not None:
+        job()
+
+
 def _command(command: str, workdir: str | None, env: dict | None, timeout: float,
              began: float) -> tuple[bool, str]:
     proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir or os.path.expanduser("~"),
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
+    _RUNNING.add(proc.pid)
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -142,6 +148,8 @@ def _command(command: str, workdir: str | None, env: dict | None, timeout: float
             pass
         proc.wait()
         return False, f"timed out {_took(began)}"
+    finally:
+        _RUNNING.discard(proc.pid)
     return code == 0, f"exit {code} {_took(began)}" if code >= 0 else f"killed by signal {-code} {_took(began)}"
 
 
@@ -165,30 +173,39 @@ class Checks:
         self.monotonic, self.clock = monotonic, clock
         self._write, self._restart, self._log = write, restart, log
         self.trackers: dict[str, Tracker] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None  # the pool's work
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pipe: tuple[int, int] | None = None
         self._entries: dict | None = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._jobs is not None:
+            for _ in range(WORKERS):
+                self._jobs.put(None)  # each worker ends after its current check
+        for pgid in list(_RUNNING):  # a command check in flight is not left behind
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
         if self._pipe is not None:
             for fd in self._pipe:
                 os.close(fd)
             self._pipe = None
 
     def _submit(self, name: str, tracker: Tracker) -> None:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
+        if self._jobs is None:
             r, w = os.pipe()
             for fd in (r, w):
                 os.set_blocking(fd, False)
                 os.set_inheritable(fd, False)
             self._pipe = (r, w)
             self._add_waker(r)  # unsupported: results are taken at the next pass all the same
-            self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="health")
+            # Daemon threads: a check that hangs for its (long) timeout never delays the
+            # watcher's exit, and a take-over by the login watcher with it.
+            jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+            for i in range(WORKERS):
+                threading.Thread(target=_work, args=(jobs,), name=f"health-{i}", daemon=True).start()
+            self._jobs = jobs
         env = None
         if tracker.check.kind == healthcheck.CMD:
             env = environ.service_env(environ.load(self.home, name), tracker.definition.env, os.environ)
@@ -210,9 +227,7 @@ class Checks:
             except OSError:
                 pass  # full (a wake is pending) or closed (the watcher is exiting)
 
-        pool = self._pool
-        assert pool is not None
-        pool.submit(job)
+        self._jobs.put(job)
 
     def tick(self, entries: dict[str, dict], runs: dict[str, tuple[str, float] | None]) -> float | None:
         """Take the results, follow the runs, start the checks that are due. ``runs``: the
