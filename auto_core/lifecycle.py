@@ -187,6 +187,7 @@ class Api:
         if name in state.processes(self.load()):  # before the env file is written
             raise AutoError(f"a process named {name!r} already exists (use 'auto update {name}')")
         _check_order(state.processes(self.load()), name, entry)
+        _check_health_port(name, entry)
         environ.save(self.home, name, captured)
         rid = _new_id()
         try:
@@ -296,6 +297,9 @@ class Api:
             base = captured if captured is not None else environ.capture()
             check_program(name, changes.get("command", current.get("command", "")),
                           dict(base, **merged), changes.get("workdir") or model.workdir(current) or "/")
+        if "after" in scratch:  # before anything is written (checked again under the lock)
+            _check_order(state.processes(self.load()), name, scratch)
+        _check_health_port(name, dict(current, **changes, **scratch))
         if update_env:
             environ.save(self.home, name, captured or {})
         with self._txn() as data:
@@ -304,6 +308,7 @@ class Api:
                 raise NotFound(name)
             if "after" in scratch:
                 _check_order(state.processes(data), name, scratch)
+            _check_health_port(name, dict(entry, **changes, **scratch))
             entry.update(changes)
             entry.update(scratch)
             if added or unset:
@@ -709,6 +714,14 @@ def _under(workdir: str, paths: Iterable[str] | None) -> object:
     if paths is None:
         return None
     return options.under(workdir, paths if isinstance(paths, str) else list(paths))
+
+
+def _check_health_port(name: str, entry: dict) -> None:
+    """The ``port`` check needs the service's port."""
+    if entry.get("health") == "port" and not entry.get("port"):
+        raise UsageError(f"{name}: the health check 'port' needs the service's --port")
+
+
 def _check_order(procs: dict, name: str, entry: dict) -> None:
     """Refuse a start order that names an unknown service or makes a cycle (exit 2)."""
     from auto_core import order

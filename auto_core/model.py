@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 from auto_core import backoff
+from auto_core import healthcheck as hc
 from auto_core.record import Factory, Record
 
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -115,10 +116,10 @@ class Definition(Record, frozen=True):
     restart_on_change: tuple[str, ...] = ()  # absolute paths: a change restarts a running run
     ignore: tuple[str, ...] = ()  # the user's globs, besides the watcher's defaults
     health: str | None = None  # the check's text (``healthcheck.parse``)
-    health_interval: float = 10.0
-    health_timeout: float = 3.0
-    health_retries: int = 3
-    health_start_period: float = 0.0
+    health_interval: float = hc.DEFAULT_INTERVAL
+    health_timeout: float = hc.DEFAULT_TIMEOUT
+    health_retries: int = hc.DEFAULT_RETRIES
+    health_start_period: float = hc.DEFAULT_START_PERIOD
     after: tuple = ()  # names of the services it starts after
 
     @property
@@ -157,11 +158,11 @@ def _health_fields(entry: dict) -> dict:
     check, retries, after = entry.get("health"), entry.get("health_retries"), entry.get("after")
     return {
         "health": check if isinstance(check, str) and check else None,
-        "health_interval": _positive(entry, "health_interval", 10.0, 0.1),
-        "health_timeout": _positive(entry, "health_timeout", 3.0, 0.1),
+        "health_interval": _positive(entry, "health_interval", hc.DEFAULT_INTERVAL, 0.1),
+        "health_timeout": _positive(entry, "health_timeout", hc.DEFAULT_TIMEOUT, 0.1),
         "health_retries": retries if isinstance(retries, int) and not isinstance(retries, bool)
-        and retries >= 1 else 3,
-        "health_start_period": _positive(entry, "health_start_period", 0.0),
+        and retries >= 1 else hc.DEFAULT_RETRIES,
+        "health_start_period": _positive(entry, "health_start_period", hc.DEFAULT_START_PERIOD),
         "after": tuple(n for n in after if isinstance(n, str)) if isinstance(after, list) else (),
     }
 

@@ -245,6 +245,9 @@ def _check_order(wanted: Mapping[str, dict], procs: Mapping[str, dict], prune: b
     """The start order of the services as they will be: no unknown name, no cycle."""
     from auto_core import order
 
+    for name, fields in wanted.items():
+        if fields.get("health") == "port" and not fields.get("port"):
+            raise UsageError(f"{name}: the health check 'port' needs the service's port")
     kept = {} if prune else {n: order.after_of(e) for n, e in procs.items()}
     problem = order.check(dict(kept, **{n: order.after_of(f) for n, f in wanted.items()}), list(wanted))
     if problem is not None:

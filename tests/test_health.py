@@ -61,6 +61,18 @@ def test_bad_health_values_are_refused_and_change_nothing(capsys, auto_home, tmp
     assert state_bytes(auto_home) == before
 
 
+def test_the_port_check_needs_a_port(capsys, auto_home, tmp_path):
+    code, _, err = auto(capsys, "add", "web", "sleep 1000", "--workdir", str(tmp_path), "--health", "port")
+    assert "web: the health check 'port' needs the service's --port" in assert_one_error(code, err, 2)
+    code, _, err = auto(capsys, "add", "web", "sleep 1000", "--workdir", str(tmp_path), "--no-start",
+                        "--health", "port", "--port", "8080")
+    assert code == 0, err
+    before = state_bytes(auto_home)
+    code, _, err = auto(capsys, "update", "web", "--port", "off")
+    assert "needs the service's --port" in assert_one_error(code, err, 2)
+    assert state_bytes(auto_home) == before
+
+
 def holds(predicate, seconds: float, step: float = 0.05) -> None:
     """Assert ``predicate`` stays true for ``seconds`` (a bounded check that nothing happens)."""
     deadline = time.monotonic() + seconds
