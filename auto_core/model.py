@@ -201,7 +201,7 @@ class ProcessView(Record, frozen=True):
     health_check: str | None = None
     health: str | None = None
     last_health: dict | None = None
-    after: tuple = ()
+    after: list = Factory(factory=list)  # a list: the view is JSON as it is
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}

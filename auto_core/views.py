@@ -59,7 +59,7 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         health_check=d.health,
         health=health_state(entry, d.health) if alive else None,
         last_health=entry.get("last_health") if isinstance(entry.get("last_health"), dict) else None,
-        after=d.after,
+        after=list(d.after),
     )
 
 
