@@ -73,3 +73,19 @@ def is_up(entry: Mapping, running: bool) -> bool:
     if not entry.get("health"):
         return True
     return entry.get("health_state") == "healthy" and entry.get("health_run") == entry.get("run")
+
+
+def waiting_for(name: str, entry: Mapping, entries: Mapping[str, Mapping],
+                running: Callable[[str], bool]) -> list[str]:
+    """The services ``name`` comes after that hold its start: wanted (not stopped by the user,
+    or asked to start) and not up. A name no longer defined holds nothing, nor one that comes
+    after ``name`` itself (a cycle a hand edit made)."""
+    waiting = []
+    for dep in after_of(entry):
+        found = entries.get(dep)
+        if found is None or (found.get("explicitly_stopped") and found.get("request") is None):
+            continue
+        if not is_up(found, running(dep)) and not reaches(
+                lambda n: after_of(entries.get(n) or {}), dep, name):
+            waiting.append(dep)
+    return waiting

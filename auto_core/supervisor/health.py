@@ -35,6 +35,7 @@ from auto_core import healthcheck, model
 from auto_core.healthcheck import HEALTHY, STARTING, UNHEALTHY, Check
 from auto_core.store import environ
 from auto_core.store.paths import Home
+from auto_core.supervisor.runs import Service
 
 WORKERS = 4  # checks at once: a hanging one holds a worker for its timeout at most
 BATCH = 0.25  # a check due within this (and 5 % of its interval) runs with one due now
@@ -151,6 +152,20 @@ def _command(command: str, workdir: str | None, env: dict | None, timeout: float
     finally:
         _RUNNING.discard(proc.pid)
     return code == 0, f"exit {code} {_took(began)}" if code >= 0 else f"killed by signal {-code} {_took(began)}"
+
+
+def running(names: list[str], entries: dict[str, dict],
+            services: dict[str, Service]) -> dict[str, tuple[str, float] | None]:
+    """What ``Checks.tick`` follows: each of ``names`` (services with a check) that runs and is
+    wanted, by its run (its mark, or its pid) and start time; None while it is stopping."""
+    found: dict[str, tuple[str, float] | None] = {}
+    for name in names:
+        svc = services.get(name)
+        if svc is None or svc.run is None or entries[name].get("explicitly_stopped"):
+            continue
+        run = svc.run
+        found[name] = None if svc.stopping else (run.run_id or str(run.pid), run.started_at)
+    return found
 
 
 class Checks:

@@ -920,14 +920,7 @@ class Watcher:
         (an ``ordered`` request) or the watcher's own; a single ``auto start`` is not."""
         waiting: list[str] = []
         if req is None or (req["op"] == model.START and req.get("ordered")):
-            for dep in order.after_of(entry):
-                found, svc = self.entries.get(dep), self.services.get(dep)
-                if found is None or (found.get("explicitly_stopped") and model.request(found) is None):
-                    continue
-                running = svc is not None and svc.run is not None and svc.stopping is None
-                if not order.is_up(found, running) and not order.reaches(
-                        lambda n: order.after_of(self.entries.get(n) or {}), dep, name):
-                    waiting.append(dep)  # (a cycle a hand edit made holds nothing)
+            waiting = order.waiting_for(name, entry, self.entries, self._serving)
         if not waiting:
             self.held.discard(name)
             return False
@@ -936,17 +929,14 @@ class Watcher:
             self.log(f"hold {name}: waiting for {', '.join(waiting)} to be up")
         return True
 
+    def _serving(self, name: str) -> bool:
+        """Running and not being stopped (up for the services after it, given its health)."""
+        svc = self.services.get(name)
+        return svc is not None and svc.run is not None and svc.stopping is None
+
     def _health_tick(self) -> float | None:
-        """The health checks' turn (``supervisor/health.py``): each running service with a
-        check, by its run (None while it is stopping)."""
-        found: dict[str, tuple[str, float] | None] = {}
-        for name in self._checked:
-            svc, entry = self.services.get(name), self.entries[name]
-            if svc is None or svc.run is None or entry.get("explicitly_stopped"):
-                continue
-            run = svc.run
-            found[name] = None if svc.stopping else (run.run_id or str(run.pid), run.started_at)
-        return self.health.tick(self.entries, found)
+        """The health checks' turn (``supervisor/health.py``)."""
+        return self.health.tick(self.entries, health.running(self._checked, self.entries, self.services))
 
     def _health_failed(self, name: str, line: str) -> None:
         """Unhealthy: stopped like a restart, started again after its backoff, counted."""
