@@ -279,3 +279,37 @@ def test_a_hanging_check_does_not_delay_the_watchers_exit(capsys, auto_home, tmp
     assert w.signal(15, timeout=10) == 0
     assert time.monotonic() - began < 5
     wait_until(lambda: not any(pid_alive(p) for p in hung), message="the check command to be killed")
+
+
+HTTPS_SERVER = """
+import http.server, ssl, sys
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("cert.pem", "key.pem")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"""
+
+
+@pytest.mark.slow
+def test_https_with_its_own_certificate_and_port_checks_turn_healthy(capsys, auto_home, tmp_path, watcher):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test's certificate)")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.pem"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    (tmp_path / "https_server.py").write_text(HTTPS_SERVER)
+    w = watcher()
+    tls, plain = free_port(), free_port()
+    code, _, err = auto(capsys, "add", "tls", f"python3 https_server.py {tls}", "--workdir", str(tmp_path),
+                        "--health", f"https://127.0.0.1:{tls}/", "--health-interval", "0.3")
+    assert code == 0, err
+    code, _, err = auto(capsys, "add", "plain", f"python3 -m http.server {plain} --bind 127.0.0.1",
+                        "--workdir", str(tmp_path), "--port", str(plain), "--health", "port",
+                        "--health-interval", "0.3")
+    assert code == 0, err
+    w.wait_line(r"^health tls: healthy \(HTTP 200 after ", 20)
+    w.wait_line(r"^health plain: healthy \(connected after ", 20)
