@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import plistlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,14 +14,17 @@ import sys
 import pytest
 from helpers import assert_one_error, auto, free_port, read_state
 
-# A value that every quoting rule has to get right: blanks, both quotes, %, $, a backslash.
-ODD = 'two words "dq" it\'s 100% $HOME \\n'
+# A value that every quoting rule has to get right: blanks, both quotes, %, $, a backslash, and
+# a ; and a # after a blank (a comment to an INI reader).
+ODD = 'two words "dq" it\'s 100% $HOME \\n ;x #y'
+# A command with sh syntax, the same characters, and a ; and a # after a blank.
+SHELL = 'echo "at $PWD" 100% ; exec sleep 1002 #end'
 
 
 @pytest.fixture
 def services(tmp_path, capsys):
     """plain (a program found on PATH), shell (sh syntax, an odd workdir), full (every
-    option), quoted (an env value supervisord cannot hold)."""
+    option), quoted (env values supervisord cannot hold)."""
     work = tmp_path / "work dir %n $X"
     work.mkdir()
     sleep = shutil.which("sleep")
@@ -28,12 +32,12 @@ def services(tmp_path, capsys):
     for args in (
         ("plain", "--", "sleep", "1001"),
         ("shell", "--workdir", str(work), "--env", f"ODD={ODD}", "--",
-         'echo "at $PWD" 100% && exec sleep 1002'),
+         SHELL),
         ("full", "--port", str(free_port()), "--env", "A=1", "--env", "B=two words",
          "--restart-every", "30d", "--backoff-base", "3", "--backoff-max", "60",
          "--stop-signal", "INT", "--stop-timeout", "4", "--log-keep-days", "7", "--",
          "sleep", "1003"),
-        ("quoted", "--env", "Q='single'", "--env", "OK=fine", "--", "sleep", "1004"),
+        ("quoted", "--env", "Q='single'", "--env", "H=x #y", "--env", "OK=fine", "--", "sleep", "1004"),
     ):
         code, _, err = auto(capsys, "add", args[0], "--no-start", *args[1:])
         assert code == 0, err
@@ -75,9 +79,9 @@ def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
             'Environment="A=1"', 'Environment="B=two words"'} <= set(full)
     assert "# Not carried, set here: full: port, backoff_max, log_keep_days." in full
     shell = (out / "auto-shell.service").read_text().splitlines()
-    assert 'ExecStart="/bin/sh" "-c" "echo \\"at $$PWD\\" 100%% && exec sleep 1002"' in shell
+    assert 'ExecStart="/bin/sh" "-c" "echo \\"at $$PWD\\" 100%% ; exec sleep 1002 #end"' in shell
     assert "WorkingDirectory=" + str(services["work"]).replace("%", "%%") in shell
-    assert 'Environment="ODD=two words \\"dq\\" it\'s 100%% $HOME \\\\n"' in shell
+    assert 'Environment="ODD=two words \\"dq\\" it\'s 100%% $HOME \\\\n ;x #y"' in shell
 
 
 def test_the_verify_check_catches_a_unit_that_cannot_run(services, tmp_path, capsys):
@@ -114,7 +118,7 @@ def test_launchd_plists_read_back_with_their_fields(services, tmp_path, capsys):
     assert plain["WorkingDirectory"] == read_state_workdir(tmp_path, "plain")
     assert plain["ExitTimeOut"] == 10 and plain["ThrottleInterval"] == 1
     shell = jobs["auto.shell.plist"]
-    assert shell["ProgramArguments"] == ["/bin/sh", "-c", 'echo "at $PWD" 100% && exec sleep 1002']
+    assert shell["ProgramArguments"] == ["/bin/sh", "-c", SHELL]
     assert shell["WorkingDirectory"] == str(services["work"])
     assert shell["EnvironmentVariables"]["ODD"] == ODD
     full = jobs["auto.full.plist"]
@@ -162,9 +166,9 @@ def test_supervisord_conf_reads_back_in_supervisord(services, tmp_path, capsys):
     assert parsed.sections() == ["program:full", "program:plain", "program:quoted", "program:shell"]
     assert parsed["program:full"]["stopsignal"] == "INT"
     assert parsed["program:full"]["stopasgroup"] == parsed["program:full"]["killasgroup"] == "true"
-    for name, key in (("quoted", "Q"), ("shell", "ODD")):
+    for name, keys in (("quoted", "H, Q"), ("shell", "ODD")):
         assert f"; {name}: variables whose value supervisord cannot read back (quotes at an " \
-            f"end, both kinds of quote, a newline): {key}" in text
+            f"end, both kinds of quote, a newline, a ; or # after a blank): {keys}" in text
     conf = tmp_path / "auto.conf"
     conf.write_text(text)
     programs = supervisord_programs(conf, tmp_path)
@@ -174,12 +178,12 @@ def test_supervisord_conf_reads_back_in_supervisord(services, tmp_path, capsys):
     assert plain[0] == [services["sleep"], [services["sleep"], "1001"]]
     assert plain[3:] == [int(signal.SIGTERM), 10, True, True, True]
     shell = programs["shell"]
-    assert shell[0] == ["/bin/sh", ["/bin/sh", "-c", 'echo "at $PWD" 100% && exec sleep 1002']]
+    assert shell[0] == ["/bin/sh", ["/bin/sh", "-c", SHELL]]
     assert shell[1] == str(services["work"])
     assert shell[2] == {}  # ODD holds both quotes: named in the header instead
     full = programs["full"]
     assert full[2] == {"A": "1", "B": "two words"} and full[3:5] == [int(signal.SIGINT), 4]
-    assert programs["quoted"][2] == {"OK": "fine"}  # Q is named in the header instead
+    assert programs["quoted"][2] == {"OK": "fine"}  # Q and H are named in the header instead
 
 
 def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_path, capsys,
@@ -204,8 +208,7 @@ def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_pa
             assert now[key] == then[key], (name, key)
     assert after["full"]["stop_timeout"] == 4
     assert after["full"]["command"] == f"{services['sleep']} 1003"
-    assert after["shell"]["command"] == "/bin/sh -c " \
-        "'echo \"at $PWD\" 100% && exec sleep 1002'"
+    assert after["shell"]["command"] == "/bin/sh -c " + shlex.quote(SHELL)
 
 
 # --- procfile --------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ def test_procfile_lines_and_what_it_cannot_hold(services, tmp_path, capsys, monk
     assert lines[0].startswith("# ") and "workdir and env are not part of a Procfile" in lines[1]
     assert "full: workdir, port, env, restart_every" in lines[2]
     assert lines[3:] == ["full: sleep 1003", "plain: sleep 1001", "quoted: sleep 1004",
-                         'shell: echo "at $PWD" 100% && exec sleep 1002']
+                         f"shell: {SHELL}"]
     procfile = tmp_path / "Procfile"
     procfile.write_text(text)
     monkeypatch.setenv("AUTO_HOME", str(tmp_path / "other-home"))
@@ -224,7 +227,7 @@ def test_procfile_lines_and_what_it_cannot_hold(services, tmp_path, capsys, monk
     assert code == 0, err
     after = read_state(tmp_path / "other-home")["processes"]
     assert {n: e["command"] for n, e in after.items()} == {
-        "plain": "sleep 1001", "shell": 'echo "at $PWD" 100% && exec sleep 1002',
+        "plain": "sleep 1001", "shell": SHELL,
         "full": "sleep 1003", "quoted": "sleep 1004"}
 
 
@@ -261,3 +264,18 @@ def test_export_into_a_folder_that_is_a_file_is_one_error(services, tmp_path, ca
     code, out, err = auto(capsys, "export", "--format", "systemd", "--output", str(blocker))
     assert_one_error(code, err, 1)
     assert blocker.read_text() == ""
+
+
+def test_a_workdir_supervisord_would_cut_at_a_comment_leaves_the_program_out(tmp_path, auto_home,
+                                                                           capsys):
+    work = tmp_path / "w #x"
+    work.mkdir()
+    for name, flags in (("odd", ("--workdir", str(work))), ("fine", ())):
+        code, _, err = auto(capsys, "add", name, "--no-start", *flags, "--", "sleep", "1005")
+        assert code == 0, err
+    text = export(capsys, "--format", "supervisord")
+    assert "; odd: left out: its workdir holds a ; or # after a blank, which supervisord reads " \
+        "as a comment" in text
+    conf = tmp_path / "auto.conf"
+    conf.write_text(text)
+    assert list(supervisord_programs(conf, tmp_path)) == ["fine"]
