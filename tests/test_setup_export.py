@@ -5,6 +5,7 @@ and by auto import. Services are defined with --no-start: nothing runs."""
 from __future__ import annotations
 
 import configparser
+import os
 import plistlib
 import shlex
 import shutil
@@ -74,6 +75,8 @@ def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
     assert f'ExecStart="{services["sleep"]}" "1001"' in plain
     assert "Restart=always" in plain and "RestartSec=1" in plain
     assert "KillSignal=SIGTERM" in plain and "TimeoutStopSec=10" in plain
+    assert quoted_path(os.environ["PATH"]) in plain
+    assert any("only PATH is written" in line for line in plain if line.startswith("#"))
     full = (out / "auto-full.service").read_text().splitlines()
     assert {"RestartSec=3", "KillSignal=SIGINT", "TimeoutStopSec=4", "RuntimeMaxSec=2592000",
             'Environment="A=1"', 'Environment="B=two words"'} <= set(full)
@@ -82,6 +85,12 @@ def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
     assert 'ExecStart="/bin/sh" "-c" "echo \\"at $$PWD\\" 100%% ; exec sleep 1002 #end"' in shell
     assert "WorkingDirectory=" + str(services["work"]).replace("%", "%%") in shell
     assert 'Environment="ODD=two words \\"dq\\" it\'s 100%% $HOME \\\\n ;x #y"' in shell
+
+
+def quoted_path(path: str) -> str:
+    from auto_core.exports.systemd import quoted
+
+    return "Environment=" + quoted(f"PATH={path}")
 
 
 def test_the_verify_check_catches_a_unit_that_cannot_run(services, tmp_path, capsys):
@@ -117,6 +126,8 @@ def test_launchd_plists_read_back_with_their_fields(services, tmp_path, capsys):
     assert plain["StandardOutPath"] == plain["StandardErrorPath"] == str(out / "logs" / "plain.log")
     assert plain["WorkingDirectory"] == read_state_workdir(tmp_path, "plain")
     assert plain["ExitTimeOut"] == 10 and plain["ThrottleInterval"] == 1
+    assert plain["EnvironmentVariables"] == {"PATH": os.environ["PATH"]}
+    assert "only PATH is written" in (out / "auto.plain.plist").read_text()
     shell = jobs["auto.shell.plist"]
     assert shell["ProgramArguments"] == ["/bin/sh", "-c", SHELL]
     assert shell["WorkingDirectory"] == str(services["work"])
@@ -180,10 +191,15 @@ def test_supervisord_conf_reads_back_in_supervisord(services, tmp_path, capsys):
     shell = programs["shell"]
     assert shell[0] == ["/bin/sh", ["/bin/sh", "-c", SHELL]]
     assert shell[1] == str(services["work"])
-    assert shell[2] == {}  # ODD holds both quotes: named in the header instead
+    # The PATH captured at add is written (supervisord starts programs with its own); the rest
+    # of the captured environment is not, and the header says so.
+    path = {"PATH": os.environ["PATH"]}
+    assert "only PATH is written" in text
+    assert plain[2] == path
+    assert shell[2] == path  # ODD holds both quotes: named in the header instead
     full = programs["full"]
-    assert full[2] == {"A": "1", "B": "two words"} and full[3:5] == [int(signal.SIGINT), 4]
-    assert programs["quoted"][2] == {"OK": "fine"}  # Q and H are named in the header instead
+    assert full[2] == {**path, "A": "1", "B": "two words"} and full[3:5] == [int(signal.SIGINT), 4]
+    assert programs["quoted"][2] == {**path, "OK": "fine"}  # Q and H are named in the header
 
 
 def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_path, capsys,
@@ -204,8 +220,10 @@ def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_pa
 
     for name in ("full", "shell"):
         now, then = effective(after[name]), effective(before[name])
-        for key in ("workdir", "env", "stop_signal", "stop_timeout"):
+        for key in ("workdir", "stop_signal", "stop_timeout"):
             assert now[key] == then[key], (name, key)
+        # the captured PATH comes back as the service's own
+        assert now["env"] == {"PATH": os.environ["PATH"], **then["env"]}, name
     assert after["full"]["stop_timeout"] == 4
     assert after["full"]["command"] == f"{services['sleep']} 1003"
     assert after["shell"]["command"] == "/bin/sh -c " + shlex.quote(SHELL)

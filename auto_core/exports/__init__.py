@@ -39,6 +39,21 @@ class Service(Record, frozen=True):
     def path(self) -> str:
         return self.environment.get("PATH") or os.defpath
 
+    @property
+    def variables(self) -> dict[str, str]:
+        """The variables written for the service: its own ``env`` over the PATH captured at
+        ``add`` (a target starts services with a minimal PATH). The rest of the captured
+        environment is not written: each format's NOTE says so."""
+        env = dict(self.definition.env)
+        if "PATH" not in env and "PATH" in self.environment:
+            env = {"PATH": self.environment["PATH"], **env}
+        return env
+
+
+# Said in the NOTE of each format that writes variables.
+CAPTURED = ("of the environment captured when the service was added only PATH is written "
+            "(HOME, LANG and the rest come from the other manager)")
+
 
 def argv(service: Service) -> list[str]:
     """The words to exec for ``service``: its program's absolute path and arguments when the

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import plistlib
 
-from auto_core.exports import Service, argv, header
+from auto_core.exports import CAPTURED, Service, argv, header
 
 CARRIED = ("command", "workdir", "env", "backoff_base", "stop_timeout")
 NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff base, in whole "
         "seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
-        "whatever the stop signal; the log is one file without rotation; PATH is the one "
-        "captured when the service was added.")
+        f"whatever the stop signal; the log is one file without rotation; {CAPTURED}.")
 LOGS = "logs"
 
 
@@ -21,9 +20,7 @@ def label(name: str) -> str:
 
 def job(service: Service, logs: str) -> dict:
     d = service.definition
-    env = dict(d.env)
-    if "PATH" not in env and "PATH" in service.environment:
-        env = {"PATH": service.environment["PATH"], **env}
+    env = service.variables
     plist: dict = {"Label": label(service.name), "ProgramArguments": argv(service),
                    "KeepAlive": True, "RunAtLoad": True,
                    "StandardOutPath": f"{logs}/{service.name}.log",

@@ -7,7 +7,8 @@ from auto_core.exports import Service, header
 
 CARRIED = ("command",)
 NOTE = ("workdir and env are not part of a Procfile (its processes run in its folder, "
-        "with the variables of a .env file beside it); auto's restart rules neither.")
+        "with the variables of a .env file beside it), nor the environment captured when the "
+        "service was added; auto's restart rules neither.")
 FILE = "Procfile"
 
 

@@ -12,12 +12,12 @@ import io
 import re
 import shlex
 
-from auto_core.exports import Service, argv, header
+from auto_core.exports import CAPTURED, Service, argv, header
 
 CARRIED = ("command", "workdir", "env", "stop_signal", "stop_timeout")
 NOTE = ("supervisord restarts at once after a run that lasted startsecs, and retries a quicker "
         "failure startretries times before giving up (auto keeps retrying with a doubling "
-        "delay); its own logs and rotation replace auto's.")
+        f"delay); its own logs and rotation replace auto's; {CAPTURED}.")
 FILE = "supervisord.conf"
 # supervisord's config reader takes a ; or # after a blank (or opening a value) as the start of
 # a comment, inside quotes too.
@@ -55,7 +55,7 @@ def section(service: Service) -> tuple[dict[str, str], list[str]]:
     if d.workdir:
         keys["directory"] = _percent(d.workdir)
     pairs, dropped = [], []
-    for key, value in d.env.items():
+    for key, value in service.variables.items():
         written = env_value(value)
         if written is None:
             dropped.append(key)

@@ -4,13 +4,13 @@ timeout, ``RuntimeMaxSec`` for a periodic restart; the output goes to the journa
 
 from __future__ import annotations
 
-from auto_core.exports import Service, argv, header, seconds
+from auto_core.exports import CAPTURED, Service, argv, header, seconds
 
 CARRIED = ("command", "workdir", "env", "backoff_base", "stop_signal", "stop_timeout",
            "restart_every")
 NOTE = ("systemd waits RestartSec before every restart (auto doubles the delay after each "
         "quick crash, up to backoff_max); the output goes to the journal, so auto's log "
-        "rotation does not apply; PATH is the one captured when the service was added.")
+        f"rotation does not apply; {CAPTURED}.")
 
 
 def unit_name(name: str) -> str:
@@ -49,10 +49,7 @@ def render_unit(service: Service) -> str:
               "ExecStart=" + " ".join(quoted(word, exec_line=True) for word in argv(service))]
     if d.workdir:
         lines.append("WorkingDirectory=" + d.workdir.replace("%", "%%"))
-    env = dict(d.env)
-    if "PATH" not in env and "PATH" in service.environment:
-        env = {"PATH": service.environment["PATH"], **env}
-    lines += [f"Environment={quoted(f'{key}={value}')}" for key, value in env.items()]
+    lines += [f"Environment={quoted(f'{key}={value}')}" for key, value in service.variables.items()]
     lines += ["Restart=always", f"RestartSec={seconds(d.backoff_base)}",
               f"KillSignal={d.stop_signal}", f"TimeoutStopSec={seconds(d.stop_timeout)}"]
     if d.restart_every:
