@@ -77,6 +77,10 @@ def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
     assert "KillSignal=SIGTERM" in plain and "TimeoutStopSec=10" in plain
     assert quoted_path(os.environ["PATH"]) in plain
     assert any("only PATH is written" in line for line in plain if line.startswith("#"))
+    # No User= is written: the header says where the unit goes and what the system manager needs.
+    assert not any(line.startswith("User=") for line in plain)
+    assert any("~/.config/systemd/user" in line and "add User=" in line and "root" in line
+               for line in plain if line.startswith("#"))
     full = (out / "auto-full.service").read_text().splitlines()
     assert {"RestartSec=3", "KillSignal=SIGINT", "TimeoutStopSec=4", "RuntimeMaxSec=2592000",
             'Environment="A=1"', 'Environment="B=two words"'} <= set(full)

@@ -1,5 +1,5 @@
-"""systemd units: ``auto-NAME.service`` per service, for ``systemctl --user`` (or the system
-manager). ``Restart=always`` after ``RestartSec`` (the backoff base), the stop signal and
+"""systemd units: ``auto-NAME.service`` per service, for ``systemctl --user`` (the system
+manager needs a ``User=`` added, which the header says). ``Restart=always`` after ``RestartSec`` (the backoff base), the stop signal and
 timeout, ``RuntimeMaxSec`` for a periodic restart; the output goes to the journal."""
 
 from __future__ import annotations
@@ -11,6 +11,12 @@ CARRIED = ("command", "workdir", "env", "backoff_base", "stop_signal", "stop_tim
 NOTE = ("systemd waits RestartSec before every restart (auto doubles the delay after each "
         "quick crash, up to backoff_max); the output goes to the journal, so auto's log "
         f"rotation does not apply; {CAPTURED}.")
+
+
+# The unit names no user: under the system manager it would run as root.
+USE = ("A user unit: copy it into ~/.config/systemd/user and use systemctl --user. For the "
+       "system manager (/etc/systemd/system) add User= and Group= under [Service], or it runs "
+       "as root.")
 
 
 def unit_name(name: str) -> str:
@@ -44,6 +50,7 @@ def _comment(text: str) -> str:
 def render_unit(service: Service) -> str:
     d = service.definition
     lines = [_comment(line) for line in header([service], CARRIED, NOTE)]
+    lines.append(_comment(USE))
     lines += ["[Unit]", f"Description=auto service {service.name}", "",
               "[Service]", "Type=simple",
               "ExecStart=" + " ".join(quoted(word, exec_line=True) for word in argv(service))]
