@@ -36,7 +36,8 @@ def test_a_procfile_starts_each_line_in_the_files_folder(tmp_path, auto_home, ca
     path = write(tmp_path / "Procfile", "# the app\nweb: sleep 2001\n\nworker:   sleep 2002 && true\n")
     out, err = imported(capsys, path)
     assert out.splitlines()[:2] == ["+ web (add)", "+ worker (add)"]
-    assert warnings(err) == []
+    assert warnings(err) == [f"auto: warning: {path}: not carried over: PORT (foreman, honcho "
+                             "and heroku local set one per process; auto assigns no ports)"]
     procs = entries(auto_home)
     assert procs["web"]["command"] == "sleep 2001"
     assert procs["worker"]["command"] == "sleep 2002 && true"
@@ -47,6 +48,19 @@ def test_a_procfile_starts_each_line_in_the_files_folder(tmp_path, auto_home, ca
     out, _ = imported(capsys, path)
     assert out.splitlines() == ["= web (unchanged)", "= worker (unchanged)"]
     assert state_bytes(auto_home) == before
+
+
+def test_a_procfile_takes_the_env_file_beside_it(tmp_path, auto_home, capsys):
+    """foreman and honcho load .env from the Procfile's folder into every process."""
+    write(tmp_path / ".env", "# app settings\nexport GREETING=hello\nQUOTED='two words'\n")
+    path = write(tmp_path / "Procfile", "web: sleep 2019\n")
+    imported(capsys, path, "--no-start")
+    assert entries(auto_home)["web"]["env"] == {"GREETING": "hello", "QUOTED": "two words"}
+    other = tmp_path / "other"
+    other.mkdir()
+    alone = write(other / "Procfile", "alone: sleep 2020\n")
+    imported(capsys, alone, "--no-start")
+    assert entries(auto_home)["alone"]["env"] == {}
 
 
 SUPERVISORD = """\
