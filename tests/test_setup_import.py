@@ -93,7 +93,8 @@ def test_a_supervisord_conf_carries_its_programs_and_names_what_it_drops(tmp_pat
     path = write(tmp_path / "supervisord.conf", SUPERVISORD)
     out, err = imported(capsys, path)
     assert warnings(err) == [f"auto: warning: {path}: not carried over: api: user, numprocs; "
-                             "later: priority; [eventlistener:mem]"]
+                             "later: priority; [eventlistener:mem]; autorestart unexpected, the "
+                             "default (later): auto restarts after every exit"]
     assert out.splitlines()[:2] == ["+ api (add)", "+ later (add, not started)"]
     procs = entries(auto_home)
     api = procs["api"]
@@ -182,7 +183,8 @@ def test_a_process_compose_file(tmp_path, auto_home, capsys):
     path = write(tmp_path / "process-compose.yaml", COMPOSE)
     out, err = imported(capsys, path)
     assert warnings(err) == [f"auto: warning: {path}: not carried over: log_location (top level); "
-                                "db: depends_on"]
+                             "db: depends_on; availability.restart no, the default (db, idle): "
+                             "auto restarts after every exit"]
     assert out.splitlines()[:2] == ["+ db (add)", "+ idle (add, not started)"]
     procs = entries(auto_home)
     db = procs["db"]
@@ -191,6 +193,30 @@ def test_a_process_compose_file(tmp_path, auto_home, capsys):
     assert db["stop_signal"] == "SIGINT" and db["stop_timeout"] == 7
     assert identity.runs(db)
     assert procs["idle"]["env"] == {"SHARED": "all"} and procs["idle"]["pid"] is None
+
+
+@pytest.mark.parametrize("name, text, said", [
+    ("supervisord.conf", "[program:a]\ncommand = sleep 1\n",
+     "autorestart unexpected, the default (a): auto restarts after every exit"),
+    ("supervisord.conf", "[program:a]\ncommand = sleep 1\nautorestart = false\n"
+     "[program:b]\ncommand = sleep 1\nautorestart = false\n",
+     "autorestart false (a, b): auto restarts after every exit"),
+    ("supervisord.conf", "[program:a]\ncommand = sleep 1\nautorestart = true\n", None),
+    ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n",
+     "availability.restart no, the default (a): auto restarts after every exit"),
+    ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n    availability:\n"
+     "      restart: on_failure\n      max_restarts: 3\n",
+     "a: availability.max_restarts; availability.restart on_failure (a): auto restarts after "
+     "every exit"),
+    ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n    availability:\n"
+     "      restart: always\n", None),
+])
+def test_a_restart_policy_other_than_always_is_named(tmp_path, auto_home, capsys, name, text, said):
+    """supervisord restarts by default only after an unexpected exit, process-compose not at
+    all; auto after every exit."""
+    path = write(tmp_path / name, text)
+    _, err = imported(capsys, path, "--dry-run")
+    assert warnings(err) == ([f"auto: warning: {path}: not carried over: {said}"] if said else [])
 
 
 def test_the_format_is_told_by_content_when_the_name_says_nothing(tmp_path, auto_home, capsys):
@@ -244,6 +270,8 @@ def test_dry_run_and_prune_work_as_in_apply(tmp_path, auto_home, capsys):
      "a: environment: use a list"),
     ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n    working_dir: nope\n",
      "a: workdir: workdir"),
+    ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n    availability: always\n",
+     "a: availability: use a mapping"),
     ("notes.txt", "just some text\n", "cannot tell its format"),
 ])
 def test_a_bad_file_is_one_error_line_naming_it_and_changes_nothing(tmp_path, auto_home, capsys,

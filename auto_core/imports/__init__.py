@@ -100,3 +100,10 @@ def fail(path: str, message: str, line: int | None = None) -> UsageError:
 
 def ignored(name: str, keys: list[str]) -> list[str]:
     return [f"{name}: {', '.join(keys)}"] if keys else []
+
+
+def restarts(key: str, policies: dict[str, list[str]]) -> list[str]:
+    """The ``ignored`` texts of services whose restart policy (``key``: value -> names) is
+    not auto's: auto restarts a service after every exit."""
+    return [f"{key} {policy} ({', '.join(names)}): auto restarts after every exit"
+            for policy, names in policies.items()]

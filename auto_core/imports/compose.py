@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import signal
 
-from auto_core.imports import Imported, fail, ignored
+from auto_core.imports import Imported, fail, ignored, restarts
 
-_CARRIED = ("command", "working_dir", "environment", "shutdown", "disabled")
+_CARRIED = ("command", "working_dir", "environment", "shutdown", "disabled", "availability")
 _TOP = ("version", "processes", "environment")
 
 
@@ -28,6 +28,7 @@ def parse(path: str, text: str) -> Imported:
     left = [f"{key} (top level)" for key in data if key not in _TOP]
     tables: dict = {}
     held: list[str] = []
+    policies: dict[str, list[str]] = {}
     for name, process in data["processes"].items():
         name = str(name)
         if not isinstance(process, dict) or not isinstance(process.get("command"), str):
@@ -48,10 +49,21 @@ def parse(path: str, text: str) -> Imported:
             extra += [f"shutdown.{k}" for k in shutdown if k not in ("signal", "timeout_seconds")]
         elif shutdown is not None:
             raise fail(path, f"{name}: shutdown: use a mapping (signal, timeout_seconds)")
+        availability = process.get("availability")
+        if availability is None:
+            availability = {}
+        elif not isinstance(availability, dict):
+            raise fail(path, f"{name}: availability: use a mapping (restart, ...)")
+        # process-compose restarts only when availability.restart says so (default: no)
+        policy = str(availability.get("restart", "no, the default"))
+        if policy != "always":
+            policies.setdefault(policy, []).append(name)
+        extra += [f"availability.{k}" for k in availability if k != "restart"]
         if process.get("disabled") is True:
             held.append(name)
         left += ignored(name, extra)
         tables[name] = table
+    left += restarts("availability.restart", policies)
     return Imported(tables=tables, held=tuple(held), ignored=tuple(left))
 
 

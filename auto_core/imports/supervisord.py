@@ -12,9 +12,10 @@ import os
 import platform
 import shlex
 
-from auto_core.imports import Imported, fail, ignored
+from auto_core.imports import Imported, fail, ignored, restarts
 
-_CARRIED = ("command", "directory", "environment", "stopsignal", "stopwaitsecs", "autostart")
+_CARRIED = ("command", "directory", "environment", "stopsignal", "stopwaitsecs", "autostart",
+            "autorestart")
 # supervisord's own sections: they configure it, not a program.
 _OWN = ("supervisord", "supervisorctl", "unix_http_server", "inet_http_server")
 _TRUE = ("true", "yes", "on", "1")
@@ -38,6 +39,7 @@ def parse(path: str, text: str) -> Imported:
     tables: dict = {}
     held: list[str] = []
     left: list[str] = []
+    policies: dict[str, list[str]] = {}
     for section in parser.sections():
         kind, _, name = section.partition(":")
         if kind != "program":
@@ -75,10 +77,13 @@ def parse(path: str, text: str) -> Imported:
                 raise fail(path, f"[{section}] autostart: invalid value {start!r}: use true or false")
             if start in _FALSE:
                 held.append(name)
-        extra = [k for k in values if k not in _CARRIED
-                 and not (k == "autorestart" and values[k].lower() in _TRUE)]  # auto's own way
-        left += ignored(name, extra)
+        # supervisord's default restarts only after an exit with a code not in exitcodes
+        policy = values.get("autorestart", "unexpected, the default").lower()
+        if policy not in _TRUE:
+            policies.setdefault(policy, []).append(name)
+        left += ignored(name, [k for k in values if k not in _CARRIED])
         tables[name] = table
+    left += restarts("autorestart", policies)
     return Imported(tables=tables, held=tuple(held), ignored=tuple(left))
 
 
