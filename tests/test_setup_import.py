@@ -272,6 +272,8 @@ def test_dry_run_and_prune_work_as_in_apply(tmp_path, auto_home, capsys):
      "a: workdir: workdir"),
     ("process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n    availability: always\n",
      "a: availability: use a mapping"),
+    ("process-compose.yaml", "processes:\n  on:\n    command: sleep 1\n",
+     "processes: a name read as True (YAML takes yes, no, on, off for true or false"),
     ("notes.txt", "just some text\n", "cannot tell its format"),
 ])
 def test_a_bad_file_is_one_error_line_naming_it_and_changes_nothing(tmp_path, auto_home, capsys,

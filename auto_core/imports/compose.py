@@ -30,6 +30,10 @@ def parse(path: str, text: str) -> Imported:
     held: list[str] = []
     policies: dict[str, list[str]] = {}
     for name, process in data["processes"].items():
+        if isinstance(name, bool) or not isinstance(name, (str, int)):
+            # YAML 1.1 reads yes/no/on/off as booleans; process-compose's reader keeps them names
+            raise fail(path, f"processes: a name read as {name!r} (YAML takes yes, no, on, off "
+                       "for true or false, ~ for null): quote it")
         name = str(name)
         if not isinstance(process, dict) or not isinstance(process.get("command"), str):
             raise fail(path, f"{name}: command: missing (use a string)")
