@@ -4,6 +4,7 @@ temporary AUTO_HOME (conftest stops every process afterwards)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -129,6 +130,28 @@ def test_a_pm2_ecosystem_json(tmp_path, auto_home, capsys):
     assert procs["sleep"]["command"] == "sleep 2006"
     assert procs["str-args"]["command"] == "sleep 2007"
     assert all(identity.runs(procs[n]) for n in ("worker", "sleep", "str-args"))
+
+
+def test_pm2_runs_a_script_without_a_known_extension_with_node_unless_it_is_a_binary(
+        tmp_path, auto_home, capsys, monkeypatch):
+    """pm2 picks 'none' only for a binary; ./bin/www (a node script) runs as 'node ./bin/www'."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    write(bin_dir / "www", "#!/usr/bin/env node\nrequire('../app')\n").chmod(0o755)
+    tools = tmp_path / "tools"  # a node of our own: the check needs one on PATH, nothing runs
+    tools.mkdir()
+    write(tools / "node", "#!/bin/sh\nexit 0\n").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    path = write(tmp_path / "ecosystem.json", """{"apps": [
+      {"name": "www", "script": "./bin/www"},
+      {"name": "bin", "script": "sleep", "args": "2021"},
+      {"name": "own", "script": "bin/www", "interpreter": "none"}
+    ]}""")
+    imported(capsys, path, "--no-start")
+    procs = entries(auto_home)
+    assert procs["www"]["command"] == "node ./bin/www"
+    assert procs["bin"]["command"] == "sleep 2021"
+    assert procs["own"]["command"] == "bin/www"
 
 
 def test_a_pm2_ecosystem_config_js_is_read_by_node(tmp_path, auto_home, capsys):

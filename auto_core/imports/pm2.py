@@ -1,4 +1,5 @@
-"""A pm2 ecosystem file: ``apps[]`` with ``name``, ``script`` and ``args``, ``interpreter``,
+"""A pm2 ecosystem file: ``apps[]`` with ``name``, ``script`` and ``args``, ``interpreter``
+(else pm2's choice: by the script's extension, else ``node`` unless the script is a binary),
 ``cwd``, ``env``, ``kill_timeout``, ``watch`` and ``ignore_watch``. ``ecosystem.config.js`` is
 a program: ``node`` runs it and prints what it exports as JSON."""
 
@@ -81,16 +82,22 @@ def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
     interpreter = app.get("interpreter")
     if interpreter is not None and not isinstance(interpreter, str):
         raise fail(path, f"{name}: interpreter: use a string")
+    cwd = app.get("cwd")
+    where = os.path.join(folder, os.path.expanduser(cwd if isinstance(cwd, str) else "."))
+    beside = os.path.join(where, script)
+    # pm2 runs a file beside it before one on PATH
+    found = beside if os.path.isfile(beside) else shutil.which(script) if "/" not in script else None
     if interpreter is None:
-        interpreter = _BY_EXTENSION.get(os.path.splitext(script)[1].lower(), "none")
+        interpreter = _BY_EXTENSION.get(os.path.splitext(script)[1].lower())
+    if interpreter is None:
+        # pm2: a binary runs as it is, any other file with node; one not found is left to the
+        # program check, which names it
+        interpreter = "node" if found and not _binary(found) else "none"
     words = [script]
     if interpreter != "none":
         words = [interpreter, script]
-    elif "/" not in script:
-        cwd = app.get("cwd")
-        where = os.path.join(folder, os.path.expanduser(cwd if isinstance(cwd, str) else "."))
-        if os.path.isfile(os.path.join(where, script)):
-            words = ["./" + script]  # pm2 runs a file beside it before one on PATH
+    elif "/" not in script and found == beside:
+        words = ["./" + script]
     command = shlex.join(words)
     args = app.get("args")
     if isinstance(args, list) and all(isinstance(a, str) for a in args):
@@ -100,6 +107,20 @@ def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
     elif args is not None:
         raise fail(path, f"{name}: args: use a string or a list of strings")
     return command
+
+
+def _binary(path: str) -> bool:
+    """pm2's test of a file: a NUL byte in its first 512 bytes, or more than a tenth of
+    them control characters."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return True
+    odd = sum(1 for b in head if b < 7 or 14 < b < 32)
+    return bool(head) and odd * 10 > len(head)
 
 
 def _json(path: str, text: str) -> object:
