@@ -219,6 +219,8 @@ def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_pa
     monkeypatch.setenv("AUTO_HOME", str(tmp_path / "other-home"))
     code, said, err = auto(capsys, "import", str(out / "supervisord.conf"), "--no-start")
     assert code == 0, err
+    # What the export switches on is auto's own behaviour: nothing is named as not carried.
+    assert "not carried" not in err, err
     after = read_state(tmp_path / "other-home")["processes"]
     from auto_core.setupfile import effective
 
@@ -234,6 +236,22 @@ def test_supervisord_conf_into_a_folder_and_back_through_import(services, tmp_pa
 
 
 # --- procfile --------------------------------------------------------------------------------
+
+def test_a_name_a_procfile_cannot_hold_is_a_comment_and_the_file_imports_back(
+        tmp_path, auto_home, capsys, monkeypatch):
+    for name in ("web.2", "web-1"):
+        code, _, err = auto(capsys, "add", name, "--no-start", "--", "sleep", "1006")
+        assert code == 0, err
+    text = export(capsys, "--format", "procfile")
+    assert "# web.2: not carried (a Procfile name holds only letters, digits, _ and -): " \
+        "sleep 1006" in text.splitlines()
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(text)
+    monkeypatch.setenv("AUTO_HOME", str(tmp_path / "other-home"))
+    code, _, err = auto(capsys, "import", str(procfile), "--no-start")
+    assert code == 0, err
+    assert list(read_state(tmp_path / "other-home")["processes"]) == ["web-1"]
+
 
 def test_procfile_lines_and_what_it_cannot_hold(services, tmp_path, capsys, monkeypatch):
     text = export(capsys, "--format", "procfile")

@@ -19,6 +19,9 @@ _CARRIED = ("command", "directory", "environment", "stopsignal", "stopwaitsecs",
 # supervisord's own sections: they configure it, not a program.
 _OWN = ("supervisord", "supervisorctl", "unix_http_server", "inet_http_server")
 _TRUE = ("true", "yes", "on", "1")
+# Switched on, these are what auto does anyway: it signals the program's process group and
+# writes stderr into the one log with stdout.
+_OURS = ("stopasgroup", "killasgroup", "redirect_stderr")
 _FALSE = ("false", "no", "off", "0")
 
 
@@ -81,7 +84,8 @@ def parse(path: str, text: str) -> Imported:
         policy = values.get("autorestart", "unexpected, the default").lower()
         if policy not in _TRUE:
             policies.setdefault(policy, []).append(name)
-        left += ignored(name, [k for k in values if k not in _CARRIED])
+        left += ignored(name, [k for k in values if k not in _CARRIED
+                               and not (k in _OURS and values[k].lower() in _TRUE)])
         tables[name] = table
     left += restarts("autorestart", policies)
     return Imported(tables=tables, held=tuple(held), ignored=tuple(left))
