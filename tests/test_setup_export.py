@@ -319,3 +319,18 @@ def test_a_workdir_supervisord_would_cut_at_a_comment_leaves_the_program_out(tmp
     conf = tmp_path / "auto.conf"
     conf.write_text(text)
     assert list(supervisord_programs(conf, tmp_path)) == ["fine"]
+
+
+def test_fractions_of_a_second_round_up_where_a_format_takes_whole_seconds(tmp_path, auto_home,
+                                                                          capsys):
+    """A stop timeout of 2.5 s is not cut to 2: the wait is never shorter than auto's."""
+    code, _, err = auto(capsys, "add", "frac", "--no-start", "--stop-timeout", "2.5",
+                        "--backoff-base", "2.5", "--", "sleep", "1007")
+    assert code == 0, err
+    conf = tmp_path / "auto.conf"
+    conf.write_text(export(capsys, "--format", "supervisord"))
+    assert supervisord_programs(conf, tmp_path)["frac"][4] == 3
+    out = tmp_path / "agents"
+    export(capsys, "--format", "launchd", "--output", str(out))
+    job = plistlib.loads((out / "auto.frac.plist").read_bytes())
+    assert job["ExitTimeOut"] == 3 and job["ThrottleInterval"] == 3

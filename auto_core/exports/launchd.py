@@ -3,13 +3,14 @@ and started at load, the output in ``logs/NAME.log`` beside the plists."""
 
 from __future__ import annotations
 
+import math
 import plistlib
 
 from auto_core.exports import CAPTURED, Service, argv, header
 
 CARRIED = ("command", "workdir", "env", "backoff_base", "stop_timeout")
-NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff base, in whole "
-        "seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
+NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff base, rounded "
+        "up to whole seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
         f"whatever the stop signal; the log is one file without rotation; {CAPTURED}.")
 LOGS = "logs"
 
@@ -25,8 +26,8 @@ def job(service: Service, logs: str) -> dict:
                    "KeepAlive": True, "RunAtLoad": True,
                    "StandardOutPath": f"{logs}/{service.name}.log",
                    "StandardErrorPath": f"{logs}/{service.name}.log",
-                   "ExitTimeOut": max(1, round(d.stop_timeout)),
-                   "ThrottleInterval": max(1, round(d.backoff_base))}
+                   "ExitTimeOut": max(1, math.ceil(d.stop_timeout)),
+                   "ThrottleInterval": max(1, math.ceil(d.backoff_base))}
     if d.workdir:
         plist["WorkingDirectory"] = d.workdir
     if env:

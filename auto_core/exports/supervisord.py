@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import math
 import re
 import shlex
 
@@ -64,7 +65,7 @@ def section(service: Service) -> tuple[dict[str, str], list[str]]:
     if pairs:
         keys["environment"] = ",".join(pairs)
     keys.update(autostart="true", autorestart="true", stopsignal=d.stop_signal.removeprefix("SIG"),
-                stopwaitsecs=str(round(d.stop_timeout)), stopasgroup="true", killasgroup="true",
+                stopwaitsecs=str(math.ceil(d.stop_timeout)), stopasgroup="true", killasgroup="true",
                 redirect_stderr="true")
     return keys, dropped
 
