@@ -169,6 +169,7 @@ class _Locator:
         line = self.line(name, key)
         at = f"{self.path}:{line}" if line else self.path
         if not self.lines and name is not None:  # a file of another format: name the service
+            message = message.removeprefix(f"{name}: ")  # once
             return FileError(f"{at}: {name}: {key + ': ' if key else ''}{message}")
         what = key if key is not None else f"services.{name}"
         return FileError(f"{at}: {what}: {message}")

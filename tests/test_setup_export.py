@@ -302,7 +302,8 @@ def test_export_into_a_folder_that_is_a_file_is_one_error(services, tmp_path, ca
     blocker = tmp_path / "taken"
     blocker.write_text("")
     code, out, err = auto(capsys, "export", "--format", "systemd", "--output", str(blocker))
-    assert_one_error(code, err, 1)
+    message = assert_one_error(code, err, 2)
+    assert message.startswith(f"auto: error: --output {blocker}: cannot write there: "), message
     assert blocker.read_text() == ""
 
 

@@ -124,13 +124,18 @@ def write(folder: str, files: dict[str, str], fmt: str) -> list[str]:
     from auto_core.store.atomic import write_atomic
 
     directory = Path(folder)
-    directory.mkdir(parents=True, exist_ok=True)
-    if fmt == "launchd":  # launchd opens the log files but makes no folder for them
-        from auto_core.exports.launchd import LOGS
-
-        (directory / LOGS).mkdir(exist_ok=True)
     written = []
-    for name, text in files.items():
-        write_atomic(directory, directory / name, text.encode("utf-8"))
-        written.append(str(directory / name))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if fmt == "launchd":  # launchd opens the log files but makes no folder for them
+            from auto_core.exports.launchd import LOGS
+
+            (directory / LOGS).mkdir(exist_ok=True)
+        for name, text in files.items():
+            write_atomic(directory, directory / name, text.encode("utf-8"))
+            written.append(str(directory / name))
+    except OSError as err:
+        from auto_core.errors import UsageError
+
+        raise UsageError(f"--output {folder}: cannot write there: {err.strerror or err}") from None
     return written

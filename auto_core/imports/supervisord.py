@@ -10,6 +10,7 @@ import configparser
 import functools
 import os
 import platform
+import re
 import shlex
 
 from auto_core.imports import Imported, fail, ignored, restarts
@@ -25,7 +26,33 @@ _OURS = ("stopasgroup", "killasgroup", "redirect_stderr")
 _FALSE = ("false", "no", "off", "0")
 
 
+class _Where:
+    """Errors in a section's key, with the line: configparser gives values, not lines."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def fail(self, section: str, key: str | None, message: str) -> Exception:
+        return fail(self.path, f"[{section}] {key + ': ' if key else ''}{message}",
+                    self.line(section, key))
+
+    def line(self, section: str, key: str | None) -> int | None:
+        head = re.compile(r"\s*\[\s*" + re.escape(section) + r"\s*\]")
+        start = next((i for i, ln in enumerate(self.lines) if head.match(ln)), None)
+        if start is None or key is None:
+            return None if start is None else start + 1
+        option = re.compile(re.escape(key) + r"\s*[=:]", re.I)
+        for i in range(start + 1, len(self.lines)):
+            if self.lines[i].lstrip().startswith("["):
+                break
+            if option.match(self.lines[i]):
+                return i + 1
+        return start + 1
+
+
 def parse(path: str, text: str) -> Imported:
+    where = _Where(path, text)
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=True)
     try:
         parser.read_string(text, source=path)
@@ -37,8 +64,8 @@ def parse(path: str, text: str) -> Imported:
     # [supervisord]'s environment is every program's, under the program's own.
     common: dict[str, str] = {}
     if parser.has_option("supervisord", "environment"):
-        common = _environment(path, "supervisord", _expand(
-            path, "supervisord", dict(parser.items("supervisord")), machine, "environment"))
+        common = _environment(where, "supervisord", _expand(
+            where, "supervisord", dict(parser.items("supervisord")), machine, "environment"))
     tables: dict = {}
     held: list[str] = []
     left: list[str] = []
@@ -49,16 +76,18 @@ def parse(path: str, text: str) -> Imported:
             if kind not in _OWN and kind != "rpcinterface":
                 left.append(f"[{section}]")
             continue
+        if not name:
+            raise where.fail(section, None, "no program name after program:")
         values = dict(parser.items(section))
         names = dict(machine, program_name=name, group_name=name, process_num=0, numprocs=1)
-        value = functools.partial(_expand, path, section, values, names)
+        value = functools.partial(_expand, where, section, values, names)
 
         if "command" not in values:
-            raise fail(path, f"[{section}] command: missing")
+            raise where.fail(section, None, "command: missing")
         try:
             words = shlex.split(value("command"))
         except ValueError as err:
-            raise fail(path, f"[{section}] command: {err}") from None
+            raise where.fail(section, "command", str(err)) from None
         # supervisord execs the words itself; auto runs a command through sh, so each word is
         # quoted for sh to give the same words back.
         table: dict = {"command": shlex.join(words)}
@@ -66,7 +95,7 @@ def parse(path: str, text: str) -> Imported:
             table["workdir"] = value("directory")
         env = dict(common)
         if "environment" in values:
-            env.update(_environment(path, section, value("environment")))
+            env.update(_environment(where, section, value("environment")))
         if env:
             table["env"] = env
         if "stopsignal" in values:
@@ -77,7 +106,7 @@ def parse(path: str, text: str) -> Imported:
         if "autostart" in values:
             start = value("autostart").lower()
             if start not in _TRUE + _FALSE:
-                raise fail(path, f"[{section}] autostart: invalid value {start!r}: use true or false")
+                raise where.fail(section, "autostart", f"invalid value {start!r}: use true or false")
             if start in _FALSE:
                 held.append(name)
         # supervisord's default restarts only after an exit with a code not in exitcodes
@@ -104,18 +133,18 @@ def _syntax(path: str, err: configparser.Error) -> Exception:
     return fail(path, str(err).splitlines()[0])
 
 
-def _expand(path: str, section: str, values: dict, names: dict, key: str) -> str:
+def _expand(where: _Where, section: str, values: dict, names: dict, key: str) -> str:
     """Key ``key``'s value with ``%(here)s``, ``%(ENV_HOME)s``... expanded as supervisord
     does; ``%%`` is one ``%``."""
     try:
         return values[key] % names
     except KeyError as err:
-        raise fail(path, f"[{section}] {key}: unknown expansion %({err.args[0]})s") from None
+        raise where.fail(section, key, f"unknown expansion %({err.args[0]})s") from None
     except (ValueError, TypeError) as err:
-        raise fail(path, f"[{section}] {key}: {err} (write a % as %%)") from None
+        raise where.fail(section, key, f"{err} (write a % as %%)") from None
 
 
-def _environment(path: str, section: str, text: str) -> dict[str, str]:
+def _environment(where: _Where, section: str, text: str) -> dict[str, str]:
     """``KEY="value",KEY2=value2`` as supervisord reads it: non-POSIX shlex words, each value's
     surrounding quotes stripped."""
     lexer = shlex.shlex(text)
@@ -123,11 +152,11 @@ def _environment(path: str, section: str, text: str) -> dict[str, str]:
     try:
         tokens = list(lexer)
     except ValueError as err:
-        raise fail(path, f"[{section}] environment: {err}") from None
+        raise where.fail(section, "environment", str(err)) from None
     env: dict[str, str] = {}
     for i in range(0, len(tokens), 4):
         triple = tokens[i:i + 3]
         if len(triple) != 3 or triple[1] != "=" or (i + 3 < len(tokens) and tokens[i + 3] != ","):
-            raise fail(path, f"[{section}] environment: use KEY=\"value\",KEY2=\"value\"")
+            raise where.fail(section, "environment", "use KEY=\"value\",KEY2=\"value\"")
         env[triple[0]] = triple[2].strip("'\"")
     return env
