@@ -55,16 +55,9 @@ def load(path: str, check_program: Callable[[str, str, dict, str], None] | None 
     that cannot be found (``lifecycle.check_program``)."""
     import tomllib
 
+    text = read_text(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8")
         data = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
@@ -81,6 +74,20 @@ def load(path: str, check_program: Callable[[str, str, dict, str], None] | None 
     if not isinstance(services, dict):
         raise where.error(None, "services", "use [services.NAME] tables")
     return definitions(path, services, check_program, where)
+
+
+def read_text(path: str) -> str:
+    """The text of the file at ``path``, UTF-8 with or without a byte order mark (editors on
+    Windows write one); an error is one line naming the file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
 
 
 def definitions(path: str, tables: Mapping[str, object],

@@ -257,6 +257,22 @@ def test_the_format_is_told_by_content_when_the_name_says_nothing(tmp_path, auto
         assert auto(capsys, "remove", "a")[0] == 0
 
 
+@pytest.mark.parametrize("verb, name, text", [
+    ("import", "Procfile", "a: sleep 1\n"),
+    ("import", "supervisord.conf", "[program:a]\ncommand = sleep 1\n"),
+    ("import", "ecosystem.json", '{"apps": [{"name": "a", "script": "sleep", "args": "1"}]}'),
+    ("import", "process-compose.yaml", "processes:\n  a:\n    command: sleep 1\n"),
+    ("apply", "auto.toml", '[services.a]\ncommand = "sleep 1"\n'),
+])
+def test_a_file_with_a_byte_order_mark_reads(tmp_path, auto_home, capsys, verb, name, text):
+    """Editors on Windows start UTF-8 files with a BOM."""
+    path = tmp_path / name
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    code, out, err = auto(capsys, verb, str(path), "--dry-run")
+    assert code == 0, err
+    assert out.splitlines() == ["+ a (add)"]
+
+
 def test_dry_run_and_prune_work_as_in_apply(tmp_path, auto_home, capsys):
     first = write(tmp_path / "Procfile", "a: sleep 2015\nb: sleep 2016\n")
     imported(capsys, first, "--no-start")

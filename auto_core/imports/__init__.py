@@ -57,15 +57,9 @@ def detect(path: str, text: str) -> str:
 
 def read(path: str) -> Imported:
     """The file at ``path`` converted; any error is one line naming the file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
+    from auto_core.setupfile import read_text
+
+    text = read_text(path)
     kind = detect(path, text)
     if kind == "procfile":
         from auto_core.imports import procfile as module
