@@ -298,6 +298,14 @@ def test_a_one_file_format_goes_to_stdout_or_into_the_folder(services, tmp_path,
     assert [p.name for p in out.iterdir()] == [name]  # no temp file left beside it
 
 
+@pytest.mark.parametrize("fmt", ["systemd", "launchd"])
+def test_a_file_per_service_with_no_service_says_so(auto_home, tmp_path, capsys, fmt):
+    out = tmp_path / "units"
+    said = export(capsys, "--format", fmt, "--output", str(out))
+    assert said.splitlines() == ["no processes defined"]
+    assert not out.exists()
+
+
 def test_export_into_a_folder_that_is_a_file_is_one_error(services, tmp_path, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("")

@@ -159,9 +159,12 @@ def test_a_pm2_ecosystem_config_js_is_read_by_node(tmp_path, auto_home, capsys):
         pytest.skip("node is not installed")
     path = write(tmp_path / "ecosystem.config.js",
                  "const port = 3000 + 1;\n"
+                 "console.log('loading the config', {port});\n"  # printed: not the exports
                  "module.exports = { apps: [{ name: 'web', script: 'sleep', args: String(2000 + 8),"
-                 " env: { PORT: port } }] };\n")
-    out, _ = imported(capsys, path, "--no-start")
+                 " env: { PORT: port } }],\n"
+                 "  deploy: { production: { host: 'example.org' } } };\n")
+    out, err = imported(capsys, path, "--no-start")
+    assert warnings(err) == [f"auto: warning: {path}: not carried over: deploy (top level)"]
     assert out.splitlines()[0] == "+ web (add)"
     web = entries(auto_home)["web"]
     assert web["command"] == "sleep 2008" and web["env"] == {"PORT": "3001"}

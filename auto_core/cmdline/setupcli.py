@@ -87,6 +87,9 @@ def export(api, args, out) -> int:
     for name in names:
         if name not in procs:
             raise NotFound(name)
+    if not names and fmt in exports.PER_SERVICE:  # no file to write: say so, as start-all does
+        out.info("no processes defined")
+        return ExitCode.OK
     if fmt == "toml":
         files = {"auto.toml": setupfile.export(procs, names)}
     else:

@@ -19,7 +19,10 @@ _CARRIED = ("name", "script", "args", "interpreter", "cwd", "env", "kill_timeout
 # The interpreter pm2 picks by the script's extension when none is given.
 _BY_EXTENSION = {".js": "node", ".cjs": "node", ".mjs": "node", ".py": "python3", ".sh": "bash",
                  ".rb": "ruby", ".php": "php"}
-_NODE_PRINT = "console.log(JSON.stringify(require(process.argv[1])))"
+# What the file exports, after a mark: the file may print lines of its own (console.log).
+_MARK = "\x1eauto-import-json\x1e"
+_NODE_PRINT = ("const e = require(process.argv[1]);"
+               f"process.stdout.write('\\n{_MARK}' + JSON.stringify(e) + '\\n')")
 
 
 def parse(path: str, text: str) -> Imported:
@@ -29,7 +32,8 @@ def parse(path: str, text: str) -> Imported:
         raise fail(path, "apps: missing (an ecosystem file holds apps: [{name, script, ...}])")
     folder = os.path.dirname(os.path.abspath(path))
     tables: dict = {}
-    left: list[str] = []
+    # deploy (pm2 deploy's hosts and hooks) and any other top-level key
+    left = [f"{key} (top level)" for key in data if key != "apps"] if isinstance(data, dict) else []
     for number, app in enumerate(apps, 1):
         if not isinstance(app, dict) or not isinstance(app.get("script"), str) or not app["script"]:
             raise fail(path, f"apps[{number - 1}]: script: missing (use an object with a script)")
@@ -148,7 +152,10 @@ def _evaluated(path: str) -> object:
         why = next((ln for ln in said if re.match(r"\w*Error\b", ln)),
                    said[-1] if said else f"exit {done.returncode}")
         raise fail(path, f"node could not read it: {why}")
+    _, mark, exported = done.stdout.rpartition(_MARK)
     try:
-        return json.loads(done.stdout)
+        if not mark:
+            raise ValueError
+        return json.loads(exported)
     except ValueError:
         raise fail(path, "node printed no JSON for it (does it set module.exports?)") from None
