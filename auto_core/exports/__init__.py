@@ -2,7 +2,8 @@
 (``procfile``, ``systemd``, ``launchd``, ``supervisord``; ``toml`` is ``setupfile.export``).
 
 Each format is one module with ``CARRIED`` (the definition keys it can express), ``NOTE``
-(what it always does differently) and ``render(services) -> {file name: text}``. A
+(what it always does differently), ``render(services, folder) -> {file name: text}`` and,
+when it needs them, ``FOLDERS`` made beside its files. A
 definition key a format does not carry (``uncarried``: any set key outside ``CARRIED``, so an
 option added later is named too) is listed in a comment at the top of what it writes, never
 silently dropped.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from types import ModuleType
 
 from auto_core import model
 from auto_core.proc import shellwords
@@ -97,28 +99,22 @@ def seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def module(fmt: str) -> ModuleType:
+    """The module of format ``fmt`` (not ``toml``)."""
+    import importlib
+
+    return importlib.import_module(f"auto_core.exports.{fmt}")
+
+
 def render(fmt: str, services: list[Service], folder: str | None = None) -> dict[str, str]:
     """``services`` in format ``fmt``: file name -> text. ``folder``: where the files go
     (absolute), when they are written to one."""
-    if fmt == "procfile":
-        from auto_core.exports import procfile
-
-        return procfile.render(services)
-    if fmt == "systemd":
-        from auto_core.exports import systemd
-
-        return systemd.render(services)
-    if fmt == "launchd":
-        from auto_core.exports import launchd
-
-        return launchd.render(services, os.path.join(folder or os.getcwd(), launchd.LOGS))
-    from auto_core.exports import supervisord
-
-    return supervisord.render(services)
+    return module(fmt).render(services, folder)
 
 
 def write(folder: str, files: dict[str, str], fmt: str) -> list[str]:
-    """Write ``files`` into ``folder`` (made if missing), each replaced whole; the paths."""
+    """Write ``files`` into ``folder`` (made if missing, with the format's ``FOLDERS``), each
+    replaced whole; the paths."""
     from pathlib import Path
 
     from auto_core.store.atomic import write_atomic
@@ -127,10 +123,8 @@ def write(folder: str, files: dict[str, str], fmt: str) -> list[str]:
     written = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        if fmt == "launchd":  # launchd opens the log files but makes no folder for them
-            from auto_core.exports.launchd import LOGS
-
-            (directory / LOGS).mkdir(exist_ok=True)
+        for sub in getattr(module(fmt), "FOLDERS", ()) if fmt != "toml" else ():
+            (directory / sub).mkdir(exist_ok=True)
         for name, text in files.items():
             write_atomic(directory, directory / name, text.encode("utf-8"))
             written.append(str(directory / name))

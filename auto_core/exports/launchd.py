@@ -4,6 +4,7 @@ and started at load, the output in ``logs/NAME.log`` beside the plists."""
 from __future__ import annotations
 
 import math
+import os
 import plistlib
 
 from auto_core.exports import CAPTURED, Service, argv, header
@@ -13,6 +14,7 @@ NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff
         "up to whole seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
         f"whatever the stop signal; the log is one file without rotation; {CAPTURED}.")
 LOGS = "logs"
+FOLDERS = (LOGS,)  # launchd opens the log files but makes no folder for them
 
 
 def label(name: str) -> str:
@@ -43,6 +45,7 @@ def render_plist(service: Service, logs: str) -> str:
     return head + "\n".join(notes) + "\n<plist" + body
 
 
-def render(services: list[Service], logs: str = LOGS) -> dict[str, str]:
-    """``logs``: the folder of the logs, absolute (the caller's ``--output DIR/logs``)."""
+def render(services: list[Service], folder: str | None = None) -> dict[str, str]:
+    """``folder``: where the plists go (absolute); the logs go into its ``logs``."""
+    logs = os.path.join(folder or os.getcwd(), LOGS)
     return {f"{label(s.name)}.plist": render_plist(s, logs) for s in services}

@@ -16,7 +16,7 @@ FILE = "Procfile"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def render(services: list[Service]) -> dict[str, str]:
+def render(services: list[Service], folder: str | None = None) -> dict[str, str]:
     lines = [f"# {line}" for line in header(services, CARRIED, NOTE)]
     for s in services:
         command = s.definition.command

@@ -70,7 +70,7 @@ def section(service: Service) -> tuple[dict[str, str], list[str]]:
     return keys, dropped
 
 
-def render(services: list[Service]) -> dict[str, str]:
+def render(services: list[Service], folder: str | None = None) -> dict[str, str]:
     config = configparser.RawConfigParser(interpolation=None)
     config.optionxform = str  # type: ignore[assignment,method-assign]
     notes = header(services, CARRIED, NOTE)

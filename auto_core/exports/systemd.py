@@ -66,5 +66,5 @@ def render_unit(service: Service) -> str:
     return "\n".join(lines)
 
 
-def render(services: list[Service]) -> dict[str, str]:
+def render(services: list[Service], folder: str | None = None) -> dict[str, str]:
     return {unit_name(s.name): render_unit(s) for s in services}
