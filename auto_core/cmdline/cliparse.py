@@ -128,20 +128,14 @@ def build_parser() -> _Parser:
                     "changed ones, leaves the unchanged ones alone. See 'Your setup as a file' "
                     "in the README for the format.")
     apply.add_argument("file", metavar="FILE", help="the setup file, e.g. auto.toml")
-    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    apply.add_argument("--prune", action="store_true", help="remove the services the file does not define")
-    apply.add_argument("--no-start", action="store_true", help="define new services but do not start them")
-    _wait_flag(apply)
+    _plan_flags(apply)
     imp = command("import", help="apply another process manager's file (Procfile, supervisord, pm2, process-compose)",
                   description="Reads a Procfile, a supervisord .conf/.ini ([program:NAME]), a pm2 "
                   "ecosystem.json or ecosystem.config.js (with node) or a process-compose.yaml "
                   "and applies it as 'auto apply' does an auto.toml: the same checks, plan and "
                   "flags. What the file sets and auto does not carry is named in one warning.")
     imp.add_argument("file", metavar="FILE", help="the file; its format is told by its name, else its content")
-    imp.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    imp.add_argument("--prune", action="store_true", help="remove the services the file does not define")
-    imp.add_argument("--no-start", action="store_true", help="define new services but do not start them")
-    _wait_flag(imp)
+    _plan_flags(imp)
     export = command("export", help="print definitions as a setup file (auto.toml, or another manager's)",
                      description="toml (for auto apply) and procfile and supervisord print one file, "
                      "or write it into --output DIR; systemd and launchd write a file per service "
@@ -175,6 +169,14 @@ def short_usage(parser: _Parser) -> str:
              "commands:"]
     lines += [f"  {c:<{width}}  {h}" for c, h in parser.commands]
     return "\n".join(lines)
+
+
+def _plan_flags(p: argparse.ArgumentParser) -> None:
+    """What apply and import share: the plan's flags and --wait."""
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--prune", action="store_true", help="remove the services the file does not define")
+    p.add_argument("--no-start", action="store_true", help="define new services but do not start them")
+    _wait_flag(p)
 
 
 def _wait_flag(p: argparse.ArgumentParser) -> None:
