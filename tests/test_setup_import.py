@@ -323,7 +323,9 @@ def test_a_bad_file_is_one_error_line_naming_it_and_changes_nothing(tmp_path, au
                                                                      name, text, says):
     if name.endswith(".js") and shutil.which("node") is None:
         pytest.skip("node is not installed")
-    imported(capsys, write(tmp_path / "Procfile.ok", "kept: sleep 2018\n"))
+    # A state with a service in it, defined only: the refusal happens before anything would
+    # be started, so no process or watcher is needed to see that nothing changed.
+    imported(capsys, write(tmp_path / "Procfile.ok", "kept: sleep 2018\n"), "--no-start")
     before = state_bytes(auto_home)
     path = write(tmp_path / name, text)
     code, out, err = auto(capsys, "import", str(path))
@@ -331,4 +333,16 @@ def test_a_bad_file_is_one_error_line_naming_it_and_changes_nothing(tmp_path, au
     assert message.startswith(f"auto: error: {path}"), message
     assert says in message, message
     assert out == "" and state_bytes(auto_home) == before
-    assert identity.runs(entries(auto_home)["kept"])
+
+
+def test_a_bad_file_leaves_a_running_service_running(tmp_path, auto_home, capsys):
+    """One case with a process: the refusal does not touch what runs."""
+    imported(capsys, write(tmp_path / "Procfile.ok", "kept: sleep 2022\n"))
+    pid = entries(auto_home)["kept"]["pid"]
+    before = state_bytes(auto_home)
+    path = write(tmp_path / "Procfile", "kept: sleep 2023\nbad line\n")
+    code, _, err = auto(capsys, "import", str(path), "--prune")
+    assert_one_error(code, err, 2)
+    assert state_bytes(auto_home) == before
+    kept = entries(auto_home)["kept"]
+    assert kept["pid"] == pid and identity.runs(kept)
