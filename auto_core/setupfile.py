@@ -92,12 +92,14 @@ def read_text(path: str) -> str:
 
 def definitions(path: str, tables: Mapping[str, object],
                 check_program: Callable[[str, str, dict, str], None] | None = None,
-                where: _Locator | None = None) -> dict[str, dict]:
+                where: _Locator | None = None,
+                lines: Mapping[tuple[str, str | None], int] | None = None) -> dict[str, dict]:
     """``tables`` (name -> ``[services.NAME]`` table, as a file in another format converts
     to) checked by the rules of ``auto.toml`` and turned into definitions; paths are relative
-    to ``path``'s folder. Errors name ``path`` (and the line, when ``where`` can find it)."""
+    to ``path``'s folder. Errors name ``path`` and the line, when ``where`` can find it or
+    ``lines`` has it: (name, key) -> line, (name, None) the service's own."""
     folder = os.path.dirname(os.path.abspath(path))
-    where = where or _Locator(path, "")
+    where = where or _Locator(path, "", lines)
     return {name: _service(where, folder, name, table, check_program)
             for name, table in tables.items()}
 
@@ -168,12 +170,16 @@ class _Locator:
     """Finds the line of a service's table or of a key in it, by scanning the file's text:
     tomllib gives values, not where they were written."""
 
-    def __init__(self, path: str, text: str):
+    def __init__(self, path: str, text: str,
+                 known: Mapping[tuple[str, str | None], int] | None = None):
         self.path = path
         self.lines = text.splitlines()
+        self.known = known or {}  # a file of another format: the lines its reader found
 
     def error(self, name: str | None, key: str | None, message: str) -> FileError:
         line = self.line(name, key)
+        if line is None and name is not None:
+            line = self.known.get((name, key)) or self.known.get((name, None))
         at = f"{self.path}:{line}" if line else self.path
         if not self.lines and name is not None:  # a file of another format: name the service
             message = message.removeprefix(f"{name}: ")  # once

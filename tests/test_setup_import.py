@@ -300,7 +300,9 @@ def test_dry_run_and_prune_work_as_in_apply(tmp_path, auto_home, capsys):
     ("supervisord.conf", "[program:a]\ncommand = sleep 1\ncommand = sleep 2\n",
      ":3: [program:a] command: given twice"),
     ("supervisord.conf", "[program:a]\ncommand = sleep 1\nstopsignal = NOPE\n",
-     "a: stop_signal: invalid signal"),
+     ":3: a: stop_signal: invalid signal"),
+    ("supervisord.conf", "[program:a]\ncommand = sleep 1\n\n[program:b]\ncommand = sleep 1\n"
+     "stopwaitsecs = -1\n", ":6: b: stop_timeout: "),
     ("supervisord.conf", "[program:a]\ncommand = sleep 1\ndirectory = %(nope)s\n",
      ":3: [program:a] directory: unknown expansion %(nope)s"),
     ("ecosystem.json", '{"apps": [{"name": "a", "script": "sleep"', "1: not JSON"),

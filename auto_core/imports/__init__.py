@@ -23,11 +23,13 @@ FORMATS = ("procfile", "supervisord", "pm2", "compose")
 class Imported(Record, frozen=True):
     """A converted file: ``tables`` name -> table with ``auto.toml``'s keys, in the file's
     order; ``held`` the services it says not to start; ``ignored`` what it sets that auto does
-    not carry, as ``"NAME: key, key"`` (or ``"[section]"``) texts."""
+    not carry, as ``"NAME: key, key"`` (or ``"[section]"``) texts; ``lines`` where each
+    service and key was written, for errors, when the format's reader can tell."""
 
     tables: dict = Factory(factory=dict)
     held: tuple = ()
     ignored: tuple = ()
+    lines: dict = Factory(factory=dict)  # (name, key or None) -> line, where the reader knows
 
 
 def detect(path: str, text: str) -> str:
@@ -82,7 +84,8 @@ def load(path: str, check_program: Callable[[str, str, dict, str], None] | None 
     from auto_core import setupfile
 
     imported = read(path)
-    return setupfile.definitions(path, imported.tables, check_program), imported
+    return setupfile.definitions(path, imported.tables, check_program,
+                                 lines=imported.lines), imported
 
 
 def fail(path: str, message: str, line: int | None = None) -> UsageError:

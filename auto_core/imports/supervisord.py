@@ -24,6 +24,9 @@ _TRUE = ("true", "yes", "on", "1")
 # writes stderr into the one log with stdout.
 _OURS = ("stopasgroup", "killasgroup", "redirect_stderr")
 _FALSE = ("false", "no", "off", "0")
+# supervisord's key -> auto.toml's, for the line of an error in its value.
+_KEYS = {"command": "command", "directory": "workdir", "environment": "env",
+         "stopsignal": "stop_signal", "stopwaitsecs": "stop_timeout"}
 
 
 class _Where:
@@ -70,6 +73,7 @@ def parse(path: str, text: str) -> Imported:
     held: list[str] = []
     left: list[str] = []
     policies: dict[str, list[str]] = {}
+    lines: dict[tuple[str, str | None], int] = {}
     for section in parser.sections():
         kind, _, name = section.partition(":")
         if kind != "program":
@@ -113,11 +117,14 @@ def parse(path: str, text: str) -> Imported:
         policy = values.get("autorestart", "unexpected, the default").lower()
         if policy not in _TRUE:
             policies.setdefault(policy, []).append(name)
+        lines[(name, None)] = where.line(section, None) or 0
+        lines.update({(name, ours): where.line(section, theirs) or 0
+                      for theirs, ours in _KEYS.items() if theirs in values})
         left += ignored(name, [k for k in values if k not in _CARRIED
                                and not (k in _OURS and values[k].lower() in _TRUE)])
         tables[name] = table
     left += restarts("autorestart", policies)
-    return Imported(tables=tables, held=tuple(held), ignored=tuple(left))
+    return Imported(tables=tables, held=tuple(held), ignored=tuple(left), lines=lines)
 
 
 def _syntax(path: str, err: configparser.Error) -> Exception:
