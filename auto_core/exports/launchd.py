@@ -11,8 +11,8 @@ from auto_core.exports import CAPTURED, Service, argv, header
 
 CARRIED = ("command", "workdir", "env", "backoff_base", "stop_timeout")
 NOTE = ("launchd starts a job again no sooner than ThrottleInterval (the backoff base, rounded "
-        "up to whole seconds) after its last start, without auto's doubling delay; it stops with SIGTERM "
-        f"whatever the stop signal; the log is one file without rotation; {CAPTURED}.")
+        "up to whole seconds) after its last start, without auto's doubling delay; it stops "
+        f"with SIGTERM whatever the stop signal; the log is one file without rotation; {CAPTURED}.")
 LOGS = "logs"
 FOLDERS = (LOGS,)  # launchd opens the log files but makes no folder for them
 
