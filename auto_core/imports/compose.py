@@ -1,7 +1,8 @@
 """A process-compose file: ``processes.NAME`` with ``command``, ``working_dir``,
 ``environment`` (``K=V`` texts, the file's own ``environment`` under each process's),
-``shutdown`` (``signal``, ``timeout_seconds``) and ``disabled``. YAML is read by PyYAML,
-imported only here."""
+``shutdown`` (``signal``, ``timeout_seconds``) and ``disabled``; ``availability.restart``
+other than ``always`` (its default is ``no``) is named in the warning, as auto restarts after
+every exit. YAML is read by PyYAML, imported only here."""
 
 from __future__ import annotations
 

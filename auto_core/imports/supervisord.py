@@ -1,8 +1,9 @@
 """A supervisord configuration: each ``[program:NAME]`` section's ``command``, ``directory``,
 ``environment`` (over ``[supervisord]``'s), ``stopsignal``, ``stopwaitsecs`` and
-``autostart``, read by supervisord's
-rules (``%(here)s``-style expansions, ``KEY="value",...`` environments, a command split into
-words without a shell)."""
+``autostart``, read by supervisord's rules (``%(here)s``-style expansions, ``KEY="value",...``
+environments, a command split into words without a shell). ``autorestart``, ``stopasgroup``,
+``killasgroup`` and ``redirect_stderr`` switched on are what auto does anyway; any other
+restart policy, supervisord's default ``unexpected`` included, is named in the warning."""
 
 from __future__ import annotations
 
