@@ -29,7 +29,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api, Outcome
-from auto_core.logtree import logs
+from auto_core.logtree import logs, merge
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
 from auto_tui.facts import Sampler
@@ -141,6 +141,7 @@ class AutoApp(App[int]):
         Binding("W", "start_watcher", "Start the watcher", show=False),
         Binding("f", "toggle_follow", "Follow", show=False),
         Binding("w", "toggle_wrap", "Wrap", show=False),
+        Binding("L", "toggle_all_logs", "All logs", show=False),
         Binding("tab", "switch_focus", "Focus", show=False, priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -180,6 +181,7 @@ class AutoApp(App[int]):
         self._stopping = threading.Event()
         self._last_warning: tuple[str, float] = ("", 0.0)
         self._pane: LogPane | None = None
+        self._polled = False  # a snapshot was applied
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class AutoApp(App[int]):
         yield ProcessTable(id="table", cursor_type="row", zebra_stripes=True)
         yield Static(EMPTY_HINT, id="empty")
         self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, runs_of=self._runs_of,
-                             id="logpane")
+                             merger=self._merger, id="logpane")
         yield self._pane
 
     def _mount_footer(self) -> None:
@@ -282,6 +284,7 @@ class AutoApp(App[int]):
     def _on_snapshot(self, message: SnapshotReady) -> None:
         try:
             self.views, self.rows = message.views, message.rows
+            self._polled = True
             self._latest = message.widths
             self._apply()
             self._set_header(message.watcher, message.error)
@@ -393,6 +396,18 @@ class AutoApp(App[int]):
     def _runs_of(self, name: str) -> list:
         home = getattr(self.api, "home", None)
         return logs.runs(home, name) if home is not None else []
+
+    def _merger(self) -> merge.Merged:
+        """Every process's log as one stream, as ``auto log -f`` follows them: the processes
+        are those of the last snapshot, so one added or removed joins or leaves the view."""
+
+        def recorded(name: str) -> str | None:
+            # A run that began after the view opened: its recorded file, not an older one.
+            view = self.views.get(name)
+            path = view.log_path if view is not None else None
+            return path if path and os.path.isfile(path) else None
+
+        return merge.Merged(lambda: list(self.views), self._resolve_log, recorded)
 
     def _resolve_log(self, name: str):
         from pathlib import Path
@@ -585,6 +600,12 @@ class AutoApp(App[int]):
             self.query_one(LogView).focus()
         else:
             table.focus()
+
+    def action_toggle_all_logs(self) -> None:
+        if not self._polled:
+            return  # the processes are not known yet: all of each log would look new
+        pane = self.query_one(LogPane)
+        pane.show_merged(not pane.merged)
 
     def action_toggle_wrap(self) -> None:
         pane = self.query_one(LogPane)

@@ -237,6 +237,7 @@ KEYS = (
     ("Log", (
         ("f", "follow on or off (scrolling up pauses it)"), ("w", "wrap long lines on or off"),
         ("/", "search the log (with the log focused)"), ("[ ]", "older and newer run"),
+        ("L", "every process's log, merged (again: the highlighted one's)"),
     )),
     ("View", (
         ("tab", "table or log"), ("ctrl+p", "command palette: every action by name"),

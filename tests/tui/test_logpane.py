@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 
 from conftest import cell, running, shown, until
 from helpers import read_state, wait_until
 
+from auto_core.logtree import logs
 from auto_tui.app import AutoApp
 from auto_tui.logpane import LogPane, LogView
-from auto_tui.tail import MAX_BEHIND, Divider, run_tail
+from auto_tui.tail import MAX_BEHIND, Divider, run_merged, run_tail
 
 SIZE = (120, 36)
 
@@ -241,3 +244,89 @@ async def test_w_wraps_long_lines_and_back(home, tmp_path, quiet_api):
         assert "wrapped" in str(app.query_one(LogPane).border_subtitle)
         await pilot.press("w")
         await until(pilot, lambda: "-end" not in shown(view), message="unwrapped again")
+
+
+def test_merged_tail_opens_in_time_order_follows_and_coalesces(tmp_path):
+    """``run_merged`` over the core's ``Merged``: the opening lines of two logs in the order
+    they were written, then each new line with its process's name; a busy consumer gets at
+    most ``max_lines`` and a marker counting the rest."""
+    from auto_core.logtree import merge
+
+    a, b = tmp_path / "a_260921_140000.log", tmp_path / "b_260921_140000.log"
+    a.write_text("a-1\na-2\n")
+    b.write_text("b-1\n")
+    begun = logs.parse_name(a.name)[1].timestamp()
+    os.utime(a, (begun + 30, begun + 30))  # a-1 at +15, a-2 at +30
+    os.utime(b, (begun + 20, begun + 20))  # b-1 at +20
+    files = {"a": a, "b": b}
+    merged = merge.Merged(lambda: sorted(files), files.get, files.get)
+    events: list = []
+    stop, ready = threading.Event(), threading.Event()
+    ready.set()
+    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, lambda k, p: events.append((k, p)), 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        assert events[0] == ("open", (["a", "b"], [("a", "a-1"), ("b", "b-1"), ("a", "a-2")]))
+        with open(b, "a") as fh:
+            fh.write("b-2\n")
+        wait_until(lambda: len(events) == 2, message="b's new line")
+        with open(a, "a") as fh:  # ready is not set again: the consumer is "busy"
+            fh.writelines(f"a-{i}\n" for i in range(3, 503))
+        ready.set()
+        wait_until(lambda: len(events) >= 3 and ("a", "a-502") in events[-1][1][1], message="a's lines")
+        assert events[1] == ("lines", (["a", "b"], [("b", "b-2")]))
+        later = [item for _, (_, batch) in events[2:] for item in batch]
+        markers = [i for i in later if isinstance(i, Divider)]
+        assert len(markers) <= 1 and len(later) - len(markers) <= 50 * (len(events) - 2)
+        if markers:
+            assert "lines not shown" in markers[0].text
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp_path, quiet_api):
+    """`L`: the lines of both processes in the order they were written, each prefixed with its
+    process's name in that name's colour; a new line of either shows up; `L` again goes back
+    to the highlighted process's log."""
+    import time
+
+    from auto_tui.logpane import name_style
+
+    wait_for = 'for i in 1 2 3; do while [ ! -e go-{0}-$i ]; do sleep 0.02; done; echo {0}-line-$i; done; exec sleep 300'
+    for name in ("alpha", "beta"):
+        quiet_api.add(name, wait_for.format(name), workdir=str(tmp_path))
+    logs_of = {name: Path(read_state(home.root)["processes"][name]["log_path"]) for name in ("alpha", "beta")}
+
+    def write(name: str, i: int) -> None:
+        (tmp_path / f"go-{name}-{i}").touch()
+        wait_until(lambda: f"{name}-line-{i}" in logs_of[name].read_text(), message=f"{name}-line-{i} written")
+        written = logs_of[name].stat().st_mtime
+        wait_until(lambda: time.time() > written + 0.05, message="the clock past that write")
+
+    # Written before the view opens: beta's line first (alpha sorts first, so a tie would
+    # put alpha's first: only the times order them).
+    write("beta", 1)
+    write("alpha", 1)
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with running(app, SIZE) as pilot:
+        pane = app.query_one(LogPane)
+        await until(pilot, lambda: cell(app, "beta", "status") == "running", message="both rows")
+        await pilot.press("L")
+        await until(pilot, lambda: pane.merged and any("alpha-line-1" in t for t in pane_text(app)),
+                    message="the merged view")
+        assert "all 2 processes" in str(pane.border_title)
+        write("alpha", 2)
+        await until(pilot, lambda: "alpha │ alpha-line-2" in pane_text(app), message="alpha's new line")
+        write("beta", 2)
+        await until(pilot, lambda: "beta  │ beta-line-2" in pane_text(app), message="beta's new line")
+        ours = [t for t in pane_text(app) if re.search(r"│ \w+-line-\d$", t)]
+        assert ours == ["beta  │ beta-line-1", "alpha │ alpha-line-1", "alpha │ alpha-line-2", "beta  │ beta-line-2"]
+        for name in ("alpha", "beta"):
+            text = next(t for _, t in pane.entries if t.plain.startswith(f"{name} "))
+            assert text.spans[0].style == name_style(name) and text.spans[0].end == len("alpha │ ")
+        await pilot.press("L")
+        await until(pilot, lambda: not pane.merged and pane.path == logs_of["alpha"], message="alpha's log again")
+        assert all("│" not in t for t in pane_text(app))

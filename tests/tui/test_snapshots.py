@@ -6,11 +6,13 @@ no blinking cursors (headless), and a huge poll interval so nothing changes mid-
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from conftest import polled, shown, until
 
+from auto_core.logtree.logs import parse_name
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
 from auto_tui.app import AutoApp
@@ -89,6 +91,11 @@ def logs(tmp_path) -> dict[str, Path]:
     api_log.write_bytes(API_LOG.encode())
     web_log = tmp_path / "web_260921_174530.log"
     web_log.write_text("[auto] start web pid 4250 at 2026-09-21T17:45:30: npm run dev\n> vite\nready in 312 ms\n")
+    # Last written at fixed times: the all-processes view orders lines by them (web's run
+    # began while api's was writing, and api wrote last).
+    for path, seconds in ((api_log, 4 * 3600), (web_log, 600)):
+        begun = parse_name(path.name)[1].timestamp()
+        os.utime(path, (begun + seconds, begun + seconds))
     return {"api": api_log, "web": web_log}
 
 
@@ -123,6 +130,18 @@ def test_log_pane_focused_and_paused(snap_compare, logs, size):
         await until(pilot, lambda: any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries),
                     message="web's log in the pane")
         await pilot.press("tab", "f")
+
+    assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_log_merged_with_coloured_names(snap_compare, logs, size):
+    async def run_before(pilot):
+        await settled()(pilot)
+        await pilot.press("L")
+        pane = pilot.app.query_one("#logpane")
+        await until(pilot, lambda: pane.merged and any(t.plain.startswith("web ") for _, t in pane.entries),
+                    message="both logs in the merged view")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
 
