@@ -32,11 +32,12 @@ from auto_core.lifecycle import Api, Outcome
 from auto_core.logtree import logs, merge
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
-from auto_tui.facts import Sampler
+from auto_tui.details import DetailsScreen
+from auto_tui.facts import History, Sampler
 from auto_tui.feedback import summary
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit
-from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
+from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -120,6 +121,7 @@ class AutoApp(App[int]):
         poll_interval: seconds between snapshots.
         clock: wall clock for relative times in the details view.
         sampler: CPU/memory sampler (default: psutil).
+        history: keeps the last minutes of the samples, for the details view.
         log_lines: the log pane's line cap.
         cwd: default workdir of the add form.
     """
@@ -158,6 +160,7 @@ class AutoApp(App[int]):
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
         sampler: Sampler | None = None,
+        history: History | None = None,
         log_lines: int = 1000,
         cwd: str | None = None,
     ) -> None:
@@ -167,6 +170,7 @@ class AutoApp(App[int]):
         self.poll_interval = poll_interval
         self.clock = clock
         self.sampler = sampler or Sampler()
+        self.history = history or History()
         self.log_lines = log_lines
         self.cwd = cwd or os.getcwd()
         self.views: dict[str, ProcessView] = {}
@@ -274,6 +278,9 @@ class AutoApp(App[int]):
             facts = {}
         now = self.clock()
         rows = {name: cells(v, facts.get(v.pid) if v.pid else None, now) for name, v in views.items()}
+        self.history.add({name: (v.pid, v.create_time, facts[v.pid]) for name, v in views.items()
+                          if v.pid and v.pid in facts})
+        self.history.keep(set(views))
         return SnapshotReady(views, rows, watcher, error)
 
     def refresh_now(self) -> None:
@@ -288,6 +295,10 @@ class AutoApp(App[int]):
             self._latest = message.widths
             self._apply()
             self._set_header(message.watcher, message.error)
+            details = self.screen
+            if isinstance(details, DetailsScreen) and details.view.name in self.views:
+                name = details.view.name
+                details.update(self.views[name], self.history.series(name))
             if message.error:
                 self._warn(message.error, "error")
         except NoMatches:
@@ -316,7 +327,8 @@ class AutoApp(App[int]):
         table = self.query_one(ProcessTable)
         needle = self.name_filter.lower()
         wanted = {n: c for n, c in self.rows.items() if needle in n.lower()}
-        keep = self.selected
+        # The row under the cursor now: a key that moved it may not have been reported yet.
+        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else self.selected
         added = False
         content = tuple(map(max, self._content, self._latest))
         with self.batch_update():
@@ -393,9 +405,8 @@ class AutoApp(App[int]):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._sync_selection()
 
-    def _runs_of(self, name: str) -> list:
-        home = getattr(self.api, "home", None)
-        return logs.runs(home, name) if home is not None else []
+    def _runs_of(self, name: str) -> list[logs.Run]:
+        return self.api.runs(name)
 
     def _merger(self) -> merge.Merged:
         """Every process's log as one stream, as ``auto log -f`` follows them: the processes
@@ -583,7 +594,8 @@ class AutoApp(App[int]):
         if view is not None:
             pane = self.query_one(LogPane)
             shown = str(pane.path) if pane.path and pane.name_shown == view.name else None
-            self.push_screen(DetailsScreen(view, shown, self.clock))
+            self.push_screen(DetailsScreen(view, shown, self.clock, runs_of=self._runs_of,
+                                           usage=self.history.series(view.name)))
 
     # --- view actions ----------------------------------------------------------------------
 
