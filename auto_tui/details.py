@@ -48,6 +48,9 @@ def details_table(view: ProcessView, log_path: str | None, now: float) -> Table:
     rows = [
         ("name", view.name),
         ("status", label),
+        *([("changed", f"{', '.join(view.changed)} since it started: a restart (r) applies "
+                       f"{'it' if len(view.changed) == 1 else 'them'}")]
+          if view.changed and view.status == RUNNING else []),
         ("pid", str(view.pid or "-")),
         ("port", str(view.port or "-")),
         ("uptime", duration(view.uptime_s)),

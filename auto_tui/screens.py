@@ -170,6 +170,7 @@ KEYS = (
         ("d", "remove (asks first; logs are kept)"), ("S", "start all"), ("X", "stop all (asks first)"),
         ("enter", "details"), ("/", "filter the table by name (escape clears)"),
         ("W", "start the watcher"),
+        ("*", "after a status: changed since it started; r applies it"),
     )),
     ("Log", (
         ("f", "follow on or off (scrolling up pauses it)"), ("w", "wrap long lines on or off"),

@@ -371,3 +371,24 @@ async def test_details_draws_a_running_service_s_samples_and_its_runs(home, tmp_
         await until(pilot, lambda: "SIGTERM (restart)" in shown(details.query_one("#runs")), message="the runs")
         runs = shown(details.query_one("#runs"))
         assert "last 2 runs" in runs and "-1  began" in runs and "running" in runs
+
+
+async def test_a_row_marks_a_definition_changed_since_its_run_started_and_r_applies_it(home, tmp_path, quiet_api):
+    from helpers import free_port
+
+    first, second = free_port(), free_port()
+    quiet_api.add("web", "sleep 300", workdir=str(tmp_path), port=first)
+    app = make_app(home, tmp_path)
+    async with running(app, SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "web", "status") == "running")
+        quiet_api.update("web", port=second)
+        await until(pilot, lambda: cell(app, "web", "status") == "running *", message="the marker")
+        await pilot.press("enter")
+        details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
+        body = shown(details.query_one("#details-body"))
+        assert f"port {second} since it started: a restart (r) applies it" in " ".join(body.split())
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
+        await pilot.press("r")
+        await until(pilot, lambda: entry(home, "web")["started_with"]["port"] == second, message="the restart")
+        await until(pilot, lambda: cell(app, "web", "status") == "running", message="the marker gone")

@@ -41,7 +41,9 @@ VIEWS = [
     view("db", "stopped", port=5432, last_exit={"code": None, "signal": 15, "at": NOW - 600}),
     view("queue", "dead", restarts=5, next_in=16.0, restart_attempt=4,
          last_exit={"code": 2, "signal": None, "at": NOW - 15}),
-    view("web", "running", 4250, 3000, 95, command="npm run dev", env={"PATH": "/usr/bin:/bin", "NODE_ENV": "dev"}),
+    # Its port was changed while it ran: a restart applies it.
+    view("web", "running", 4250, 3001, 95, command="npm run dev", env={"PATH": "/usr/bin:/bin", "NODE_ENV": "dev"},
+         changed=["port 3001"]),
     view("mail", "running", 4277, 2525, 640, pending="stop", pending_since=NOW - 3.2, stop_timeout=10.0,
          command="/home/dev/mail/venv/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2525 --class LoggingHandler",
          workdir="/home/dev/projects/customer-portal/services/mail-relay/current"),
