@@ -15,7 +15,6 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 from rich.text import Text
 from textual import on, work
@@ -267,19 +266,16 @@ class LogPane(Vertical, can_focus=False):
 
     @work(thread=True, group="tail", exit_on_error=False)
     def _tail(self, name: str, generation: int, stop: threading.Event, ready: threading.Event) -> None:
-        def emit(kind: str, payload: object) -> None:
-            # run_tail's payloads: "open" (path, str lines), "lines" [str or Divider, ...]
-            if kind == "open":
-                path, lines = cast("tuple[Path, list[str]]", payload)
-                self.post_message(Opened(generation, path, [render_line(line) for line in lines]))
-                return
-            items = cast("list[str | Divider]", payload)
+        def opened(path: Path, lines: list[str]) -> None:
+            self.post_message(Opened(generation, path, [render_line(line) for line in lines]))
+
+        def arrived(items: list[str | Divider]) -> None:
             switched = [i.path for i in items if isinstance(i, Divider) and i.path]
             self.post_message(NewLines(generation, [render_line(item) for item in items],
                                        switched[-1] if switched else None))
 
         try:
-            run_tail(lambda: self.resolver(name), stop, ready, emit, self.batch_lines,
+            run_tail(lambda: self.resolver(name), stop, ready, opened, arrived, self.batch_lines,
                      open_lines=OPEN_LINES)
         except Exception as exc:  # a tail problem must not take the app down
             self.post_message(TailFailed(generation, f"log of {name}: {exc}"))
@@ -288,22 +284,23 @@ class LogPane(Vertical, can_focus=False):
     def _tail_merged(self, generation: int, stop: threading.Event, ready: threading.Event) -> None:
         width = 0  # of the name column: grows with the longest name seen, never shrinks
 
-        def emit(kind: str, payload: object) -> None:
+        def render(names: list[str], items: list[tuple[str, str] | Divider]) -> list[Entry]:
             nonlocal width
-            names, items = cast("tuple[list[str], list[tuple[str, str] | Divider]]", payload)
             width = max([width, *map(len, names),
                          *(len(item[0]) for item in items if not isinstance(item, Divider))])
-            entries = [render_pair(item, width) for item in items]
             self.merged_count = len(names)
-            if kind == "open":
-                self.post_message(Opened(generation, None, entries))
-            else:
-                self.post_message(NewLines(generation, entries))
+            return [render_pair(item, width) for item in items]
+
+        def opened(names: list[str], pairs: list[tuple[str, str]]) -> None:
+            self.post_message(Opened(generation, None, render(names, list(pairs))))
+
+        def arrived(names: list[str], items: list[tuple[str, str] | Divider]) -> None:
+            self.post_message(NewLines(generation, render(names, items)))
 
         try:
             merger = self.merger
             if merger is not None:  # show_merged, the only caller, checked it
-                run_merged(merger(), stop, ready, emit, self.batch_lines, open_lines=OPEN_LINES)
+                run_merged(merger(), stop, ready, opened, arrived, self.batch_lines, open_lines=OPEN_LINES)
         except Exception as exc:  # a tail problem must not take the app down
             self.post_message(TailFailed(generation, f"logs: {exc}"))
 

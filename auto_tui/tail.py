@@ -72,7 +72,8 @@ def run_tail(
     resolve: Callable[[], Path | None],
     stop: threading.Event,
     ready: threading.Event,
-    emit: Callable[[str, object], None],
+    opened: Callable[[Path, list[str]], None],
+    arrived: Callable[[list[str | Divider]], None],
     max_lines: int = 200,
     interval: float = 0.1,
     min_gap: float = 0.1,
@@ -80,9 +81,9 @@ def run_tail(
 ) -> None:
     """Follow ``resolve()``'s file until ``stop`` is set.
 
-    Calls ``emit("open", (path, lines))`` once a file is found (its last ``open_lines``,
-    default ``max_lines``), then
-    ``emit("lines", [...])`` with ``str`` lines and ``Divider`` markers: at most ``max_lines``
+    Calls ``opened(path, lines)`` once a file is found (its last ``open_lines``, default
+    ``max_lines``), then
+    ``arrived([...])`` with ``str`` lines and ``Divider`` markers: at most ``max_lines``
     per batch (a marker counts what a fast writer produced beyond that), at most one batch per
     ``min_gap`` seconds, and only after the consumer set ``ready`` (it must also be set
     initially). So the UI's cost is bounded whatever the writer's speed.
@@ -94,7 +95,7 @@ def run_tail(
             events = follower.poll()
             for event in events:
                 if event.kind == "open":
-                    emit("open", (event.path, event.lines))
+                    opened(event.path, event.lines)
                 elif event.kind == "lines":
                     lines = event.lines
                     if any(line.startswith(SKIPPED) for line in lines):
@@ -106,7 +107,7 @@ def run_tail(
                     waiting.add([Divider(f"new run: {event.path.name}", event.path)])
             batch = waiting.take(ready)
             if batch is not None:
-                emit("lines", batch)
+                arrived(batch)
             # Idle: poll. Busy: a short pause so this thread never starves the UI of the GIL.
             stop.wait(0.01 if events or follower.more else interval)
     finally:
@@ -132,7 +133,8 @@ def run_merged(
     merged: Merger,
     stop: threading.Event,
     ready: threading.Event,
-    emit: Callable[[str, object], None],
+    opened: Callable[[list[str], list[tuple[str, str]]], None],
+    arrived: Callable[[list[str], list[tuple[str, str] | Divider]], None],
     max_lines: int = 200,
     interval: float = 0.1,
     min_gap: float = 0.1,
@@ -140,20 +142,20 @@ def run_merged(
 ) -> None:
     """Follow every process ``merged`` selects until ``stop`` is set, paced as ``run_tail``.
 
-    Calls ``emit("open", (names, pairs))`` with the last ``open_lines`` lines of them all in
-    time order, then ``emit("lines", (names, items))``: ``(name, line)`` pairs and ``Divider``
-    markers. ``names`` are the processes followed at that moment.
+    Calls ``opened(names, pairs)`` with the last ``open_lines`` lines of them all in time
+    order, then ``arrived(names, items)``: ``(name, line)`` pairs and ``Divider`` markers.
+    ``names`` are the processes followed at that moment.
     """
     waiting = _Coalescer(max_lines, min_gap)
     try:
         opening = merged.open(open_lines or max_lines)
-        emit("open", (merged.names, opening))
+        opened(merged.names, opening)
         while not stop.is_set():
             pairs = merged.poll()
             waiting.add(pairs)
             batch = waiting.take(ready)
             if batch is not None:
-                emit("lines", (merged.names, batch))
+                arrived(merged.names, batch)
             stop.wait(0.01 if pairs or merged.more else interval)
     finally:
         merged.close()

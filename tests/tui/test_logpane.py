@@ -22,6 +22,15 @@ def pane_text(app) -> list[str]:
     return [text.plain for _, text in app.query_one(LogPane).entries]
 
 
+def recorder(emit):
+    """A tail's two callbacks, each calling ``emit("open" or "lines", its arguments)`` (one
+    argument alone, several as a tuple)."""
+    def call(kind):
+        return lambda *args: emit(kind, args[0] if len(args) == 1 else args)
+
+    return call("open"), call("lines")
+
+
 def collect_tail(path_box, max_lines=5):
     """Run ``run_tail`` in a thread; return (events, stop, thread)."""
     events: list = []
@@ -32,7 +41,7 @@ def collect_tail(path_box, max_lines=5):
         events.append((kind, payload))
         ready.set()  # consumed at once
 
-    thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, emit, max_lines, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, *recorder(emit), max_lines, 0.02))
     thread.start()
     return events, stop, thread
 
@@ -73,7 +82,7 @@ def test_tail_coalesces_while_the_consumer_is_busy(tmp_path):
     events: list = []
     stop, ready = threading.Event(), threading.Event()
     ready.set()
-    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, lambda k, p: events.append((k, p)), 50, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, *recorder(lambda k, p: events.append((k, p))), 50, 0.02))
     thread.start()
     try:
         wait_until(lambda: events, message="open")
@@ -107,7 +116,7 @@ def test_tail_far_behind_the_writer_skips_with_a_divider_that_is_never_dropped(t
             release.wait(10)  # the tail thread is held here while the writer runs ahead
         ready.set()
 
-    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, emit, 50, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, *recorder(emit), 50, 0.02))
     thread.start()
     try:
         wait_until(lambda: events, message="open")
@@ -263,7 +272,7 @@ def test_merged_tail_opens_in_time_order_follows_and_coalesces(tmp_path):
     events: list = []
     stop, ready = threading.Event(), threading.Event()
     ready.set()
-    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, lambda k, p: events.append((k, p)), 50, 0.02))
+    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, *recorder(lambda k, p: events.append((k, p))), 50, 0.02))
     thread.start()
     try:
         wait_until(lambda: events, message="open")
