@@ -230,12 +230,14 @@ def test_details_with_usage_sparklines_and_recent_runs(snap_compare, logs, tmp_p
             os.utime(path, (NOW - ago + lasted, NOW - ago + lasted))
         source.run_records.setdefault("worker", []).append(
             Run(path, datetime.fromtimestamp(NOW - ago), path.stat().st_size))
-    app = AutoApp(api=source, poll_interval=0.01, clock=lambda: NOW, sampler=ScriptedSampler(),
+    app = AutoApp(api=source, poll_interval=3600, clock=lambda: NOW, sampler=ScriptedSampler(),
                   history=History(points=len(USAGE), step=0), cwd="/tmp")
 
     async def run_before(pilot):
         await settled()(pilot)
-        await until(pilot, lambda: len(app.history.series("worker")[0]) == len(USAGE), message="every sample")
+        for count in range(2, len(USAGE) + 1):  # one poll per sample, as refreshes would take them
+            app.refresh_now()
+            await until(pilot, lambda n=count: len(app.history.series("worker")[0]) == n, message=f"sample {count}")
         await pilot.press(*["down"] * 6, "enter")  # worker: the last row
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
         await until(pilot, lambda: "exit 1" in shown(details.query_one("#runs")), message="the runs")
