@@ -328,7 +328,9 @@ class AutoApp(App[int]):
         needle = self.name_filter.lower()
         wanted = {n: c for n, c in self.rows.items() if needle in n.lower()}
         # The row under the cursor now: a key that moved it may not have been reported yet.
-        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else self.selected
+        keep = self.selected
+        if table.row_count:
+            keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         added = False
         content = tuple(map(max, self._content, self._latest))
         with self.batch_update():

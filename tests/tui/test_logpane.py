@@ -339,3 +339,11 @@ async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp
         await pilot.press("L")
         await until(pilot, lambda: not pane.merged and pane.path == logs_of["alpha"], message="alpha's log again")
         assert all("│" not in t for t in pane_text(app))
+
+
+def test_a_name_has_the_same_colour_as_in_auto_log():
+    from auto_core.cmdline import logcli
+    from auto_tui import logpane
+
+    assert logpane.PALETTE == logcli.PALETTE
+    assert logpane.name_style("api") == "bold color(11)"  # SGR 93 (bright yellow), as auto log
