@@ -38,6 +38,7 @@ from auto_tui.feedback import summary
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit
 from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
+from auto_tui.tail import MAX_BEHIND
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -420,7 +421,7 @@ class AutoApp(App[int]):
             path = view.log_path if view is not None else None
             return path if path and os.path.isfile(path) else None
 
-        return merge.Merged(lambda: list(self.views), self._resolve_log, recorded)
+        return merge.Merged(lambda: list(self.views), self._resolve_log, recorded, max_behind=MAX_BEHIND)
 
     def _resolve_log(self, name: str):
         from pathlib import Path

@@ -6,7 +6,7 @@ current logs, cross rolls and follow each new run. What is the pane's own is pac
 lines are coalesced while the UI is busy: at most ``max_lines`` wait (a marker counts the rest,
 which stay in the files), and a new batch is only handed over once the previous one was
 consumed (``ready``) and not more often than ``min_gap``, so a fast writer never floods the
-UI. When a writer is more than ``MAX_BEHIND`` bytes ahead of one process's follower, it skips
+UI. When a writer is more than ``MAX_BEHIND`` bytes ahead of a process's follower, it skips
 to the end instead of decoding megabytes nobody will see; its ``[auto] skipped ...`` lines
 become dividers that coalescing never drops.
 """
@@ -143,8 +143,9 @@ def run_merged(
     """Follow every process ``merged`` selects until ``stop`` is set, paced as ``run_tail``.
 
     Calls ``opened(names, pairs)`` with the last ``open_lines`` lines of them all in time
-    order, then ``arrived(names, items)``: ``(name, line)`` pairs and ``Divider`` markers.
-    ``names`` are the processes followed at that moment.
+    order, then ``arrived(names, items)``: ``(name, line)`` pairs and ``Divider`` markers (a
+    process's ``[auto] skipped ...`` becomes one, named). ``names`` are the processes followed
+    at that moment.
     """
     waiting = _Coalescer(max_lines, min_gap)
     try:
@@ -152,6 +153,10 @@ def run_merged(
         opened(merged.names, opening)
         while not stop.is_set():
             pairs = merged.poll()
+            if any(line.startswith(SKIPPED) for _, line in pairs):
+                waiting.notes += [Divider(f"{name}: {line.removeprefix('[auto] ')}") for name, line in pairs
+                                  if line.startswith(SKIPPED)]
+                pairs = [pair for pair in pairs if not pair[1].startswith(SKIPPED)]
             waiting.add(pairs)
             batch = waiting.take(ready)
             if batch is not None:

@@ -347,3 +347,45 @@ def test_a_name_has_the_same_colour_as_in_auto_log():
 
     assert logpane.PALETTE == logcli.PALETTE
     assert logpane.name_style("api") == "bold color(11)"  # SGR 93 (bright yellow), as auto log
+
+
+def test_merged_tail_far_behind_one_writer_skips_with_a_named_divider(tmp_path):
+    """In the all-processes view too, a process's follower skips what lies more than MAX_BEHIND
+    behind its writer; the divider names the process and coalescing keeps it."""
+    from auto_core.logtree import merge
+
+    files = {"fast": tmp_path / "fast.log", "slow": tmp_path / "slow.log"}
+    for path in files.values():
+        path.write_text("")
+    merged = merge.Merged(lambda: sorted(files), files.get, files.get, max_behind=MAX_BEHIND)
+    events: list = []
+    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
+    ready.set()
+
+    def emit(kind, payload):
+        events.append((kind, payload))
+        if kind == "lines":
+            release.wait(10)  # the tail thread is held here while the writer runs ahead
+        ready.set()
+
+    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, *recorder(emit), 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        with open(files["slow"], "ab") as fh:
+            fh.write(b"slow one\n")
+        wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
+        with open(files["fast"], "ab") as fh:
+            fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
+            fh.write(b"last\n")
+        release.set()
+        wait_until(lambda: ("fast", "last") in events[-1][1][1], message="the end of the output")
+        items = [item for _, (_, batch) in events[2:] for item in batch]
+        skips = [i for i in items if isinstance(i, Divider) and "skipped" in i.text]
+        assert len(skips) == 1 and skips[0].text.startswith("fast: skipped "), items[:3]
+        assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, tuple)]) <= 50
+    finally:
+        release.set()
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
