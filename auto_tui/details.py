@@ -31,6 +31,7 @@ from auto_tui.screens import footer
 
 STRIP = 30  # runs in the strip of blocks
 LISTED = 5  # runs described in words
+RUNS_EVERY = 30  # seconds between reads of the runs while nothing else changes
 
 
 def details_table(view: ProcessView, log_path: str | None, now: float) -> Table:
@@ -178,7 +179,7 @@ class DetailsScreen(ModalScreen[None]):
 
     def update(self, view: ProcessView, usage: tuple[list[float], list[float]]) -> None:
         """Show ``view`` and the CPU % and memory points ``usage``; read the runs again when
-        a run began or ended."""
+        a run began or ended, and every ``RUNS_EVERY`` seconds (the current run's time)."""
         self.view, self.usage = view, usage
         try:
             self.query_one("#details-body", Static).update(details_table(view, self.log_path, self.clock()))
@@ -189,7 +190,7 @@ class DetailsScreen(ModalScreen[None]):
             self.query_one("#mem-now", Static).update(usage_text(mem, lambda v: humanize.size(int(v))))
         except NoMatches:
             return  # closing
-        key = (view.log_path, view.status, view.restarts, view.pid)
+        key = (view.log_path, view.status, view.restarts, view.pid, int(self.clock() // RUNS_EVERY))
         if key != self._runs_key and self.runs_of is not None:
             self._runs_key = key
             self._read_runs(view)
