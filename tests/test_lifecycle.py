@@ -198,7 +198,7 @@ def test_the_watcher_records_the_exit_code_of_a_service_the_api_started(api, hom
                             fh.read().splitlines()[-1])
 
 
-def test_a_running_service_tells_what_a_restart_would_change(api, tmp_path):
+def test_a_running_service_tells_what_a_restart_would_change(api, tmp_path, capsys):
     """The watcher records what a run started with; the view names what the definition
     changed since (a face shows it), until a restart applies it."""
     from helpers import free_port
@@ -209,6 +209,9 @@ def test_a_running_service_tells_what_a_restart_would_change(api, tmp_path):
     assert api.view("svc").changed == []
     api.update("svc", port=second, env={"MODE": "fast"})
     assert api.view("svc").changed == [f"port {second}", "env"]
+    code, out, err = auto(capsys, "show", "svc")
+    assert code == 0, err
+    assert re.search(rf"^changed: +port {second}, env since it started; 'auto restart svc' applies it$", out, re.M)
     api.update("svc", port="off", unset_env=["MODE"])
     assert api.view("svc").changed == ["no port"]
     api.update("svc", command="sleep 301")
