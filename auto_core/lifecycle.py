@@ -114,6 +114,11 @@ class Api:
         path = logs.current_log(self.home, name, self.entry(name).get("log_path"))
         return str(path) if path else None
 
+    def runs(self, name: str) -> list[logs.Run]:
+        """Every run of ``name`` that left a log, oldest first (those of a removed one too)."""
+        validate.name(name)
+        return logs.runs(self.home, name)
+
     # --- definitions -----------------------------------------------------------------------
 
     def add(

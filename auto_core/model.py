@@ -167,6 +167,34 @@ def _health_fields(entry: dict) -> dict:
     }
 
 
+RUN_SETTINGS = ("command", "workdir", "port", "env")  # what a run keeps until its next start
+
+
+def run_settings(d: Definition) -> dict:
+    """What a run is started with and keeps until its next start. The watcher records it at
+    each spawn (the entry's ``started_with``), so the faces can tell when the definition was
+    changed since (``changed_since``)."""
+    return {"command": d.command, "workdir": d.workdir, "port": d.port, "env": d.env}
+
+
+def changed_since(entry: dict) -> list[str]:
+    """What a restart would change: the settings of the definition now that differ from those
+    the run started with, as the faces say them (``port 8124``, ``no port``, ``command``,
+    ``workdir``, ``env``). Empty when nothing differs or nothing was recorded."""
+    then = entry.get("started_with")
+    if not isinstance(then, dict):
+        return []
+    now = run_settings(definition(entry))
+    changed = []
+    for key in RUN_SETTINGS:
+        if then.get(key) != now[key]:
+            if key == "port":
+                changed.append(f"port {now['port']}" if now["port"] is not None else "no port")
+            else:
+                changed.append(key)
+    return changed
+
+
 class ProcessView(Record, frozen=True):
     name: str
     status: str
@@ -202,6 +230,9 @@ class ProcessView(Record, frozen=True):
     health: str | None = None
     last_health: dict | None = None
     after: list = Factory(factory=list)  # a list: the view is JSON as it is
+    # The definition changed since the running run started (``changed_since``): what a restart
+    # would apply, e.g. ["port 8124"].
+    changed: list = Factory(factory=list)
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}

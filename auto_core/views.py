@@ -60,6 +60,7 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         health=health_state(entry, d.health) if alive else None,
         last_health=entry.get("last_health") if isinstance(entry.get("last_health"), dict) else None,
         after=list(d.after),
+        changed=model.changed_since(entry) if alive else [],
     )
 
 

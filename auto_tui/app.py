@@ -29,14 +29,16 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from auto_core.errors import AutoError
 from auto_core.lifecycle import Api, Outcome
-from auto_core.logtree import logs
+from auto_core.logtree import logs, merge
 from auto_core.model import ProcessView
 from auto_core.store.paths import Home
-from auto_tui.facts import Sampler
+from auto_tui.details import DetailsScreen
+from auto_tui.facts import History, Sampler
 from auto_tui.feedback import summary
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit
-from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
+from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
+from auto_tui.tail import MAX_BEHIND
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -120,6 +122,7 @@ class AutoApp(App[int]):
         poll_interval: seconds between snapshots.
         clock: wall clock for relative times in the details view.
         sampler: CPU/memory sampler (default: psutil).
+        history: keeps the last minutes of the samples, for the details view.
         log_lines: the log pane's line cap.
         cwd: default workdir of the add form.
     """
@@ -141,6 +144,7 @@ class AutoApp(App[int]):
         Binding("W", "start_watcher", "Start the watcher", show=False),
         Binding("f", "toggle_follow", "Follow", show=False),
         Binding("w", "toggle_wrap", "Wrap", show=False),
+        Binding("L", "toggle_all_logs", "All logs", show=False),
         Binding("tab", "switch_focus", "Focus", show=False, priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -157,6 +161,7 @@ class AutoApp(App[int]):
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
         sampler: Sampler | None = None,
+        history: History | None = None,
         log_lines: int = 1000,
         cwd: str | None = None,
     ) -> None:
@@ -166,6 +171,7 @@ class AutoApp(App[int]):
         self.poll_interval = poll_interval
         self.clock = clock
         self.sampler = sampler or Sampler()
+        self.history = history or History()
         self.log_lines = log_lines
         self.cwd = cwd or os.getcwd()
         self.views: dict[str, ProcessView] = {}
@@ -180,6 +186,7 @@ class AutoApp(App[int]):
         self._stopping = threading.Event()
         self._last_warning: tuple[str, float] = ("", 0.0)
         self._pane: LogPane | None = None
+        self._polled = False  # a snapshot was applied
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class AutoApp(App[int]):
         yield ProcessTable(id="table", cursor_type="row", zebra_stripes=True)
         yield Static(EMPTY_HINT, id="empty")
         self._pane = LogPane(self._resolve_log, max_lines=self.log_lines, runs_of=self._runs_of,
-                             id="logpane")
+                             merger=self._merger, id="logpane")
         yield self._pane
 
     def _mount_footer(self) -> None:
@@ -272,6 +279,9 @@ class AutoApp(App[int]):
             facts = {}
         now = self.clock()
         rows = {name: cells(v, facts.get(v.pid) if v.pid else None, now) for name, v in views.items()}
+        self.history.add({name: (v.pid, v.create_time, facts[v.pid]) for name, v in views.items()
+                          if v.pid and v.pid in facts})
+        self.history.keep(set(views))
         return SnapshotReady(views, rows, watcher, error)
 
     def refresh_now(self) -> None:
@@ -282,9 +292,14 @@ class AutoApp(App[int]):
     def _on_snapshot(self, message: SnapshotReady) -> None:
         try:
             self.views, self.rows = message.views, message.rows
+            self._polled = True
             self._latest = message.widths
             self._apply()
             self._set_header(message.watcher, message.error)
+            details = self.screen
+            if isinstance(details, DetailsScreen) and details.view.name in self.views:
+                name = details.view.name
+                details.update(self.views[name], self.history.series(name))
             if message.error:
                 self._warn(message.error, "error")
         except NoMatches:
@@ -313,7 +328,10 @@ class AutoApp(App[int]):
         table = self.query_one(ProcessTable)
         needle = self.name_filter.lower()
         wanted = {n: c for n, c in self.rows.items() if needle in n.lower()}
+        # The row under the cursor now: a key that moved it may not have been reported yet.
         keep = self.selected
+        if table.row_count:
+            keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         added = False
         content = tuple(map(max, self._content, self._latest))
         with self.batch_update():
@@ -390,9 +408,20 @@ class AutoApp(App[int]):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._sync_selection()
 
-    def _runs_of(self, name: str) -> list:
-        home = getattr(self.api, "home", None)
-        return logs.runs(home, name) if home is not None else []
+    def _runs_of(self, name: str) -> list[logs.Run]:
+        return self.api.runs(name)
+
+    def _merger(self) -> merge.Merged:
+        """Every process's log as one stream, as ``auto log -f`` follows them: the processes
+        are those of the last snapshot, so one added or removed joins or leaves the view."""
+
+        def recorded(name: str) -> str | None:
+            # A run that began after the view opened: its recorded file, not an older one.
+            view = self.views.get(name)
+            path = view.log_path if view is not None else None
+            return path if path and os.path.isfile(path) else None
+
+        return merge.Merged(lambda: list(self.views), self._resolve_log, recorded, max_behind=MAX_BEHIND)
 
     def _resolve_log(self, name: str):
         from pathlib import Path
@@ -568,7 +597,8 @@ class AutoApp(App[int]):
         if view is not None:
             pane = self.query_one(LogPane)
             shown = str(pane.path) if pane.path and pane.name_shown == view.name else None
-            self.push_screen(DetailsScreen(view, shown, self.clock))
+            self.push_screen(DetailsScreen(view, shown, self.clock, runs_of=self._runs_of,
+                                           usage=self.history.series(view.name)))
 
     # --- view actions ----------------------------------------------------------------------
 
@@ -585,6 +615,12 @@ class AutoApp(App[int]):
             self.query_one(LogView).focus()
         else:
             table.focus()
+
+    def action_toggle_all_logs(self) -> None:
+        if not self._polled:
+            return  # the processes are not known yet: all of each log would look new
+        pane = self.query_one(LogPane)
+        pane.show_merged(not pane.merged)
 
     def action_toggle_wrap(self) -> None:
         pane = self.query_one(LogPane)

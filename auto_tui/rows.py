@@ -27,6 +27,7 @@ COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow",
           "stopping": "yellow"}
 STOPS = ("stop", "restart", "remove")  # requests that end the running run first
+CHANGED = " *"  # after the status: the definition changed since the run started (r applies it)
 
 
 def status_label(view: ProcessView, now: float) -> tuple[str, str]:
@@ -52,9 +53,12 @@ def cells(view: ProcessView, facts: Facts | None, now: float) -> tuple:
     label, style = status_label(view, now)
     cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
     mem = humanize.size(facts.rss) if facts is not None else "-"
+    status = Text(label, style=STYLES.get(style, ""))
+    if view.changed and view.status == RUNNING:
+        status.append(CHANGED, style="bold yellow")
     return (
         view.name,
-        Text(label, style=STYLES.get(style, "")),
+        status,
         str(view.pid) if view.pid else "-",
         str(view.port) if view.port else "-",
         duration(view.uptime_s),

@@ -1,15 +1,12 @@
-"""Modal screens: confirm, add/edit form, details, help. Each ends in ``dismiss(value)`` and
+"""Modal screens: confirm, add/edit form, help (details: ``details.py``). Each ends in ``dismiss(value)`` and
 shows its own keys in its own footer (the app's footer behind it would list keys that do
 something else here)."""
 
 from __future__ import annotations
 
 import os
-import shlex
-import time
 from collections.abc import Callable
 
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -20,13 +17,10 @@ from textual.widgets import Button, Footer, Input, Label, Static
 
 from auto_core import validate
 from auto_core.errors import AutoError
-from auto_core.humanize import countdown, duration
 from auto_core.model import ProcessView
-from auto_core.views import describe_exit
-from auto_tui.rows import status_label
 
 
-def _footer() -> Footer:
+def footer() -> Footer:
     return Footer(compact=True, show_command_palette=False)
 
 
@@ -48,7 +42,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", variant="primary", id="no")
-        yield _footer()
+        yield footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -111,7 +105,7 @@ class ProcessForm(ModalScreen[dict | None]):
             with Horizontal(id="buttons"):
                 yield Button("Save (enter)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
-        yield _footer()
+        yield footer()
 
     def on_mount(self) -> None:
         for box in self.query(Input):
@@ -170,73 +164,18 @@ class ProcessForm(ModalScreen[dict | None]):
         self.dismiss(None)
 
 
-def details_table(view: ProcessView, log_path: str | None, now: float) -> Table:
-    """Everything known about one process as ``key  value`` rows; a long value (a path, a
-    command) wraps under itself, never under the keys."""
-    label, _ = status_label(view, now)
-    last = view.last_exit or {}
-    exit_text = describe_exit(view.last_exit)
-    if isinstance(last.get("at"), (int, float)):
-        exit_text += f" ({duration(max(0.0, now - last['at']))} ago)"
-    backoff = f"attempt {view.restart_attempt}, base {view.backoff_base:g}s, max {view.backoff_max:g}s"
-    if view.next_restart_in_s is not None:
-        backoff += f", next restart in {countdown(view.next_restart_in_s)}"
-    env = view.env or {}
-    rows = [
-        ("name", view.name),
-        ("status", label),
-        ("pid", str(view.pid or "-")),
-        ("port", str(view.port or "-")),
-        ("uptime", duration(view.uptime_s)),
-        ("restarts", str(view.restarts)),
-        ("command", view.command),
-        ("workdir", view.workdir or "-"),
-        ("log", log_path or view.log_path or "-"),
-        ("last exit", exit_text),
-        ("backoff", backoff),
-        ("restart every", duration(view.restart_every) if view.restart_every else "-"),
-        ("stop", f"{view.stop_signal}, then SIGKILL after {view.stop_timeout:g}s"),
-        ("env", "\n".join(f"{k}={shlex.quote(v) if v else ''}" for k, v in sorted(env.items())) or "-"),
-    ]
-    table = Table.grid(padding=(0, 2))
-    table.add_column(justify="right", style="bold", no_wrap=True)
-    table.add_column(overflow="fold")  # a path with no spaces still breaks at the edge
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
-
-
-class DetailsScreen(ModalScreen[None]):
-    """The full definition and runtime state of one process."""
-
-    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
-
-    def __init__(self, view: ProcessView, log_path: str | None, clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
-        self.view = view
-        self.log_path = log_path
-        self.clock = clock
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="dialog", classes="details"):
-            yield Label(f"Details: {self.view.name}", id="details-title")
-            yield Static(details_table(self.view, self.log_path, self.clock()), id="details-body")
-        yield _footer()
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-
 KEYS = (
     ("Process", (
         ("s", "start"), ("x", "stop"), ("r", "restart"), ("a", "add a process"), ("e", "edit"),
         ("d", "remove (asks first; logs are kept)"), ("S", "start all"), ("X", "stop all (asks first)"),
         ("enter", "details"), ("/", "filter the table by name (escape clears)"),
         ("W", "start the watcher"),
+        ("*", "after a status: changed since it started; r applies it"),
     )),
     ("Log", (
         ("f", "follow on or off (scrolling up pauses it)"), ("w", "wrap long lines on or off"),
         ("/", "search the log (with the log focused)"), ("[ ]", "older and newer run"),
+        ("L", "every process's log, merged (again: the highlighted one's)"),
     )),
     ("View", (
         ("tab", "table or log"), ("ctrl+p", "command palette: every action by name"),
@@ -274,7 +213,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="dialog", classes="help"):
             yield Label("auto: keys", id="help-title")
             yield Static(help_text(), id="help-body")
-        yield _footer()
+        yield footer()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -196,3 +196,28 @@ def test_the_watcher_records_the_exit_code_of_a_service_the_api_started(api, hom
     with open(read_state(home.root)["processes"]["quick"]["log_path"]) as fh:
         assert re.fullmatch(r"\[auto\] exited with code 3 after \d+(\.\d)? s; restarting in \d+(\.\d)? s",
                             fh.read().splitlines()[-1])
+
+
+def test_a_running_service_tells_what_a_restart_would_change(api, tmp_path, capsys):
+    """The watcher records what a run started with; the view names what the definition
+    changed since (a face shows it), until a restart applies it."""
+    from helpers import free_port
+
+    first, second = free_port(), free_port()
+    api.add("svc", "sleep 300", workdir=str(tmp_path), port=first)
+    assert read_state(api.home.root)["processes"]["svc"]["started_with"]["port"] == first
+    assert api.view("svc").changed == []
+    api.update("svc", port=second, env={"MODE": "fast"})
+    assert api.view("svc").changed == [f"port {second}", "env"]
+    code, out, err = auto(capsys, "show", "svc")
+    assert code == 0, err
+    assert re.search(rf"^changed: +port {second}, env since it started; 'auto restart svc' applies it$", out, re.M)
+    api.update("svc", port="off", unset_env=["MODE"])
+    assert api.view("svc").changed == ["no port"]
+    api.update("svc", command="sleep 301")
+    assert api.view("svc").changed == ["command", "no port"]
+    api.restart(["svc"])
+    assert api.view("svc").status == "running" and api.view("svc").changed == []
+    api.stop(["svc"])
+    api.update("svc", command="sleep 302")
+    assert api.view("svc").changed == []  # not running: the next start takes it anyway

@@ -317,6 +317,8 @@ def cmd_show(args, out: _Out) -> int:
         ("restart every", duration(v.restart_every) if v.restart_every else "-"),
         ("stop", f"{v.stop_signal}, then SIGKILL after {v.stop_timeout:g} s"),
     ]
+    if v.changed:
+        rows.append(("changed", f"{', '.join(v.changed)} since it started; 'auto restart {v.name}' applies it"))
     if v.restart_on_change:
         from auto_core.options import DEFAULT_IGNORE
 

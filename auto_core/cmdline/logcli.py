@@ -9,12 +9,11 @@ Kept apart from cli.py so that file stays a thin dispatcher: ``auto log NAME [-n
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from auto_core import humanize, validate
 from auto_core.errors import AutoError, ExitCode, NotFound, UsageError
-from auto_core.logtree import logmaint, logs
+from auto_core.logtree import logmaint, logs, runends
 from auto_core.proc import identity
 from auto_core.store import state
 from auto_core.store.paths import Home
@@ -222,36 +221,6 @@ def pick(all_runs: list[logs.Run], number: int) -> logs.Run:
     return all_runs[index]
 
 
-def _short_end(ended: str | None, run: logs.Run) -> str:
-    """ENDED of ``--runs`` in a word or two (``exit 3``, ``SIGKILL``, ``stopped``); the whole
-    sentence is in ``--json``."""
-    if ended is None:
-        return "-"
-    why = ""
-    if not ended.startswith(("running", "corrupt", "unreadable")):
-        try:
-            tail = logs.tail_lines(run.path, 8)[0]
-        except OSError:
-            tail = []
-        if "[auto] stopped by user" in tail:
-            why = " (stop)"
-        elif "[auto] restarting" in tail or "[auto] periodic restart" in tail:
-            why = " (restart)"
-    code = re.match(r"(?:exited with code|exit code) (-?\d+)", ended)
-    signal = re.match(r"killed by (SIG\w+)", ended)
-    if code:
-        short = f"exit {code.group(1)}"
-    elif signal:
-        short = signal.group(1)
-    elif "exit status unknown" in ended or ended == "ended":
-        short = "unknown"
-    elif ended.startswith("cannot start"):
-        short = "not started"
-    else:
-        short = ended.split(" (")[0].split(";")[0]
-    return short + why
-
-
 def show_runs(api, args, out) -> int:
     """``auto log NAME --runs`` (a table) or ``auto log NAME --run N`` (that run's text)."""
     from auto_core.views import describe_exit
@@ -274,14 +243,9 @@ def show_runs(api, args, out) -> int:
         for i, run in enumerate(all_runs):
             number = i - len(all_runs)
             current = recorded is not None and str(run.path) == recorded
-            ended: str | None
-            if current and alive:
-                ended = "running"
-            else:
-                ended = logs.run_end(run)
-                if ended is None and current and last_exit:
-                    ended = describe_exit(last_exit)
-            short = _short_end(ended, run)
+            ended = runends.how_ended(run, current=current, alive=alive,
+                                      last_exit=describe_exit(last_exit) if last_exit else None)
+            short = runends.short_end(ended, run)
             found.append({"run": number, "started": run.started.isoformat(), "size": run.size,
                           "parts": len(run.parts), "ended": short, "how": ended, "path": str(run.path)})
             try:

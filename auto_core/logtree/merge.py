@@ -41,13 +41,16 @@ class Merged:
 
     ``resolve(name)`` gives a process's current log; ``resolve_new(name)`` the log of a run
     that began after the followers opened (the recorded one only: an older run's file is not
-    new output). ``open`` gives the opening lines; ``poll`` what was written since, as
+    new output). ``max_behind``: a process's reader more than that many bytes behind its
+    writer skips to the end and says so (``follow.RunReader``). ``open`` gives the opening
+    lines; ``poll`` what was written since, as
     ``(name, line)`` pairs, only whole lines (an unterminated one after ``PARTIAL_WAIT``).
     """
 
     def __init__(self, select: Callable[[], Iterable[str]], resolve: Resolve, resolve_new: Resolve,
-                 *, clock: Callable[[], float] = time.monotonic):
+                 *, clock: Callable[[], float] = time.monotonic, max_behind: int | None = None):
         self.select = select
+        self.max_behind = max_behind
         self.resolve = resolve
         self.resolve_new = resolve_new
         self.clock = clock
@@ -69,7 +72,7 @@ class Merged:
             if path is None:  # no run yet: all of its first run is new
                 self._add(name, from_start=True)
                 continue
-            source = _Source(follow.LogFollower(_fixed(self.resolve, name, Path(path)), lines,
+            source = _Source(follow.LogFollower(_fixed(self.resolve, name, Path(path)), lines, self.max_behind,
                                                 whole=whole))
             self._sources[name] = source
             for event in source.follower.poll():
@@ -123,7 +126,7 @@ class Merged:
 
     def _add(self, name: str, *, from_start: bool) -> None:
         resolve = _fixed(self.resolve_new, name, None)
-        self._sources[name] = _Source(follow.LogFollower(resolve, 0, from_start=from_start))
+        self._sources[name] = _Source(follow.LogFollower(resolve, 0, self.max_behind, from_start=from_start))
 
 
 def _fixed(resolve: Resolve, name: str, first: Path | None) -> Callable[[], Path | None]:

@@ -37,6 +37,7 @@ class Launched:
     create_time: float
     run_id: str
     stamp: str | None  # identity.stamp: exact
+    started_with: dict | None = None  # model.run_settings of the definition it was started by
 
 
 def new_run_id() -> str:
@@ -97,4 +98,5 @@ class Launcher:
             os.close(fd)
         started_at = when.timestamp()
         return Launched(spawned.pid, spawned.child, str(path), started_at,
-                        spawn.created(spawned.pid), run_id, identity.stamp(spawned.pid, zombie_ok=True))
+                        spawn.created(spawned.pid), run_id, identity.stamp(spawned.pid, zombie_ok=True),
+                        model.run_settings(definition))

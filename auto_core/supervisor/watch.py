@@ -705,7 +705,7 @@ class Watcher:
             if isinstance(launched, launch.Launched):
                 entry.update(pid=launched.pid, create_time=launched.create_time, stamp=launched.stamp,
                              started_at=launched.started_at, log_path=launched.log_path,
-                             run=launched.run_id)
+                             run=launched.run_id, started_with=launched.started_with)
                 entry.pop("starting_since", None)
                 entry.pop("daemon_of", None)
                 message, pid = f"{verb} {name} (pid {launched.pid})", launched.pid

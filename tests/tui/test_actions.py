@@ -9,7 +9,8 @@ from helpers import pid_alive, read_state
 
 from auto_core.store import watchlock
 from auto_tui.app import AutoApp
-from auto_tui.screens import ConfirmScreen, DetailsScreen, HelpScreen, ProcessForm
+from auto_tui.details import DetailsScreen
+from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
 
 SIZE = (120, 36)
 
@@ -188,6 +189,8 @@ async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_a
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
         body = shown(details.query_one("#details-body"))
         assert "sleep 300" in body and str(tmp_path) in body and "GREETING=hi" in body
+        await until(pilot, lambda: "no run has a log yet" in shown(details.query_one("#runs")), message="the runs")
+        assert "no samples" in shown(details.query_one("#cpu-now"))  # never started: no usage
         await until(pilot, lambda: details.query("FooterKey"), message="the details' own footer")
         keys = " ".join(shown(key) for key in details.query("FooterKey"))
         assert "Close" in keys and "Quit" not in keys  # q closes the details here
@@ -345,3 +348,47 @@ async def test_w_starts_a_watcher_when_none_runs(home, tmp_path, quiet_api):
         await told(pilot, app, f"started the watcher (pid {watcher})")
         await pilot.press("W")
         await told(pilot, app, f"the watcher is already running (pid {watcher})")
+
+
+async def test_details_draws_a_running_service_s_samples_and_its_runs(home, tmp_path, quiet_api):
+    """The sparklines are fed by the table's own refresh (a busy service's CPU shows); the runs
+    say how each ended, as `auto log NAME --runs` does."""
+    from textual.widgets import Sparkline
+
+    from auto_tui.facts import History
+
+    quiet_api.add("busy", "python3 -c 'while True: pass'", workdir=str(tmp_path))
+    quiet_api.restart(["busy"])
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path), history=History(step=0))
+    async with running(app, SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "busy", "status") == "running")
+        await pilot.press("enter")
+        details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
+        spark = details.query_one("#cpu-spark", Sparkline)
+        await until(pilot, lambda: len(spark.data or []) >= 3 and max(spark.data or [0]) > 20,
+                    message="the busy loop's CPU in the sparkline")
+        assert len(details.query_one("#mem-spark", Sparkline).data or []) >= 3
+        await until(pilot, lambda: "SIGTERM (restart)" in shown(details.query_one("#runs")), message="the runs")
+        runs = shown(details.query_one("#runs"))
+        assert "last 2 runs" in runs and "-1  began" in runs and "running" in runs
+
+
+async def test_a_row_marks_a_definition_changed_since_its_run_started_and_r_applies_it(home, tmp_path, quiet_api):
+    from helpers import free_port
+
+    first, second = free_port(), free_port()
+    quiet_api.add("web", "sleep 300", workdir=str(tmp_path), port=first)
+    app = make_app(home, tmp_path)
+    async with running(app, SIZE) as pilot:
+        await until(pilot, lambda: cell(app, "web", "status") == "running")
+        quiet_api.update("web", port=second)
+        await until(pilot, lambda: cell(app, "web", "status") == "running *", message="the marker")
+        await pilot.press("enter")
+        details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
+        body = shown(details.query_one("#details-body"))
+        assert f"port {second} since it started: a restart (r) applies it" in " ".join(body.split())
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
+        await pilot.press("r")
+        await until(pilot, lambda: entry(home, "web")["started_with"]["port"] == second, message="the restart")
+        await until(pilot, lambda: cell(app, "web", "status") == "running", message="the marker gone")

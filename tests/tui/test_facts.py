@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers import read_state, wait_until
 
 from auto_core.lifecycle import Api
-from auto_tui.facts import Sampler
+from auto_tui.facts import Facts, History, Sampler
 
 # The leader is a shell; the memory and the busy loop live in its children.
 SERVICE = (
@@ -29,3 +29,19 @@ def test_sampler_sums_the_process_group(home, tmp_path):
 
 def test_sampler_skips_groups_that_are_gone(home, tmp_path):
     assert Sampler().sample({2**22 + 12345: 1.0}) == {}
+
+
+def test_history_keeps_one_point_per_step_per_run_and_forgets_removed_processes():
+    now = [100.0]
+    history = History(points=3, step=2.0, clock=lambda: now[0])
+    for t, cpu, rss in ((100.0, None, 10), (101.0, 5.0, 11), (102.0, 1.0, 12), (103.5, 9.0, 13),
+                        (104.0, 2.0, 14), (106.0, 3.0, 15)):
+        now[0] = t
+        history.add({"web": (7, 1.0, Facts(cpu, rss))})
+    # Points began at 100, 102, 104 and 106 (the first one went: 3 points); within a step the
+    # highest CPU % and the last memory count.
+    assert history.series("web") == ([9.0, 2.0, 3.0], [13.0, 14.0, 15.0])
+    history.add({"web": (8, 2.0, Facts(None, 20))})  # a new run: a new history
+    assert history.series("web") == ([0.0], [20.0])
+    history.keep({"db"})
+    assert history.series("web") == ([], [])

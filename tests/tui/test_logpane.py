@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 
 from conftest import cell, running, shown, until
 from helpers import read_state, wait_until
 
+from auto_core.logtree import logs
 from auto_tui.app import AutoApp
 from auto_tui.logpane import LogPane, LogView
-from auto_tui.tail import MAX_BEHIND, Divider, run_tail
+from auto_tui.tail import MAX_BEHIND, Divider, run_merged, run_tail
 
 SIZE = (120, 36)
 
 
 def pane_text(app) -> list[str]:
     return [text.plain for _, text in app.query_one(LogPane).entries]
+
+
+def recorder(emit):
+    """A tail's two callbacks, each calling ``emit("open" or "lines", its arguments)`` (one
+    argument alone, several as a tuple)."""
+    def call(kind):
+        return lambda *args: emit(kind, args[0] if len(args) == 1 else args)
+
+    return call("open"), call("lines")
 
 
 def collect_tail(path_box, max_lines=5):
@@ -29,7 +41,7 @@ def collect_tail(path_box, max_lines=5):
         events.append((kind, payload))
         ready.set()  # consumed at once
 
-    thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, emit, max_lines, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, *recorder(emit), max_lines, 0.02))
     thread.start()
     return events, stop, thread
 
@@ -70,7 +82,7 @@ def test_tail_coalesces_while_the_consumer_is_busy(tmp_path):
     events: list = []
     stop, ready = threading.Event(), threading.Event()
     ready.set()
-    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, lambda k, p: events.append((k, p)), 50, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, *recorder(lambda k, p: events.append((k, p))), 50, 0.02))
     thread.start()
     try:
         wait_until(lambda: events, message="open")
@@ -104,7 +116,7 @@ def test_tail_far_behind_the_writer_skips_with_a_divider_that_is_never_dropped(t
             release.wait(10)  # the tail thread is held here while the writer runs ahead
         ready.set()
 
-    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, emit, 50, 0.02))
+    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, *recorder(emit), 50, 0.02))
     thread.start()
     try:
         wait_until(lambda: events, message="open")
@@ -241,3 +253,139 @@ async def test_w_wraps_long_lines_and_back(home, tmp_path, quiet_api):
         assert "wrapped" in str(app.query_one(LogPane).border_subtitle)
         await pilot.press("w")
         await until(pilot, lambda: "-end" not in shown(view), message="unwrapped again")
+
+
+def test_merged_tail_opens_in_time_order_follows_and_coalesces(tmp_path):
+    """``run_merged`` over the core's ``Merged``: the opening lines of two logs in the order
+    they were written, then each new line with its process's name; a busy consumer gets at
+    most ``max_lines`` and a marker counting the rest."""
+    from auto_core.logtree import merge
+
+    a, b = tmp_path / "a_260921_140000.log", tmp_path / "b_260921_140000.log"
+    a.write_text("a-1\na-2\n")
+    b.write_text("b-1\n")
+    begun = logs.parse_name(a.name)[1].timestamp()
+    os.utime(a, (begun + 30, begun + 30))  # a-1 at +15, a-2 at +30
+    os.utime(b, (begun + 20, begun + 20))  # b-1 at +20
+    files = {"a": a, "b": b}
+    merged = merge.Merged(lambda: sorted(files), files.get, files.get)
+    events: list = []
+    stop, ready = threading.Event(), threading.Event()
+    ready.set()
+    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, *recorder(lambda k, p: events.append((k, p))), 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        assert events[0] == ("open", (["a", "b"], [("a", "a-1"), ("b", "b-1"), ("a", "a-2")]))
+        with open(b, "a") as fh:
+            fh.write("b-2\n")
+        wait_until(lambda: len(events) == 2, message="b's new line")
+        with open(a, "a") as fh:  # ready is not set again: the consumer is "busy"
+            fh.writelines(f"a-{i}\n" for i in range(3, 503))
+        ready.set()
+        wait_until(lambda: len(events) >= 3 and ("a", "a-502") in events[-1][1][1], message="a's lines")
+        assert events[1] == ("lines", (["a", "b"], [("b", "b-2")]))
+        later = [item for _, (_, batch) in events[2:] for item in batch]
+        markers = [i for i in later if isinstance(i, Divider)]
+        assert len(markers) <= 1 and len(later) - len(markers) <= 50 * (len(events) - 2)
+        if markers:
+            assert "lines not shown" in markers[0].text
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp_path, quiet_api):
+    """`L`: the lines of both processes in the order they were written, each prefixed with its
+    process's name in that name's colour; a new line of either shows up; `L` again goes back
+    to the highlighted process's log."""
+    import time
+
+    from auto_tui.logpane import name_style
+
+    wait_for = 'for i in 1 2 3; do while [ ! -e go-{0}-$i ]; do sleep 0.02; done; echo {0}-line-$i; done; exec sleep 300'
+    for name in ("alpha", "beta"):
+        quiet_api.add(name, wait_for.format(name), workdir=str(tmp_path))
+    logs_of = {name: Path(read_state(home.root)["processes"][name]["log_path"]) for name in ("alpha", "beta")}
+
+    def write(name: str, i: int) -> None:
+        (tmp_path / f"go-{name}-{i}").touch()
+        wait_until(lambda: f"{name}-line-{i}" in logs_of[name].read_text(), message=f"{name}-line-{i} written")
+        written = logs_of[name].stat().st_mtime
+        wait_until(lambda: time.time() > written + 0.05, message="the clock past that write")
+
+    # Written before the view opens: beta's line first (alpha sorts first, so a tie would
+    # put alpha's first: only the times order them).
+    write("beta", 1)
+    write("alpha", 1)
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with running(app, SIZE) as pilot:
+        pane = app.query_one(LogPane)
+        await until(pilot, lambda: cell(app, "beta", "status") == "running", message="both rows")
+        await pilot.press("L")
+        await until(pilot, lambda: pane.merged and any("alpha-line-1" in t for t in pane_text(app)),
+                    message="the merged view")
+        assert "all 2 processes" in str(pane.border_title)
+        write("alpha", 2)
+        await until(pilot, lambda: "alpha │ alpha-line-2" in pane_text(app), message="alpha's new line")
+        write("beta", 2)
+        await until(pilot, lambda: "beta  │ beta-line-2" in pane_text(app), message="beta's new line")
+        ours = [t for t in pane_text(app) if re.search(r"│ \w+-line-\d$", t)]
+        assert ours == ["beta  │ beta-line-1", "alpha │ alpha-line-1", "alpha │ alpha-line-2", "beta  │ beta-line-2"]
+        for name in ("alpha", "beta"):
+            text = next(t for _, t in pane.entries if t.plain.startswith(f"{name} "))
+            assert text.spans[0].style == name_style(name) and text.spans[0].end == len("alpha │ ")
+        await pilot.press("L")
+        await until(pilot, lambda: not pane.merged and pane.path == logs_of["alpha"], message="alpha's log again")
+        assert all("│" not in t for t in pane_text(app))
+
+
+def test_a_name_has_the_same_colour_as_in_auto_log():
+    from auto_core.cmdline import logcli
+    from auto_tui import logpane
+
+    assert logpane.PALETTE == logcli.PALETTE
+    assert logpane.name_style("api") == "bold color(11)"  # SGR 93 (bright yellow), as auto log
+
+
+def test_merged_tail_far_behind_one_writer_skips_with_a_named_divider(tmp_path):
+    """In the all-processes view too, a process's follower skips what lies more than MAX_BEHIND
+    behind its writer; the divider names the process and coalescing keeps it."""
+    from auto_core.logtree import merge
+
+    files = {"fast": tmp_path / "fast.log", "slow": tmp_path / "slow.log"}
+    for path in files.values():
+        path.write_text("")
+    merged = merge.Merged(lambda: sorted(files), files.get, files.get, max_behind=MAX_BEHIND)
+    events: list = []
+    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
+    ready.set()
+
+    def emit(kind, payload):
+        events.append((kind, payload))
+        if kind == "lines":
+            release.wait(10)  # the tail thread is held here while the writer runs ahead
+        ready.set()
+
+    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, *recorder(emit), 50, 0.02))
+    thread.start()
+    try:
+        wait_until(lambda: events, message="open")
+        with open(files["slow"], "ab") as fh:
+            fh.write(b"slow one\n")
+        wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
+        with open(files["fast"], "ab") as fh:
+            fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
+            fh.write(b"last\n")
+        release.set()
+        wait_until(lambda: ("fast", "last") in events[-1][1][1], message="the end of the output")
+        items = [item for _, (_, batch) in events[2:] for item in batch]
+        skips = [i for i in items if isinstance(i, Divider) and "skipped" in i.text]
+        assert len(skips) == 1 and skips[0].text.startswith("fast: skipped "), items[:3]
+        assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, tuple)]) <= 50
+    finally:
+        release.set()
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
