@@ -167,6 +167,7 @@ class Api:
             "pid": None,
             "create_time": None,
             "log_path": None,
+            "env_captured": model.digest(captured),
         }
         self._apply_options(
             entry,
@@ -316,6 +317,8 @@ class Api:
             _check_health_port(name, dict(entry, **changes, **scratch))
             entry.update(changes)
             entry.update(scratch)
+            if update_env:
+                entry["env_captured"] = model.digest(captured or {})
             if added or unset:
                 now_env = model.env(entry)
                 now_env.update(added)

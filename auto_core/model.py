@@ -167,31 +167,47 @@ def _health_fields(entry: dict) -> dict:
     }
 
 
-RUN_SETTINGS = ("command", "workdir", "port", "env")  # what a run keeps until its next start
+RUN_SETTINGS = ("command", "workdir", "port", "env", "captured")  # what a run keeps until its next start
+_SAID = {"captured": "captured environment"}
 
 
-def run_settings(d: Definition) -> dict:
-    """What a run is started with and keeps until its next start. The watcher records it at
-    each spawn (the entry's ``started_with``), so the faces can tell when the definition was
-    changed since (``changed_since``)."""
-    return {"command": d.command, "workdir": d.workdir, "port": d.port, "env": d.env}
+def digest(value: object) -> str:
+    """A short fingerprint of a JSON value: what the state keeps of a run's settings, so no
+    second copy of a command or an environment (which may hold secrets) outlives a change."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_settings(d: Definition, captured: dict | None = None) -> dict:
+    """What a run is started with and keeps until its next start, as fingerprints (the port as
+    it is). The watcher records it at each spawn (the entry's ``started_with``), so the faces
+    can tell when the definition was changed since (``changed_since``). ``captured``: the
+    environment captured at ``add`` or ``update --update-env`` that the run got."""
+    return {"command": digest(d.command), "workdir": digest(d.workdir), "port": d.port,
+            "env": digest(d.env), "captured": None if captured is None else digest(captured)}
 
 
 def changed_since(entry: dict) -> list[str]:
     """What a restart would change: the settings of the definition now that differ from those
     the run started with, as the faces say them (``port 8124``, ``no port``, ``command``,
-    ``workdir``, ``env``). Empty when nothing differs or nothing was recorded."""
+    ``workdir``, ``env``, ``captured environment``). Empty when nothing differs or nothing was
+    recorded."""
     then = entry.get("started_with")
     if not isinstance(then, dict):
         return []
     now = run_settings(definition(entry))
+    now["captured"] = entry.get("env_captured")  # its fingerprint, kept by add and update
     changed = []
     for key in RUN_SETTINGS:
+        if key == "captured" and (now[key] is None or then.get(key) is None):
+            continue  # recorded before fingerprints were kept: unknown, not changed
         if then.get(key) != now[key]:
             if key == "port":
                 changed.append(f"port {now['port']}" if now["port"] is not None else "no port")
             else:
-                changed.append(key)
+                changed.append(_SAID.get(key, key))
     return changed
 
 

@@ -221,3 +221,16 @@ def test_a_running_service_tells_what_a_restart_would_change(api, tmp_path, caps
     api.stop(["svc"])
     api.update("svc", command="sleep 302")
     assert api.view("svc").changed == []  # not running: the next start takes it anyway
+
+
+def test_a_new_capture_of_the_environment_is_named_and_no_old_secret_is_kept(api, tmp_path, monkeypatch):
+    api.add("svc", "sleep 300", workdir=str(tmp_path), env={"TOKEN": "s3cret-one"})
+    monkeypatch.setenv("AUTO_TEST_CAPTURE", "again")
+    api.update("svc", update_env=True)
+    assert api.view("svc").changed == ["captured environment"]
+    api.update("svc", env={"TOKEN": "s3cret-two"})
+    assert api.view("svc").changed == ["env", "captured environment"]
+    # What the run started with is kept as fingerprints: the old token is nowhere in the state.
+    assert b"s3cret-one" not in (api.home.local / "state.json").read_bytes()
+    api.restart(["svc"])
+    assert api.view("svc").changed == []

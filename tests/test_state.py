@@ -311,6 +311,9 @@ BAD = [
     ("run", 5, ABSENT, "not a run id; ignored"),
     ("daemon_follow", "no", ABSENT, "not true or false; following daemons"),
     ("daemon_of", -3, ABSENT, "not a process id; ignored"),
+    ("started_with", {"env": "x", "port": "80"}, ABSENT, "not what auto records at a start; ignored"),
+    ("started_with", ["command"], ABSENT, "not what auto records at a start; ignored"),
+    ("env_captured", 7, ABSENT, "not a fingerprint; ignored"),
 ]
 
 

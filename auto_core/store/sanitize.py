@@ -65,6 +65,13 @@ def _check_parses(value: object) -> bool:
     return healthcheck.valid(value)
 
 
+def _started_with(value: object) -> bool:
+    """The fingerprints ``model.run_settings`` gives: texts (or null) and the port."""
+    return isinstance(value, dict) and all(
+        k == "port" and (v is None or type(v) is int) or k != "port" and (v is None or _text(v))
+        for k, v in value.items())
+
+
 _pid = _in(1, PID_MAX, whole=True)
 _time = _in(0, TIME_MAX)
 _seconds = _in(0, SECONDS_MAX)
@@ -112,6 +119,8 @@ _RULES: dict[str, tuple[Callable[[object], bool], object, str]] = {
     "health_start_period": (_seconds, _DROP, "not a number of seconds from 0 to 1e7; using the default"),
     "health_state": (lambda v: v in ("starting", "healthy", "unhealthy"), _DROP, "not a health state; ignored"),
     "health_run": (_text, _DROP, "not a run id; ignored"),
+    "env_captured": (_text, _DROP, "not a fingerprint; ignored"),
+    "started_with": (_started_with, _DROP, "not what auto records at a start; ignored"),
     "last_health": (lambda v: isinstance(v, dict) and _time(v.get("time")) and type(v.get("ok")) is bool
                     and _text(v.get("detail")), _DROP, "not a health result auto wrote; ignored"),
     "after": (lambda v: isinstance(v, list) and all(type(n) is str and validate.NAME_RE.fullmatch(n) for n in v),

@@ -99,4 +99,4 @@ class Launcher:
         started_at = when.timestamp()
         return Launched(spawned.pid, spawned.child, str(path), started_at,
                         spawn.created(spawned.pid), run_id, identity.stamp(spawned.pid, zombie_ok=True),
-                        model.run_settings(definition))
+                        model.run_settings(definition, self.captured(name)))
