@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -360,3 +361,13 @@ class Watcher:
                     pass
                 self.proc.wait(10)
         self._fh.close()
+
+
+def systemd_analyze_verify(path) -> subprocess.CompletedProcess:
+    """``systemd-analyze verify PATH`` (the test is skipped where the tool is missing)."""
+    import pytest
+
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed (./run test installs it on apt machines)")
+    return subprocess.run([exe, "verify", str(path)], capture_output=True, text=True, timeout=60)

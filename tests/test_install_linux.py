@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
 
-import pytest
 from fakes.harness import Fakes
-from helpers import run_cli
+from helpers import run_cli, systemd_analyze_verify
 
 UNIT_RE = re.compile(r"auto-watch-[0-9a-f]{8}\.service")
 
@@ -252,13 +250,6 @@ def test_dry_run_for_macos_renders_the_plist_on_linux(fakes):
     assert "would run: launchctl bootstrap gui/" in r.stdout
     assert fakes.calls() == []  # launchctl is never asked on a machine that is not a Mac
     assert list(fakes.user_home.iterdir()) == []
-
-
-def systemd_analyze_verify(path) -> subprocess.CompletedProcess:
-    exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.skip("systemd-analyze is not installed (./run test installs it on apt machines)")
-    return subprocess.run([exe, "verify", str(path)], capture_output=True, text=True, timeout=60)
 
 
 def test_rendered_unit_passes_systemd_analyze_verify(fakes, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import assert_one_error, auto, free_port, read_state
+from helpers import assert_one_error, auto, free_port, read_state, systemd_analyze_verify
 
 # A value that every quoting rule has to get right: blanks, both quotes, %, $, a backslash, and
 # a ; and a # after a blank (a comment to an INI reader).
@@ -52,13 +52,6 @@ def export(capsys, *args: str) -> str:
 
 
 # --- systemd ---------------------------------------------------------------------------------
-
-def systemd_analyze_verify(path) -> subprocess.CompletedProcess:
-    exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.skip("systemd-analyze is not installed (./run test installs it on apt machines)")
-    return subprocess.run([exe, "verify", str(path)], capture_output=True, text=True, timeout=60)
-
 
 def test_systemd_units_pass_systemd_analyze_verify(services, tmp_path, capsys):
     out = tmp_path / "units"
