@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -26,7 +26,7 @@ from auto_core.logtree import logs, runends
 from auto_core.model import RUNNING, ProcessView
 from auto_core.views import describe_exit
 from auto_tui.facts import SPAN
-from auto_tui.rows import status_label
+from auto_tui.rows import is_up, status_label, waiting_for
 from auto_tui.screens import footer
 
 STRIP = 30  # runs in the strip of blocks
@@ -34,10 +34,28 @@ LISTED = 5  # runs described in words
 RUNS_EVERY = 30  # seconds between reads of the runs while nothing else changes
 
 
-def details_table(view: ProcessView, log_path: str | None, now: float) -> Table:
+def health_rows(view: ProcessView, not_up: list[str], now: float) -> list[tuple[str, str]]:
+    """The check, its state and its last result; what it starts after and which of those are
+    not up (``not_up``). Nothing for a service without either."""
+    rows = []
+    if view.health_check:
+        rows.append(("health", f"{view.health or 'not running'}: {view.health_check}"))
+        last = view.last_health or {}
+        at = last.get("time")
+        if isinstance(at, (int, float)) and not isinstance(at, bool):
+            rows.append(("last check", f"{'ok' if last.get('ok') else 'failed'} {duration(max(0.0, now - at))} ago"
+                                       + (f": {last['detail']}" if last.get("detail") else "")))
+    if view.after:
+        rows.append(("after", ", ".join(view.after) + (f"; not up: {', '.join(not_up)}" if not_up else "; all up")))
+    return rows
+
+
+def details_table(view: ProcessView, log_path: str | None, now: float,
+                  waiting: list[str] | None = None, not_up: list[str] | None = None) -> Table:
     """Everything known about one process as ``key  value`` rows; a long value (a path, a
-    command) wraps under itself, never under the keys."""
-    label, _ = status_label(view, now)
+    command) wraps under itself, never under the keys. ``waiting``: the services its start
+    waits for; ``not_up``: those it comes after that are not up."""
+    label, _ = status_label(view, now, waiting)
     last = view.last_exit or {}
     exit_text = describe_exit(view.last_exit)
     if isinstance(last.get("at"), (int, float)):
@@ -56,6 +74,7 @@ def details_table(view: ProcessView, log_path: str | None, now: float) -> Table:
         ("port", str(view.port or "-")),
         ("uptime", duration(view.uptime_s)),
         ("restarts", str(view.restarts)),
+        *health_rows(view, not_up or [], now),
         ("command", view.command),
         ("workdir", view.workdir or "-"),
         ("log", log_path or view.log_path or "-"),
@@ -151,9 +170,11 @@ class DetailsScreen(ModalScreen[None]):
 
     def __init__(self, view: ProcessView, log_path: str | None, clock: Callable[[], float] = time.time,
                  runs_of: Callable[[str], list[logs.Run]] | None = None,
-                 usage: tuple[list[float], list[float]] = ([], [])) -> None:
+                 usage: tuple[list[float], list[float]] = ([], []),
+                 others: Callable[[], Mapping[str, ProcessView]] = dict) -> None:
         super().__init__()
         self.view = view
+        self.others = others  # every process's view now: what it starts after, up or not
         self.log_path = log_path
         self.clock = clock
         self.runs_of = runs_of
@@ -182,7 +203,10 @@ class DetailsScreen(ModalScreen[None]):
         a run began or ended, and every ``RUNS_EVERY`` seconds (the current run's time)."""
         self.view, self.usage = view, usage
         try:
-            self.query_one("#details-body", Static).update(details_table(view, self.log_path, self.clock()))
+            views = self.others()
+            not_up = [n for n in view.after if n not in views or not is_up(views[n])]
+            body = details_table(view, self.log_path, self.clock(), waiting_for(view, views), not_up)
+            self.query_one("#details-body", Static).update(body)
             cpu, mem = usage
             self.query_one("#cpu-spark", Sparkline).data = cpu
             self.query_one("#mem-spark", Sparkline).data = mem

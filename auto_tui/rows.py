@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -25,14 +25,42 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
 
 STYLES = {RUNNING: "bold green", STOPPED: "dim", DEAD: "bold red", "waiting": "yellow", "starting": "yellow",
-          "stopping": "yellow"}
+          "stopping": "yellow", "unhealthy": "bold red", "held": "yellow"}
 STOPS = ("stop", "restart", "remove")  # requests that end the running run first
 CHANGED = " *"  # after the status: the definition changed since the run started (r applies it)
 
 
-def status_label(view: ProcessView, now: float) -> tuple[str, str]:
+def is_up(view: ProcessView) -> bool:
+    """Up for what comes after it, as the watcher counts it: running, and healthy when it
+    has a check."""
+    return view.status == RUNNING and (view.health_check is None or view.health == "healthy")
+
+
+def waiting_for(view: ProcessView, views: Mapping[str, ProcessView]) -> list[str]:
+    """The services a start of ``view`` waits for (``--after``), as the watcher holds it: the
+    ones it comes after that are wanted (not stopped, or asked to start) and not up. Only
+    for a start the watcher has not made yet: a due restart or a start request."""
+    if view.status == RUNNING or view.pending in STOPS:
+        return []
+    due = view.pending in ("start", "restart") or (view.status == DEAD and view.next_restart_in_s == 0.0)
+    if not due:
+        return []
+    waiting = []
+    for name in view.after:
+        dep = views.get(name)
+        if dep is None or (dep.status == STOPPED and dep.pending is None) or view.name in dep.after:
+            continue  # gone, stopped by the user, or a cycle a hand edit made: holds nothing
+        if not is_up(dep):
+            waiting.append(name)
+    return waiting
+
+
+def status_label(view: ProcessView, now: float, waiting: list[str] | None = None) -> tuple[str, str]:
     """The status text and its style key (``waiting`` = dead with a restart scheduled;
-    ``stopping``/``starting`` = a request the watcher has not answered yet)."""
+    ``stopping``/``starting`` = a request the watcher has not answered yet; ``held`` = a
+    start waiting for the services it comes after, ``waiting``). A running service with a
+    health check is ``starting`` until the check first passes and ``unhealthy`` once it
+    fails; healthy, it is ``running`` like one without a check."""
     if view.status == RUNNING:
         if view.pending in STOPS:
             if view.pending_since is None:
@@ -40,7 +68,12 @@ def status_label(view: ProcessView, now: float) -> tuple[str, str]:
             # The seconds left before the watcher escalates to SIGKILL.
             left = max(0.0, view.pending_since + view.stop_timeout - now)
             return f"stopping {countdown(left)}", "stopping"
+        if view.health in ("starting", "unhealthy"):
+            return view.health, view.health
         return "running", RUNNING
+    if waiting:
+        more = f" +{len(waiting) - 1}" if len(waiting) > 1 else ""
+        return f"waiting for {waiting[0]}{more}", "held"
     if view.starting or view.pending in ("start", "restart"):
         return "starting", "starting"
     if view.status == DEAD and view.next_restart_in_s is not None:
@@ -48,9 +81,10 @@ def status_label(view: ProcessView, now: float) -> tuple[str, str]:
     return view.status, view.status
 
 
-def cells(view: ProcessView, facts: Facts | None, now: float) -> tuple:
-    """One row's cells in ``COLUMN_KEYS`` order. Equal inputs give equal tuples (cheap diffs)."""
-    label, style = status_label(view, now)
+def cells(view: ProcessView, facts: Facts | None, now: float, waiting: list[str] | None = None) -> tuple:
+    """One row's cells in ``COLUMN_KEYS`` order (``waiting``: see ``waiting_for``). Equal
+    inputs give equal tuples (cheap diffs)."""
+    label, style = status_label(view, now, waiting)
     cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
     mem = humanize.size(facts.rss) if facts is not None else "-"
     status = Text(label, style=STYLES.get(style, ""))

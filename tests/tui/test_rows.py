@@ -5,14 +5,14 @@ from __future__ import annotations
 from auto_core.lifecycle import Outcome
 from auto_core.model import ProcessView
 from auto_tui.feedback import summary
-from auto_tui.rows import cells, content_widths, fit, status_label
+from auto_tui.rows import STYLES, cells, content_widths, fit, status_label, waiting_for
 
 NOW = 1_790_000_000.0
 
 
-def view(status="running", **extra) -> ProcessView:
+def view(status="running", name="api", **extra) -> ProcessView:
     running = status == "running"
-    return ProcessView(name="api", status=status, pid=4242 if running else None, port=None, command="x",
+    return ProcessView(name=name, status=status, pid=4242 if running else None, port=None, command="x",
                        workdir="/", uptime_s=5.0 if running else None, restarts=0,
                        next_restart_in_s=extra.pop("next_restart_in_s", None), log_path=None, last_exit=None, **extra)
 
@@ -51,3 +51,34 @@ def test_one_toast_per_action_and_a_batch_summed_up():
     assert summary("start cron", [failed]) == ("cron exited with code 1\n| boom", False)
     assert summary("start all", [*started[:2], failed]) == ("started 2, 1 failed\ncron exited with code 1", False)
     assert summary("stop all", []) == ("stop all: nothing to do", True)
+
+
+def test_a_running_service_with_a_check_reads_running_only_once_healthy():
+    check = {"health_check": "port"}
+    assert status_label(view(health="healthy", **check), NOW) == ("running", "running")
+    assert status_label(view(health="starting", **check), NOW) == ("starting", "starting")
+    label, style = status_label(view(health="unhealthy", **check), NOW)
+    assert label == "unhealthy" and STYLES[style] == STYLES["dead"]  # the error colour
+    # A stop under way says so whatever the check said.
+    assert status_label(view(health="unhealthy", pending="stop", **check), NOW)[0] == "stopping"
+
+
+def test_a_start_waits_for_what_it_comes_after_that_is_wanted_and_not_up():
+    views = {v.name: v for v in (
+        view("running", "db", health_check="port", health="starting"),
+        view("running", "cache"),  # no check: running is up
+        view("stopped", "mail"),  # stopped by the user: holds nothing
+        view("dead", "queue", next_restart_in_s=3.0),  # wanted, not up
+    )}
+    web = view("stopped", "web", pending="start", after=["db", "cache", "mail", "queue", "gone"])
+    assert waiting_for(web, views) == ["db", "queue"]
+    assert status_label(web, NOW, waiting_for(web, views)) == ("waiting for db +1", "held")
+    views["db"] = view("running", "db", health_check="port", health="healthy")
+    assert status_label(web, NOW, waiting_for(web, views))[0] == "waiting for queue"
+    # Only a start not made yet waits: a restart due now, not one counting down.
+    assert waiting_for(view("dead", "web", next_restart_in_s=0.0, after=["queue"]), views) == ["queue"]
+    assert waiting_for(view("dead", "web", next_restart_in_s=5.0, after=["queue"]), views) == []
+    assert waiting_for(view("running", "web", after=["queue"]), views) == []
+    # A cycle a hand edit made holds nothing.
+    views["queue"] = view("dead", "queue", next_restart_in_s=3.0, after=["web"])
+    assert waiting_for(view("dead", "web", next_restart_in_s=0.0, after=["queue"]), views) == []

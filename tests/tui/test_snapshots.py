@@ -259,3 +259,34 @@ def test_help_screen(snap_compare, logs, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_empty_state_without_a_watcher(snap_compare, size):
     assert snap_compare(make_app([], {}, watcher=None), run_before=settled(want_log=False), terminal_size=size)
+
+
+# Health checks and start order: healthy (reads running), starting, unhealthy, and a start held
+# until what it comes after is up.
+HEALTH_VIEWS = [
+    view("api", "running", 4242, 8000, 3 * 3600 + 7 * 60, command="uvicorn main:app --port 8000",
+         health_check="http://127.0.0.1:8000/health", health="healthy", after=["db"],
+         last_health={"time": NOW - 4, "ok": True, "detail": "HTTP 200 after 0.01 s"}),
+    view("db", "running", 4250, 5432, 12, command="postgres -D data", health_check="port", health="starting",
+         last_health={"time": NOW - 1, "ok": False, "detail": "connection refused"}),
+    view("mail", "running", 4277, 2525, 640, command="python3 -m aiosmtpd -n", health_check="tcp://127.0.0.1:2525",
+         health="unhealthy", restarts=3,
+         last_health={"time": NOW - 2, "ok": False, "detail": "timed out after 3 s"}),
+    view("worker", "dead", pending="start", pending_since=NOW - 5, after=["db", "mail"], health_check="cmd:./ping"),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen_health_states_and_a_held_start(snap_compare, logs, size):
+    assert snap_compare(make_app(HEALTH_VIEWS, logs), run_before=settled(), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_details_with_health_and_start_order(snap_compare, size):
+    async def run_before(pilot):
+        await settled(want_log=False)(pilot)
+        await pilot.press("enter")  # api: healthy, after db (starting)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DetailsScreen), message="the details view")
+
+    # No logs: the log path would name the test's temporary directory.
+    assert snap_compare(make_app(HEALTH_VIEWS, {}), run_before=run_before, terminal_size=size)
