@@ -34,7 +34,7 @@ from auto_core.model import ProcessView
 from auto_core.store.paths import Home
 from auto_tui.details import DetailsScreen
 from auto_tui.facts import History, Sampler
-from auto_tui.feedback import summary
+from auto_tui.feedback import in_tui_words, summary
 from auto_tui.logpane import LogPane, LogView
 from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit, waiting_for
 from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
@@ -447,7 +447,7 @@ class AutoApp(App[int]):
     @on(Notice)
     def _on_notice(self, message: Notice) -> None:
         # markup=False: a message quotes commands and log lines, whose brackets are not markup.
-        self.notify(message.text, severity=message.severity, markup=False,
+        self.notify(in_tui_words(message.text), severity=message.severity, markup=False,
                     timeout=6 if message.severity != "error" else 10)
 
     # --- lifecycle actions -----------------------------------------------------------------

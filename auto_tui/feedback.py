@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from auto_core.lifecycle import Outcome
@@ -40,3 +41,21 @@ def summary(what: str, outcomes: list[Outcome]) -> tuple[str, bool]:
     if len(failed) > 3:
         lines.append(f"and {len(failed) - 3} more")
     return "\n".join(lines), not failed
+
+
+# The core's messages end in advice for the command line; here a key does it, or nothing.
+KEYS = {"update": "e edits it", "restart": "r restarts it", "start": "s starts it", "stop": "x stops it"}
+_ADVICE_IN_PARENS = re.compile(r"\s*\((use |see )?'?auto ([a-z-]+)[^)\n]*\)")
+_ADVICE_CLAUSE = re.compile(r"(?:;|,)\s*'auto [^'\n]*'[^;\n]*")
+
+
+def in_tui_words(text: str) -> str:
+    """``text`` without CLI advice: ``(use 'auto update web')`` becomes ``(e edits it)``,
+    advice with no key (``'auto install' starts it at login``) goes. The log lines a failed
+    start brings (``| ...``) are the service's own words, kept as they are."""
+    def key(match: re.Match) -> str:
+        found = KEYS.get(match.group(2)) if match.group(1) != "see " else None  # "see": a help text
+        return f" ({found})" if found else ""
+
+    return "\n".join(line if line.startswith("| ") else _ADVICE_CLAUSE.sub("", _ADVICE_IN_PARENS.sub(key, line))
+                     for line in text.split("\n"))
