@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from rich.cells import cell_len
 from rich.text import Text
 
-from auto_core import humanize
+from auto_core import humanize, order
 from auto_core.humanize import countdown, duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
 from auto_tui.facts import Facts
@@ -48,7 +48,8 @@ def waiting_for(view: ProcessView, views: Mapping[str, ProcessView]) -> list[str
     waiting = []
     for name in view.after:
         dep = views.get(name)
-        if dep is None or (dep.status == STOPPED and dep.pending is None) or view.name in dep.after:
+        if dep is None or (dep.status == STOPPED and dep.pending is None) or order.reaches(
+                lambda n: tuple(views[n].after) if n in views else (), name, view.name):
             continue  # gone, stopped by the user, or a cycle a hand edit made: holds nothing
         if not is_up(dep):
             waiting.append(name)

@@ -80,5 +80,6 @@ def test_a_start_waits_for_what_it_comes_after_that_is_wanted_and_not_up():
     assert waiting_for(view("dead", "web", next_restart_in_s=5.0, after=["queue"]), views) == []
     assert waiting_for(view("running", "web", after=["queue"]), views) == []
     # A cycle a hand edit made holds nothing.
-    views["queue"] = view("dead", "queue", next_restart_in_s=3.0, after=["web"])
+    views["queue"] = view("dead", "queue", next_restart_in_s=3.0, after=["cache", "mid"])
+    views["mid"] = view("dead", "mid", next_restart_in_s=3.0, after=["web"])
     assert waiting_for(view("dead", "web", next_restart_in_s=0.0, after=["queue"]), views) == []
