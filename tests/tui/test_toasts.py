@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import polled, running, toasts, until
 from textual.widgets import Button
 
@@ -11,6 +12,7 @@ from auto_tui.feedback import in_tui_words
 from auto_tui.screens import ProcessForm
 
 
+@pytest.mark.slow
 async def test_the_watcher_toast_at_80x24_leaves_the_add_forms_buttons_clear(home, tmp_path, quiet_api):
     quiet_api.add("web", "sleep 300", start=False)
     app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
