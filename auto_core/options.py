@@ -129,7 +129,11 @@ def _workdir(value: object) -> str:
     return validate.workdir(value)
 
 
-DEFAULT_IGNORE = (".git", "__pycache__", "node_modules", "*.pyc", "*.log")  # always ignored
+# Always ignored: version control, caches and virtualenvs, editors' swap, backup and lock files
+# (watchfiles' ``DefaultFilter`` lists, as globs), and logs.
+DEFAULT_IGNORE = (".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".tox", ".idea",
+                  ".mypy_cache", ".pytest_cache", ".hypothesis", "*.py[cod]", "*.sw?", "*~",
+                  ".#*", ".DS_Store", "flycheck_*", "*.___jb_???___", "*.log")
 CLEAR = ("none", "off")  # a repeatable option given only this clears it (update)
 
 

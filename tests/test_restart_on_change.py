@@ -125,10 +125,16 @@ def test_a_burst_of_saves_is_one_restart_not_counted_as_a_crash(auto_home, watch
 @pytest.mark.slow
 def test_ignored_paths_do_not_restart(auto_home, watcher, project):
     w = watcher()
-    pid = add_watched(w, auto_home, project, "dev", 3102, "--ignore", "*.tmp")
+    pid = add_watched(w, auto_home, project, "dev", 3102, "--ignore", "*.tmp", "--ignore", "./dist")
     src = project / "src"
     (src / "__pycache__").mkdir()
     (src / "node_modules" / "pkg").mkdir(parents=True)
+    # What editors and tools write beside the code: vim's swap file on opening, a backup,
+    # emacs' lock, a virtualenv and test caches below the watched folder.
+    for junk in (".app.py.swp", "app.py~", ".#app.py", ".venv/lib/x.py", ".pytest_cache/v/x",
+                 ".mypy_cache/x.json", "dist/bundle.js"):
+        (src / junk).parent.mkdir(parents=True, exist_ok=True)
+        (src / junk).write_text("x\n")
     (src / "app.log").write_text("log line\n")
     (src / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (src / "node_modules" / "pkg" / "index.js").write_text("1\n")
@@ -196,7 +202,7 @@ def test_clearing_the_option_stops_watching(auto_home, watcher, project, capsys)
     pid = add_watched(w, auto_home, project, "dev", 3104)
     code, out, _ = auto(capsys, "show", "dev")
     assert re.search(rf"^on change: +restart; watching {re.escape(str(project / 'src'))} "
-                     r"\(ignoring \.git __pycache__ node_modules \*\.pyc \*\.log\)$", out, re.M), out
+                     rf"\(ignoring {re.escape(' '.join(DEFAULT_IGNORE))}\)$", out, re.M), out
     updated = cli_ok("update", "dev", "--restart-on-change", "none")
     assert updated.stdout == "updated dev; the files watched change at once\n", updated.stdout
     w.wait_line(r"^dev: not watching for changes any more")

@@ -53,6 +53,8 @@ class Select:
         self.parts: list[str] = []
         self.paths: list[str] = []
         for glob in globs:
+            while glob.startswith("./"):  # ``./dist`` is ``dist`` below the watched folder
+                glob = glob[2:]
             glob = glob.strip("/")
             if glob:
                 (self.paths if "/" in glob else self.parts).append(glob)
