@@ -74,16 +74,16 @@ def test_ignore_globs_match_any_part_below_the_root_or_the_relative_path():
     assert keep(None, "/w/src/rebuild/x.py")  # build/* is anchored at the root
 
 
-def test_a_file_is_watched_through_its_folder(tmp_path):
+def test_a_directory_is_watched_recursively_a_file_through_its_folder_alone(tmp_path):
     (tmp_path / "src").mkdir()
-    conf, inner = tmp_path / "conf.toml", tmp_path / "src" / "a.py"
+    conf = tmp_path / "conf.toml"
     conf.write_text("")
-    inner.write_text("")
-    roots, recursive, _ = plan([str(conf)], ())
-    assert roots == [str(tmp_path)] and not recursive
-    roots, recursive, _ = plan([str(tmp_path / "src"), str(inner), str(conf)], ())
-    assert roots == [str(tmp_path / "src"), str(tmp_path)] and recursive
-    assert plan([str(tmp_path / "gone")], ()) is None
+    root, recursive, keep = plan(str(conf), ())
+    assert root == str(tmp_path) and not recursive
+    assert keep(None, str(conf)) and not keep(None, str(tmp_path / "other.toml"))
+    root, recursive, _ = plan(str(tmp_path / "src"), ())
+    assert root == str(tmp_path / "src") and recursive
+    assert plan(str(tmp_path / "gone"), ()) is None
 
 
 def test_describe_names_the_first_change_and_counts_the_rest():
@@ -174,8 +174,65 @@ def test_a_path_gone_before_the_start_is_said_once_and_the_service_runs(auto_hom
     (project / "src" / "app.py").unlink()
     (project / "src").rmdir()
     cli_ok("start", "dev")
-    w.wait_line(rf"^dev: restart on change: {project / 'src'}: not found; not watching")
+    w.wait_line(rf"^dev: restart on change: {project / 'src'}: not found; watching for it to appear")
     holds(lambda: len(w.lines(r"^start dev ")) == 1 and len(w.lines(r"not found")) == 1, 1.0)
+    # Created, it counts as a change and is watched from then on.
+    (project / "src").mkdir()
+    w.wait_line(rf"^dev: restart on change: {project / 'src'}: back; watching it again", timeout=15)
+    w.wait_line(r"^start dev pid \d+ \(files changed\)", timeout=15)
+    (project / "src" / "app.py").write_text("print('new')\n")
+    w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches the process holds (``/proc/PID/fdinfo``)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                count += sum(line.startswith("inotify wd:") for line in fh)
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.slow
+def test_a_deleted_and_recreated_folder_is_watched_again(auto_home, watcher, project):
+    w = watcher()
+    add_watched(w, auto_home, project, "dev", 3116)
+    restarts = r"^start dev pid \d+ \(files changed\)"
+    subprocess.run(["rm", "-rf", str(project / "src")], check=True)
+    w.wait_line(rf"^dev: restart on change: {project / 'src'}: gone; watching for it to appear",
+                timeout=15)
+    w.wait_line(restarts, timeout=15)  # for the deletion
+    (project / "src").mkdir()
+    w.wait_line(rf"^dev: restart on change: {project / 'src'}: back; watching it again", timeout=15)
+    w.wait_line(restarts, count=2, timeout=15)  # for the folder back
+    (project / "src" / "app.py").write_text("print('edited')\n")
+    w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+    w.wait_line(restarts, count=3, timeout=15)
+    # Replaced within one burst (as ``git checkout`` may do), the new folder is watched too.
+    subprocess.run(["rm", "-rf", str(project / "src")], check=True)
+    (project / "src").mkdir()
+    w.wait_line(restarts, count=4, timeout=15)
+    (project / "src" / "app.py").write_text("print('again')\n")
+    w.wait_line(r"^dev: files changed \(src/app\.py\); restarting", count=2, timeout=15)
+
+
+@pytest.mark.skipif(not LINUX, reason="counts inotify watches in /proc")
+@pytest.mark.slow
+def test_a_watched_file_does_not_watch_its_folders_subfolders(auto_home, watcher, project):
+    for i in range(60):
+        (project / "node_modules" / f"pkg{i}").mkdir(parents=True)
+    (project / "conf.toml").write_text("a = 1\n")
+    w = watcher()
+    cli_ok("add", "dev", "--workdir", str(project), "--restart-on-change", "src",
+           "--restart-on-change", "conf.toml", "--", "sleep", "3117")
+    w.wait_line(rf"^dev: watching {project / 'src'}, {project / 'conf.toml'} for changes")
+    (project / "conf.toml").write_text("a = 2\n")
+    w.wait_line(r"^dev: files changed \(conf\.toml\); restarting", timeout=15)
+    # src and the project folder itself (the watcher's own state folder takes one more).
+    assert inotify_watches(w.pid) < 10, inotify_watches(w.pid)
 
 
 @pytest.mark.slow

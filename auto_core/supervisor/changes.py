@@ -1,7 +1,7 @@
 """Restart on change (``--restart-on-change PATH``): which files a service's run depends on,
 watched for it while it runs.
 
-The loop must never block on files, so each watched service gets one thread, running
+The loop must never block on files, so each watched path gets one thread, running
 ``watchfiles.watch`` (a blocking generator over inotify, FSEvents or kqueue, through Rust's
 ``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes with no new path
 (``GROUP_MAX`` at most), drops what the ignore globs match (``Select``), and the thread hands
@@ -30,6 +30,7 @@ from auto_core.options import DEFAULT_IGNORE
 # changed path (watchfiles' ``step``).
 DEBOUNCE = 0.3
 GROUP_MAX = 5.0  # changes that never pause are handed over this often at most
+RECHECK = 1.0  # a watched path gone is looked for this often; a watched one checked as often
 
 Spec = tuple[tuple[str, ...], tuple[str, ...]]  # (watched paths, the user's ignore globs)
 
@@ -74,21 +75,26 @@ class Select:
         return any(fnmatch.fnmatchcase(rel, glob) for glob in self.paths)
 
 
-def plan(paths: Iterable[str], globs: Iterable[str]) -> tuple[list[str], bool, Select] | None:
-    """What to hand watchfiles for ``paths`` (those that exist): the folders to watch,
-    whether recursively, and the filter; None when none exists. A file is watched through
-    its folder: an editor that saves by writing a new file and renaming it over the old one
-    would otherwise end the watch at the first save. Only files: their folders alone."""
-    dirs = [p for p in paths if os.path.isdir(p)]
-    files = [p for p in paths if os.path.exists(p) and p not in dirs]
-    if not dirs and not files:
+def plan(path: str, globs: Iterable[str]) -> tuple[str, bool, Select] | None:
+    """What to hand watchfiles for one watched ``path``: the folder to watch, whether
+    recursively, and the filter; None when it does not exist. A directory is watched with
+    everything below it. A file is watched through its folder alone (not recursively: a
+    file in ``~`` must not watch all of home): an editor that saves by writing a new file
+    and renaming it over the old one would otherwise end the watch at the first save."""
+    if os.path.isdir(path):
+        # Both forms of each path: FSEvents reports the real path, inotify the one watched.
+        return path, True, Select([path, os.path.realpath(path)], (), DEFAULT_IGNORE + tuple(globs))
+    if os.path.exists(path):
+        return os.path.dirname(path) or "/", False, Select((), [path, os.path.realpath(path)], ())
+    return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
         return None
-    inside = Select(dirs, (), ())
-    roots = dirs + [os.path.dirname(f) for f in files if not inside(None, f)]
-    # Both forms of each path: FSEvents reports the real path, inotify the one watched.
-    select = Select(dirs + [os.path.realpath(d) for d in dirs],
-                    files + [os.path.realpath(f) for f in files], DEFAULT_IGNORE + tuple(globs))
-    return list(dict.fromkeys(roots)), bool(dirs), select
+    return st.st_dev, st.st_ino
 
 
 def describe(paths: Iterable[str], workdir: str | None) -> str:
@@ -104,34 +110,66 @@ def describe(paths: Iterable[str], workdir: str | None) -> str:
 
 
 class _Watch:
-    """One service's thread."""
+    """One service's threads: one per watched path (a file inside a watched directory is
+    seen through it), so that a directory is watched recursively and a file's folder not."""
 
     def __init__(self, name: str, what: Spec, deliver: Callable[[_Watch, set[str] | None, str | None], None]):
         self.name, self.spec, self._deliver = name, what, deliver
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"auto-changes-{name}", daemon=True)
-        self.thread.start()
+        paths = what[0]
+        own = [p for p in paths
+               if not any(d != p and p.startswith(d.rstrip("/") + "/") for d in paths)]
+        self.threads = [threading.Thread(target=self._run, args=(path,), daemon=True,
+                                         name=f"auto-changes-{name}") for path in own]
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _run(self) -> None:
-        paths, globs = self.spec
+    def _run(self, path: str) -> None:
+        """Watch ``path`` until stopped. Gone (deleted, or replaced: ``rm -rf src; mkdir
+        src``), it is said once and looked for every ``RECHECK``; back, it counts as changed
+        and is watched again. inotify would otherwise keep watching nothing."""
+        globs = self.spec[1]
         try:
             import watchfiles  # here: nothing else loads it (see the module's docstring)
 
-            planned = plan(paths, globs)
-            if planned is None:
-                self._deliver(self, None, f"{', '.join(paths)}: not found; not watching")
-                return
-            roots, recursive, select = planned
-            for batch in watchfiles.watch(
-                    *roots, watch_filter=select, recursive=recursive,
-                    step=int(DEBOUNCE * 1000), debounce=int(GROUP_MAX * 1000),
-                    stop_event=self.stop_event, raise_interrupt=False):
-                if self.stop_event.is_set():
+            missing: str | None = None  # said gone or not found, not back yet
+            watched = False
+            while not self.stop_event.is_set():
+                planned = plan(path, globs)
+                if planned is None:
+                    if missing is None:
+                        missing = "gone" if watched else "not found"
+                        self._deliver(self, None, f"{path}: {missing}; watching for it to "
+                                                  f"appear (looked for every {RECHECK:g} s)")
+                    self.stop_event.wait(RECHECK)
+                    continue
+                if missing is not None:
+                    self._deliver(self, {path}, f"{path}: back; watching it again")
+                    missing = None
+                root, recursive, select = planned
+                ident = _identity(root)
+                ends = {path, root, os.path.realpath(path), os.path.realpath(root)}
+                watched = True
+                for batch in watchfiles.watch(
+                        root, watch_filter=select, recursive=recursive,
+                        step=int(DEBOUNCE * 1000), debounce=int(GROUP_MAX * 1000),
+                        rust_timeout=int(RECHECK * 1000), yield_on_timeout=True,
+                        stop_event=self.stop_event, raise_interrupt=False):
+                    if self.stop_event.is_set():
+                        return
+                    if batch:
+                        self._deliver(self, {p for _, p in batch}, None)
+                    # The watched path or folder deleted, even if already made anew (its
+                    # inode number is often the old one's): watched again, or looked for.
+                    if any(change == watchfiles.Change.deleted and p in ends for change, p in batch) \
+                            or _identity(root) != ident or os.path.isdir(path) != recursive \
+                            or not os.path.exists(path):
+                        break
+                else:
                     return
-                self._deliver(self, {path for _, path in batch}, None)
         except Exception as exc:  # a thread's failure is said by the loop, not raised
             if not self.stop_event.is_set():
                 self._deliver(self, None, f"watching failed ({type(exc).__name__}: {exc}); "
