@@ -395,3 +395,23 @@ def test_a_hand_edited_bad_value_is_dropped_on_load(auto_home, project, capsys):
     shown = json.loads(out)
     assert shown["restart_on_change"] == [] and shown["ignore"] == []
     assert "restart_on_change: not a list of absolute paths; not watched" in err
+
+
+@pytest.mark.slow
+def test_a_stop_during_a_restart_for_changes_is_answered_by_that_stop(auto_home, watcher, project):
+    """The run ignores SIGTERM: the restart's stop takes the stop timeout, and a stop asked
+    for meanwhile says how the run ended, and no run starts after it."""
+    w = watcher()
+    cli_ok("add", "dev", "--workdir", str(project), "--restart-on-change", "src",
+           "--stop-timeout", "3", "--", "sh", "-c", "trap '' TERM; exec sleep 3119")
+    w.wait_line(rf"^dev: watching {project / 'src'} for changes")
+    pid = entry(auto_home, "dev")["pid"]
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    w.wait_line(rf"^stop dev \(pids {pid}\): sent SIGTERM", timeout=15)
+    stop = run_cli("stop", "dev")
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.strip() == "stopped dev (SIGKILL after 3 s)", stop.stdout
+    assert not os.path.exists(f"/proc/{pid}") or LINUX is False
+    e = entry(auto_home, "dev")
+    assert e["explicitly_stopped"] is True and "request" not in e
+    holds(lambda: len(w.lines(r"^start dev ")) == 1, 1.0)

@@ -886,21 +886,32 @@ class Watcher:
             logs.append_line(log_path, f"[auto] {what}{ran}{escalated}")
         self.log(f"exit {name} pid {st.pgid} {what}{ran} ({how})")
         fields = {"last_exit": ended}
+        changed, svc.changed = svc.changed, False  # the restart for changes may not happen
         if st.then == "start":
             current = self.entries.get(name)
             if current is None:
                 return
             entry = current
             req = st.request
+            held = model.request(entry)
             if req is not None:
-                held = model.request(entry)
                 if held is None or held["id"] != req["id"]:
                     # Another command replaced the restart (a stop): record the end only.
                     self._answer(name, req, False, f"{name}: interrupted by another command", None, **fields)
                     return
             elif entry.get("explicitly_stopped"):
+                if held is not None and held["id"] != svc.handled and held["op"] in (model.STOP, model.REMOVE):
+                    # A stop asked for while a restart of the watcher's own (for changes,
+                    # periodic) was stopping the run: this stop is the one it asked for.
+                    svc.handled = held["id"]
+                    if held["op"] == model.REMOVE:
+                        self._remove(svc, held, **fields)
+                    else:
+                        self._answer(name, held, True, f"stopped {name} ({how})", None, **fields)
+                    return
                 self._answer_none(name, fields)
                 return
+            svc.changed = changed
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
         elif st.then == "backoff":
             self._restart_later(svc, fields)
