@@ -398,6 +398,30 @@ def test_a_hand_edited_bad_value_is_dropped_on_load(auto_home, project, capsys):
 
 
 @pytest.mark.slow
+def test_a_service_writing_into_its_watched_folder_is_warned_of_and_backed_off(auto_home, watcher,
+                                                                               project):
+    w = watcher()
+    cli_ok("add", "dev", "--workdir", str(project), "--restart-on-change", ".",
+           "--", "sh", "-c", "date > out.txt; exec sleep 3118")
+    # The first run may write before its watch is up: a save starts the loop for sure.
+    w.wait_line(rf"^dev: watching {project} for changes")
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    loop = (r"^warning: dev: 6 restarts for changed files within 10 s \(last: files changed "
+            r"\(out\.txt\)\); does it write into a folder it watches\?")
+    w.wait_line(loop, timeout=30)
+    w.wait_line(r"^schedule dev: restarts for changes in a loop; restarting in [\d.]+ s", timeout=15)
+    w.wait_line(r"^start dev pid \d+ \(automatic restart\)", timeout=15)
+    wait_until(lambda: entry(auto_home, "dev").get("restarts", 0) >= 1, message="counted as a crash")
+    # Each further loop waits longer (the backoff grows), and the warning is said once.
+    w.wait_line(r"^start dev pid \d+ \(automatic restart\)", count=2, timeout=30)
+    wait_until(lambda: entry(auto_home, "dev").get("restart_attempt", 0) >= 2,
+               message="the backoff counter grows")
+    w.wait_line(r"^start dev pid \d+ \(automatic restart\)", count=3, timeout=30)
+    assert len(w.lines(loop)) == 1 and not w.lines(r"^start dev pid \d+ \(files changed\)")[5:]
+    cli_ok("stop", "dev")
+
+
+@pytest.mark.slow
 def test_a_stop_during_a_restart_for_changes_is_answered_by_that_stop(auto_home, watcher, project):
     """The run ignores SIGTERM: the restart's stop takes the stop timeout, and a stop asked
     for meanwhile says how the run ended, and no run starts after it."""

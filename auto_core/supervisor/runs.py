@@ -90,9 +90,12 @@ class Stopping:
     timeout: float
     began: float
     deadline: float
-    then: str | None = None  # "start" (restart, periodic), "remove", or None (stop)
+    # "start" (restart, periodic), "backoff" (a restart after a backoff, as after a crash),
+    # "remove", or None (stop)
+    then: str | None = None
     request: dict | None = None
     periodic: bool = False
+    why: str = "unhealthy"  # of a restart after a backoff ("backoff"), as its schedule says
     killed: bool = False
     code: int | None = None
     known: bool = False
@@ -130,6 +133,8 @@ class Service:
     waiting: tuple | None = None  # (request, periodic, ended) of that start
     unrecorded: bool = False  # a start is queued, not yet written: the entry is not current
     changed: bool = False  # the restart under way is for changed files: no backoff (``changes``)
+    change_restarts: list[float] = field(default_factory=list)  # monotonic: recent ones
+    change_loop_said: bool = False  # the loop of restarts for changes was warned of
 
     def started(self, now: float) -> None:
         """Note a spawn at monotonic ``now`` (only the last BURST count)."""

@@ -64,6 +64,7 @@ from auto_core.supervisor.timing import PORT_WAIT, STOP_POLL
 
 TICK = 1.0  # longest block without inotify: bounds how late a state change is noticed
 IDLE_TICK = 30.0  # longest block when inotify reports state changes (a safety stat, log checks)
+CHANGE_LOOP, CHANGE_LOOP_WINDOW = 5, 10.0  # more restarts for changes than this within it: a loop
 SLOW_ITERATION = 0.1  # an iteration longer than this is logged: the loop must never stall
 EARLY_WAKE = 0.002  # the loop wakes this much before a timer and sleeps the rest exactly
 ERROR_RETRY = 5.0  # an entry whose evaluation raised is looked at again after this
@@ -914,7 +915,7 @@ class Watcher:
             svc.changed = changed
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
         elif st.then == "backoff":
-            self._restart_later(svc, fields)
+            self._restart_later(svc, fields, st.why)
         elif st.then == "remove":
             assert st.request is not None
             self._remove(svc, st.request, **fields)
@@ -958,8 +959,9 @@ class Watcher:
         self.log(f"restart {name}: {line.removeprefix('[auto] ')}")
         self._begin_stop(svc, entry, then="backoff", marker=line)
 
-    def _restart_later(self, svc: Service, fields: dict) -> None:
-        """After a stop for failed health checks: record the end, start after the backoff."""
+    def _restart_later(self, svc: Service, fields: dict, why: str) -> None:
+        """After a stop for failed health checks (or restarts for changes that loop): record
+        the end, start after the backoff."""
         name, now = svc.name, self.clock()
         entry = self.entries.get(name)
         if entry is None or entry.get("explicitly_stopped") or model.request(entry) is not None:
@@ -978,7 +980,7 @@ class Watcher:
 
         self._write(change)
         svc.wake = now + delay
-        self.log(f"schedule {name}: unhealthy; restarting in {fmt_seconds(delay)} s")
+        self.log(f"schedule {name}: {why}; restarting in {fmt_seconds(delay)} s")
 
     def _answer_none(self, name: str, fields: dict) -> None:
         def change(procs: dict) -> None:
@@ -1169,17 +1171,48 @@ class Watcher:
                     or svc.unrecorded or entry.get("explicitly_stopped") or model.request(entry)):
                 continue
             what = f"files changed ({changes.describe(found[name], model.workdir(entry))})"
+            if self._change_loop(svc, what):
+                self._guarded(name, "restart on change", self._restart_changed, (svc, entry, what, True))
+                continue
             self.log(f"{name}: {what}; restarting")
             svc.changed = True
-            self._guarded(name, "restart on change", self._restart_changed, (svc, entry, what))
+            self._guarded(name, "restart on change", self._restart_changed, (svc, entry, what, False))
+
+    def _change_loop(self, svc: Service, what: str) -> bool:
+        """Whether restarts for changes come too fast (a service writing into a folder it
+        watches restarts itself for ever): CHANGE_LOOP of them within CHANGE_LOOP_WINDOW.
+        Then it is said once, and each one waits a backoff, as after a crash, until a run
+        lasts CHANGE_LOOP_WINDOW before its change (the backoff would otherwise outgrow the
+        window, and the loop start over)."""
+        now = self.monotonic()
+        svc.change_restarts = [t for t in svc.change_restarts if t > now - CHANGE_LOOP_WINDOW] + [now]
+        run = svc.run
+        calm = run is None or self.clock() - run.started_at >= CHANGE_LOOP_WINDOW
+        if svc.change_loop_said and not calm:
+            return True
+        if len(svc.change_restarts) <= CHANGE_LOOP:
+            svc.change_loop_said = False
+            return False
+        if not svc.change_loop_said:
+            svc.change_loop_said = True
+            self.warn(f"{svc.name}: {len(svc.change_restarts)} restarts for changed files within "
+                      f"{fmt_seconds(CHANGE_LOOP_WINDOW)} s (last: {what}); does it write into a "
+                      "folder it watches? --ignore what it writes. Restarted after a backoff, "
+                      "as after a crash, until they calm down")
+        return True
 
     def _running(self, name: str) -> bool:
         svc = self.services.get(name)
         return svc is not None and svc.run is not None
 
-    def _restart_changed(self, args: tuple[Service, dict, str]) -> None:
-        svc, entry, what = args
-        self._begin_stop(svc, entry, then="start", marker=f"[auto] {what}; restarting")
+    def _restart_changed(self, args: tuple[Service, dict, str, bool]) -> None:
+        svc, entry, what, looping = args
+        if looping:
+            self._begin_stop(svc, entry, then="backoff", marker=f"[auto] {what}; restarting after a backoff")
+            if svc.stopping is not None:
+                svc.stopping.why = "restarts for changes in a loop"
+        else:
+            self._begin_stop(svc, entry, then="start", marker=f"[auto] {what}; restarting")
 
     # --- logs ------------------------------------------------------------------------------
 
