@@ -439,3 +439,36 @@ def test_a_stop_during_a_restart_for_changes_is_answered_by_that_stop(auto_home,
     e = entry(auto_home, "dev")
     assert e["explicitly_stopped"] is True and "request" not in e
     holds(lambda: len(w.lines(r"^start dev ")) == 1, 1.0)
+
+
+def test_close_waits_for_a_wake_under_way(tmp_path):
+    """A thread waking the loop while the watcher closes must not write to the notifier's
+    closed (or reused) descriptor: close() returns only once no wake can come."""
+    import threading
+
+    from auto_core.supervisor.changes import Changes
+
+    waking, release = threading.Event(), threading.Event()
+
+    def wake() -> None:
+        waking.set()
+        release.wait(30)
+
+    found = Changes(wake)
+    found.sync({"dev": {"restart_on_change": [str(tmp_path)]}}, lambda name: True)
+    watch = found._watches["dev"]
+    deliver = threading.Thread(target=found._deliver, args=(watch, {str(tmp_path / "a")}, None))
+    deliver.start()
+    try:
+        assert waking.wait(30)
+        closing = threading.Thread(target=found.close)
+        closing.start()
+        holds(lambda: closing.is_alive(), 0.5)
+    finally:
+        release.set()
+        deliver.join(30)
+    closing.join(30)
+    assert not closing.is_alive()
+    waking.clear()
+    found._deliver(watch, {str(tmp_path / "b")}, None)  # after close: no wake
+    assert not waking.is_set()

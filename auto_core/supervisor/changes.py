@@ -224,6 +224,8 @@ class Changes:
         return found, said
 
     def close(self) -> None:
+        """Stop every thread; once this returns none wakes the loop (whose notifier closes
+        next: a late wake would write to a closed, or reused, descriptor)."""
         with self._lock:
             for w in self._watches.values():
                 w.stop()
@@ -231,7 +233,7 @@ class Changes:
 
     def _deliver(self, watch: _Watch, paths: set[str] | None, message: str | None) -> None:
         """From a thread: keep what it found (unless it was stopped or replaced meanwhile)
-        and wake the loop."""
+        and wake the loop, under the lock that ``close`` takes."""
         with self._lock:
             if self._watches.get(watch.name) is not watch:
                 return
@@ -239,4 +241,4 @@ class Changes:
                 self._found.setdefault(watch.name, set()).update(paths)
             if message:
                 self._said.append((watch.name, message))
-        self._wake()
+            self._wake()
