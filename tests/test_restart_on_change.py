@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -472,3 +473,17 @@ def test_close_waits_for_a_wake_under_way(tmp_path):
     waking.clear()
     found._deliver(watch, {str(tmp_path / "b")}, None)  # after close: no wake
     assert not waking.is_set()
+
+
+@pytest.mark.slow
+def test_a_new_watcher_watches_the_services_it_adopts(auto_home, watcher, project):
+    first = watcher()
+    pid = add_watched(first, auto_home, project, "dev", 3120)
+    first.signal(signal.SIGTERM)  # the service lives on; the next watcher adopts it
+    assert os.path.exists(f"/proc/{pid}") or not LINUX
+    second = watcher()
+    second.wait_line(rf"^dev: watching {project / 'src'} for changes")
+    assert entry(auto_home, "dev")["pid"] == pid
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    second.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
+    second.wait_line(r"^start dev pid \d+ \(files changed\)", timeout=15)

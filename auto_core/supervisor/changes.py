@@ -5,7 +5,9 @@ The loop must never block on files, so each watched path gets one thread, runnin
 ``watchfiles.watch`` (a blocking generator over inotify, FSEvents or kqueue, through Rust's
 ``notify``). watchfiles groups a burst of changes until ``DEBOUNCE`` passes with no new path
 (``GROUP_MAX`` at most), drops what the ignore globs match (``Select``), and the thread hands
-the changed paths over under a lock and wakes the loop through the notifier's self-pipe
+the changed paths over (and, once its watch is up, says so: the ``watching`` line of
+``auto.log`` comes after the watch, not before) under a lock and wakes the loop through the
+notifier's self-pipe
 (``Notifier.wake``, which every back end waits on). The loop takes them (``Changes.take``)
 and restarts the service (``watch``).
 
@@ -113,7 +115,7 @@ class _Watch:
     """One service's threads: one per watched path (a file inside a watched directory is
     seen through it), so that a directory is watched recursively and a file's folder not."""
 
-    def __init__(self, name: str, what: Spec, deliver: Callable[[_Watch, set[str] | None, str | None], None]):
+    def __init__(self, name: str, what: Spec, deliver: Callable[..., None]):
         self.name, self.spec, self._deliver = name, what, deliver
         self.stop_event = threading.Event()
         paths = what[0]
@@ -121,6 +123,11 @@ class _Watch:
                if not any(d != p and p.startswith(d.rstrip("/") + "/") for d in paths)]
         self.threads = [threading.Thread(target=self._run, args=(path,), daemon=True,
                                          name=f"auto-changes-{name}") for path in own]
+        # Said once every thread's watch is up (or its path looked for): a change made
+        # after the line is seen.
+        self.coming = len(self.threads)
+        self.up_line = (f"watching {', '.join(paths)} for changes "
+                        f"(ignoring {' '.join(DEFAULT_IGNORE + what[1])})")
         for thread in self.threads:
             thread.start()
 
@@ -136,14 +143,16 @@ class _Watch:
             import watchfiles  # here: nothing else loads it (see the module's docstring)
 
             missing: str | None = None  # said gone or not found, not back yet
-            watched = False
+            watched = up = False
             while not self.stop_event.is_set():
                 planned = plan(path, globs)
                 if planned is None:
                     if missing is None:
                         missing = "gone" if watched else "not found"
                         self._deliver(self, None, f"{path}: {missing}; watching for it to "
-                                                  f"appear (looked for every {RECHECK:g} s)")
+                                                  f"appear (looked for every {RECHECK:g} s)",
+                                      up=not up)
+                        up = True
                     self.stop_event.wait(RECHECK)
                     continue
                 if missing is not None:
@@ -160,6 +169,9 @@ class _Watch:
                         stop_event=self.stop_event, raise_interrupt=False):
                     if self.stop_event.is_set():
                         return
+                    if not up:  # the first yield (at the latest after RECHECK): the watch is up
+                        up = True
+                        self._deliver(self, None, None, up=True)
                     if batch:
                         self._deliver(self, {p for _, p in batch}, None)
                     # The watched path or folder deleted, even if already made anew (its
@@ -173,7 +185,7 @@ class _Watch:
         except Exception as exc:  # a thread's failure is said by the loop, not raised
             if not self.stop_event.is_set():
                 self._deliver(self, None, f"watching failed ({type(exc).__name__}: {exc}); "
-                                          "not watching")
+                                          "not watching", up=not up)
 
 
 class Changes:
@@ -209,13 +221,11 @@ class Changes:
             for name, what in wanted.items():
                 if name not in self._watches:
                     self._watches[name] = _Watch(name, what, self._deliver)
-                    ignoring = " ".join(DEFAULT_IGNORE + what[1])
-                    said.append(f"{name}: watching {', '.join(what[0])} for changes "
-                                f"(ignoring {ignoring})")
         return said
 
     def take(self) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
-        """The changed paths by service since the last call, and the threads' messages."""
+        """The changed paths by service since the last call, and the threads' lines to log
+        (after the service's name)."""
         if not self._watches and not self._said:
             return {}, []
         with self._lock:
@@ -231,14 +241,20 @@ class Changes:
                 w.stop()
             self._watches.clear()
 
-    def _deliver(self, watch: _Watch, paths: set[str] | None, message: str | None) -> None:
-        """From a thread: keep what it found (unless it was stopped or replaced meanwhile)
-        and wake the loop, under the lock that ``close`` takes."""
+    def _deliver(self, watch: _Watch, paths: set[str] | None, message: str | None,
+                 up: bool = False) -> None:
+        """From a thread: keep what it found and what it says, and that its watch is up
+        (unless it was stopped or replaced meanwhile); wake the loop, under the lock that
+        ``close`` takes."""
         with self._lock:
             if self._watches.get(watch.name) is not watch:
                 return
             if paths:
                 self._found.setdefault(watch.name, set()).update(paths)
             if message:
-                self._said.append((watch.name, message))
+                self._said.append((watch.name, f"restart on change: {message}"))
+            if up:
+                watch.coming -= 1
+                if watch.coming == 0:
+                    self._said.append((watch.name, watch.up_line))
             self._wake()

@@ -1164,7 +1164,7 @@ class Watcher:
         already) is left to its course: its next start reads the files anyway."""
         found, said = self.changes.take()
         for name, message in said:
-            self.log(f"{name}: restart on change: {message}")
+            self.log(f"{name}: {message}")
         for name in sorted(found):
             svc, entry = self.services.get(name), self.entries.get(name)
             if (svc is None or entry is None or svc.run is None or svc.stopping is not None
