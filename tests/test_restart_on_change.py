@@ -352,6 +352,14 @@ def test_a_pm2_ecosystem_watch_becomes_restart_on_change(auto_home, project, cap
     assert procs["api"]["ignore"] == ["*.tmp"]
     assert procs["all"]["restart_on_change"] == [str(project)]
     assert "restart_on_change" not in procs["none"]
+    # pm2 takes regular expressions too: one naming a name becomes its glob, others are named.
+    path.write_text(json.dumps({"apps": [
+        {"name": "re", "script": "sleep", "args": "3121", "watch": ["src"],
+         "ignore_watch": ["\\.git", "^dist$", ".*\\.bak$", "[\\/\\\\]\\./"]}]}))
+    code, out, err = auto(capsys, "import", str(path), "--no-start")
+    assert code == 0, err
+    assert read_state(auto_home)["processes"]["re"]["ignore"] == [".git", "dist", "*.bak"]
+    assert "not carried" in err and "ignore_watch '[\\\\/\\\\\\\\]\\\\./' (a regular expression" in err, err
     path.write_text(json.dumps({"apps": [{"name": "api", "script": "sleep", "watch": ["gone"]}]}))
     code, out, err = auto(capsys, "import", str(path), "--no-start")
     line = assert_one_error(code, err, 2)

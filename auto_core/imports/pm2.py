@@ -57,15 +57,20 @@ def parse(path: str, text: str) -> Imported:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise fail(path, f"{name}: kill_timeout: use a number of milliseconds")
             table["stop_timeout"] = timeout / 1000
-        table.update(_watch(path, name, app))
+        watched, regexes = _watch(path, name, app)
+        table.update(watched)
         left += ignored(name, [k for k in app if k not in _CARRIED])
+        left += [f"{name}: ignore_watch {r!r} (a regular expression; ignore takes globs)"
+                 for r in regexes]
         tables[name] = table
     return Imported(tables=tables, ignored=tuple(left))
 
 
-def _watch(path: str, name: str, app: dict) -> dict:
-    """pm2's ``watch`` (true: the app's folder; or paths in it) and ``ignore_watch`` (taken
-    as globs) as ``restart_on_change`` and ``ignore``."""
+def _watch(path: str, name: str, app: dict) -> tuple[dict, list[str]]:
+    """pm2's ``watch`` (true: the app's folder; or paths in it) and ``ignore_watch`` as
+    ``restart_on_change`` and ``ignore``, and the regular expressions of ``ignore_watch``
+    that are no glob. pm2 (chokidar) takes globs and regular expressions alike: one that
+    only escapes or anchors a name (``\\.git``, ``^dist$``) becomes that name's glob."""
     table: dict = {}
     watch, ignore = app.get("watch"), app.get("ignore_watch")
     if watch is not None and watch is not False:
@@ -78,8 +83,20 @@ def _watch(path: str, name: str, app: dict) -> dict:
         globs = [ignore] if isinstance(ignore, str) else ignore
         if not isinstance(globs, list) or not all(isinstance(g, str) and g for g in globs):
             raise fail(path, f"{name}: ignore_watch: use a list of globs")
-        table["ignore"] = globs
-    return table
+        taken = [_glob(g) for g in globs]
+        if any(t is not None for t in taken):
+            table["ignore"] = [t for t in taken if t is not None]
+        return table, [g for g, t in zip(globs, taken, strict=True) if t is None]
+    return table, []
+
+
+def _glob(text: str) -> str | None:
+    """``ignore_watch`` text as a glob, or None for a regular expression that is none."""
+    if not any(c in text for c in "\\^$"):
+        return text  # a glob, as pm2's own examples write them
+    glob = text.removeprefix("^").removesuffix("$").replace(".*", "*")
+    glob = glob.replace("\\.", ".").replace("\\/", "/")
+    return None if any(c in glob for c in "\\^$()|+{}") else glob
 
 
 def _command(path: str, name: str, app: dict, script: str, folder: str) -> str:
