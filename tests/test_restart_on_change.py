@@ -498,3 +498,14 @@ def test_a_new_watcher_watches_the_services_it_adopts(auto_home, watcher, projec
     (project / "src" / "app.py").write_text("print('changed')\n")
     second.wait_line(r"^dev: files changed \(src/app\.py\); restarting", timeout=15)
     second.wait_line(r"^start dev pid \d+ \(files changed\)", timeout=15)
+
+
+@pytest.mark.slow
+def test_an_edit_through_a_temporary_file_names_only_the_file(auto_home, watcher, project):
+    """``sed -i`` writes a temporary file beside the one it edits and renames it over it:
+    the temporary file, gone at once, is no change of its own."""
+    w = watcher()
+    add_watched(w, auto_home, project, "dev", 3122)
+    subprocess.run(["sed", "-i", "s/hi/ho/", str(project / "src" / "app.py")], check=True)
+    w.wait_line(r"^dev: files changed", timeout=15)
+    assert w.lines(r"^dev: files changed") == ["dev: files changed (src/app.py); restarting"]

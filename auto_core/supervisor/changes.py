@@ -91,6 +91,16 @@ def plan(path: str, globs: Iterable[str]) -> tuple[str, bool, Select] | None:
     return None
 
 
+def _transient(batch: set) -> set[str]:
+    """The paths made and deleted within a batch and gone now: a temporary file (``sed -i``
+    renames one over the file it edits), no change of its own."""
+    import watchfiles
+
+    made = {p for change, p in batch if change == watchfiles.Change.added}
+    return {p for change, p in batch
+            if change == watchfiles.Change.deleted and p in made and not os.path.lexists(p)}
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -172,8 +182,9 @@ class _Watch:
                     if not up:  # the first yield (at the latest after RECHECK): the watch is up
                         up = True
                         self._deliver(self, None, None, up=True)
-                    if batch:
-                        self._deliver(self, {p for _, p in batch}, None)
+                    changed = {p for _, p in batch} - _transient(batch)
+                    if changed:
+                        self._deliver(self, changed, None)
                     # The watched path or folder deleted, even if already made anew (its
                     # inode number is often the old one's): watched again, or looked for.
                     if any(change == watchfiles.Change.deleted and p in ends for change, p in batch) \
