@@ -317,6 +317,23 @@ def test_periodic_restart_and_crash_does_not_reset_it(home, watcher):
     assert entry(home, "svc")["restart_attempt"] == 1  # periodic restarts are not crashes
 
 
+@pytest.mark.slow
+def test_a_stop_during_a_periodic_restart_is_answered_by_that_stop(home, watcher):
+    """The run ignores SIGTERM, so the periodic restart's stop takes the stop timeout: a stop
+    asked for meanwhile says how the run ended, and no run starts after it."""
+    w = watcher()
+    cli_ok("add", "svc", "--restart-every", "2", "--stop-timeout", "3", "--",
+           "sh", "-c", "trap '' TERM; exec sleep 1001")
+    pid = started(w, home, "svc", r"start svc pid (\d+) \(requested\)")
+    w.wait_line(rf"^stop svc \(pids {pid}\): sent SIGTERM", timeout=15)
+    stop = run_cli("stop", "svc")
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.strip() == "stopped svc (SIGKILL after 3 s)", stop.stdout
+    assert not pid_alive(pid)
+    assert entry(home, "svc")["explicitly_stopped"] is True and "request" not in entry(home, "svc")
+    holds(lambda: len(w.lines(r"^start svc ")) == 1, 1.0)
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 
