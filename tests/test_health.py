@@ -313,3 +313,29 @@ def test_https_with_its_own_certificate_and_port_checks_turn_healthy(capsys, aut
     assert code == 0, err
     w.wait_line(r"^health tls: healthy \(HTTP 200 after ", 20)
     w.wait_line(r"^health plain: healthy \(connected after ", 20)
+
+
+@pytest.mark.slow
+def test_a_command_check_leaves_nothing_behind(capsys, auto_home, tmp_path, watcher):
+    from helpers import procs_with_argv
+
+    left = ["sleep", "307.25"]  # what each check starts in the background and leaves
+    watcher()
+    try:
+        code, _, err = auto(capsys, "add", "bg", "sleep 1000", "--workdir", str(tmp_path),
+                            "--health", f"cmd:{' '.join(left)} & echo x >> {tmp_path}/checks",
+                            "--health-interval", "0.2")
+        assert code == 0, err
+        checks = tmp_path / "checks"
+        wait_until(lambda: checks.exists() and len(checks.read_text().split()) >= 6, 20,
+                   message="six checks to run")
+        # Each check's background process went with it (the latest may be going right now).
+        wait_until(lambda: len(procs_with_argv(left)) <= 1, 5,
+                   message="the checks' background processes to be killed")
+        assert len(procs_with_argv(left)) <= 1
+    finally:
+        import os
+        import signal
+
+        for pid in procs_with_argv(left):
+            os.kill(pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ import queue
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -141,17 +142,38 @@ def _command(command: str, workdir: str | None, env: dict | None, timeout: float
                             stderr=subprocess.DEVNULL, start_new_session=True)
     _RUNNING.add(proc.pid)
     try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+        exited = _exited(proc, timeout)
+        # Whatever the check left in its group (``cmd:sleep 300 & true``) goes with it. Until
+        # the shell is reaped its pid, the group's id, cannot be reused: the group is the check's.
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the check's own group, never the service's
         except OSError:
             pass
-        proc.wait()
-        return False, f"timed out {_took(began)}"
+        code = proc.wait()
     finally:
         _RUNNING.discard(proc.pid)
+    if not exited:
+        return False, f"timed out {_took(began)}"
     return code == 0, f"exit {code} {_took(began)}" if code >= 0 else f"killed by signal {-code} {_took(began)}"
+
+
+def _exited(proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether ``proc`` ends within ``timeout``, leaving it unreaped where the system can
+    (``waitid`` with ``WNOWAIT``); elsewhere it is reaped, and its group outlives it only while
+    something is left in it, which is what the kill is for."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        if sys.platform == "linux":
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return True
+        elif proc.poll() is not None:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining, 0.05))  # as ``Popen.wait(timeout)`` does
+        delay *= 2
 
 
 def running(names: list[str], entries: dict[str, dict],
