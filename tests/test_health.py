@@ -253,11 +253,11 @@ def test_no_thread_until_a_service_has_a_check(capsys, auto_home, tmp_path, watc
     w.wait_line(r"^health plain: unhealthy \(exit 1 after ", 15)
 
 
-def _check_children(watcher_pid: int) -> list[int]:
+def _check_children(watcher_pid: int, command: str = "sleep 60") -> list[int]:
     """The watcher's children that are health-check commands (``sh -c 'sleep 60'``)."""
     from helpers import procs_with_argv
 
-    return [p for p in procs_with_argv(["/bin/sh", "-c", "sleep 60"]) if _parent(p) == watcher_pid]
+    return [p for p in procs_with_argv(["/bin/sh", "-c", command]) if _parent(p) == watcher_pid]
 
 
 def _parent(pid: int) -> int | None:
@@ -339,3 +339,47 @@ def test_a_command_check_leaves_nothing_behind(capsys, auto_home, tmp_path, watc
 
         for pid in procs_with_argv(left):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_hanging_checks_hold_only_their_own_services(capsys, auto_home, tmp_path, watcher):
+    w = watcher()
+    for i in range(5):
+        code, _, err = auto(capsys, "add", f"hang{i}", "sleep 1000", "--workdir", str(tmp_path),
+                            "--wait", "0", "--health", "cmd:sleep 100", "--health-timeout", "90")
+        assert code == 0, err
+    wait_until(lambda: len(_check_children(w.pid, "sleep 100")) >= 4, 20,
+               message="the hanging checks to run")
+    code, _, err = auto(capsys, "add", "quick", "sleep 1000", "--workdir", str(tmp_path), "--wait", "0",
+                        "--health", "cmd:true", "--health-interval", "1")
+    assert code == 0, err
+    code, _, err = auto(capsys, "add", "next", "sleep 1000", "--workdir", str(tmp_path), "--no-start",
+                        "--after", "quick")
+    assert code == 0, err
+    w.wait_line(r"^health quick: healthy \(exit 0 after ", 20)
+    code, out, err = auto(capsys, "start-all")
+    assert code == 0, err
+    assert _entry(auto_home, "next").get("pid")
+
+
+def test_the_pool_grows_to_its_limit_and_reuses_idle_threads():
+    import threading
+
+    from auto_core.supervisor.pool import Pool
+
+    pool = Pool("test")
+    release, ran = threading.Event(), []
+    try:
+        for i in range(3):
+            pool.submit(lambda i=i: (ran.append(i), release.wait(30)), limit=2)
+        wait_until(lambda: len(ran) == 2, message="two jobs to run at once")
+        assert pool.threads == 2  # the limit: the third waits for a thread
+        release.set()
+        wait_until(lambda: len(ran) == 3 and pool._idle == 2, message="the third job to run")
+        done = threading.Event()
+        pool.submit(done.set, limit=5)
+        assert done.wait(10) and pool.threads == 2  # an idle thread took it
+    finally:
+        release.set()
+        pool.close()
+    wait_until(lambda: pool.threads == 0, message="the threads to end")

@@ -1,9 +1,9 @@
 """Health checks, run by the watcher beside its loop (``--health``).
 
-The loop never waits for a check: each runs in a small thread pool, started with the first
-service that has a check (none otherwise), at most one per service at a time, each bounded by
-its timeout (a socket timeout; a command's process group is killed). A result goes into a
-queue and a byte into a pipe that the death notifier watches (``add_waker``), so it wakes the
+The loop never waits for a check: each runs in a thread pool (``pool.Pool``), started with the
+first service that has a check (none otherwise) and grown up to a thread per such service
+(``WORKERS`` at most), one check per service at a time, each bounded by its timeout (a socket
+timeout; a command's process group is killed). A result goes into a queue and a byte into a pipe that the death notifier watches (``add_waker``), so it wakes the
 loop at once. The loop (``Checks.tick``) schedules the checks, takes the results, and decides:
 
 - ``starting`` until the first success, ``healthy`` then; ``unhealthy`` after ``retries``
@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from auto_core import healthcheck, model
 from auto_core.healthcheck import HEALTHY, STARTING, UNHEALTHY, Check
 from auto_core.store import environ
 from auto_core.store.paths import Home
+from auto_core.supervisor.pool import Pool
 from auto_core.supervisor.runs import Service
 
-WORKERS = 4  # checks at once: a hanging one holds a worker for its timeout at most
+WORKERS = 32  # checks at once at most: beyond as many services, a hanging one holds another's
 BATCH = 0.25  # a check due within this (and 5 % of its interval) runs with one due now
 STARTING_PACE = 1.0  # seconds between checks until the first success (at most the interval)
 
@@ -130,11 +130,6 @@ def _http(check: Check, timeout: float, began: float) -> tuple[bool, str]:
 _RUNNING: set[int] = set()  # the process groups of command checks in flight
 
 
-def _work(jobs: queue.SimpleQueue) -> None:
-    while (job := jobs.get()) is not None:
-        job()
-
-
 def _command(command: str, workdir: str | None, env: dict | None, timeout: float,
              began: float) -> tuple[bool, str]:
     proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir or os.path.expanduser("~"),
@@ -210,15 +205,14 @@ class Checks:
         self.monotonic, self.clock = monotonic, clock
         self._write, self._restart, self._log = write, restart, log
         self.trackers: dict[str, Tracker] = {}
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None  # the pool's work
+        self._pool: Pool | None = None
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pipe: tuple[int, int] | None = None
         self._entries: dict | None = None
 
     def close(self) -> None:
-        if self._jobs is not None:
-            for _ in range(WORKERS):
-                self._jobs.put(None)  # each worker ends after its current check
+        if self._pool is not None:
+            self._pool.close()
         for pgid in list(_RUNNING):  # a command check in flight is not left behind
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -230,7 +224,7 @@ class Checks:
             self._pipe = None
 
     def _submit(self, name: str, tracker: Tracker) -> None:
-        if self._jobs is None:
+        if self._pool is None:
             r, w = os.pipe()
             for fd in (r, w):
                 os.set_blocking(fd, False)
@@ -239,10 +233,7 @@ class Checks:
             self._add_waker(r)  # unsupported: results are taken at the next pass all the same
             # Daemon threads: a check that hangs for its (long) timeout never delays the
             # watcher's exit, and a take-over by the login watcher with it.
-            jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-            for i in range(WORKERS):
-                threading.Thread(target=_work, args=(jobs,), name=f"health-{i}", daemon=True).start()
-            self._jobs = jobs
+            self._pool = Pool("health")
         env = None
         if tracker.check.kind == healthcheck.CMD:
             env = environ.service_env(environ.load(self.home, name), tracker.definition.env, os.environ)
@@ -264,7 +255,8 @@ class Checks:
             except OSError:
                 pass  # full (a wake is pending) or closed (the watcher is exiting)
 
-        self._jobs.put(job)
+        # A thread per service with a check at most: one whose check hangs holds no other's.
+        self._pool.submit(job, min(len(self.trackers), WORKERS))
 
     def tick(self, entries: dict[str, dict], runs: dict[str, tuple[str, float] | None]) -> float | None:
         """Take the results, follow the runs, start the checks that are due. ``runs``: the
