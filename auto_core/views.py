@@ -58,7 +58,7 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         pending_since=float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None,
         health_check=d.health,
         health=health_state(entry, d.health) if alive else None,
-        last_health=entry.get("last_health") if isinstance(entry.get("last_health"), dict) else None,
+        last_health=entry.get("last_health") if d.health and isinstance(entry.get("last_health"), dict) else None,
         after=list(d.after),
         changed=model.changed_since(entry) if alive else [],
     )

@@ -211,7 +211,7 @@ def test_judging_results_start_period_pace_and_writes(home):
 
     def result(ok: bool, at: float) -> None:
         clock.now = at
-        checks._judge(health.Result("web", "run-1", ok, "exit 1 after 0.0 s", at), tracker, at)
+        checks._judge(health.Result("web", "run-1", 0, ok, "exit 1 after 0.0 s", at), tracker, at)
 
     result(False, 101.0)
     result(False, 109.0)  # inside the 10 s start period: not counted
@@ -383,3 +383,66 @@ def test_the_pool_grows_to_its_limit_and_reuses_idle_threads():
         release.set()
         pool.close()
     wait_until(lambda: pool.threads == 0, message="the threads to end")
+
+
+@pytest.mark.slow
+def test_a_changed_check_starts_over_and_a_removed_one_leaves_no_state(capsys, auto_home, tmp_path, watcher):
+    from auto_core import order
+
+    watcher()
+    code, _, err = auto(capsys, "add", "svc", "sleep 1000", "--workdir", str(tmp_path),
+                        "--health", "cmd:true", "--health-interval", "0.2")
+    assert code == 0, err
+    wait_until(lambda: _entry(auto_home, "svc").get("health_state") == "healthy", 15,
+               message="the first check to pass")
+    code, _, err = auto(capsys, "update", "svc", "--health", "cmd:false", "--health-interval", "5",
+                        "--health-retries", "5")
+    assert code == 0, err
+    # Not healthy any more: the new check has not passed (five failures would make it unhealthy).
+    wait_until(lambda: _entry(auto_home, "svc").get("health_state") == "starting", 10,
+               message="the changed check to start over")
+    entry = _entry(auto_home, "svc")
+    assert entry["health_run"] == entry["run"] and not order.is_up(entry, True)
+    code, out, _ = auto(capsys, "ps", "--json")
+    assert json.loads(out)[0]["health"] == "starting"
+    wait_until(lambda: (_entry(auto_home, "svc").get("last_health") or {}).get("ok") is False, 10,
+               message="the changed check's first failure")
+    assert _entry(auto_home, "svc")["health_state"] == "starting"
+    code, _, err = auto(capsys, "update", "svc", "--health", "none")
+    assert code == 0, err
+    wait_until(lambda: "last_health" not in _entry(auto_home, "svc"), 10,
+               message="the removed check's state to go")
+    code, out, _ = auto(capsys, "ps", "--json")
+    shown = json.loads(out)[0]
+    assert shown["health"] is None and shown["last_health"] is None
+
+
+def test_a_result_for_a_check_since_changed_is_dropped(home):
+    """A check in flight when ``update`` changes it: its result is not judged by the new
+    check's rules, and the new check waits for it rather than running beside it."""
+    from auto_core.supervisor import health
+
+    writes, submitted = [], []
+    checks = health.Checks(home, lambda fd: False, time.monotonic, time.time, writes.append,
+                           lambda name, line: None, lambda m: None)
+    submit = checks._submit
+    checks._submit = lambda name, tracker: (submitted.append(tracker.check.command), submit(name, tracker))
+    entry = {"command": "x", "health": "cmd:sleep 0.5", "health_interval": 5.0, "run": "run-1"}
+    runs = {"web": ("run-1", time.time() - 10)}
+    try:
+        checks.tick({"web": entry}, runs)
+        assert submitted == ["sleep 0.5"]
+        changed = dict(entry, health="cmd:false", health_retries=5)
+        checks.tick({"web": changed}, runs)
+        assert submitted == ["sleep 0.5"]  # the first is still in flight
+        assert checks.trackers["web"].check.command == "false"
+        wait_until(lambda: checks._results.qsize() == 1, 10, message="the first check's result")
+        checks.tick({"web": changed}, runs)
+        tracker = checks.trackers["web"]
+        assert (tracker.state, tracker.last_ok) == ("starting", None)  # the success was not its own
+        assert submitted == ["sleep 0.5", "false"]
+        wait_until(lambda: checks._results.qsize() == 1, 10, message="the new check's result")
+        checks.tick({"web": changed}, runs)
+        assert (tracker.state, tracker.last_ok, tracker.failures) == ("starting", False, 1)
+    finally:
+        checks.close()

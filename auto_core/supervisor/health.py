@@ -21,6 +21,7 @@ loop at once. The loop (``Checks.tick``) schedules the checks, takes the results
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -47,6 +48,7 @@ STARTING_PACE = 1.0  # seconds between checks until the first success (at most t
 class Result:
     name: str
     key: str  # the run it was made for
+    serial: int  # the tracker it was made for (``Tracker.serial``): a changed check's is new
     ok: bool
     detail: str
     at: float  # wall clock
@@ -65,10 +67,10 @@ class Tracker:
     state: str = STARTING
     failures: int = 0
     counted: float = 0.0  # monotonic: when a failure was last counted
-    in_flight: bool = False
     last_ok: bool | None = None
     done: bool = False  # unhealthy: restarting, no more checks for this run
     settings: tuple = ()  # the entry's check settings it was made with (``_settings``)
+    serial: int = 0  # this tracker among the watcher's: a result for another is not its own
 
 
 _SETTINGS = ("health", "health_interval", "health_timeout", "health_retries", "health_start_period",
@@ -209,6 +211,9 @@ class Checks:
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pipe: tuple[int, int] | None = None
         self._entries: dict | None = None
+        self._busy: set[str] = set()  # services with a check in flight, for any tracker
+        self._serials = itertools.count(1)
+        self._taken_over = True  # the first pass: a run's recorded state is an earlier watcher's
 
     def close(self) -> None:
         if self._pool is not None:
@@ -237,9 +242,9 @@ class Checks:
         env = None
         if tracker.check.kind == healthcheck.CMD:
             env = environ.service_env(environ.load(self.home, name), tracker.definition.env, os.environ)
-        tracker.in_flight = True
+        self._busy.add(name)
         assert self._pipe is not None
-        key, check, d, w = tracker.key, tracker.check, tracker.definition, self._pipe[1]
+        key, serial, check, d, w = tracker.key, tracker.serial, tracker.check, tracker.definition, self._pipe[1]
         monotonic = self.monotonic
 
         def job() -> None:
@@ -247,8 +252,9 @@ class Checks:
                 ok, detail = probe(check, d, env, d.health_timeout)
             except Exception as exc:  # a check that cannot run is a failed check
                 ok, detail = False, f"check failed: {exc}"
-            self._results.put(Result(name, key, ok, detail, time.time()))
-            if ok and tracker.state == HEALTHY and tracker.last_ok and monotonic() < tracker.due:
+            self._results.put(Result(name, key, serial, ok, detail, time.time()))
+            if ok and tracker.state == HEALTHY and tracker.last_ok and monotonic() < tracker.due \
+                    and self.trackers.get(name) is tracker:
                 return  # nothing to act on: taken when the loop wakes for the next check
             try:
                 os.write(w, b"\0")
@@ -268,7 +274,9 @@ class Checks:
         self._entries = entries
         for name in [n for n in self.trackers if n not in runs
                      or (changed and _settings(entries[n]) != self.trackers[n].settings)]:
-            del self.trackers[name]  # gone, or its check changed (``update``): starts over
+            gone = self.trackers.pop(name)  # gone, or its check changed (``update``): starts over
+            if name in entries and _settings(entries[name]) != gone.settings:
+                self._reset(name, gone.run_id, bool(entries[name].get("health")))
         nearest = None
         for name, found in runs.items():
             tracker = self.trackers.get(name)
@@ -281,7 +289,7 @@ class Checks:
                     continue
             if tracker.done:
                 continue
-            if tracker.in_flight:  # its result may come without a wake: looked at by its due
+            if name in self._busy:  # its result may come without a wake: looked at by its due
                 if tracker.due > now:
                     nearest = tracker.due if nearest is None else min(nearest, tracker.due)
                 continue
@@ -290,6 +298,7 @@ class Checks:
                 tracker.due = now + self._pace(tracker)  # first: the check's thread reads it
                 self._submit(name, tracker)
             nearest = tracker.due if nearest is None else min(nearest, tracker.due)
+        self._taken_over = False
         return nearest
 
     def _track(self, name: str, entry: dict, key: str, started_at: float, now: float) -> Tracker | None:
@@ -302,8 +311,9 @@ class Checks:
             return None
         started = now - max(0.0, self.clock() - started_at)
         run_id = entry.get("run") if isinstance(entry.get("run"), str) else None
-        tracker = Tracker(key, run_id, check, d, started, 0.0, settings=_settings(entry))
-        if entry.get("health_run") == run_id and entry.get("health_state") == HEALTHY:
+        tracker = Tracker(key, run_id, check, d, started, 0.0, settings=_settings(entry),
+                          serial=next(self._serials))
+        if self._taken_over and entry.get("health_run") == run_id and entry.get("health_state") == HEALTHY:
             tracker.state, tracker.last_ok = HEALTHY, True  # an earlier watcher saw it healthy
         tracker.counted = started
         tracker.due = max(now, started + self._pace(tracker))
@@ -327,10 +337,10 @@ class Checks:
                 result = self._results.get_nowait()
             except queue.Empty:
                 return
+            self._busy.discard(result.name)
             tracker = self.trackers.get(result.name)
-            if tracker is None or tracker.key != result.key:
-                continue  # a run that is gone
-            tracker.in_flight = False
+            if tracker is None or tracker.serial != result.serial:
+                continue  # a run that is gone, or a check since changed
             if not tracker.done:
                 self._judge(result, tracker, now)
 
@@ -358,6 +368,22 @@ class Checks:
             times = "time" if tracker.failures == 1 else "times"
             self._restart(result.name, f"[auto] health check failed {tracker.failures} {times} "
                                        f"({result.detail}); restarting")
+
+    def _reset(self, name: str, run_id: str | None, checked: bool) -> None:
+        """The check changed (``starting`` again, no result yet) or is gone (no state)."""
+
+        def change(procs: dict) -> None:
+            entry = procs.get(name)
+            if entry is None or entry.get("run") != run_id:
+                return
+            entry.pop("last_health", None)
+            if checked:
+                entry.update(health_state=STARTING, health_run=run_id)
+            else:
+                entry.pop("health_state", None)
+                entry.pop("health_run", None)
+
+        self._write(change)
 
     def _record(self, result: Result, tracker: Tracker) -> None:
         name, run_id, state = result.name, tracker.run_id, tracker.state
