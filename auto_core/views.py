@@ -102,11 +102,14 @@ def json_text(value: object) -> str:
 def describe_exit(last_exit: dict | None) -> str:
     if not last_exit:
         return "-"
+    killed = last_exit.get("killed_after")
+    killed_after = isinstance(killed, (int, float)) and not isinstance(killed, bool)
     if last_exit.get("stopped"):
-        killed = last_exit.get("killed_after")
-        if isinstance(killed, (int, float)) and not isinstance(killed, bool):
-            return f"stopped by user (SIGKILL after {killed:g} s)"
-        return "stopped by user"
+        return f"stopped by user (SIGKILL after {killed:g} s)" if killed_after else "stopped by user"
+    if last_exit.get("unhealthy"):  # stopped by the watcher for failed health checks
+        if killed_after:
+            return f"unhealthy (SIGKILL after {killed:g} s)"
+        return f"unhealthy ({describe_exit({k: v for k, v in last_exit.items() if k != 'unhealthy'})})"
     if last_exit.get("error"):
         return str(last_exit["error"])
     if last_exit.get("signal"):

@@ -4,6 +4,7 @@ real checks against real servers on 127.0.0.1 and real processes."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -138,7 +139,10 @@ def test_failing_command_check_restarts_the_service_and_says_why(capsys, auto_ho
     with open(first["log_path"]) as fh:
         log = fh.read()
     assert "[auto] health check failed 3 times (exit 1 after " in log and "); restarting" in log
-    assert second["last_exit"]["stopped"] is True
+    assert re.search(r"^\[auto\] killed by SIGTERM after [0-9.]+ s; restarting in [0-9.]+ s$", log, re.M), log
+    assert second["last_exit"].get("unhealthy") is True and "stopped" not in second["last_exit"]
+    code, out, _ = auto(capsys, "show", "sick")
+    assert "unhealthy (killed by SIGTERM)" in out and "stopped by user" not in out, out
     w.wait_line(r"^health sick: unhealthy \(exit 1 after ")
     w.wait_line(r"^start sick pid \d+ \(automatic restart\)")
 
@@ -179,7 +183,7 @@ def test_hanging_check_fails_at_its_timeout_and_stalls_no_restart(capsys, auto_h
                     latencies.append((started - t).total_seconds())
         assert len(latencies) >= 2, w.text()
         assert max(latencies) < 0.5, latencies
-        wait_until(lambda: (_entry(auto_home, "hung").get("last_exit") or {}).get("stopped"), 15,
+        wait_until(lambda: (_entry(auto_home, "hung").get("last_exit") or {}).get("unhealthy"), 15,
                    message="the unhealthy service's stop to be recorded")
     finally:
         srv.close()

@@ -872,7 +872,8 @@ class Watcher:
             return
         how = f"SIGKILL after {fmt_seconds(st.timeout)} s" if st.killed else f"{signal_name(st.signal)}, {elapsed:.1f} s"
         now = self.clock()
-        ended = dict(exit_fields(st.code), at=now, pid=st.pgid, stopped=True)
+        ended = dict(exit_fields(st.code), at=now, pid=st.pgid)
+        ended["unhealthy" if st.then == "backoff" and st.why == "unhealthy" else "stopped"] = True
         if not st.known:
             ended["unknown"] = True
         if st.killed:
@@ -883,7 +884,7 @@ class Watcher:
         what = exit_text(st.code, True) if st.known else "ended"
         ran = f" after {fmt_seconds(ended['ran_s'])} s" if "ran_s" in ended else ""
         escalated = f" (still running {fmt_seconds(st.timeout)} s after {signal_name(st.signal)})" if st.killed else ""
-        if log_path:
+        if log_path and st.then != "backoff":  # that one says when it restarts (``_restart_later``)
             logs.append_line(log_path, f"[auto] {what}{ran}{escalated}")
         self.log(f"exit {name} pid {st.pgid} {what}{ran} ({how})")
         fields = {"last_exit": ended}
@@ -915,7 +916,7 @@ class Watcher:
             svc.changed = changed
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
         elif st.then == "backoff":
-            self._restart_later(svc, fields, st.why)
+            self._restart_later(svc, fields, st.why, log_path, f"[auto] {what}{ran}{escalated}")
         elif st.then == "remove":
             assert st.request is not None
             self._remove(svc, st.request, **fields)
@@ -959,12 +960,15 @@ class Watcher:
         self.log(f"restart {name}: {line.removeprefix('[auto] ')}")
         self._begin_stop(svc, entry, then="backoff", marker=line)
 
-    def _restart_later(self, svc: Service, fields: dict, why: str) -> None:
+    def _restart_later(self, svc: Service, fields: dict, why: str, log_path: str | None, line: str) -> None:
         """After a stop for failed health checks (or restarts for changes that loop): record
-        the end, start after the backoff."""
+        the end, start after the backoff; ``line`` (how the run ended) goes into its log with
+        when it restarts."""
         name, now = svc.name, self.clock()
         entry = self.entries.get(name)
         if entry is None or entry.get("explicitly_stopped") or model.request(entry) is not None:
+            if log_path:
+                logs.append_line(log_path, line)
             self._answer_none(name, fields)
             self.dirty.add(name)
             return
@@ -980,6 +984,8 @@ class Watcher:
 
         self._write(change)
         svc.wake = now + delay
+        if log_path:
+            logs.append_line(log_path, f"{line}; restarting in {fmt_seconds(delay)} s")
         self.log(f"schedule {name}: {why}; restarting in {fmt_seconds(delay)} s")
 
     def _answer_none(self, name: str, fields: dict) -> None:
