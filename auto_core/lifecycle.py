@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from auto_core import model, validate, views
+from auto_core import model, order, validate, views
 from auto_core.errors import AutoError, NotFound, StateError, UsageError, no_space, warn_stderr
 from auto_core.logtree import logs
 from auto_core.model import ProcessView
@@ -88,8 +88,21 @@ class Api:
         return entry
 
     def view(self, name: str, entry: dict | None = None, now: float | None = None) -> ProcessView:
-        entry = entry if entry is not None else self.entry(name)
-        return views.view(name, entry, self.clock() if now is None else now)
+        """``name``'s view; without ``entry``, with what a start of it waits for."""
+        now = self.clock() if now is None else now
+        if entry is not None:
+            return views.view(name, entry, now)
+        validate.name(name)
+        procs = state.processes(self.load())
+        if name not in procs:
+            raise NotFound(name)
+        return views.view(name, procs[name], now, self._held_for(name, procs, now))
+
+    @staticmethod
+    def _held_for(name: str, procs: dict, now: float) -> list[str]:
+        if not order.after_of(procs[name]):
+            return []
+        return views.held_for(name, procs, lambda n: n in procs and views.view(n, procs[n], now).status == model.RUNNING)
 
     def snapshot(self) -> list[ProcessView]:
         """Every process, sorted by name, with its live status."""
@@ -638,9 +651,12 @@ class Api:
         if pending:
             pid = watchlock.holder(self.home)
             who = f"the watcher (pid {pid})" if pid else "no watcher"
+            procs, now = state.processes(self.load()), self.clock()
             for name, op in pending.items():
+                held = self._held_for(name, procs, now) if name in procs else []
+                why = f": it waits for {views.waiting_text(held, procs, now)}" if held else ""
                 done[name] = Outcome(name, False, (
-                    f"{who} did not {op} {name} in time; the request stays recorded"
+                    f"{who} did not {op} {name} in time{why}; the request stays recorded"
                     f" (see {self.home.watcher_log})"))
         return [done[n] for n in asked]
 

@@ -249,6 +249,9 @@ class ProcessView(Record, frozen=True):
     # The definition changed since the running run started (``changed_since``): what a restart
     # would apply, e.g. ["port 8124"].
     changed: list = Factory(factory=list)
+    # The services a start of it waits for (``--after``), as the watcher holds it: a start of
+    # start-all or apply, or the watcher's own start of a dead service. Empty otherwise.
+    waiting_for: list = Factory(factory=list)
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}

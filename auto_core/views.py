@@ -7,14 +7,15 @@ not the lifecycle API with its spawning, logs and ports (~5.5 ms more of imports
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
-from auto_core import model
+from auto_core import model, order
 from auto_core.model import ProcessView
 from auto_core.proc import identity
 from auto_core.store import state
 
 
-def view(name: str, entry: dict, now: float) -> ProcessView:
+def view(name: str, entry: dict, now: float, waiting_for: list[str] | None = None) -> ProcessView:
     pid, ct = entry.get("pid"), entry.get("create_time")
     alive = identity.runs(entry)
     if alive:
@@ -61,6 +62,7 @@ def view(name: str, entry: dict, now: float) -> ProcessView:
         last_health=entry.get("last_health") if d.health and isinstance(entry.get("last_health"), dict) else None,
         after=list(d.after),
         changed=model.changed_since(entry) if alive else [],
+        waiting_for=list(waiting_for or ()),
     )
 
 
@@ -78,7 +80,40 @@ def health_state(entry: dict, check: str | None) -> str | None:
 def snapshot(data: dict, now: float) -> list[ProcessView]:
     """Every process of a loaded state, sorted by name, with its live status."""
     procs = state.processes(data)
-    return [view(name, procs[name], now) for name in sorted(procs)]
+    found = {name: view(name, procs[name], now) for name in sorted(procs)}
+    for name, v in found.items():
+        if v.after and v.status != model.RUNNING:
+            waiting = held_for(name, procs, lambda n: found[n].status == model.RUNNING)
+            if waiting:
+                found[name] = view(name, procs[name], now, waiting)
+    return list(found.values())
+
+
+def held_for(name: str, procs: dict, running: Callable[[str], bool]) -> list[str]:
+    """The services a start of ``name`` waits for, as the watcher holds it (``Watcher._held``):
+    a start of start-all or apply (``ordered``), or the watcher's own start of a dead service."""
+    entry = procs[name]
+    req = model.request(entry)
+    if running(name) or (req is None and entry.get("explicitly_stopped")) \
+            or (req is not None and (req["op"] != model.START or not req.get("ordered"))):
+        return []
+    return order.waiting_for(name, entry, procs, running)
+
+
+def waiting_text(names: list[str], procs: dict, now: float) -> str:
+    """``db (starting: Connection refused after 0.0 s), cache (dead)``: what each is at."""
+    parts = []
+    for name in names:
+        entry = procs.get(name) or {}
+        v = view(name, entry, now)
+        what = v.status
+        if v.status == model.RUNNING and v.health:
+            what = v.health
+            last = v.last_health
+            if isinstance(last, dict) and not last.get("ok") and last.get("detail"):
+                what += f": {last['detail']}"
+        parts.append(f"{name} ({what})")
+    return ", ".join(parts)
 
 
 def json_ready(value: object) -> object:

@@ -139,3 +139,34 @@ def test_apply_starts_in_order(capsys, auto_home, tmp_path, watcher):
     code, out, err = auto(capsys, "export")
     assert 'after = [\n    "db",\n]' in out or 'after = ["db"]' in out
     assert 'health = "cmd:true"' in out and "health_interval = 0.3" in out
+
+
+@pytest.mark.slow
+def test_a_held_start_shows_what_it_waits_for(capsys, auto_home, tmp_path, watcher, monkeypatch):
+    import json
+
+    from auto_core import lifecycle
+
+    w = watcher()
+    assert _add(capsys, tmp_path, "db", "--health", "cmd:false", "--health-interval", "0.2",
+                "--health-retries", "1000")[0] == 0
+    assert _add(capsys, tmp_path, "app", "--after", "db")[0] == 0
+    monkeypatch.setattr(lifecycle, "ORDER_WAIT", 0.0)  # the face gives up soon (5 s, not 65)
+    code, out, err = auto(capsys, "start-all", "--wait", "0")
+    assert code == 1
+    assert "did not start app in time: it waits for db (starting: exit 1 after " in out + err, out + err
+    w.wait_line(r"^hold app: waiting for db to be up")
+    code, out, _ = auto(capsys, "-q", "ps")
+    row = next(line.split("  ") for line in out.splitlines() if line.startswith("app "))
+    assert "waiting (db)" in [cell.strip() for cell in row if cell.strip()], out
+    code, out, _ = auto(capsys, "ps", "--json")
+    app = next(v for v in json.loads(out) if v["name"] == "app")
+    assert (app["after"], app["waiting_for"]) == (["db"], ["db"])
+    code, out, _ = auto(capsys, "show", "app")
+    assert "; waiting for db (starting: exit 1 after " in out, out
+    # Once db is up, nothing waits any more.
+    code, _, err = auto(capsys, "update", "db", "--health", "cmd:true")
+    assert code == 0, err
+    w.wait_line(r"^start app pid", 15)
+    code, out, _ = auto(capsys, "ps", "--json")
+    assert next(v for v in json.loads(out) if v["name"] == "app")["waiting_for"] == []

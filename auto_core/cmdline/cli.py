@@ -99,7 +99,8 @@ def ps_rows(views, used: dict[int, tuple[float, int]] | None = None) -> list[lis
     rows = [["NAME", "PID", "PORT", "CPU", "MEM", "HEALTH", "UPTIME", "RESTARTS", "NEXT", "LAST EXIT"]]
     for v in views:
         pid = str(v.pid) if v.status == "running" else v.status
-        nxt = "starting" if v.starting else countdown(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
+        nxt = f"waiting ({','.join(v.waiting_for)})" if v.waiting_for else \
+            "starting" if v.starting else countdown(v.next_restart_in_s) if v.next_restart_in_s is not None else "-"
         cpu, rss = _usage(v, used)
         rows.append([v.name, pid, str(v.port) if v.port else "-",
                      f"{cpu:.1f}%" if cpu is not None else "-", size(rss) if rss is not None else "-",
@@ -194,7 +195,7 @@ def cmd_ps(args, out: _Out) -> int:
     if args.json:
         fields = ("name", "status", "pid", "port", "command", "workdir", "uptime_s", "restarts",
                   "next_restart_in_s", "log_path", "last_exit", "restart_attempt", "restart_every",
-                  "health", "last_health")
+                  "health", "last_health", "after", "waiting_for")
         rows = []
         for v in views:
             cpu, rss = _usage(v, used)
@@ -301,6 +302,12 @@ def cmd_show(args, out: _Out) -> int:
         status += f" (pid {v.pid}, up {duration(v.uptime_s)})"
     elif v.next_restart_in_s is not None:
         status += f" (restart in {countdown(v.next_restart_in_s)})"
+    if v.waiting_for:
+        from auto_core import views
+        from auto_core.store import state
+
+        procs = state.processes(api.load())
+        status += f"; waiting for {views.waiting_text(v.waiting_for, procs, api.clock())}"
     own = environ.masked(v.env) if not getattr(args, "show_secrets", False) else v.env
     env = " ".join(f"{k}={shlex.quote(val)}" for k, val in sorted(own.items()) if k != "PATH") or "-"
     rows = [
