@@ -450,3 +450,61 @@ def test_a_result_for_a_check_since_changed_is_dropped(home):
         assert (tracker.state, tracker.last_ok, tracker.failures) == ("starting", False, 1)
     finally:
         checks.close()
+
+
+def _trickling_server(stop):
+    """A server that answers with a status line, then a header byte every 0.2 s, for ever."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(0.2)
+
+    def serve() -> None:
+        conns = []
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conns.append(conn)
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            except OSError:
+                pass
+            for conn in conns:
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    pass
+        for conn in conns:
+            conn.close()
+        srv.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return srv.getsockname()[1], thread
+
+
+def test_an_http_check_is_bounded_as_a_whole_by_its_timeout():
+    import threading
+
+    from auto_core import model
+    from auto_core.supervisor import health
+
+    stop = threading.Event()
+    port, thread = _trickling_server(stop)
+    probing = threading.Thread()
+    try:
+        d = model.definition({"command": "x"})
+        found: list = []
+        check = healthcheck.parse(f"http://127.0.0.1:{port}/")
+        probing = threading.Thread(target=lambda: found.append(health.probe(check, d, None, 1.0)), daemon=True)
+        probing.start()
+        wait_until(lambda: found, 5, message="the check to end at its timeout")
+        ok, detail = found[0]
+        assert not ok and re.fullmatch(r"timed out after 1\.[0-9] s", detail), detail
+    finally:
+        stop.set()  # the server closes its connections: a check still reading ends
+        thread.join(10)
+        if probing.ident is not None:
+            probing.join(10)

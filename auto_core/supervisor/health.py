@@ -107,18 +107,52 @@ def probe(check: Check, d: model.Definition, env: dict | None, timeout: float) -
 def _http(check: Check, timeout: float, began: float) -> tuple[bool, str]:
     import http.client
 
+    deadline = began + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
+
+    # A socket's timeout bounds each read: a server that trickles its answer a byte at a time
+    # would hold the check for ever. Before each read the timeout is what is left of the check's.
+    class Bounded(socket.socket):
+        __slots__ = ()
+
+        def recv_into(self, *args, **kwargs):
+            self.settimeout(remaining())
+            return super().recv_into(*args, **kwargs)
+
+    def connect(address: tuple[str, int], *_args: object) -> socket.socket:
+        sock = socket.create_connection(address, remaining())
+        bounded = Bounded(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        bounded.settimeout(remaining())
+        return bounded
+
     conn: http.client.HTTPConnection
     if check.tls:
         import ssl
+
+        class BoundedTLS(ssl.SSLSocket):
+            def recv_into(self, *args, **kwargs):
+                self.settimeout(remaining())
+                return super().recv_into(*args, **kwargs)
+
+            def do_handshake(self, *args, **kwargs):
+                self.settimeout(remaining())
+                return super().do_handshake(*args, **kwargs)
 
         # The check asks whether the service answers, not who it is: a local service's
         # certificate is often its own.
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        context.sslsocket_class = BoundedTLS
         conn = http.client.HTTPSConnection(check.host, check.port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(check.host, check.port, timeout=timeout)
+    conn._create_connection = connect  # type: ignore[attr-defined]
     try:
         conn.request("GET", check.path, headers={"User-Agent": "auto-health"})
         status = conn.getresponse().status
