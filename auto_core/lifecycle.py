@@ -342,6 +342,11 @@ class Api:
         tail = f"; takes effect on next start (auto restart {name})" if running else "; takes effect on next start"
         if not (changes or added or unset or update_env) and set(scratch) <= {"restart_on_change", "ignore"}:
             tail = "; the files watched change at once" if running else ""  # the watcher follows the state
+        health_keys = {k for k in scratch if k.startswith("health")}
+        if not (changes or added or unset or update_env) and health_keys \
+                and set(scratch) <= health_keys | {"restart_on_change", "ignore"}:
+            also = " and the files watched change" if set(scratch) - health_keys else " applies"
+            tail = f"; the health check{also} at once" if running else ""  # the watcher follows it too
         return Outcome(name, True, f"updated {name}{tail}")
 
     def apply(self, steps: Iterable[Step], *, start: bool = True,

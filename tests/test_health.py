@@ -246,8 +246,9 @@ def test_no_thread_until_a_service_has_a_check(capsys, auto_home, tmp_path, watc
     code, _, err = auto(capsys, "add", "plain", "sleep 1000", "--workdir", str(tmp_path))
     assert code == 0, err
     holds(lambda: _threads(w.pid) == 1, 1.0)  # the loop alone
-    code, _, err = auto(capsys, "update", "plain", "--health", "cmd:true", "--health-interval", "0.2")
+    code, out, err = auto(capsys, "update", "plain", "--health", "cmd:true", "--health-interval", "0.2")
     assert code == 0, err
+    assert out.strip() == "updated plain; the health check applies at once", out
     wait_until(lambda: _entry(auto_home, "plain").get("health_state") == "healthy", 15,
                message="the check added to the running service to pass")
     assert _threads(w.pid) > 1
