@@ -509,3 +509,28 @@ def test_an_http_check_is_bounded_as_a_whole_by_its_timeout():
         thread.join(10)
         if probing.ident is not None:
             probing.join(10)
+
+
+def test_closing_one_watchers_checks_leaves_anothers_running(home):
+    """Two ``Checks`` in one process (a test, an embedding): one's ``close`` kills its own
+    command checks in flight, not the other's."""
+    import os
+
+    from auto_core.supervisor import health
+
+    def checks() -> health.Checks:
+        return health.Checks(home, lambda fd: False, time.monotonic, time.time, lambda change: None,
+                             lambda name, line: None, lambda m: None)
+
+    mine, other = checks(), checks()
+    try:
+        entry = {"command": "x", "health": "cmd:sleep 61", "health_timeout": 120.0, "run": "run-1"}
+        mine.tick({"web": entry}, {"web": ("run-1", time.time() - 10)})
+        found = wait_until(lambda: [p for p in _check_children(os.getpid(), "sleep 61")], 10,
+                           message="the check command to run")
+        other.close()
+        holds(lambda: all(pid_alive(p) for p in found), 0.5)
+    finally:
+        other.close()
+        mine.close()
+    wait_until(lambda: not any(pid_alive(p) for p in found), message="the check to be killed")

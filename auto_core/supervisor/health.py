@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,12 +86,14 @@ def _took(began: float) -> str:
     return f"after {time.monotonic() - began:.1f} s"
 
 
-def probe(check: Check, d: model.Definition, env: dict | None, timeout: float) -> tuple[bool, str]:
-    """Run one check, bounded by ``timeout``: (healthy, what happened)."""
+def probe(check: Check, d: model.Definition, env: dict | None, timeout: float,
+          groups: Groups | None = None) -> tuple[bool, str]:
+    """Run one check, bounded by ``timeout``: (healthy, what happened). A command check's
+    process group is in ``groups`` while it runs."""
     began = time.monotonic()
     try:
         if check.kind == healthcheck.CMD:
-            return _command(check.command, d.workdir, env, timeout, began)
+            return _command(check.command, d.workdir, env, timeout, began, groups or Groups())
         if check.kind == healthcheck.HTTP:
             return _http(check, timeout, began)
         host, port = (check.host, check.port) if check.kind == healthcheck.TCP else ("127.0.0.1", d.port)
@@ -163,26 +166,54 @@ def _http(check: Check, timeout: float, began: float) -> tuple[bool, str]:
     return 200 <= status < 400, f"HTTP {status} {_took(began)}"
 
 
-_RUNNING: set[int] = set()  # the process groups of command checks in flight
+class Groups:
+    """The process groups of one watcher's command checks in flight: killed when it exits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pgids: set[int] = set()
+        self._closed = False
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.add(pgid)
+            if not self._closed:
+                return
+        _kill_group(pgid)  # started as the watcher was exiting: goes at once
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.discard(pgid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pgids = list(self._pgids)
+        for pgid in pgids:
+            _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # the check's own group, never the service's
+    except OSError:
+        pass
 
 
 def _command(command: str, workdir: str | None, env: dict | None, timeout: float,
-             began: float) -> tuple[bool, str]:
+             began: float, groups: Groups) -> tuple[bool, str]:
     proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir or os.path.expanduser("~"),
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    _RUNNING.add(proc.pid)
+    groups.add(proc.pid)
     try:
         exited = _exited(proc, timeout)
         # Whatever the check left in its group (``cmd:sleep 300 & true``) goes with it. Until
         # the shell is reaped its pid, the group's id, cannot be reused: the group is the check's.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the check's own group, never the service's
-        except OSError:
-            pass
+        _kill_group(proc.pid)
         code = proc.wait()
     finally:
-        _RUNNING.discard(proc.pid)
+        groups.discard(proc.pid)
     if not exited:
         return False, f"timed out {_took(began)}"
     return code == 0, f"exit {code} {_took(began)}" if code >= 0 else f"killed by signal {-code} {_took(began)}"
@@ -244,6 +275,8 @@ class Checks:
         self._pool: Pool | None = None
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pipe: tuple[int, int] | None = None
+        self._pipe_lock = threading.Lock()
+        self._groups = Groups()
         self._entries: dict | None = None
         self._busy: set[str] = set()  # services with a check in flight, for any tracker
         self._serials = itertools.count(1)
@@ -252,15 +285,12 @@ class Checks:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
-        for pgid in list(_RUNNING):  # a command check in flight is not left behind
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                pass
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
+        self._groups.close()  # a command check in flight is not left behind
+        with self._pipe_lock:  # a check ending now must not write into a closed (reused) fd
+            if self._pipe is not None:
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
 
     def _submit(self, name: str, tracker: Tracker) -> None:
         if self._pool is None:
@@ -278,22 +308,25 @@ class Checks:
             env = environ.service_env(environ.load(self.home, name), tracker.definition.env, os.environ)
         self._busy.add(name)
         assert self._pipe is not None
-        key, serial, check, d, w = tracker.key, tracker.serial, tracker.check, tracker.definition, self._pipe[1]
-        monotonic = self.monotonic
+        key, serial, check, d = tracker.key, tracker.serial, tracker.check, tracker.definition
+        monotonic, groups = self.monotonic, self._groups
 
         def job() -> None:
             try:
-                ok, detail = probe(check, d, env, d.health_timeout)
+                ok, detail = probe(check, d, env, d.health_timeout, groups)
             except Exception as exc:  # a check that cannot run is a failed check
                 ok, detail = False, f"check failed: {exc}"
             self._results.put(Result(name, key, serial, ok, detail, time.time()))
             if ok and tracker.state == HEALTHY and tracker.last_ok and monotonic() < tracker.due \
                     and self.trackers.get(name) is tracker:
                 return  # nothing to act on: taken when the loop wakes for the next check
-            try:
-                os.write(w, b"\0")
-            except OSError:
-                pass  # full (a wake is pending) or closed (the watcher is exiting)
+            with self._pipe_lock:
+                if self._pipe is None:
+                    return  # the watcher is exiting
+                try:
+                    os.write(self._pipe[1], b"\0")
+                except OSError:
+                    pass  # full: a wake is pending
 
         # A thread per service with a check at most: one whose check hangs holds no other's.
         self._pool.submit(job, min(len(self.trackers), WORKERS))
