@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 ACT_TIMEOUT = 5.0  # how long the watcher may take to act on a request, besides stop timeouts
 CHECK_WINDOW = 0.5  # after a start: a service that exits within this is reported as failed
 POLL = 0.002  # how often a waiting face looks at state.json (a stat; a parse when it changed)
-DETAIL_LINES = 5
-ORDER_WAIT = 60.0  # how long a start held for the services it comes after is waited for  # log lines shown with a start that failed
+DETAIL_LINES = 5  # log lines shown with a start that failed
+ORDER_WAIT = 60.0  # how long a start held for the services it comes after is waited for
 
 
 class Outcome(Record):

@@ -108,7 +108,10 @@ def test_http_check_turns_healthy_and_is_shown(capsys, auto_home, tmp_path, watc
     shown = json.loads(out)[0]
     assert shown["health"] == "healthy" and shown["last_health"]["ok"] is True
     code, out, _ = auto(capsys, "show", "web")
-    assert f"healthy: http://127.0.0.1:{port}/ every 0.5 s" in out
+    shown_rows = [line for line in out.splitlines() if line.startswith("health")]
+    assert shown_rows[0].split(None, 1)[1].startswith("healthy; last check ok, HTTP 200 after "), shown_rows
+    assert shown_rows[1].endswith(f" http://127.0.0.1:{port}/ every 0.5 s, timeout 3 s, 3 retries"), shown_rows
+    assert all(len(line) <= 80 for line in shown_rows), shown_rows
     # A healthy service checked every 0.5 s is not written again while nothing changes.
     state_file = auto_home / "local" / "state.json"
     version = state_file.stat().st_ino, state_file.stat().st_mtime_ns

@@ -334,7 +334,7 @@ def cmd_show(args, out: _Out) -> int:
     if v.health_check:
         from auto_core import model
 
-        rows.append(("health", _health_text(v, model.definition(api.entry(args.name)))))
+        rows.extend(_health_rows(v, model.definition(api.entry(args.name))))
     if v.after:
         rows.append(("after", ", ".join(v.after)))
     if not v.daemon_follow:
@@ -348,17 +348,20 @@ def cmd_show(args, out: _Out) -> int:
     return ExitCode.OK
 
 
-def _health_text(v, d) -> str:
-    """``healthy: http://... every 10 s (timeout 3 s, 3 retries); last: ok, HTTP 200 ...``."""
+def _health_rows(v, d) -> list[tuple[str, str]]:
+    """``health: healthy; last check ok, HTTP 200 after 0.0 s, 12:00:01`` and ``health check:
+    http://... every 10 s, timeout 3 s, 3 retries``: two rows, so each fits a terminal."""
     import time
 
-    text = (f"{v.health or 'not running'}: {d.health} every {d.health_interval:g} s (timeout "
-            f"{d.health_timeout:g} s, {d.health_retries} retries, start period {d.health_start_period:g} s)")
+    state = v.health or "not running"
     last = v.last_health
     if isinstance(last, dict) and isinstance(last.get("time"), (int, float)):
         when = time.strftime("%H:%M:%S", time.localtime(last["time"]))
-        text += f"; last: {'ok' if last.get('ok') else 'failed'}, {last.get('detail')}, {when}"
-    return text
+        state += f"; last check {'ok' if last.get('ok') else 'failed'}, {last.get('detail')}, {when}"
+    check = f"{d.health} every {d.health_interval:g} s, timeout {d.health_timeout:g} s, {d.health_retries} retries"
+    if d.health_start_period:
+        check += f", start period {d.health_start_period:g} s"
+    return [("health", state), ("health check", check)]
 
 
 def cmd_log(args, out: _Out) -> int:
