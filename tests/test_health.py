@@ -301,14 +301,7 @@ srv.serve_forever()
 
 @pytest.mark.slow
 def test_https_with_its_own_certificate_and_port_checks_turn_healthy(capsys, auto_home, tmp_path, watcher):
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (it makes the test's certificate)")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.pem"],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    _certificate(tmp_path)
     (tmp_path / "https_server.py").write_text(HTTPS_SERVER)
     w = watcher()
     tls, plain = free_port(), free_port()
@@ -456,8 +449,9 @@ def test_a_result_for_a_check_since_changed_is_dropped(home):
         checks.close()
 
 
-def _trickling_server(stop):
-    """A server that answers with a status line, then a header byte every 0.2 s, for ever."""
+def _trickling_server(stop, tls=None):
+    """A server that answers with a status line, then a header byte every 0.2 s, for ever
+    (over TLS with the ``tls`` server context)."""
     import threading
 
     srv = socket.socket()
@@ -470,6 +464,9 @@ def _trickling_server(stop):
         while not stop.is_set():
             try:
                 conn, _ = srv.accept()
+                conn.settimeout(5)
+                if tls is not None:
+                    conn = tls.wrap_socket(conn, server_side=True)
                 conns.append(conn)
                 conn.recv(4096)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
@@ -489,19 +486,37 @@ def _trickling_server(stop):
     return srv.getsockname()[1], thread
 
 
-def test_an_http_check_is_bounded_as_a_whole_by_its_timeout():
+def _certificate(folder) -> tuple[str, str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test's certificate)")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.pem"],
+                   cwd=folder, check=True, capture_output=True, timeout=60)
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_http_check_is_bounded_as_a_whole_by_its_timeout(tmp_path, scheme):
+    import ssl
     import threading
 
     from auto_core import model
     from auto_core.supervisor import health
 
+    tls = None
+    if scheme == "https":
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(*_certificate(tmp_path))
     stop = threading.Event()
-    port, thread = _trickling_server(stop)
+    port, thread = _trickling_server(stop, tls)
     probing = threading.Thread()
     try:
         d = model.definition({"command": "x"})
         found: list = []
-        check = healthcheck.parse(f"http://127.0.0.1:{port}/")
+        check = healthcheck.parse(f"{scheme}://127.0.0.1:{port}/")
         probing = threading.Thread(target=lambda: found.append(health.probe(check, d, None, 1.0)), daemon=True)
         probing.start()
         wait_until(lambda: found, 5, message="the check to end at its timeout")
