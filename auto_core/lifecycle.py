@@ -102,7 +102,8 @@ class Api:
     def _held_for(name: str, procs: dict, now: float) -> list[str]:
         if not order.after_of(procs[name]):
             return []
-        return views.held_for(name, procs, lambda n: n in procs and views.view(n, procs[n], now).status == model.RUNNING)
+        return views.held_for(name, procs, lambda n: n in procs and views.view(n, procs[n], now).status == model.RUNNING,
+                              now)
 
     def snapshot(self) -> list[ProcessView]:
         """Every process, sorted by name, with its live status."""

@@ -83,19 +83,25 @@ def snapshot(data: dict, now: float) -> list[ProcessView]:
     found = {name: view(name, procs[name], now) for name in sorted(procs)}
     for name, v in found.items():
         if v.after and v.status != model.RUNNING:
-            waiting = held_for(name, procs, lambda n: found[n].status == model.RUNNING)
+            waiting = held_for(name, procs, lambda n: found[n].status == model.RUNNING, now)
             if waiting:
                 found[name] = view(name, procs[name], now, waiting)
     return list(found.values())
 
 
-def held_for(name: str, procs: dict, running: Callable[[str], bool]) -> list[str]:
+def held_for(name: str, procs: dict, running: Callable[[str], bool], now: float) -> list[str]:
     """The services a start of ``name`` waits for, as the watcher holds it (``Watcher._held``):
-    a start of start-all or apply (``ordered``), or the watcher's own start of a dead service."""
+    a start of start-all or apply (``ordered``), or the watcher's own start of a dead service
+    once its backoff is over."""
     entry = procs[name]
     req = model.request(entry)
-    if running(name) or (req is None and entry.get("explicitly_stopped")) \
-            or (req is not None and (req["op"] != model.START or not req.get("ordered"))):
+    if running(name):
+        return []
+    if req is None:
+        due = entry.get("next_restart_at")
+        if entry.get("explicitly_stopped") or (isinstance(due, (int, float)) and due > now):
+            return []
+    elif req["op"] != model.START or not req.get("ordered"):
         return []
     return order.waiting_for(name, entry, procs, running)
 

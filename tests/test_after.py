@@ -170,3 +170,24 @@ def test_a_held_start_shows_what_it_waits_for(capsys, auto_home, tmp_path, watch
     w.wait_line(r"^start app pid", 15)
     code, out, _ = auto(capsys, "ps", "--json")
     assert next(v for v in json.loads(out) if v["name"] == "app")["waiting_for"] == []
+
+
+def test_faces_see_a_start_held_as_the_watcher_holds_it():
+    from auto_core import views
+
+    now = 1000.0
+    db = {"command": "x", "health": "cmd:true", "run": "r1", "health_run": "r1", "health_state": "starting"}
+
+    def held(**app) -> list[str]:
+        procs = {"db": db, "app": dict({"command": "x", "after": ["db"]}, **app)}
+        return views.held_for("app", procs, lambda n: n == "db", now)
+
+    assert held() == ["db"]  # dead, wanted: the watcher's own start waits
+    assert held(next_restart_at=now + 5) == []  # its backoff first: a countdown, not a hold
+    assert held(next_restart_at=now - 1) == ["db"]
+    assert held(explicitly_stopped=True) == []
+    start = {"id": "a", "op": "start", "at": now}
+    assert held(explicitly_stopped=True, request=dict(start, ordered=True)) == ["db"]
+    assert held(explicitly_stopped=True, request=start) == []  # a single start is not held
+    db["health_state"] = "healthy"
+    assert held() == []
