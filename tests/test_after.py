@@ -168,8 +168,12 @@ def test_a_held_start_shows_what_it_waits_for(capsys, auto_home, tmp_path, watch
     code, _, err = auto(capsys, "update", "db", "--health", "cmd:true")
     assert code == 0, err
     w.wait_line(r"^start app pid", 15)
-    code, out, _ = auto(capsys, "ps", "--json")
-    assert next(v for v in json.loads(out) if v["name"] == "app")["waiting_for"] == []
+
+    def app_view() -> dict:
+        return next(v for v in json.loads(auto(capsys, "ps", "--json")[1]) if v["name"] == "app")
+
+    wait_until(lambda: app_view()["status"] == "running", 10, message="app's start recorded")
+    assert app_view()["waiting_for"] == []
 
 
 def test_faces_see_a_start_held_as_the_watcher_holds_it():
