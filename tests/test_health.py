@@ -386,6 +386,35 @@ def test_the_pool_grows_to_its_limit_and_reuses_idle_threads():
     wait_until(lambda: pool.threads == 0, message="the threads to end")
 
 
+def test_the_pool_grows_past_its_base_only_while_its_threads_are_stuck():
+    import threading
+
+    from auto_core.supervisor import pool as pools
+
+    pool = pools.Pool("test")
+    release, ran = threading.Event(), []
+    try:
+        for i in range(40):  # a batch of quick jobs: the base threads take them
+            pool.submit(lambda i=i: ran.append(i), limit=40)
+        wait_until(lambda: len(ran) == 40, message="the quick jobs to run")
+        assert pool.threads <= pools.BASE
+        count = pool.threads
+        stuck = [i for i in range(pools.BASE + 2)]
+        for i in stuck:
+            pool.submit(lambda i=i: (ran.append(i), release.wait(30)), limit=40)
+        wait_until(lambda: len(ran) == 40 + pools.BASE, message="the base threads to take a job each")
+        began = time.monotonic()
+        while time.monotonic() - began < pools.STUCK * 3 and len(ran) < 40 + len(stuck):
+            pool.grow(40)  # as the watcher's passes do
+            time.sleep(0.05)
+        assert len(ran) == 40 + len(stuck), (count, pool.threads)
+        assert time.monotonic() - began >= pools.STUCK * 0.9  # not before the others were stuck
+    finally:
+        release.set()
+        pool.close()
+    wait_until(lambda: pool.threads == 0, message="the threads to end")
+
+
 @pytest.mark.slow
 def test_a_changed_check_starts_over_and_a_removed_one_leaves_no_state(capsys, auto_home, tmp_path, watcher):
     from auto_core import order

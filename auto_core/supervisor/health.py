@@ -1,8 +1,8 @@
 """Health checks, run by the watcher beside its loop (``--health``).
 
 The loop never waits for a check: each runs in a thread pool (``pool.Pool``), started with the
-first service that has a check (none otherwise) and grown up to a thread per such service
-(``WORKERS`` at most), one check per service at a time, each bounded by its timeout (a socket
+first service that has a check (none otherwise) and grown while its threads are stuck on
+checks that hang, up to a thread per such service (``WORKERS`` at most), one check per service at a time, each bounded by its timeout (a socket
 timeout; a command's process group is killed). A result goes into a queue and a byte into a pipe that the death notifier watches (``add_waker``), so it wakes the
 loop at once. The loop (``Checks.tick``) schedules the checks, takes the results, and decides:
 
@@ -37,10 +37,10 @@ from auto_core import healthcheck, model
 from auto_core.healthcheck import HEALTHY, STARTING, UNHEALTHY, Check
 from auto_core.store import environ
 from auto_core.store.paths import Home
-from auto_core.supervisor.pool import Pool
+from auto_core.supervisor.pool import STUCK, Pool
 from auto_core.supervisor.runs import Service
 
-WORKERS = 32  # checks at once at most: beyond as many services, a hanging one holds another's
+WORKERS = 32  # checks at once at most: beyond as many hanging ones, one holds another's
 BATCH = 0.25  # a check due within this (and 5 % of its interval) runs with one due now
 STARTING_PACE = 1.0  # seconds between checks until the first success (at most the interval)
 
@@ -328,7 +328,8 @@ class Checks:
                 except OSError:
                     pass  # full: a wake is pending
 
-        # A thread per service with a check at most: one whose check hangs holds no other's.
+        # A thread per service with a check at most: one whose check hangs holds no other's
+        # for long.
         self._pool.submit(job, min(len(self.trackers), WORKERS))
 
     def tick(self, entries: dict[str, dict], runs: dict[str, tuple[str, float] | None]) -> float | None:
@@ -366,6 +367,11 @@ class Checks:
                 self._submit(name, tracker)
             nearest = tracker.due if nearest is None else min(nearest, tracker.due)
         self._taken_over = False
+        if self._pool is not None:  # checks stuck since the last pass: threads for the others
+            self._pool.grow(min(len(self.trackers), WORKERS))
+            if self._pool.waiting:  # looked at again soon, whatever else wakes the loop
+                soon = now + STUCK
+                nearest = soon if nearest is None else min(nearest, soon)
         return nearest
 
     def _track(self, name: str, entry: dict, key: str, started_at: float, now: float) -> Tracker | None:
