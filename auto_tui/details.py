@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Static
 
 from auto_core import humanize
 from auto_core.humanize import countdown, duration
@@ -28,6 +28,7 @@ from auto_core.views import describe_exit
 from auto_tui.facts import SPAN
 from auto_tui.rows import is_up, status_label, waiting_for
 from auto_tui.screens import footer
+from auto_tui.spark import ZeroSparkline
 
 STRIP = 30  # runs in the strip of blocks
 LISTED = 5  # runs described in words
@@ -152,8 +153,8 @@ def runs_text(lines: list[RunLine], listed: int = LISTED) -> Text:
 
 
 def usage_text(points: list[float], now_text: Callable[[float], str]) -> str:
-    if not points:
-        return "no samples"
+    if len(points) < 2:  # one point is no line yet: the sparkline stays blank too
+        return "no samples yet"
     return f"{now_text(points[-1])} (max {now_text(max(points))})"
 
 
@@ -189,7 +190,7 @@ class DetailsScreen(ModalScreen[None]):
             for key, label in (("cpu", "cpu %"), ("mem", "memory")):
                 with Horizontal(classes="usage"):
                     yield Static(label, classes="key")
-                    yield Sparkline([], id=f"{key}-spark")
+                    yield ZeroSparkline([], id=f"{key}-spark")
                     yield Static("", id=f"{key}-now", classes="now")
             yield Label("Runs", classes="section")
             yield Static("reading the logs...", id="runs")
@@ -208,8 +209,8 @@ class DetailsScreen(ModalScreen[None]):
             body = details_table(view, self.log_path, self.clock(), waiting_for(view, views), not_up)
             self.query_one("#details-body", Static).update(body)
             cpu, mem = usage
-            self.query_one("#cpu-spark", Sparkline).data = cpu
-            self.query_one("#mem-spark", Sparkline).data = mem
+            self.query_one("#cpu-spark", ZeroSparkline).data = cpu
+            self.query_one("#mem-spark", ZeroSparkline).data = mem
             self.query_one("#cpu-now", Static).update(usage_text(cpu, lambda v: f"{v:.1f}"))
             self.query_one("#mem-now", Static).update(usage_text(mem, lambda v: humanize.size(int(v))))
         except NoMatches:
