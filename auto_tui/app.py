@@ -599,7 +599,8 @@ class AutoApp(App[int]):
             pane = self.query_one(LogPane)
             shown = str(pane.path) if pane.path and pane.name_shown == view.name else None
             self.push_screen(DetailsScreen(view, shown, self.clock, runs_of=self._runs_of,
-                                           usage=self.history.series(view.name), others=lambda: self.views))
+                                           usage=self.history.series(view.name), others=lambda: self.views,
+                                           run_verb=self.run_verb))
 
     # --- view actions ----------------------------------------------------------------------
 

@@ -162,7 +162,8 @@ class DetailsScreen(ModalScreen[None]):
     """The full definition and runtime state of one process; ``update`` brings it up to date
     (the app calls it with each refresh)."""
 
-    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+    # r restarts it here too: the "changed" row says a restart applies the new definition.
+    BINDINGS = [Binding("escape,enter,q", "close", "Close"), Binding("r", "restart", "Restart")]
 
     class RunsRead(Message):
         def __init__(self, text: Text) -> None:
@@ -172,7 +173,8 @@ class DetailsScreen(ModalScreen[None]):
     def __init__(self, view: ProcessView, log_path: str | None, clock: Callable[[], float] = time.time,
                  runs_of: Callable[[str], list[logs.Run]] | None = None,
                  usage: tuple[list[float], list[float]] = ([], []),
-                 others: Callable[[], Mapping[str, ProcessView]] = dict) -> None:
+                 others: Callable[[], Mapping[str, ProcessView]] = dict,
+                 run_verb: Callable[[str, str], None] | None = None) -> None:
         super().__init__()
         self.view = view
         self.others = others  # every process's view now: what it starts after, up or not
@@ -180,6 +182,7 @@ class DetailsScreen(ModalScreen[None]):
         self.clock = clock
         self.runs_of = runs_of
         self.usage = usage
+        self.run_verb = run_verb  # the app's: the keys' and the command palette's way to act
         self._runs_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
@@ -236,6 +239,10 @@ class DetailsScreen(ModalScreen[None]):
     @on(RunsRead)
     def _runs_read(self, message: RunsRead) -> None:
         self.query_one("#runs", Static).update(message.text)
+
+    def action_restart(self) -> None:
+        if self.run_verb is not None:
+            self.run_verb("restart", self.view.name)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -387,8 +387,11 @@ async def test_a_row_marks_a_definition_changed_since_its_run_started_and_r_appl
         details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
         body = shown(details.query_one("#details-body"))
         assert f"port {second} since it started: a restart (r) applies it" in " ".join(body.split())
+        await pilot.press("r")  # as it says, right there
+        await until(pilot, lambda: entry(home, "web")["started_with"]["port"] == second, message="the restart")
+        await until(pilot, lambda: "since it started" not in shown(details.query_one("#details-body")),
+                    message="the changed row gone from the details")
+        assert app.screen is details
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
-        await pilot.press("r")
-        await until(pilot, lambda: entry(home, "web")["started_with"]["port"] == second, message="the restart")
         await until(pilot, lambda: cell(app, "web", "status") == "running", message="the marker gone")
