@@ -1,6 +1,6 @@
 """The details screen: one process's definition and runtime state, its CPU and memory over the
-last few minutes (sparklines of the samples the table's refresh takes anyway) and its recent
-runs (when each began, how long it lasted, how it ended)."""
+current run's last few minutes (sparklines of the samples the table's refresh takes anyway) and
+its recent runs (when each began, how long it lasted, how it ended)."""
 
 from __future__ import annotations
 
@@ -189,7 +189,8 @@ class DetailsScreen(ModalScreen[None]):
         with VerticalScroll(id="dialog", classes="details"):
             yield Label(f"Details: {self.view.name}", id="details-title")
             yield Static(id="details-body")
-            yield Label(f"CPU and memory, last {duration(SPAN)}", classes="section")
+            # A run's own: each run starts a new history, and a stopped one has none.
+            yield Label(f"CPU and memory, this run (at most the last {duration(SPAN)})", classes="section")
             for key, label in (("cpu", "cpu %"), ("mem", "memory")):
                 with Horizontal(classes="usage"):
                     yield Static(label, classes="key")
@@ -211,11 +212,12 @@ class DetailsScreen(ModalScreen[None]):
             not_up = [n for n in view.after if n not in views or not is_up(views[n])]
             body = details_table(view, self.log_path, self.clock(), waiting_for(view, views), not_up)
             self.query_one("#details-body", Static).update(body)
-            cpu, mem = usage
+            alive = view.status == RUNNING
+            cpu, mem = usage if alive else ([], [])  # not the last run's samples: it is over
             self.query_one("#cpu-spark", ZeroSparkline).data = cpu
             self.query_one("#mem-spark", ZeroSparkline).data = mem
-            self.query_one("#cpu-now", Static).update(usage_text(cpu, lambda v: f"{v:.1f}"))
-            self.query_one("#mem-now", Static).update(usage_text(mem, lambda v: humanize.size(int(v))))
+            self.query_one("#cpu-now", Static).update(usage_text(cpu, lambda v: f"{v:.1f}") if alive else "-")
+            self.query_one("#mem-now", Static).update(usage_text(mem, lambda v: humanize.size(int(v))) if alive else "-")
         except NoMatches:
             return  # closing
         key = (view.log_path, view.status, view.restarts, view.pid, int(self.clock() // RUNS_EVERY))

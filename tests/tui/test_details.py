@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import shown, until
+from conftest import cell, running, shown, until
 from textual.app import App
 
 import auto_tui
@@ -53,3 +53,25 @@ async def test_one_sample_draws_no_bar_and_says_no_samples_yet():
                         message=f"{key}: no samples yet")
             spark = details.query_one(f"#{key}-spark")
             assert spark.size.width > 10 and shown(spark).strip() == "", shown(spark)
+
+
+async def test_the_samples_are_this_run_s_and_a_stopped_service_shows_none(home, tmp_path, quiet_api):
+    """While it runs, its samples since it started; once stopped, "-" (not the last run's values)."""
+    from auto_tui.app import AutoApp
+    from auto_tui.facts import History
+
+    quiet_api.add("idle", "sleep 300", workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path), history=History(step=0))
+    async with running(app, (120, 36)) as pilot:
+        await until(pilot, lambda: cell(app, "idle", "status") == "running")
+        await pilot.press("enter")
+        details = await until(pilot, lambda: isinstance(app.screen, DetailsScreen) and app.screen)
+        assert "CPU and memory, this run" in shown(details.query_one(".section"))
+        await until(pilot, lambda: shown(details.query_one("#mem-now")).strip().endswith(")"),
+                    message="the memory of the running service")
+        assert shown(details.query_one("#mem-spark")).strip()
+        quiet_api.stop(["idle"])
+        for key in ("cpu", "mem"):
+            await until(pilot, lambda k=key: shown(details.query_one(f"#{k}-now")).strip() == "-",
+                        message=f"{key}: - once stopped")
+            assert shown(details.query_one(f"#{key}-spark")).strip() == ""
