@@ -50,15 +50,26 @@ def name_style(name: str) -> str:
     return NAME_STYLES[zlib.crc32(name.encode()) % len(NAME_STYLES)]
 
 
+# The widest the all-services view's name column gets: a name may have 64 characters, which
+# would leave an 80-column pane no room for the line. Longer names are cut with "…".
+NAME_WIDTH = 16
+
+
+def name_width(names: list[str]) -> int:
+    """The name column's width for ``names``: the longest, at most ``NAME_WIDTH``."""
+    return min(NAME_WIDTH, max(map(len, names), default=0))
+
+
 def render_pair(item: tuple[str, str] | Divider, width: int) -> Entry:
-    """A line of the all-services view: ``name | line``, the name padded to ``width`` and in
-    its own colour."""
+    """A line of the all-services view: ``name | line``, the name padded or cut to ``width``
+    and in its own colour (the search still finds the whole name)."""
     if isinstance(item, Divider):
         return render_line(item)
     name, line = item
     lowered, text = render_line(line)
-    prefix = f"{name:<{width}} │ "
-    return prefix.lower() + lowered, Text.assemble((prefix, name_style(name)), text)
+    shown = name if len(name) <= width else name[: max(0, width - 1)] + "…"
+    prefix = f"{shown:<{width}} │ "
+    return f"{name} │ ".lower() + lowered, Text.assemble((prefix, name_style(name)), text)
 
 
 class TailMessage(Message):
@@ -282,12 +293,11 @@ class LogPane(Vertical, can_focus=False):
 
     @work(thread=True, group="tail", exit_on_error=False)
     def _tail_merged(self, generation: int, stop: threading.Event, ready: threading.Event) -> None:
-        width = 0  # of the name column: grows with the longest name seen, never shrinks
+        width = 0  # of the name column: grows with the longest name seen, up to NAME_WIDTH
 
         def render(names: list[str], items: list[tuple[str, str] | Divider]) -> list[Entry]:
             nonlocal width
-            width = max([width, *map(len, names),
-                         *(len(item[0]) for item in items if not isinstance(item, Divider))])
+            width = max(width, name_width([*names, *(item[0] for item in items if not isinstance(item, Divider))]))
             self.merged_count = len(names)
             return [render_pair(item, width) for item in items]
 

@@ -341,6 +341,25 @@ async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp
         assert all("│" not in t for t in pane_text(app))
 
 
+async def test_L_cuts_a_long_name_so_the_lines_stay_in_view(home, tmp_path, quiet_api):
+    """A name may have 64 characters: the name column stops at 16 (cut with "…"), so an
+    80-column pane still shows the lines; the search finds the whole name."""
+    long = "nightly-report-export-" + "x" * 42
+    assert len(long) == 64
+    for name in (long, "web"):
+        quiet_api.add(name, f"echo {name[:3]}-said-hello; exec sleep 300", workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with running(app, (80, 24)) as pilot:
+        pane, view = app.query_one(LogPane), app.query_one(LogView)
+        await until(pilot, lambda: cell(app, "web", "status") == "running", message="both rows")
+        await pilot.press("L")
+        await until(pilot, lambda: pane.merged and f"{long[:15]}… │ nig-said-hello" in shown(view)
+                    and f"{'web':<16} │ web-said-hello" in shown(view), message="both lines in view")
+        await pilot.press("tab", "/", *long[-20:])  # past the cut
+        await until(pilot, lambda: "nig-said-hello" in shown(view) and "web-said-hello" not in shown(view),
+                    message="the search by the whole name")
+
+
 def test_a_name_has_the_same_colour_as_in_auto_log():
     from auto_core.cmdline import logcli
     from auto_tui import logpane
