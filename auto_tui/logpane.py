@@ -15,7 +15,10 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
+from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,11 +32,18 @@ from auto_core.logtree import logs
 from auto_tui.tail import Divider, Merger, run_merged, run_tail
 
 OPEN_LINES = 100  # shown when a log is opened: a few screens' worth, cheap to render
-Entry = tuple[str, Text]  # (lower-cased plain text for filtering, rendered line)
 # `auto log`'s colours for process names (SGR codes), in its order: a process has the same
 # colour in both. As Rich colours: 31 to 36 are standard colours 1 to 6, 91 to 96 bright 9 to 14.
 PALETTE = ("36", "33", "32", "35", "31", "34", "96", "93", "92", "95", "91", "94")
 NAME_STYLES = tuple(f"bold color({int(c) - 30 if int(c) < 90 else int(c) - 82})" for c in PALETTE)
+
+
+class Entry(NamedTuple):
+    """A line of the pane."""
+
+    lowered: str  # its plain text, lower-cased, for the search
+    text: Text  # as drawn
+    indent: int = 0  # a wrapped line's continuations start here (the all-services view's text column)
 
 
 def render_line(item: str | Divider) -> Entry:
@@ -42,7 +52,7 @@ def render_line(item: str | Divider) -> Entry:
     else:
         text = Text.from_ansi(logs.sanitize(item, keep_sgr=True), end="")
         text.expand_tabs()
-    return text.plain.lower(), text
+    return Entry(text.plain.lower(), text)
 
 
 def name_style(name: str) -> str:
@@ -66,10 +76,23 @@ def render_pair(item: tuple[str, str] | Divider, width: int) -> Entry:
     if isinstance(item, Divider):
         return render_line(item)
     name, line = item
-    lowered, text = render_line(line)
+    line_entry = render_line(line)
     shown = name if len(name) <= width else name[: max(0, width - 1)] + "…"
     prefix = f"{shown:<{width}} │ "
-    return f"{name} │ ".lower() + lowered, Text.assemble((prefix, name_style(name)), text)
+    return Entry(f"{name} │ ".lower() + line_entry.lowered,
+                 Text.assemble((prefix, name_style(name)), line_entry.text), len(prefix))
+
+
+def wrapped(entry: Entry) -> RenderableType:
+    """``entry`` as drawn with wrapping on: its continuations under its text, not under its
+    name (a grid of the prefix and the text: Rich's Text has no hanging indent)."""
+    if not entry.indent:
+        return entry.text
+    grid = Table.grid()
+    grid.add_column(width=entry.indent, no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row(entry.text[: entry.indent], entry.text[entry.indent :])
+    return grid
 
 
 class TailMessage(Message):
@@ -362,9 +385,9 @@ class LogPane(Vertical, can_focus=False):
     def _write(self, entries: list[Entry]) -> None:
         self.entries.extend(entries)
         # Only the last max_lines can stay in the widget: skip rendering the rest.
-        for lowered, text in entries[-self.max_lines :]:
-            if self._matches(lowered):
-                self.view.write(text, scroll_end=self.follow)
+        for entry in entries[-self.max_lines :]:
+            if self._matches(entry.lowered):
+                self.view.write(self._drawn(entry), scroll_end=self.follow)
 
     # --- follow and search ---------------------------------------------------------------
 
@@ -399,14 +422,18 @@ class LogPane(Vertical, can_focus=False):
     def _scrolled_up(self) -> None:
         self.follow = False
 
+    def _drawn(self, entry: Entry) -> RenderableType:
+        # Unwrapped, the Text itself: RichLog lets only a Text run past the pane's edge.
+        return wrapped(entry) if self.wrap else entry.text
+
     def _matches(self, lowered: str) -> bool:
         return not self.query_text or self.query_text.lower() in lowered
 
     def _refilter(self) -> None:
         self.view.clear()
-        for lowered, text in self.entries:
-            if self._matches(lowered):
-                self.view.write(text, scroll_end=False)
+        for entry in self.entries:
+            if self._matches(entry.lowered):
+                self.view.write(self._drawn(entry), scroll_end=False)
         if self.follow:
             self.view.scroll_end(animate=False)
         self._set_title()

@@ -78,7 +78,7 @@ async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
         await until(pilot, lambda: cell(app, "api", "pid") == str(pid))
         assert not app.query_one("#empty").display
         pane = app.query_one("#logpane")
-        await until(pilot, lambda: any("hello-from-api" in t.plain for _, t in pane.entries), message="log line")
+        await until(pilot, lambda: any("hello-from-api" in e.text.plain for e in pane.entries), message="log line")
 
 
 async def test_add_form_at_80x24_shows_each_error_by_its_field_then_saves(home, tmp_path):

@@ -19,7 +19,7 @@ SIZE = (120, 36)
 
 
 def pane_text(app) -> list[str]:
-    return [text.plain for _, text in app.query_one(LogPane).entries]
+    return [e.text.plain for e in app.query_one(LogPane).entries]
 
 
 def recorder(emit):
@@ -154,7 +154,7 @@ async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_pat
     async with running(app, SIZE) as pilot:
         await until(pilot, lambda: any("red alert" in t for t in pane_text(app)), message="coloured line")
         pane = app.query_one(LogPane)
-        red = next(t for _, t in pane.entries if "red alert" in t.plain)
+        red = next(e.text for e in pane.entries if "red alert" in e.text.plain)
         assert red.plain == "red alert plain"
         # rendered as colour (ANSI red is standard colour 1), not as text
         assert [(sp.start, sp.end, sp.style.color.number) for sp in red.spans] == [(0, 9, 1)]
@@ -334,7 +334,7 @@ async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp
         ours = [t for t in pane_text(app) if re.search(r"│ \w+-line-\d$", t)]
         assert ours == ["beta  │ beta-line-1", "alpha │ alpha-line-1", "alpha │ alpha-line-2", "beta  │ beta-line-2"]
         for name in ("alpha", "beta"):
-            text = next(t for _, t in pane.entries if t.plain.startswith(f"{name} "))
+            text = next(e.text for e in pane.entries if e.text.plain.startswith(f"{name} "))
             assert text.spans[0].style == name_style(name) and text.spans[0].end == len("alpha │ ")
         await pilot.press("L")
         await until(pilot, lambda: not pane.merged and pane.path == logs_of["alpha"], message="alpha's log again")
@@ -358,6 +358,28 @@ async def test_L_cuts_a_long_name_so_the_lines_stay_in_view(home, tmp_path, quie
         await pilot.press("tab", "/", *long[-20:])  # past the cut
         await until(pilot, lambda: "nig-said-hello" in shown(view) and "web-said-hello" not in shown(view),
                     message="the search by the whole name")
+
+
+async def test_L_with_w_indents_a_wrapped_line_under_its_text(home, tmp_path, quiet_api):
+    """Wrapped in the all-services view, a line's continuations start under its text, so the
+    name column stays clear; unwrapped, the line runs past the edge as before."""
+    # The line ends in "x-42", which its command (in the run's header line) does not have.
+    quiet_api.add("web", "echo start-$(printf 'x%.0s' $(seq 150))-$((40 + 2)); exec sleep 300", workdir=str(tmp_path))
+    app = AutoApp(home=home, poll_interval=0.1, cwd=str(tmp_path))
+    async with running(app, (80, 24)) as pilot:
+        pane, view = app.query_one(LogPane), app.query_one(LogView)
+        await until(pilot, lambda: cell(app, "web", "status") == "running", message="the row")
+        await pilot.press("L")
+        await until(pilot, lambda: pane.merged and "web │ start-x" in shown(view), message="the merged view")
+        assert "x-42" not in shown(view)
+        await pilot.press("w")
+        await until(pilot, lambda: "x-42" in shown(view), message="the line wrapped")
+        lines = shown(view).splitlines()
+        last = next(i for i, line in enumerate(lines) if "x-42" in line)
+        first = max(i for i, line in enumerate(lines[:last]) if line.startswith("web │"))
+        assert lines[first].startswith("web │ start-x"), lines[first : last + 1]
+        for line in lines[first + 1 : last + 1]:
+            assert re.match(r" {6}x", line), lines[first : last + 1]  # under "start-", after "web │ "
 
 
 def test_a_name_has_the_same_colour_as_in_auto_log():

@@ -134,7 +134,7 @@ def test_log_pane_focused_and_paused(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
         await pilot.press("down", "down", "down", "down", "down")  # web
-        await until(pilot, lambda: any("vite" in t.plain for _, t in pilot.app.query_one("#logpane").entries),
+        await until(pilot, lambda: any("vite" in e.text.plain for e in pilot.app.query_one("#logpane").entries),
                     message="web's log in the pane")
         await pilot.press("tab", "f")
 
@@ -147,7 +147,7 @@ def test_every_log_merged_with_coloured_names(snap_compare, logs, size):
         await settled()(pilot)
         await pilot.press("L")
         pane = pilot.app.query_one("#logpane")
-        await until(pilot, lambda: pane.merged and any(t.plain.startswith("web ") for _, t in pane.entries),
+        await until(pilot, lambda: pane.merged and any(e.text.plain.startswith("web ") for e in pane.entries),
                     message="both logs in the merged view")
 
     assert snap_compare(make_app(VIEWS, logs), run_before=run_before, terminal_size=size)
