@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import cell, running, shown, until
 from helpers import read_state, wait_until
 
@@ -44,6 +45,44 @@ def collect_tail(path_box, max_lines=5):
     thread = threading.Thread(target=run_tail, args=(lambda: path_box[0], stop, ready, *recorder(emit), max_lines, 0.02))
     thread.start()
     return events, stop, thread
+
+
+@pytest.fixture
+def held_tail():
+    """``start(tail, source)`` runs ``tail`` (``run_tail`` or ``run_merged``) over ``source`` in
+    a thread with a max of 50 lines, and returns ``(events, release)``: its consumer records
+    each call in ``events`` and holds the thread in each batch of new lines until
+    ``release`` is set (so a writer can run far ahead). The thread is ended afterwards."""
+    events: list = []
+    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
+    ready.set()
+    threads: list[threading.Thread] = []
+
+    def emit(kind, payload):
+        events.append((kind, payload))
+        if kind == "lines":
+            release.wait(10)  # the tail thread is held here while the writer runs ahead
+        ready.set()
+
+    def start(tail, source):
+        thread = threading.Thread(target=tail, args=(source, stop, ready, *recorder(emit), 50, 0.02))
+        threads.append(thread)
+        thread.start()
+        return events, release
+
+    yield start
+    release.set()
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def flood(path: Path) -> None:
+    """More than MAX_BEHIND of output at once, then a line ``last``."""
+    with open(path, "ab") as fh:
+        fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
+        fh.write(b"last\n")
 
 
 def test_tail_opens_at_the_end_follows_and_switches_files(tmp_path):
@@ -101,43 +140,24 @@ def test_tail_coalesces_while_the_consumer_is_busy(tmp_path):
         thread.join(5)
 
 
-def test_tail_far_behind_the_writer_skips_with_a_divider_that_is_never_dropped(tmp_path):
+def test_tail_far_behind_the_writer_skips_with_a_divider_that_is_never_dropped(tmp_path, held_tail):
     """The pane's follower skips what lies more than MAX_BEHIND behind the writer, and says so in
     a divider that coalescing keeps (the lines after it are capped as usual)."""
     log = tmp_path / "fast.log"
     log.write_text("")
-    events: list = []
-    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
-    ready.set()
-
-    def emit(kind, payload):
-        events.append((kind, payload))
-        if kind == "lines":
-            release.wait(10)  # the tail thread is held here while the writer runs ahead
-        ready.set()
-
-    thread = threading.Thread(target=run_tail, args=(lambda: log, stop, ready, *recorder(emit), 50, 0.02))
-    thread.start()
-    try:
-        wait_until(lambda: events, message="open")
-        with open(log, "ab") as fh:
-            fh.write(b"first\n")
-        wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
-        with open(log, "ab") as fh:
-            fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
-            fh.write(b"last\n")
-        release.set()
-        wait_until(lambda: "last" in events[-1][1], message="the end of the output")
-        items = [item for _, batch in events[2:] for item in batch]
-        skips = [i for i in items if isinstance(i, Divider) and i.text.startswith("skipped ")]
-        assert len(skips) == 1, items[:3]
-        assert re.fullmatch(rf"skipped \d+\.\d MB \([\d,]+ lines\) of output; see {re.escape(str(log))}", skips[0].text)
-        assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, str)]) <= 50
-    finally:
-        release.set()
-        stop.set()
-        thread.join(5)
-    assert not thread.is_alive()
+    events, release = held_tail(run_tail, lambda: log)
+    wait_until(lambda: events, message="open")
+    with open(log, "ab") as fh:
+        fh.write(b"first\n")
+    wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
+    flood(log)
+    release.set()
+    wait_until(lambda: "last" in events[-1][1], message="the end of the output")
+    items = [item for _, batch in events[2:] for item in batch]
+    skips = [i for i in items if isinstance(i, Divider) and i.text.startswith("skipped ")]
+    assert len(skips) == 1, items[:3]
+    assert re.fullmatch(rf"skipped \d+\.\d MB \([\d,]+ lines\) of output; see {re.escape(str(log))}", skips[0].text)
+    assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, str)]) <= 50
 
 
 async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_path, quiet_api):
@@ -391,7 +411,7 @@ def test_a_name_has_the_same_colour_as_in_auto_log():
     assert logpane.name_style("api") == "bold color(11)"  # SGR 93 (bright yellow), as auto log
 
 
-def test_merged_tail_far_behind_one_writer_skips_with_a_named_divider(tmp_path):
+def test_merged_tail_far_behind_one_writer_skips_with_a_named_divider(tmp_path, held_tail):
     """In the all-processes view too, a process's follower skips what lies more than MAX_BEHIND
     behind its writer; the divider names the process and coalescing keeps it."""
     from auto_core.logtree import merge
@@ -400,34 +420,15 @@ def test_merged_tail_far_behind_one_writer_skips_with_a_named_divider(tmp_path):
     for path in files.values():
         path.write_text("")
     merged = merge.Merged(lambda: sorted(files), files.get, files.get, max_behind=MAX_BEHIND)
-    events: list = []
-    stop, ready, release = threading.Event(), threading.Event(), threading.Event()
-    ready.set()
-
-    def emit(kind, payload):
-        events.append((kind, payload))
-        if kind == "lines":
-            release.wait(10)  # the tail thread is held here while the writer runs ahead
-        ready.set()
-
-    thread = threading.Thread(target=run_merged, args=(merged, stop, ready, *recorder(emit), 50, 0.02))
-    thread.start()
-    try:
-        wait_until(lambda: events, message="open")
-        with open(files["slow"], "ab") as fh:
-            fh.write(b"slow one\n")
-        wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
-        with open(files["fast"], "ab") as fh:
-            fh.write(b"".join(b"line %07d %s\n" % (i, b"." * 80) for i in range(MAX_BEHIND // 90 + 10_000)))
-            fh.write(b"last\n")
-        release.set()
-        wait_until(lambda: ("fast", "last") in events[-1][1][1], message="the end of the output")
-        items = [item for _, (_, batch) in events[2:] for item in batch]
-        skips = [i for i in items if isinstance(i, Divider) and "skipped" in i.text]
-        assert len(skips) == 1 and skips[0].text.startswith("fast: skipped "), items[:3]
-        assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, tuple)]) <= 50
-    finally:
-        release.set()
-        stop.set()
-        thread.join(5)
-    assert not thread.is_alive()
+    events, release = held_tail(run_merged, merged)
+    wait_until(lambda: events, message="open")
+    with open(files["slow"], "ab") as fh:
+        fh.write(b"slow one\n")
+    wait_until(lambda: len(events) == 2, message="the first batch, held in emit")
+    flood(files["fast"])
+    release.set()
+    wait_until(lambda: ("fast", "last") in events[-1][1][1], message="the end of the output")
+    items = [item for _, (_, batch) in events[2:] for item in batch]
+    skips = [i for i in items if isinstance(i, Divider) and "skipped" in i.text]
+    assert len(skips) == 1 and skips[0].text.startswith("fast: skipped "), items[:3]
+    assert items.index(skips[0]) == 0 and len([i for i in items if isinstance(i, tuple)]) <= 50
