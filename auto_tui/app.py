@@ -36,7 +36,7 @@ from auto_tui.details import DetailsScreen
 from auto_tui.facts import History, Sampler
 from auto_tui.feedback import in_tui_words, summary
 from auto_tui.logpane import LogPane, LogView
-from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit, waiting_for
+from auto_tui.rows import COLUMN_KEYS, COLUMNS, cells, content_widths, fit
 from auto_tui.screens import ConfirmScreen, HelpScreen, ProcessForm
 from auto_tui.tail import MAX_BEHIND
 
@@ -278,7 +278,7 @@ class AutoApp(App[int]):
         except Exception:
             facts = {}
         now = self.clock()
-        rows = {name: cells(v, facts.get(v.pid) if v.pid else None, now, waiting_for(v, views))
+        rows = {name: cells(v, facts.get(v.pid) if v.pid else None, now)
                 for name, v in views.items()}
         self.history.add({name: (v.pid, v.create_time, facts[v.pid]) for name, v in views.items()
                           if v.pid and v.pid in facts})

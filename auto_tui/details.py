@@ -26,7 +26,7 @@ from auto_core.logtree import logs, runends
 from auto_core.model import RUNNING, ProcessView
 from auto_core.views import describe_exit
 from auto_tui.facts import SPAN
-from auto_tui.rows import is_up, status_label, waiting_for
+from auto_tui.rows import is_up, status_label
 from auto_tui.screens import footer
 from auto_tui.spark import ZeroSparkline
 
@@ -52,11 +52,11 @@ def health_rows(view: ProcessView, not_up: list[str], now: float) -> list[tuple[
 
 
 def details_table(view: ProcessView, log_path: str | None, now: float,
-                  waiting: list[str] | None = None, not_up: list[str] | None = None) -> Table:
+                  not_up: list[str] | None = None) -> Table:
     """Everything known about one process as ``key  value`` rows; a long value (a path, a
-    command) wraps under itself, never under the keys. ``waiting``: the services its start
-    waits for; ``not_up``: those it comes after that are not up."""
-    label, _ = status_label(view, now, waiting)
+    command) wraps under itself, never under the keys. ``not_up``: the services it comes
+    after that are not up."""
+    label, _ = status_label(view, now)
     last = view.last_exit or {}
     exit_text = describe_exit(view.last_exit)
     if isinstance(last.get("at"), (int, float)):
@@ -210,7 +210,7 @@ class DetailsScreen(ModalScreen[None]):
         try:
             views = self.others()
             not_up = [n for n in view.after if n not in views or not is_up(views[n])]
-            body = details_table(view, self.log_path, self.clock(), waiting_for(view, views), not_up)
+            body = details_table(view, self.log_path, self.clock(), not_up)
             self.query_one("#details-body", Static).update(body)
             alive = view.status == RUNNING
             cpu, mem = usage if alive else ([], [])  # not the last run's samples: it is over

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from rich.cells import cell_len
 from rich.text import Text
 
-from auto_core import humanize, order
+from auto_core import humanize
 from auto_core.humanize import countdown, duration
 from auto_core.model import DEAD, RUNNING, STOPPED, ProcessView
 from auto_tui.facts import Facts
@@ -36,30 +36,11 @@ def is_up(view: ProcessView) -> bool:
     return view.status == RUNNING and (view.health_check is None or view.health == "healthy")
 
 
-def waiting_for(view: ProcessView, views: Mapping[str, ProcessView]) -> list[str]:
-    """The services a start of ``view`` waits for (``--after``), as the watcher holds it: the
-    ones it comes after that are wanted (not stopped, or asked to start) and not up. Only
-    for a start the watcher has not made yet: a due restart or a start request."""
-    if view.status == RUNNING or view.pending in STOPS:
-        return []
-    due = view.pending in ("start", "restart") or (view.status == DEAD and view.next_restart_in_s == 0.0)
-    if not due:
-        return []
-    waiting = []
-    for name in view.after:
-        dep = views.get(name)
-        if dep is None or (dep.status == STOPPED and dep.pending is None) or order.reaches(
-                lambda n: tuple(views[n].after) if n in views else (), name, view.name):
-            continue  # gone, stopped by the user, or a cycle a hand edit made: holds nothing
-        if not is_up(dep):
-            waiting.append(name)
-    return waiting
-
-
-def status_label(view: ProcessView, now: float, waiting: list[str] | None = None) -> tuple[str, str]:
+def status_label(view: ProcessView, now: float) -> tuple[str, str]:
     """The status text and its style key (``waiting`` = dead with a restart scheduled;
     ``stopping``/``starting`` = a request the watcher has not answered yet; ``held`` = a
-    start waiting for the services it comes after, ``waiting``). A running service with a
+    start waiting for the services it comes after, ``view.waiting_for``, as the core tells
+    it). A running service with a
     health check is ``starting`` until the check first passes and ``unhealthy`` once it
     fails; healthy, it is ``running`` like one without a check."""
     if view.status == RUNNING:
@@ -72,6 +53,7 @@ def status_label(view: ProcessView, now: float, waiting: list[str] | None = None
         if view.health in ("starting", "unhealthy"):
             return view.health, view.health
         return "running", RUNNING
+    waiting = view.waiting_for
     if waiting:
         more = f" +{len(waiting) - 1}" if len(waiting) > 1 else ""
         return f"waiting for {waiting[0]}{more}", "held"
@@ -82,10 +64,9 @@ def status_label(view: ProcessView, now: float, waiting: list[str] | None = None
     return view.status, view.status
 
 
-def cells(view: ProcessView, facts: Facts | None, now: float, waiting: list[str] | None = None) -> tuple:
-    """One row's cells in ``COLUMN_KEYS`` order (``waiting``: see ``waiting_for``). Equal
-    inputs give equal tuples (cheap diffs)."""
-    label, style = status_label(view, now, waiting)
+def cells(view: ProcessView, facts: Facts | None, now: float) -> tuple:
+    """One row's cells in ``COLUMN_KEYS`` order. Equal inputs give equal tuples (cheap diffs)."""
+    label, style = status_label(view, now)
     cpu = "-" if facts is None or facts.cpu is None else f"{facts.cpu:.1f}"
     mem = humanize.size(facts.rss) if facts is not None else "-"
     status = Text(label, style=STYLES.get(style, ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from auto_core.lifecycle import Outcome
 from auto_core.model import ProcessView
 from auto_tui.feedback import summary
-from auto_tui.rows import STYLES, cells, content_widths, fit, status_label, waiting_for
+from auto_tui.rows import STYLES, cells, content_widths, fit, status_label
 
 NOW = 1_790_000_000.0
 
@@ -63,23 +63,11 @@ def test_a_running_service_with_a_check_reads_running_only_once_healthy():
     assert status_label(view(health="unhealthy", pending="stop", **check), NOW)[0] == "stopping"
 
 
-def test_a_start_waits_for_what_it_comes_after_that_is_wanted_and_not_up():
-    views = {v.name: v for v in (
-        view("running", "db", health_check="port", health="starting"),
-        view("running", "cache"),  # no check: running is up
-        view("stopped", "mail"),  # stopped by the user: holds nothing
-        view("dead", "queue", next_restart_in_s=3.0),  # wanted, not up
-    )}
-    web = view("stopped", "web", pending="start", after=["db", "cache", "mail", "queue", "gone"])
-    assert waiting_for(web, views) == ["db", "queue"]
-    assert status_label(web, NOW, waiting_for(web, views)) == ("waiting for db +1", "held")
-    views["db"] = view("running", "db", health_check="port", health="healthy")
-    assert status_label(web, NOW, waiting_for(web, views))[0] == "waiting for queue"
-    # Only a start not made yet waits: a restart due now, not one counting down.
-    assert waiting_for(view("dead", "web", next_restart_in_s=0.0, after=["queue"]), views) == ["queue"]
-    assert waiting_for(view("dead", "web", next_restart_in_s=5.0, after=["queue"]), views) == []
-    assert waiting_for(view("running", "web", after=["queue"]), views) == []
-    # A cycle a hand edit made holds nothing.
-    views["queue"] = view("dead", "queue", next_restart_in_s=3.0, after=["cache", "mid"])
-    views["mid"] = view("dead", "mid", next_restart_in_s=3.0, after=["web"])
-    assert waiting_for(view("dead", "web", next_restart_in_s=0.0, after=["queue"]), views) == []
+def test_a_held_start_names_what_it_waits_for_as_the_core_tells_it():
+    """The rule (which starts are held, for what) is the core's (``views.snapshot``): the row
+    shows the view's ``waiting_for``, first name and how many more."""
+    web = view("stopped", "web", pending="start", after=["db", "queue"], waiting_for=["db", "queue"])
+    assert status_label(web, NOW) == ("waiting for db +1", "held")
+    web = view("stopped", "web", pending="start", after=["db", "queue"], waiting_for=["queue"])
+    assert status_label(web, NOW)[0] == "waiting for queue"
+    assert status_label(view("stopped", "web", pending="start", after=["db"]), NOW) == ("starting", "starting")

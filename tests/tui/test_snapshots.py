@@ -272,7 +272,8 @@ HEALTH_VIEWS = [
     view("mail", "running", 4277, 2525, 640, command="python3 -m aiosmtpd -n", health_check="tcp://127.0.0.1:2525",
          health="unhealthy", restarts=3,
          last_health={"time": NOW - 2, "ok": False, "detail": "timed out after 3 s"}),
-    view("worker", "dead", pending="start", pending_since=NOW - 5, after=["db", "mail"], health_check="cmd:./ping"),
+    view("worker", "dead", pending="start", pending_since=NOW - 5, after=["db", "mail"], health_check="cmd:./ping",
+         waiting_for=["db", "mail"]),  # as views.snapshot tells it: db starting, mail unhealthy
 ]
 
 
