@@ -27,6 +27,7 @@ def copies(home, n: int) -> list[int]:
     return sleeps(home.root).get(n, [])
 
 
+@pytest.mark.slow
 def test_a_daemonizing_service_is_followed_as_one_copy_and_stopped(home):
     api = api_of(home)
     outcome = api.add("redis", DAEMON, workdir="/")

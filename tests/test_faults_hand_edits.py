@@ -15,6 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import pid_alive, read_state, run_cli, wait_until
 
 from auto_core.store import state
@@ -94,6 +95,7 @@ def test_an_infinite_next_restart_at(home, watcher):
     assert r.returncode == 0 and r.stderr == ""
 
 
+@pytest.mark.slow
 def test_a_pid_beyond_any_process_id(home, watcher):
     """``start`` and ``restart`` crashed on a pid that overflows the C type."""
     assert cli(home, "add", "web", "sleep 1000").returncode == 0
@@ -140,6 +142,7 @@ def newest_part(log: Path) -> int:
     return max(numbers, default=0)
 
 
+@pytest.mark.slow
 def test_a_log_path_outside_the_log_tree_is_never_touched(home, watcher, tmp_path):
     """A ``log_path`` naming a file outside the log tree: the watcher that adopted the run
     rolled (truncated) it and appended its stop lines to it; ``log`` printed it."""

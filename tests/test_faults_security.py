@@ -45,6 +45,7 @@ def modes_under(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o002, 0o077, 0o277])
+@pytest.mark.slow
 def test_modes_whatever_the_umask(home, umask):
     for argv in (["add", "web", "sleep 1000", "--workdir", "/"], ["stop", "web"], ["start", "web"],
                  ["restart", "web"], ["update", "web", "--port", "8080"], ["stop", "web"]):

@@ -129,6 +129,7 @@ def leaderless_recorded(api: Api, root: str, leader: int) -> bool:
     return last.get("pid") == leader and len(tree_members(root).get("orphans", [])) == 3
 
 
+@pytest.mark.slow
 def test_stop_of_a_tree_whose_leader_already_exited(home):
     """The level-1 shell is gone but its children still run in the group: the service is
     shown dead and stopping it must not leave those children running."""

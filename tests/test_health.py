@@ -386,6 +386,7 @@ def test_the_pool_grows_to_its_limit_and_reuses_idle_threads():
     wait_until(lambda: pool.threads == 0, message="the threads to end")
 
 
+@pytest.mark.slow
 def test_the_pool_grows_past_its_base_only_while_its_threads_are_stuck():
     import threading
 

@@ -71,6 +71,7 @@ def test_tail_lines_reads_gz_and_reports_corrupt_gz(home):
     assert logs.run_end(logs.runs(home, "svc")[-1]) == "corrupt .gz"
 
 
+@pytest.mark.slow
 def test_cli_runs_lists_runs_and_run_prints_previous(api, home):
     api.add("svc", "echo first-run-output; exec sleep 1000")
     first = read_state(home.root)["processes"]["svc"]

@@ -360,6 +360,7 @@ def test_unreadable_state_stops_retention_but_not_the_caller(home):
     assert old.exists()
 
 
+@pytest.mark.slow
 def test_real_watcher_rolls_a_live_log(api, home, tmp_path):
     """The watcher (``auto watch``) calls the Maintainer: an oversized live log is rolled and
     the service goes on writing to the same file; the roll is in the watcher's own log."""

@@ -150,6 +150,7 @@ def test_a_service_that_exits_at_once_is_reported(auto_home):
     assert run_cli("stop", "quick").returncode == 0
 
 
+@pytest.mark.slow
 def test_wait_zero_returns_without_the_check_window(auto_home):
     assert run_cli("add", "warm", "sleep 1000", "--no-start").returncode == 0
     assert run_cli("start", "warm", "--wait", "0").returncode == 0  # brings the watcher

@@ -150,6 +150,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_concurrent_cli_writers_lose_nothing(auto_home, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

@@ -144,6 +144,7 @@ def test_exit_code_recorded_in_state_log_and_run_log(home, watcher):
     assert all(LINE_RE.match(line) for line in w.text().splitlines())
 
 
+@pytest.mark.slow
 def test_backoff_doubles_to_the_cap_and_never_fires_early(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0.2", "--backoff-max", "1", "--wait", "0", "--", "sh", "-c", "exit 1")
@@ -184,6 +185,7 @@ def test_huge_stored_attempt_gives_the_cap_and_ps_counts_down(home, watcher):
 # --- explicit stop wins; no duplicates -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stop_under_watcher_never_restarts(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
@@ -201,6 +203,7 @@ def test_stop_under_watcher_never_restarts(home, watcher):
     assert re.fullmatch(r"\[auto\] killed by SIGTERM after [\d.]+ s", markers[2]), markers
 
 
+@pytest.mark.slow
 def test_death_between_stop_flag_and_signal_is_not_restarted(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
@@ -215,6 +218,7 @@ def test_death_between_stop_flag_and_signal_is_not_restarted(home, watcher):
     assert entry(home, "svc")["last_exit"]["signal"] == signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_restart_20_times_under_watcher_leaves_one_copy(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
@@ -230,6 +234,7 @@ def test_restart_20_times_under_watcher_leaves_one_copy(home, watcher):
     assert len(w.lines(r"start svc ")) == 21
 
 
+@pytest.mark.slow
 def test_manual_start_racing_the_watcher_ends_with_one_copy(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")
@@ -253,6 +258,7 @@ def test_manual_start_racing_the_watcher_ends_with_one_copy(home, watcher):
 # --- adoption and signals --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigkilled_watcher_is_replaced_by_one_that_adopts(home, watcher):
     w1 = watcher()
     cli_ok("add", "a", "--", "sleep", "1000")
@@ -337,6 +343,7 @@ def test_a_stop_during_a_periodic_restart_is_answered_by_that_stop(home, watcher
 # --- faults ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_spawn_failures_count_as_crashes_and_recover(home, watcher, tmp_path):
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -369,6 +376,7 @@ def test_spawn_failures_count_as_crashes_and_recover(home, watcher, tmp_path):
     assert w.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_a_state_that_cannot_be_written_holds_the_records_not_the_restarts(home, watcher):
     w = watcher()
     cli_ok("add", "svc", "--backoff-base", "0", "--", "sleep", "1000")

@@ -252,6 +252,7 @@ def test_crash_loop_with_backoff_base_0_is_floored(home, make_watcher):
     assert out.getvalue().count("exit crashy pid ") >= 6
 
 
+@pytest.mark.slow
 def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
     define(home, "stubborn", "trap '' TERM; echo ready; while :; do sleep 0.1; done", stop_timeout=3)
     define(home, "other", "sleep 1000", explicitly_stopped=True)
@@ -293,6 +294,7 @@ def test_a_slow_stop_does_not_block_the_loop(home, make_watcher):
     assert "[auto] stopped by user\n" in text and "(still running 3 s after SIGTERM)" in text
 
 
+@pytest.mark.slow
 def test_stop_all_of_four_stubborn_services_takes_the_longest_timeout(home, make_watcher):
     """Stops run side by side: four services that ignore SIGTERM, with stop timeouts of 0.5
     to 2 s, are all gone after about the longest (2 s), not the sum (5 s)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import cell, cursor_name, header, polled, running, shown, toasts, until
 from helpers import pid_alive, read_state
 
@@ -38,6 +39,7 @@ async def told(pilot, app, prefix: str) -> None:
     assert not toasts(app, "error"), toasts(app, "error")
 
 
+@pytest.mark.slow
 async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
     quiet_api.add("web", "sleep 300", start=False)
     app = make_app(home, tmp_path)
@@ -63,6 +65,7 @@ async def test_start_stop_restart_keys(home, tmp_path, quiet_api):
         await told(pilot, app, f"restarted web (pid {second})")
 
 
+@pytest.mark.slow
 async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
     app = make_app(home, tmp_path)
     async with running(app, SIZE) as pilot:
@@ -81,6 +84,7 @@ async def test_add_form_starts_process_and_shows_its_log(home, tmp_path):
         await until(pilot, lambda: any("hello-from-api" in e.text.plain for e in pane.entries), message="log line")
 
 
+@pytest.mark.slow
 async def test_add_form_at_80x24_shows_each_error_by_its_field_then_saves(home, tmp_path):
     """Enter with a bad value keeps the form open with the error under that field, the field
     focused and both in view (the form scrolls at 80x24); fixed, the same Enter saves."""
@@ -170,6 +174,7 @@ async def test_edit_updates_the_definition(home, tmp_path, quiet_api):
         assert not [t for t in toasts(app) if t.startswith("updated") and "auto " in t]  # no CLI advice here
 
 
+@pytest.mark.slow
 async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_api):
     for name in ("bravo", "delta"):
         quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path), env={"GREETING": "hi"})
@@ -203,6 +208,7 @@ async def test_details_filter_and_cursor_survive_changes(home, tmp_path, quiet_a
         await until(pilot, lambda: app.query_one("#table").row_count == 2, message="filter cleared")
 
 
+@pytest.mark.slow
 async def test_command_palette_stops_a_process(home, tmp_path, quiet_api):
     quiet_api.add("pal", "sleep 300")
     pid = entry(home, "pal")["pid"]
@@ -289,6 +295,7 @@ def ppid(pid: int) -> int | None:
     return int(raw[raw.rfind(b")") + 2:].split()[1])
 
 
+@pytest.mark.slow
 async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_api):
     for name in ("m1", "m2", "m3"):
         quiet_api.add(name, "sleep 300", start=False, workdir=str(tmp_path))
@@ -309,6 +316,7 @@ async def test_mouse_click_selects_a_row_and_help_toggles(home, tmp_path, quiet_
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), message="help closed")
 
 
+@pytest.mark.slow
 async def test_a_slow_stop_shows_stopping_with_its_countdown_then_stopped(home, tmp_path, quiet_api):
     """A service that ignores SIGTERM: while the watcher waits out its stop timeout the row
     says ``stopping Ns`` (the seconds left before SIGKILL), then ``stopped``; one toast."""
@@ -350,6 +358,7 @@ async def test_w_starts_a_watcher_when_none_runs(home, tmp_path, quiet_api):
         await told(pilot, app, f"the watcher is already running (pid {watcher})")
 
 
+@pytest.mark.slow
 async def test_details_draws_a_running_service_s_samples_and_its_runs(home, tmp_path, quiet_api):
     """The sparklines are fed by the table's own refresh (a busy service's CPU shows); the runs
     say how each ended, as `auto log NAME --runs` does."""
@@ -373,6 +382,7 @@ async def test_details_draws_a_running_service_s_samples_and_its_runs(home, tmp_
         assert "last 2 runs" in runs and "-1  began" in runs and "running" in runs
 
 
+@pytest.mark.slow
 async def test_a_row_marks_a_definition_changed_since_its_run_started_and_r_applies_it(home, tmp_path, quiet_api):
     from helpers import free_port
 

@@ -191,6 +191,7 @@ async def test_pane_colours_strips_escapes_and_switches_on_restart(home, tmp_pat
         await until(pilot, lambda: pane.border_title.endswith(new_name))
 
 
+@pytest.mark.slow
 async def test_follow_toggle_scroll_pause_and_search(home, tmp_path, quiet_api):
     quiet_api.add("chatty", "for i in $(seq 1 300); do echo line-$i; done; echo needle-one; exec sleep 300",
                   workdir=str(tmp_path))
@@ -230,6 +231,7 @@ async def test_pane_memory_is_capped(home, tmp_path, quiet_api):
         assert len(app.query_one(LogView).lines) <= 200
 
 
+@pytest.mark.slow
 async def test_brackets_step_through_previous_runs_and_back_to_live(home, tmp_path):
     """`[` shows the previous run's log, `]` the next; back at the newest, it follows live.
     Runs are labelled as the CLI numbers them: `auto log NAME --run -2` is the previous one."""
@@ -362,6 +364,7 @@ async def test_L_shows_every_log_merged_in_time_order_and_follows_each(home, tmp
         assert all("│" not in t for t in pane_text(app))
 
 
+@pytest.mark.slow
 async def test_L_cuts_a_long_name_so_the_lines_stay_in_view(home, tmp_path, quiet_api):
     """A name may have 64 characters: the name column stops at 16 (cut with "…"), so an
     80-column pane still shows the lines; the search finds the whole name."""

@@ -154,6 +154,7 @@ def test_every_log_merged_with_coloured_names(snap_compare, logs, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
+@pytest.mark.slow
 def test_add_form_with_a_bad_port(snap_compare, logs, size):
     async def run_before(pilot):
         await settled()(pilot)
@@ -218,6 +219,7 @@ class ScriptedSampler(FixedSampler):
 
 
 @pytest.mark.parametrize("size", SIZES)
+@pytest.mark.slow
 def test_details_with_usage_sparklines_and_recent_runs(snap_compare, logs, tmp_path, size):
     from datetime import datetime
 
