@@ -448,8 +448,10 @@ class Api:
 
     def start(self, names: Iterable[str], *, wait: float = CHECK_WINDOW) -> list[Outcome]:
         """Manual start: clears ``explicitly_stopped`` and resets the backoff counter. A
-        service already running is left alone, and that counts as success."""
-        outcomes = self._ask(list(names), model.START, wait=wait)
+        service already running is left alone, and that counts as success. Several start in
+        their order (``after``) as start-all's do; one starts at once."""
+        names = list(names)
+        outcomes = self._ask(names, model.START, wait=wait, ordered=len(names) > 1)
         return [self._with_order(o) for o in outcomes]
 
     def _with_order(self, outcome: Outcome) -> Outcome:

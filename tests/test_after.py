@@ -4,8 +4,11 @@ without a check), independent ones at once; a single ``start`` is not held."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from helpers import assert_one_error, auto, free_port, read_state, state_bytes, wait_until
+from helpers import assert_one_error, auto, free_port, read_state, run_cli, state_bytes, wait_until
 
 from auto_core import order
 
@@ -71,6 +74,34 @@ def test_a_single_start_is_not_held_and_says_what_is_not_up(capsys, auto_home, t
     assert "started app (pid" in out and "not up yet: db" in out
     procs = read_state(auto_home)["processes"]
     assert procs["db"]["pid"] is None and procs["db"]["explicitly_stopped"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [("start", "--all"), ("start", "all"), ("start", "db", "app")])
+def test_several_started_at_once_start_in_order(auto_home, tmp_path, watcher, how):
+    """``start --all``, pm2's ``start all`` and a start of several names hold a start as
+    start-all does: app waits until db's check passes."""
+    w = watcher()
+    ready = tmp_path / "ready"
+    assert run_cli("add", "db", "sleep 1000", "--workdir", str(tmp_path), "--no-start", "--health",
+                   f"cmd:test -e {ready}", "--health-interval", "0.2", "--health-retries", "1000").returncode == 0
+    assert run_cli("add", "app", "sleep 1000", "--workdir", str(tmp_path), "--no-start",
+                   "--after", "db").returncode == 0
+    with subprocess.Popen([sys.executable, "-m", "auto_core", *how, "--wait", "0"], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as started:
+        try:
+            w.wait_line(r"^hold app: waiting for db to be up")
+            wait_until(lambda: read_state(auto_home)["processes"]["db"]["pid"], message="db's start recorded")
+            assert read_state(auto_home)["processes"]["app"]["pid"] is None
+            ready.touch()
+            out, err = started.communicate(timeout=30)
+        finally:
+            if started.poll() is None:
+                started.kill()
+    assert started.returncode == 0, err
+    procs = read_state(auto_home)["processes"]
+    assert procs["app"]["started_at"] >= procs["db"]["last_health"]["time"]
+    assert "2 started" in out
 
 
 @pytest.mark.slow

@@ -267,6 +267,8 @@ def cmd_lifecycle(args, out: _Out) -> int:
         outcomes = api.stop(names)
     elif args.cmd == "remove":
         outcomes = api.remove_many(names)
+    elif args.cmd == "start" and args.all:
+        outcomes = api.start_all(**_wait(args))  # the same as start-all: in order, no program check
     else:
         outcomes = (api.start if args.cmd == "start" else api.restart)(names, **_wait(args))
     return _report(out, outcomes, args.cmd)
