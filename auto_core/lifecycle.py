@@ -682,7 +682,8 @@ class Api:
                 for name, outcome in list(watching.items()):
                     entry = procs.get(name) or {}
                     last = model.last_exit(entry)
-                    if last and last.get("pid") == outcome.pid and not last.get("stopped"):
+                    if last and last.get("pid") == outcome.pid and not last.get("stopped") \
+                            and not last.get("restart"):
                         failed[name] = self._failed_start(name, entry, last)
                         del watching[name]
                     elif entry.get("pid") != outcome.pid:

@@ -147,6 +147,9 @@ def describe_exit(last_exit: dict | None) -> str:
     killed_after = isinstance(killed, (int, float)) and not isinstance(killed, bool)
     if last_exit.get("stopped"):
         return f"stopped by user (SIGKILL after {killed:g} s)" if killed_after else "stopped by user"
+    if last_exit.get("restart") in ("periodic", "files changed"):  # the watcher's own restart
+        what = "periodic restart" if last_exit["restart"] == "periodic" else "restarted: files changed"
+        return f"{what} (SIGKILL after {killed:g} s)" if killed_after else what
     if last_exit.get("unhealthy"):  # stopped by the watcher for failed health checks
         if killed_after:
             return f"unhealthy (SIGKILL after {killed:g} s)"

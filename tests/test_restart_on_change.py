@@ -19,6 +19,7 @@ from helpers import assert_one_error, auto, holds, read_state, run_cli, state_by
 
 from auto_core.options import DEFAULT_IGNORE
 from auto_core.supervisor.changes import DEBOUNCE, Select, describe, plan
+from auto_core.views import describe_exit
 
 LINUX = sys.platform == "linux"
 
@@ -120,6 +121,8 @@ def test_a_burst_of_saves_is_one_restart_not_counted_as_a_crash(auto_home, watch
     assert line == "dev: files changed (src/m0.py and 3 more); restarting", line
     e = entry(auto_home, "dev")
     assert e["restarts"] == 0 and e["restart_attempt"] == 0 and "next_restart_at" not in e
+    assert e["last_exit"]["restart"] == "files changed" and "stopped" not in e["last_exit"]
+    assert describe_exit(e["last_exit"]) == "restarted: files changed"  # not "stopped by user"
     old_log = next(p for p in auto_home.joinpath("output", "logs", "dev").rglob("*.log")
                    if f" pid {first} at " in p.read_text())
     assert "[auto] files changed (src/m0.py and 3 more); restarting\n" in old_log.read_text()

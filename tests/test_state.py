@@ -315,6 +315,7 @@ BAD = [
     ("started_with", {"env": "x", "port": "80"}, ABSENT, "not what auto records at a start; ignored"),
     ("started_with", ["command"], ABSENT, "not what auto records at a start; ignored"),
     ("env_captured", 7, ABSENT, "not a fingerprint; ignored"),
+    ("last_exit", {"at": 1.0, "restart": "because"}, {"at": 1.0}, "restart: not a restart auto made; ignored"),
 ]
 
 

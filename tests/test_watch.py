@@ -321,6 +321,8 @@ def test_periodic_restart_and_crash_does_not_reset_it(home, watcher):
     w.wait_line(r"start svc pid \d+ \(periodic restart", count=2, timeout=15)
     assert "[auto] periodic restart" in "".join(p.read_text() for p in home.process_logs("svc").rglob("*.log"))
     assert entry(home, "svc")["restart_attempt"] == 1  # periodic restarts are not crashes
+    last = entry(home, "svc")["last_exit"]
+    assert last["restart"] == "periodic" and "stopped" not in last  # not "stopped by user"
 
 
 @pytest.mark.slow

@@ -138,6 +138,7 @@ _EXIT_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "ran_s": (_time, "not a finite number of seconds"),
     "killed_after": (_time, "not a finite number of seconds"),
     "error": (lambda v: type(v) is str, "not a message"),
+    "restart": (lambda v: v in ("periodic", "files changed"), "not a restart auto made"),
 }
 
 

@@ -873,7 +873,12 @@ class Watcher:
         how = f"SIGKILL after {fmt_seconds(st.timeout)} s" if st.killed else f"{signal_name(st.signal)}, {elapsed:.1f} s"
         now = self.clock()
         ended = dict(exit_fields(st.code), at=now, pid=st.pgid)
-        ended["unhealthy" if st.then == "backoff" and st.why == "unhealthy" else "stopped"] = True
+        if st.then == "backoff" and st.why == "unhealthy":
+            ended["unhealthy"] = True
+        elif st.request is None and st.then in ("start", "backoff"):  # the watcher's own restart
+            ended["restart"] = "periodic" if st.periodic else "files changed"
+        else:
+            ended["stopped"] = True  # asked for by a face
         if not st.known:
             ended["unknown"] = True
         if st.killed:
