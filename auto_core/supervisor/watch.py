@@ -657,11 +657,13 @@ class Watcher:
         svc.port_wait_until = None
         svc.waiting = None
         svc.started(self.monotonic())
-        launched = self.system.launch(name, model.definition(entry))
+        definition = model.definition(entry)
+        launched = self.system.launch(name, definition)
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
-                          launched.log_path, launched.run_id, stamp=launched.stamp)
+                          launched.log_path, launched.run_id, stamp=launched.stamp,
+                          definition=definition)
             self.by_pid[launched.pid] = name
             self._live_logs = None
             if not self.notifier.watch(launched.pid, launched.create_time):
@@ -1110,7 +1112,8 @@ class Watcher:
         pid, ct = main
         tree.close()
         name = svc.name
-        svc.run = Run(pid, ct, run.started_at, None, run.log_path, run.run_id, followed=True)
+        svc.run = Run(pid, ct, run.started_at, None, run.log_path, run.run_id, followed=True,
+                      definition=run.definition)
         self.by_pid[pid] = name
         self._live_logs = None
         if run.log_path:
