@@ -612,3 +612,24 @@ def test_a_changed_port_workdir_or_env_waits_for_the_next_run(capsys, auto_home,
     holds(lambda: all(_entry(auto_home, n)["run"] == runs[n]
                       and _entry(auto_home, n).get("health_state") == "healthy" for n in runs), 3.0)
     assert not w.lines(r"unhealthy"), w.text()
+
+
+@pytest.mark.slow
+def test_a_stop_during_an_unhealthy_restart_is_answered_by_that_stop(capsys, auto_home, tmp_path, watcher):
+    """The run ignores SIGTERM: the unhealthy restart's stop takes the stop timeout, and a stop
+    asked for meanwhile says how the run ended, and no run starts after it."""
+    w = watcher()
+    code, _, err = auto(capsys, "add", "bad", "sh -c 'trap \"\" TERM; exec sleep 3121'", "--workdir",
+                        str(tmp_path), "--health", "cmd:false", "--health-retries", "1",
+                        "--health-interval", "1", "--stop-timeout", "3", "--backoff-base", "0.2")
+    assert code == 0, err
+    pid = _entry(auto_home, "bad")["pid"]
+    w.wait_line(rf"^stop bad \(pids {pid}\): sent SIGTERM", 20)
+    code, out, err = auto(capsys, "stop", "bad")
+    assert code == 0, err
+    assert out.strip() == "stopped bad (SIGKILL after 3 s)", (out, err)
+    assert not pid_alive(pid)
+    entry = _entry(auto_home, "bad")
+    assert entry["explicitly_stopped"] is True and "request" not in entry
+    assert entry["last_exit"]["killed_after"] == 3
+    holds(lambda: len(w.lines(r"^start bad ")) == 1 and "next_restart_at" not in _entry(auto_home, "bad"), 1.0)

@@ -904,21 +904,20 @@ class Watcher:
                     self._answer(name, req, False, f"{name}: interrupted by another command", None, **fields)
                     return
             elif entry.get("explicitly_stopped"):
-                if held is not None and held["id"] != svc.handled and held["op"] in (model.STOP, model.REMOVE):
-                    # A stop asked for while a restart of the watcher's own (for changes,
-                    # periodic) was stopping the run: this stop is the one it asked for.
-                    svc.handled = held["id"]
-                    if held["op"] == model.REMOVE:
-                        self._remove(svc, held, **fields)
-                    else:
-                        self._answer(name, held, True, f"stopped {name} ({how})", None, **fields)
-                    return
-                self._answer_none(name, fields)
+                if not self._answer_asked_stop(svc, entry, how, fields):
+                    self._answer_none(name, fields)
                 return
             svc.changed = changed
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
         elif st.then == "backoff":
-            self._restart_later(svc, fields, st.why, log_path, f"[auto] {what}{ran}{escalated}")
+            line = f"[auto] {what}{ran}{escalated}"
+            current = self.entries.get(name)
+            if current is not None and current.get("explicitly_stopped") \
+                    and self._answer_asked_stop(svc, current, how, fields):
+                if log_path:
+                    logs.append_line(log_path, line)
+                return
+            self._restart_later(svc, fields, st.why, log_path, line)
         elif st.then == "remove":
             assert st.request is not None
             self._remove(svc, st.request, **fields)
@@ -926,6 +925,20 @@ class Watcher:
             self._answer(name, st.request, True, f"stopped {name} ({how})", None, **fields)
         else:
             self._answer_none(name, fields)
+
+    def _answer_asked_stop(self, svc: Service, entry: dict, how: str, fields: dict) -> bool:
+        """A stop (or remove) asked for while a restart of the watcher's own (for changes,
+        periodic, for failed health checks) was stopping the run: this stop is the one it
+        asked for, answered as such. False when none is waiting."""
+        held = model.request(entry)
+        if held is None or held["id"] == svc.handled or held["op"] not in (model.STOP, model.REMOVE):
+            return False
+        svc.handled = held["id"]
+        if held["op"] == model.REMOVE:
+            self._remove(svc, held, **fields)
+        else:
+            self._answer(svc.name, held, True, f"stopped {svc.name} ({how})", None, **fields)
+        return True
 
     # --- health and start order -----------------------------------------------------------
 
