@@ -459,7 +459,7 @@ def test_a_result_for_a_check_since_changed_is_dropped(home):
     submit = checks._submit
     checks._submit = lambda name, tracker: (submitted.append(tracker.check.command), submit(name, tracker))
     entry = {"command": "x", "health": "cmd:sleep 0.5", "health_interval": 5.0, "run": "run-1"}
-    runs = {"web": ("run-1", time.time() - 10)}
+    runs = {"web": ("run-1", time.time() - 10, None)}
     try:
         checks.tick({"web": entry}, runs)
         assert submitted == ["sleep 0.5"]
@@ -573,7 +573,7 @@ def test_closing_one_watchers_checks_leaves_anothers_running(home):
     mine, other = checks(), checks()
     try:
         entry = {"command": "x", "health": "cmd:sleep 61", "health_timeout": 120.0, "run": "run-1"}
-        mine.tick({"web": entry}, {"web": ("run-1", time.time() - 10)})
+        mine.tick({"web": entry}, {"web": ("run-1", time.time() - 10, None)})
         found = wait_until(lambda: [p for p in _check_children(os.getpid(), "sleep 61")], 10,
                            message="the check command to run")
         other.close()
@@ -582,3 +582,54 @@ def test_closing_one_watchers_checks_leaves_anothers_running(home):
         other.close()
         mine.close()
     wait_until(lambda: not any(pid_alive(p) for p in found), message="the check to be killed")
+
+
+@pytest.mark.slow
+def test_a_changed_port_workdir_or_env_waits_for_the_next_run(capsys, auto_home, tmp_path, watcher):
+    """``update`` of the port, workdir or env takes effect at the next start: the running run
+    keeps being checked on the port, in the workdir and with the env it was started with."""
+    w = watcher()
+    first, second = free_port(), free_port()
+    other = tmp_path / "other"
+    other.mkdir()
+    (tmp_path / "mark").write_text("")
+    code, _, err = auto(capsys, "add", "db", f"python3 -m http.server {first} --bind 127.0.0.1",
+                        "--port", str(first), "--workdir", str(tmp_path), "--health", "port",
+                        "--health-interval", "0.3", "--health-retries", "2")
+    assert code == 0, err
+    code, _, err = auto(capsys, "add", "job", "sleep 1000", "--workdir", str(tmp_path),
+                        "--env", "MARK=a", "--health", 'cmd:test "$MARK" = a && test -e mark',
+                        "--health-interval", "0.3", "--health-retries", "2")
+    assert code == 0, err
+    w.wait_line(r"^health db: healthy \(connected after ", 20)
+    w.wait_line(r"^health job: healthy \(exit 0 after ", 20)
+    runs = {name: _entry(auto_home, name)["run"] for name in ("db", "job")}
+    code, out, err = auto(capsys, "update", "db", "--port", str(second))
+    assert code == 0 and "next start" in out + err, (out, err)
+    code, _, err = auto(capsys, "update", "job", "--env", "MARK=b", "--workdir", str(other))
+    assert code == 0, err
+    # Checked on P2, in ``other`` or with MARK=b, each would fail twice within a second.
+    holds(lambda: all(_entry(auto_home, n)["run"] == runs[n]
+                      and _entry(auto_home, n).get("health_state") == "healthy" for n in runs), 3.0)
+    assert not w.lines(r"unhealthy"), w.text()
+
+
+@pytest.mark.slow
+def test_a_stop_during_an_unhealthy_restart_is_answered_by_that_stop(capsys, auto_home, tmp_path, watcher):
+    """The run ignores SIGTERM: the unhealthy restart's stop takes the stop timeout, and a stop
+    asked for meanwhile says how the run ended, and no run starts after it."""
+    w = watcher()
+    code, _, err = auto(capsys, "add", "bad", "sh -c 'trap \"\" TERM; exec sleep 3121'", "--workdir",
+                        str(tmp_path), "--health", "cmd:false", "--health-retries", "1",
+                        "--health-interval", "1", "--stop-timeout", "3", "--backoff-base", "0.2")
+    assert code == 0, err
+    pid = _entry(auto_home, "bad")["pid"]
+    w.wait_line(rf"^stop bad \(pids {pid}\): sent SIGTERM", 20)
+    code, out, err = auto(capsys, "stop", "bad")
+    assert code == 0, err
+    assert out.strip() == "stopped bad (SIGKILL after 3 s)", (out, err)
+    assert not pid_alive(pid)
+    entry = _entry(auto_home, "bad")
+    assert entry["explicitly_stopped"] is True and "request" not in entry
+    assert entry["last_exit"]["killed_after"] == 3
+    holds(lambda: len(w.lines(r"^start bad ")) == 1 and "next_restart_at" not in _entry(auto_home, "bad"), 1.0)

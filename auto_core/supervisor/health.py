@@ -74,8 +74,9 @@ class Tracker:
     serial: int = 0  # this tracker among the watcher's: a result for another is not its own
 
 
-_SETTINGS = ("health", "health_interval", "health_timeout", "health_retries", "health_start_period",
-             "port", "workdir", "env")
+# A change of these starts the check over; one of the port, workdir or env waits for the next
+# run, which is checked with them (the running one keeps those it was started with).
+_SETTINGS = ("health", "health_interval", "health_timeout", "health_retries", "health_start_period")
 
 
 def _settings(entry: dict) -> tuple:
@@ -238,17 +239,21 @@ def _exited(proc: subprocess.Popen, timeout: float) -> bool:
         delay *= 2
 
 
+Running = tuple[str, float, "model.Definition | None"]
+
+
 def running(names: list[str], entries: dict[str, dict],
-            services: dict[str, Service]) -> dict[str, tuple[str, float] | None]:
+            services: dict[str, Service]) -> dict[str, Running | None]:
     """What ``Checks.tick`` follows: each of ``names`` (services with a check) that runs and is
-    wanted, by its run (its mark, or its pid) and start time; None while it is stopping."""
-    found: dict[str, tuple[str, float] | None] = {}
+    wanted, by its run (its mark, or its pid), start time and the definition it was started by
+    (None: adopted); None while it is stopping."""
+    found: dict[str, Running | None] = {}
     for name in names:
         svc = services.get(name)
         if svc is None or svc.run is None or entries[name].get("explicitly_stopped"):
             continue
         run = svc.run
-        found[name] = None if svc.stopping else (run.run_id or str(run.pid), run.started_at)
+        found[name] = None if svc.stopping else (run.run_id or str(run.pid), run.started_at, run.definition)
     return found
 
 
@@ -332,9 +337,10 @@ class Checks:
         # for long.
         self._pool.submit(job, min(len(self.trackers), WORKERS))
 
-    def tick(self, entries: dict[str, dict], runs: dict[str, tuple[str, float] | None]) -> float | None:
+    def tick(self, entries: dict[str, dict], runs: dict[str, Running | None]) -> float | None:
         """Take the results, follow the runs, start the checks that are due. ``runs``: the
-        running services with a check: name -> (run key, started_at wall time), or None
+        running services with a check: name -> (run key, started_at wall time, the definition
+        it was started by), or None
         while one is stopping. Returns the monotonic time of the next check due, if any."""
         now = self.monotonic()
         self._take_results(entries, now)
@@ -350,9 +356,9 @@ class Checks:
             tracker = self.trackers.get(name)
             if found is None:
                 continue
-            key, started_at = found
+            key, started_at, started_by = found
             if tracker is None or tracker.key != key:
-                tracker = self._track(name, entries[name], key, started_at, now)
+                tracker = self._track(name, entries[name], key, started_at, started_by, now)
                 if tracker is None:
                     continue
             if tracker.done:
@@ -374,8 +380,14 @@ class Checks:
                 nearest = soon if nearest is None else min(nearest, soon)
         return nearest
 
-    def _track(self, name: str, entry: dict, key: str, started_at: float, now: float) -> Tracker | None:
+    def _track(self, name: str, entry: dict, key: str, started_at: float,
+               started_by: model.Definition | None, now: float) -> Tracker | None:
         d = model.definition(entry)
+        if started_by is not None:  # the run's own port, workdir and env, its check's current
+            d = model.Definition(**dict(d.to_dict(), port=started_by.port, workdir=started_by.workdir,
+                                        env=started_by.env))
+        elif isinstance(entry.get("started_with"), dict) and "port" in entry["started_with"]:
+            d = model.Definition(**dict(d.to_dict(), port=entry["started_with"]["port"]))  # adopted
         try:
             check = healthcheck.parse(d.health)
         except Exception:

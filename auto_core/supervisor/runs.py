@@ -18,6 +18,7 @@ from auto_core.supervisor.timing import (
 )
 
 if TYPE_CHECKING:
+    from auto_core.model import Definition
     from auto_core.proc.tree import Tree
 
 
@@ -72,6 +73,9 @@ class Run:
     # identity.stamp of the leader: exact identity, and when the run began (a run's other
     # processes started after it). None for a followed daemon: the run began before it.
     stamp: str | None = None
+    # The definition it was started by: its port, workdir and env are the run's until its next
+    # start, whatever ``update`` changes meanwhile (its health checks use them). None: adopted.
+    definition: Definition | None = None
 
 
 # What a stop in progress needs next (``Stopping.step``).

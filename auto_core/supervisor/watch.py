@@ -657,11 +657,13 @@ class Watcher:
         svc.port_wait_until = None
         svc.waiting = None
         svc.started(self.monotonic())
-        launched = self.system.launch(name, model.definition(entry))
+        definition = model.definition(entry)
+        launched = self.system.launch(name, definition)
         if isinstance(launched, launch.Launched):
             # Watched at once, so nothing in this iteration takes it for dead and starts another.
             svc.run = Run(launched.pid, launched.create_time, launched.started_at, launched.child,
-                          launched.log_path, launched.run_id, stamp=launched.stamp)
+                          launched.log_path, launched.run_id, stamp=launched.stamp,
+                          definition=definition)
             self.by_pid[launched.pid] = name
             self._live_logs = None
             if not self.notifier.watch(launched.pid, launched.create_time):
@@ -907,21 +909,20 @@ class Watcher:
                     self._answer(name, req, False, f"{name}: interrupted by another command", None, **fields)
                     return
             elif entry.get("explicitly_stopped"):
-                if held is not None and held["id"] != svc.handled and held["op"] in (model.STOP, model.REMOVE):
-                    # A stop asked for while a restart of the watcher's own (for changes,
-                    # periodic) was stopping the run: this stop is the one it asked for.
-                    svc.handled = held["id"]
-                    if held["op"] == model.REMOVE:
-                        self._remove(svc, held, **fields)
-                    else:
-                        self._answer(name, held, True, f"stopped {name} ({how})", None, **fields)
-                    return
-                self._answer_none(name, fields)
+                if not self._answer_asked_stop(svc, entry, how, fields):
+                    self._answer_none(name, fields)
                 return
             svc.changed = changed
             self._start(svc, entry, req, periodic=st.periodic, ended=fields)
         elif st.then == "backoff":
-            self._restart_later(svc, fields, st.why, log_path, f"[auto] {what}{ran}{escalated}")
+            line = f"[auto] {what}{ran}{escalated}"
+            current = self.entries.get(name)
+            if current is not None and current.get("explicitly_stopped") \
+                    and self._answer_asked_stop(svc, current, how, fields):
+                if log_path:
+                    logs.append_line(log_path, line)
+                return
+            self._restart_later(svc, fields, st.why, log_path, line)
         elif st.then == "remove":
             assert st.request is not None
             self._remove(svc, st.request, **fields)
@@ -929,6 +930,20 @@ class Watcher:
             self._answer(name, st.request, True, f"stopped {name} ({how})", None, **fields)
         else:
             self._answer_none(name, fields)
+
+    def _answer_asked_stop(self, svc: Service, entry: dict, how: str, fields: dict) -> bool:
+        """A stop (or remove) asked for while a restart of the watcher's own (for changes,
+        periodic, for failed health checks) was stopping the run: this stop is the one it
+        asked for, answered as such. False when none is waiting."""
+        held = model.request(entry)
+        if held is None or held["id"] == svc.handled or held["op"] not in (model.STOP, model.REMOVE):
+            return False
+        svc.handled = held["id"]
+        if held["op"] == model.REMOVE:
+            self._remove(svc, held, **fields)
+        else:
+            self._answer(svc.name, held, True, f"stopped {svc.name} ({how})", None, **fields)
+        return True
 
     # --- health and start order -----------------------------------------------------------
 
@@ -1115,7 +1130,8 @@ class Watcher:
         pid, ct = main
         tree.close()
         name = svc.name
-        svc.run = Run(pid, ct, run.started_at, None, run.log_path, run.run_id, followed=True)
+        svc.run = Run(pid, ct, run.started_at, None, run.log_path, run.run_id, followed=True,
+                      definition=run.definition)
         self.by_pid[pid] = name
         self._live_logs = None
         if run.log_path:
