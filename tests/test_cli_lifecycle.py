@@ -54,8 +54,11 @@ def test_add_starts_detached_in_own_session_and_ps_shows_pid(auto_home, tmp_path
 def test_service_survives_death_of_the_shell_that_ran_auto(auto_home, tmp_path):
     port = free_port()
     script = f'"{sys.executable}" -m auto_core add web "python3 -m http.server {port} --bind 127.0.0.1" --port {port}; exec sleep 1000'
+    # A shell in a terminal dies of SIGHUP: its default, even when the suite itself runs under
+    # nohup (an ignored signal stays ignored across exec).
     parent = subprocess.Popen(["sh", "-c", script], start_new_session=True, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         state_file = auto_home / "local" / "state.json"
         pid = wait_until(lambda: state_file.exists() and read_state(auto_home)["processes"].get("web", {}).get("pid"),
